@@ -1,0 +1,1 @@
+"""HERCULES: hierarchical k-means with LLM-written titles and descriptions for every cluster."""

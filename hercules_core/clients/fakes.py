@@ -1,0 +1,100 @@
+"""Deterministic fakes for tests and benchmarks. They are honest about being fakes in their ids."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from ..errors import LLMError
+
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_IDS_LINE = re.compile(r"Generate the JSON output for the \d+ .*?ID\(s\): (.+)$", re.MULTILINE)
+
+
+class FakeEmbedder:
+    """A hashed bag-of-words embedder: texts sharing words get similar unit vectors."""
+
+    def __init__(self, dim: int = 64, model_id: str = "fake-hash"):
+        self.dim = dim
+        self.model_id = f"{model_id}-{dim}"
+        self.calls = 0
+        self.texts_embedded = 0
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        self.texts_embedded += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in _WORD.findall(str(text).lower()):
+                h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+                out[i, h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out[norms[:, 0] == 0, 0] = 1.0  # an empty text still gets a valid unit vector
+        norms[norms == 0] = 1.0
+        return out / norms
+
+
+class FakeLLM:
+    """A scripted LLM with a call history.
+
+    Answers queued with ``queue(...)`` are returned first (a string, or an exception instance to
+    raise). With an empty queue it answers every cluster ID named in the prompt's last line with a
+    deterministic title built from the first words of that cluster's first sample.
+    """
+
+    def __init__(self, model_id: str = "fake-llm"):
+        self.model_id = model_id
+        self.history: list[dict[str, Any]] = []
+        self._queue: deque = deque()
+        self._lock = threading.Lock()
+
+    def queue(self, *answers: Any) -> "FakeLLM":
+        self._queue.extend(answers)
+        return self
+
+    @property
+    def calls(self) -> int:
+        return len(self.history)
+
+    def complete(self, prompt: str, *, schema: dict[str, Any] | None = None) -> str:
+        with self._lock:
+            self.history.append({"prompt": prompt, "schema": schema})
+            scripted = self._queue.popleft() if self._queue else None
+        if isinstance(scripted, BaseException):
+            raise scripted
+        if scripted is not None:
+            return scripted
+        return json.dumps(self.default_answer(prompt))
+
+    @staticmethod
+    def default_answer(prompt: str) -> dict[str, dict[str, str]]:
+        match = _IDS_LINE.search(prompt)
+        if not match:
+            raise LLMError("FakeLLM: the prompt has no 'Generate the JSON output for ... ID(s): ...' line")
+        ids = [s.strip().strip('"') for s in match.group(1).split(",") if s.strip()]
+        answer = {}
+        for cid in ids:
+            block = _block_for(prompt, cid)
+            words = _WORD.findall(block)[:4]
+            title = " ".join(words) if words else cid
+            answer[cid] = {"title": f"Fake {title}"[:60], "description": f"Fake summary of {cid}: {' '.join(words)}."}
+        return answer
+
+
+def _block_for(prompt: str, cid: str) -> str:
+    """The first sample line of the prompt block of ``cid`` (empty if none)."""
+    start = prompt.find(f"ID: {cid} ")
+    if start < 0:
+        return ""
+    end = prompt.find("--- End", start)
+    block = prompt[start:end if end > 0 else None]
+    for line in block.splitlines():
+        if line.startswith("- (Orig. ID:"):
+            return line.split(")", 1)[-1]
+    return ""
