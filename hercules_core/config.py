@@ -41,7 +41,7 @@ class HerculesConfig:
     kmeans_backend: str = "auto"
     kmeans_large_threshold: int = 20_000_000  # n * k above which "auto" leaves scikit-learn
     kmeans_n_init: int = 1  # k-means++ restarts at level 1 (the expensive level)
-    kmeans_upper_n_init: int = 8  # restarts at levels >= 2 (few points, so cheap)
+    kmeans_upper_n_init: int = 32  # restarts at levels >= 2 (few points, so cheap)
     kmeans_max_iter: int = 100
     use_resampling: bool = False  # Vo et al. refinement
     resampling_iterations: int = 3  # m

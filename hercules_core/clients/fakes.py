@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import LLMError
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
-_IDS_LINE = re.compile(r"Generate the JSON output for the \d+ .*?ID\(s\): (.+)$", re.MULTILINE)
+_IDS_LINE = re.compile(r"^Generate the JSON output for the \d+ .*?ID\(s\): (.+)$", re.MULTILINE)
 
 
 class FakeEmbedder:
@@ -74,10 +74,18 @@ class FakeLLM:
 
     @staticmethod
     def default_answer(prompt: str) -> dict[str, dict[str, str]]:
-        match = _IDS_LINE.search(prompt)
-        if not match:
+        matches = _IDS_LINE.findall(prompt)
+        if not matches:
             raise LLMError("FakeLLM: the prompt has no 'Generate the JSON output for ... ID(s): ...' line")
-        ids = [s.strip().strip('"') for s in match.group(1).split(",") if s.strip()]
+        listed = matches[-1]  # the real ids line is the last one; sample text cannot start a line
+        try:  # the ids are a JSON list; older prompts listed them comma-separated
+            ids = json.loads(listed)
+        except ValueError:
+            ids = None
+        if isinstance(ids, list):
+            ids = [str(s) for s in ids]
+        else:
+            ids = [s.strip().strip('"') for s in listed.split(",") if s.strip()]
         answer = {}
         for cid in ids:
             block = _block_for(prompt, cid)

@@ -1,0 +1,193 @@
+"""``python -m hercules_core run DATA --out DIR``: a full run from the command line.
+
+Progress bars go to stderr; an error is one clear line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .config import HerculesConfig
+from .errors import Cancelled, HerculesError
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 1
+
+
+class TqdmProgress:
+    """One tqdm bar per stage on stderr."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.stage = None
+        self.bar = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=stage, file=sys.stderr, leave=False)
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 100,20,5; got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hercules_core",
+                                description="HERCULES: hierarchical clusters with titles and descriptions.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="cluster a data set and write the model, memberships and hierarchy")
+    r.add_argument("data", help="a table (CSV, TSV, JSON, JSONL, Parquet, Excel) or, with --images, a folder or ZIP")
+    r.add_argument("--out", required=True, help="output directory (created if missing)")
+    src = r.add_argument_group("data")
+    src.add_argument("--text-column", help="column holding the texts")
+    src.add_argument("--numeric-columns", help="comma-separated numeric columns (default: all numeric ones)")
+    src.add_argument("--images", action="store_true", help="DATA is a folder or a ZIP of images")
+    src.add_argument("--id-column", help="column holding the item ids (default: row numbers)")
+    src.add_argument("--labels-column", help="column with ground-truth labels, for external metrics")
+    src.add_argument("--numeric-metadata", help="JSON file: {variable: {unit, description}}")
+    shape = r.add_argument_group("hierarchy")
+    levels = shape.add_mutually_exclusive_group()
+    levels.add_argument("--levels", type=_int_list, help="clusters per level, finest first, e.g. 100,20,5")
+    levels.add_argument("--auto-k", action="store_true", help="choose k at every level automatically")
+    shape.add_argument("--auto-k-method", choices=("silhouette", "davies_bouldin", "calinski_harabasz"),
+                       default="silhouette")
+    shape.add_argument("--k-range", type=_int_list, help="auto-k range MIN,MAX (default 2,50)")
+    shape.add_argument("--max-levels", type=int, default=5)
+    shape.add_argument("--mode", choices=("direct", "description"), default="direct")
+    shape.add_argument("--resampling", action="store_true", help="Vo et al. resampling refinement")
+    shape.add_argument("--no-weights", action="store_true",
+                       help="cluster upper levels on unweighted centroids (the paper's original method)")
+    shape.add_argument("--seed", type=int, default=0)
+    models = r.add_argument_group("models")
+    models.add_argument("--embedder", default="minilm", help="text embedder id ('none' for numeric data)")
+    models.add_argument("--image-embedder", default="image-features", help="image embedder id")
+    models.add_argument("--llm", default="keywords", help="LLM id ('keywords' needs no LLM)")
+    models.add_argument("--topic-seed", help="a theme the summaries should be oriented towards")
+    models.add_argument("--llm-l0", action="store_true", help="ask the LLM for every item's description too")
+    models.add_argument("--config", help="JSON file with any HerculesConfig fields (command-line flags win)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _config(args) -> HerculesConfig:
+    base: dict = {}
+    if args.config:
+        try:
+            base = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise HerculesError(f"Cannot read the config file {args.config}: {exc}") from None
+    base.update(representation_mode=args.mode, random_state=args.seed, max_levels=args.max_levels,
+                use_resampling=args.resampling or base.get("use_resampling", False),
+                auto_k_method=args.auto_k_method, use_llm_for_l0_descriptions=args.llm_l0)
+    if args.no_weights:
+        base["weight_by_size"] = False
+    if args.topic_seed:
+        base["topic_seed"] = args.topic_seed
+    if args.auto_k:
+        base["level_cluster_counts"] = None
+    elif args.levels:
+        base["level_cluster_counts"] = args.levels
+    if args.k_range:
+        if len(args.k_range) != 2:
+            raise HerculesError("--k-range takes two numbers: MIN,MAX")
+        base["auto_k_min"], base["auto_k_max"] = args.k_range
+    return HerculesConfig.from_dict(base)
+
+
+def run(args) -> int:
+    import model_registry as registry
+
+    from . import data, io
+    from .hercules import Hercules
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = _config(args)
+    metadata = None
+    if args.numeric_metadata:
+        try:
+            metadata = json.loads(Path(args.numeric_metadata).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise HerculesError(f"Cannot read --numeric-metadata {args.numeric_metadata}: {exc}") from None
+    ds = data.prepare(
+        args.data, modality="image" if args.images else "auto", text_column=args.text_column,
+        numeric_columns=args.numeric_columns.split(",") if args.numeric_columns else None,
+        id_column=args.id_column, labels_column=args.labels_column, numeric_metadata=metadata,
+        extract_dir=out / "images",
+    )
+    show = not args.quiet
+    embedder = None
+    if args.embedder != "none":
+        embedder = registry.get_text_embedder(args.embedder, show_progress=show)
+    image_embedder = registry.get_image_embedder(args.image_embedder, show_progress=show) if ds.modality == "image" else None
+    llm = registry.get_llm(args.llm)
+    progress = TqdmProgress(enabled=show)
+    run_log = io.RunLog(out / "run_log.jsonl")
+    try:
+        model = Hercules(cfg, text_embedder=embedder, image_embedder=image_embedder, llm=llm,
+                         run_log=run_log, progress=progress).fit(ds)
+    finally:
+        progress.close()
+    h = model.hierarchy_
+    io.save_model(h, out / "model.json")
+    io.save_memberships(h, out / "memberships.csv")
+    io.save_hierarchy_text(h, out / "hierarchy.txt")
+    io.save_evaluation(h.evaluation, out / "evaluation.json")
+    top = h.top_level
+    print(f"{len(ds)} {ds.modality} items -> {', '.join(str(len(lv)) for lv in h.levels[1:])} clusters "
+          f"(levels 1..{top}) in {model.timings_['total']:.1f} s; wrote {out}/model.json, memberships.csv, "
+          f"hierarchy.txt, run_log.jsonl, evaluation.json", file=sys.stderr)
+    ev = h.evaluation.get(top, {})
+    if ev.get("adjusted_rand_score") is not None:
+        print(f"top level L{top}: ARI={ev['adjusted_rand_score']:.3f} NMI={ev['normalized_mutual_info_score']:.3f}",
+              file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        if args.command == "run":
+            return run(args)
+    except (HerculesError, Cancelled) as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so in one line, trace with --debug
+        if getattr(args, "debug", False):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+    return EXIT_USAGE

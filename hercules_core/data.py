@@ -1,0 +1,753 @@
+"""Input preparation (paper §3.1): turn user data into a validated ``Dataset`` and make L0 titles.
+
+Everything a user can get wrong here raises ``InputError`` with what is wrong, where (ids, rows,
+columns, file names) and what to do; raw pandas/PIL exceptions never escape for bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+import os
+import re
+import shutil
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from sklearn.preprocessing import StandardScaler
+
+from .dataset import Dataset
+from .errors import InputError
+
+logger = logging.getLogger("hercules_core")
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+TABLE_EXTENSIONS = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".parquet", ".xlsx", ".xls")
+MODALITY_CHOICES = ("auto", "text", "image", "numeric")
+MAX_ZIP_BYTES = 2 * 1024**3
+MAX_ZIP_ENTRIES = 100_000
+MAX_ZIP_RATIO = 200
+# An entry this small cannot be a bomb on its own (the total-size cap covers many of them), and
+# plain formats such as a blank BMP legitimately compress far better than 200:1.
+_ZIP_RATIO_MIN_BYTES = 1 << 20
+_NA_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "-"})
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n")
+
+
+# ----------------------------------------------------------------------------- small helpers
+def _some(items: Any, limit: int = 10) -> str:
+    """``a, b, c (and 7 more)``: name at most ``limit`` offenders in a message."""
+    items = [str(x) for x in items]
+    more = f" (and {len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _is_missing(v: Any) -> bool:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    return isinstance(v, (float, np.floating)) and math.isnan(v)
+
+
+def _as_str_id(v: Any) -> str:
+    # Tables with a missing cell elsewhere turn integer ids into floats; "7" not "7.0".
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _to_float(v: Any) -> float | None:
+    """A float for a number or numeric string (NaN for NA tokens), ``None`` if not numeric."""
+    if _is_missing(v):
+        return math.nan
+    if isinstance(v, numbers.Real):
+        return float(v)
+    if isinstance(v, str):
+        s = v.strip()
+        if s.lower() in _NA_TOKENS:
+            return math.nan
+        try:
+            return float(s)
+        except ValueError:
+            return None
+    return None
+
+
+def _kind(v: Any) -> str:
+    if _is_missing(v):
+        return "missing"
+    if isinstance(v, (str, os.PathLike)):
+        return "str"
+    if isinstance(v, numbers.Real):
+        return "number"
+    if isinstance(v, (list, tuple, np.ndarray, pd.Series)):
+        return "vector"
+    return "other"
+
+
+def _has_image_ext(p: Any) -> bool:
+    return isinstance(p, (str, os.PathLike)) and Path(p).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _note(notes: list[str], message: str) -> None:
+    notes.append(message)
+    logger.warning(message)
+
+
+def _truncate(text: str, max_chars: int) -> str:
+    """Cut at a word boundary so the result, with "…", has at most ``max_chars`` characters."""
+    text = text.strip()
+    if len(text) <= max_chars:
+        return text
+    cut = text[: max(max_chars - 1, 0)]
+    space = cut.rfind(" ")
+    if space > max_chars // 2:  # only back off to a word boundary when it keeps most of the text
+        cut = cut[:space]
+    return cut.rstrip() + "…"
+
+
+# ----------------------------------------------------------------------------- tables
+def read_table(path: str | os.PathLike, *, sheet: str | int | None = None) -> pd.DataFrame:
+    """Read a .csv, .tsv, .txt (tab or comma), .json, .jsonl, .parquet or .xlsx/.xls file."""
+    return _read_table(Path(path), sheet=sheet)
+
+
+def _read_table(path: Path, *, sheet: str | int | None = None, as_str: tuple = ()) -> pd.DataFrame:
+    """``as_str`` columns are read as text so that ids such as "007" keep their leading zeros."""
+    if not os.path.isfile(path):
+        raise InputError(f"Table file {path} not found. Check the path.")
+    ext = path.suffix.lower()
+    if ext not in TABLE_EXTENSIONS:
+        raise InputError(f"{path.name}: unknown table extension {ext!r}. Use one of {', '.join(TABLE_EXTENSIONS)},"
+                         f" or pass a folder/.zip of images.")
+    dtype = {c: str for c in as_str}
+    try:
+        if ext in (".csv", ".tsv", ".txt"):
+            sep = "\t" if ext == ".tsv" else ","
+            if ext == ".txt":
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    sep = "\t" if "\t" in fh.readline() else ","
+            # keep_default_na=False: a text such as "None" or "NA" is a text, not a missing value.
+            kw = dict(sep=sep, dtype=dtype, keep_default_na=False, na_values=[""])
+            try:
+                df = pd.read_csv(path, encoding="utf-8-sig", **kw)
+            except UnicodeDecodeError:
+                logger.warning("%s is not UTF-8; reading it as Latin-1.", path.name)
+                df = pd.read_csv(path, encoding="latin-1", **kw)
+        elif ext == ".json":
+            with open(path, encoding="utf-8-sig") as fh:
+                obj = json.load(fh)
+            if isinstance(obj, list) and all(isinstance(r, dict) for r in obj):
+                df = pd.DataFrame(obj)
+            elif isinstance(obj, dict) and all(isinstance(v, list) for v in obj.values()):
+                df = pd.DataFrame(obj)
+            else:
+                raise InputError(f"{path.name}: expected a JSON list of objects (one per row) or an object of"
+                                 f" equal-length column lists.")
+        elif ext == ".jsonl":
+            rows = []
+            with open(path, encoding="utf-8-sig") as fh:
+                for lineno, line in enumerate(fh, start=1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as exc:
+                            raise InputError(f"{path.name} line {lineno} is not valid JSON ({exc}). Fix that line.")
+                        if not isinstance(rows[-1], dict):
+                            raise InputError(f"{path.name} line {lineno} is not a JSON object; each line must be"
+                                             f' one row such as {{"text": "..."}}.')
+            df = pd.DataFrame(rows)
+        elif ext == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = _read_excel(path, sheet, dtype)
+    except InputError:
+        raise
+    except ImportError as exc:
+        raise InputError(f"Reading {path.name} needs an optional package ({exc}). Install it (e.g. `pip install"
+                         f" xlrd` for .xls) or save the file as .csv/.xlsx.") from exc
+    except Exception as exc:  # parser, encoding, arrow errors: all mean "this file cannot be read"
+        raise InputError(f"Could not read {path.name} as a {ext} table: {type(exc).__name__}: {exc}. Check that the"
+                         f" file is a valid {ext} file (consistent columns, proper quoting).") from exc
+    df.columns = [str(c) for c in df.columns]
+    return df
+
+
+def _read_excel(path: Path, sheet: str | int | None, dtype: dict) -> pd.DataFrame:
+    with pd.ExcelFile(path) as book:
+        if sheet is not None and not (isinstance(sheet, int) and 0 <= sheet < len(book.sheet_names)) \
+                and sheet not in book.sheet_names:
+            raise InputError(f"{path.name} has no sheet {sheet!r}; its sheets are {_some(book.sheet_names)}.")
+        return pd.read_excel(book, sheet_name=sheet if sheet is not None else 0, dtype=dtype,
+                             keep_default_na=False, na_values=[""])
+
+
+def _column(df: pd.DataFrame, name: Any, where: str, what: str) -> str:
+    if str(name) not in df.columns:
+        raise InputError(f"{what} {name!r} is not a column of {where}. Available columns: {_some(df.columns, 30)}.")
+    return str(name)
+
+
+def _numeric_like(s: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(s) or (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_complex_dtype(s)):
+        return True
+    if s.dtype != object and not pd.api.types.is_string_dtype(s):
+        return False
+    parsed = [_to_float(v) for v in s.tolist()]
+    return all(p is not None for p in parsed) and any(not math.isnan(p) for p in parsed)
+
+
+def _mostly_text(s: pd.Series) -> bool:
+    vals = [v for v in s.tolist() if not _is_missing(v)]
+    texty = sum(isinstance(v, str) and _to_float(v) is None for v in vals)
+    return bool(vals) and texty >= 0.5 * len(vals)
+
+
+def _plan_frame(df, modality, text_column, numeric_columns, reserved, where, notes):
+    """Choose the item column(s) of a table: ("text" | "image" | "numeric", [columns])."""
+    if text_column is not None:
+        col = _column(df, text_column, where, "text_column")
+        if modality == "numeric":
+            raise InputError(f"modality='numeric' conflicts with text_column={text_column!r}; pass numeric_columns.")
+        return ("image" if modality == "image" else "text"), [col]
+    if numeric_columns is not None:
+        cols = [_column(df, c, where, "numeric_columns entry") for c in numeric_columns]
+        if not cols:
+            raise InputError("numeric_columns is empty; name at least one column.")
+        if modality in ("text", "image"):
+            raise InputError(f"modality={modality!r} conflicts with numeric_columns; pass text_column instead.")
+        return "numeric", cols
+    cands = [c for c in df.columns if c not in reserved]
+    numeric = [c for c in cands if _numeric_like(df[c])]
+    texty = [c for c in cands if c not in numeric and _mostly_text(df[c])]
+    if cands and modality in ("auto", "numeric") and len(numeric) == len(cands):
+        return "numeric", numeric
+    if modality == "numeric" and numeric:
+        _note(notes, f"Ignored non-numeric columns {_some([c for c in cands if c not in numeric])}.")
+        return "numeric", numeric
+    if modality != "numeric" and len(texty) == 1:
+        others = [c for c in cands if c != texty[0]]
+        if others:
+            _note(notes, f"Using column {texty[0]!r} as the items; ignored columns {_some(others)}.")
+        return ("image" if modality == "image" else "text"), texty
+    raise InputError(
+        f"Cannot tell which columns of {where} hold the items (modality={modality!r}). Columns: {_some(df.columns, 30)}"
+        f" (numeric: {_some(numeric) or 'none'}; text-like: {_some(texty) or 'none'}). Pass text_column='...' to"
+        f" cluster texts or numeric_columns=[...] to cluster numbers (and id_column/labels_column for those).")
+
+
+# ----------------------------------------------------------------------------- images
+def collect_images(path: str | os.PathLike, *, extract_dir: str | os.PathLike | None = None) -> list[str]:
+    """Image files in a folder (recursive) or a .zip (extracted into ``extract_dir``), sorted by path."""
+    paths, skipped = _collect_images(Path(path), extract_dir)
+    if skipped:
+        logger.warning("Skipped %d non-image files in %s: %s", len(skipped), Path(path).name, _some(skipped))
+    return paths
+
+
+def _junk(rel: str) -> bool:
+    """macOS resource forks and hidden files: never user images, often unreadable ``._x.png``."""
+    parts = PurePosixPath(rel).parts
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _collect_images(path: Path, extract_dir) -> tuple[list[str], list[str]]:
+    if path.is_dir():
+        found, skipped = [], []
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for f in sorted(files):
+                rel = Path(root, f).relative_to(path).as_posix()
+                if _junk(rel):
+                    continue
+                (found if _has_image_ext(f) else skipped).append(rel)
+        return [os.path.abspath(path / r) for r in sorted(found)], sorted(skipped)
+    if path.suffix.lower() == ".zip" and path.is_file():
+        if extract_dir is None:
+            raise InputError(f"{path.name} is a zip archive: pass extract_dir=... (a folder to extract the images to).")
+        return _extract_zip(path, Path(extract_dir))
+    raise InputError(f"{path} is neither a folder nor a .zip file of images.")
+
+
+def _unsafe_member(name: str, root: Path) -> bool:
+    posix = PurePosixPath(name.replace("\\", "/"))
+    if posix.is_absolute() or PureWindowsPath(name).drive:
+        return True
+    target = (root / posix).resolve()  # resolution, not string prefixes: "a/../../x" and symlinks
+    return not target.is_relative_to(root)
+
+
+def _extract_zip(path: Path, dest: Path) -> tuple[list[str], list[str]]:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(f"{path.name} is not a readable zip archive ({exc}). Re-create the archive.") from exc
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_ZIP_ENTRIES:
+            raise InputError(f"{path.name} has {len(infos):,} entries, more than the {MAX_ZIP_ENTRIES:,} allowed;"
+                             f" split it or pass an extracted folder.")
+        total = sum(i.file_size for i in infos)
+        if total > MAX_ZIP_BYTES:
+            raise InputError(f"{path.name} would extract to {total / 1024**3:.1f} GiB, more than the 2 GiB allowed;"
+                             f" split it or pass an extracted folder.")
+        root = dest.resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        chosen, skipped = [], []
+        for info in infos:
+            if _unsafe_member(info.filename, root):
+                raise InputError(f"{path.name} contains an unsafe entry {info.filename!r} (absolute path or '..'"
+                                 f" leaving the extraction folder); refusing to extract this archive.")
+            if info.file_size > _ZIP_RATIO_MIN_BYTES and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
+                raise InputError(f"{path.name}: entry {info.filename!r} has a compression ratio above"
+                                 f" {MAX_ZIP_RATIO}:1 (possible zip bomb); refusing to extract this archive.")
+            if info.is_dir() or _junk(info.filename):
+                continue
+            (chosen if _has_image_ext(info.filename) else skipped).append(info)
+        out = []
+        for info in sorted(chosen, key=lambda i: i.filename):
+            target = (root / PurePosixPath(info.filename.replace("\\", "/"))).resolve()
+            if str(target) in out:  # a name repeated in the archive: keep one copy, not two items
+                continue
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except Exception as exc:  # encrypted entry, CRC error, truncated archive, disk full
+                raise InputError(f"{path.name}: cannot extract {info.filename!r} ({exc}).") from exc
+            out.append(str(target))
+    return out, [i.filename for i in skipped]
+
+
+def _check_images(paths: list[str], ids: list[str]) -> list[str]:
+    """Absolute paths of the images, or InputError naming the missing, non-image and corrupt files."""
+    bad_ext = [f"{p} (id {i})" for i, p in zip(ids, paths) if not _has_image_ext(p)]
+    if bad_ext:
+        raise InputError(f"{len(bad_ext)} items are not image files (extension not in {', '.join(IMAGE_EXTENSIONS)}):"
+                         f" {_some(bad_ext)}. Remove them or convert them to an image format.")
+    missing = [f"{p} (id {i})" for i, p in zip(ids, paths) if not os.path.isfile(p)]
+    if missing:
+        raise InputError(f"{len(missing)} image files do not exist: {_some(missing)}. Check the paths.")
+    broken = []
+    for i, p in zip(ids, paths):
+        try:
+            with Image.open(p) as im:
+                im.verify()
+        except Exception as exc:  # PIL raises many types (UnidentifiedImageError, SyntaxError, OSError, ...)
+            broken.append(f"{Path(p).name} (id {i}: {type(exc).__name__})")
+    if broken:
+        raise InputError(f"{len(broken)} image files cannot be opened (corrupt or not really images): "
+                         f"{_some(broken)}. Remove or replace them.")
+    return [os.path.abspath(p) for p in paths]
+
+
+# ----------------------------------------------------------------------------- ids, labels, values
+def _resolve_ids(n: int, src_ids: list | None, ids: Any, src_is_explicit: bool) -> list[str]:
+    if ids is not None:
+        if src_ids is not None and src_is_explicit:
+            raise InputError("ids were given twice (ids= and id_column / dict keys); give only one.")
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
+            raise InputError("ids= must be a list with one id per item.")
+        src_ids = list(ids)
+        if len(src_ids) != n:
+            raise InputError(f"ids= has {len(src_ids)} entries but there are {n} items; give one id per item.")
+    if src_ids is None:
+        return [str(i) for i in range(n)]
+    missing = [str(r) for r, v in enumerate(src_ids) if _is_missing(v) or str(v).strip() == ""]
+    if missing:
+        raise InputError(f"{len(missing)} items have no id (rows {_some(missing)}). Fill the ids or drop the id column.")
+    out = [_as_str_id(v) for v in src_ids]
+    dup = [i for i, c in Counter(out).items() if c > 1]
+    if dup:
+        raise InputError(f"Ids must be unique, but {len(dup)} ids occur more than once: {_some(dup)}. De-duplicate"
+                         f" the rows or use another id column (without one, row numbers are used).")
+    return out
+
+
+def _resolve_labels(ids: list[str], src_labels: list | None, labels: Any) -> list[str] | None:
+    if labels is not None and src_labels is not None:
+        raise InputError("labels were given twice (labels= and labels_column); give only one.")
+    labels = src_labels if labels is None else labels
+    if labels is None:
+        return None
+    if isinstance(labels, dict):
+        by_id = {_as_str_id(k): v for k, v in labels.items()}
+        absent = [i for i in ids if i not in by_id]
+        if absent:
+            raise InputError(f"labels dict has no label for {len(absent)} ids: {_some(absent)}. Add them.")
+        values = [by_id[i] for i in ids]
+    elif isinstance(labels, (str, bytes)) or not hasattr(labels, "__len__"):
+        raise InputError("labels= must be a list (one label per item) or a dict id -> label.")
+    else:
+        values = list(labels)
+        if len(values) != len(ids):
+            raise InputError(f"labels has {len(values)} entries but there are {len(ids)} items; give one per item.")
+    missing = [i for i, v in zip(ids, values) if _is_missing(v) or str(v).strip() == ""]
+    if missing:
+        raise InputError(f"{len(missing)} items have no label: ids {_some(missing)}. Label every item or pass no labels.")
+    return [_as_str_id(v) for v in values]
+
+
+def _detect(values: list, ids: list[str], modality: str, what: str) -> str:
+    """Modality of a flat list of values; InputError for mixed or unsupported types."""
+    kinds = [_kind(v) for v in values]
+    counts = Counter(k for k in kinds if k != "missing")
+    if counts.get("other"):
+        rows = [f"{i} ({type(v).__name__})" for i, v, k in zip(ids, values, kinds) if k == "other"]
+        raise InputError(f"{what} has values of unsupported types at ids {_some(rows)}. Items must be texts, image"
+                         f" paths, numbers or numeric vectors.")
+    if not counts:
+        raise InputError(f"All {len(values)} items of {what} are empty (None/NaN); nothing to cluster.")
+    if len(counts) > 1:
+        major = counts.most_common(1)[0][0]
+        odd = [f"{i} (value {v!r:.40})" for i, v, k in zip(ids, values, kinds) if k not in (major, "missing")]
+        desc = ", ".join(f"{c} {'string' if k == 'str' else k}(s)" for k, c in counts.items())
+        fix = ("texts must all be strings: convert or remove them" if major == "str"
+               else "numeric items must all be numbers, or all be vectors of the same length")
+        raise InputError(f"{what} mixes types ({desc}). Items that differ from the majority: ids {_some(odd)};"
+                         f" {fix}.")
+    kind = next(iter(counts))
+    if kind == "str":
+        strs = [v for v in values if not _is_missing(v)]
+        n_img = sum(_has_image_ext(v) for v in strs)
+        if modality == "numeric":
+            raise InputError(f"modality='numeric' but {what} holds strings (e.g. {strs[0]!r:.60}); convert them to"
+                             f" numbers first, or use modality='text'.")
+        return "image" if modality == "image" or (modality == "auto" and n_img and 2 * n_img >= len(strs)) else "text"
+    if modality in ("text", "image"):
+        raise InputError(f"modality={modality!r} but {what} holds numbers, not "
+                         f"{'texts' if modality == 'text' else 'image paths'}; use modality='numeric' or 'auto'.")
+    return "numeric"
+
+
+def _matrix_from_values(values: list, ids: list[str]) -> np.ndarray:
+    """A float64 (n, p) matrix from numbers (p = 1) or vectors; NaN for missing entries."""
+    if all(_kind(v) != "vector" for v in values):
+        return np.array([math.nan if _is_missing(v) else float(v) for v in values], dtype=np.float64)[:, None]
+    lengths = [0 if _is_missing(v) else len(v) for v in values]
+    common = Counter(lengths).most_common(1)[0][0]
+    odd = [f"{i} (length {n})" for i, n in zip(ids, lengths) if n != common]
+    if odd:
+        raise InputError(f"Numeric vectors must all have the same length ({common} for most items); these differ:"
+                         f" ids {_some(odd)}. Pad, fix or remove them.")
+    out = np.empty((len(values), common), dtype=np.float64)
+    bad = []
+    for r, (i, v) in enumerate(zip(ids, values)):
+        row = [_to_float(x) if not isinstance(x, str) else None for x in v]
+        if any(x is None for x in row):
+            bad.append(i)
+            continue
+        out[r] = row
+    if bad:
+        raise InputError(f"Numeric vectors contain non-numeric entries at ids {_some(bad)}. Use numbers only.")
+    return out
+
+
+def _matrix_from_frame(df: pd.DataFrame, cols: list[str], ids: list[str], where: str) -> np.ndarray:
+    out = np.empty((len(df), len(cols)), dtype=np.float64)
+    problems = []
+    for j, c in enumerate(cols):
+        s = df[c]
+        if pd.api.types.is_bool_dtype(s) or (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_complex_dtype(s)):
+            out[:, j] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+            continue
+        parsed = [_to_float(v) for v in s.tolist()]
+        bad = [f"{i} ({v!r:.30})" for i, v, p in zip(ids, s.tolist(), parsed) if p is None]
+        if bad:
+            problems.append(f"column {c!r} at ids {_some(bad, 5)}")
+        out[:, j] = [math.nan if p is None else p for p in parsed]
+    if problems:
+        raise InputError(f"Non-numeric values in numeric columns of {where}: {'; '.join(problems[:10])}. Fix or"
+                         f" remove those rows, or leave those columns out of numeric_columns.")
+    return out
+
+
+def _check_finite(raw: np.ndarray, ids: list[str], names: list[str]) -> None:
+    bad = ~np.isfinite(raw)
+    if bad.any():
+        rows = [ids[r] for r in np.flatnonzero(bad.any(axis=1))]
+        cols = [names[c] for c in np.flatnonzero(bad.any(axis=0))]
+        raise InputError(f"{len(rows)} items have missing (NaN) or infinite values: ids {_some(rows)}, in columns"
+                         f" {_some(cols)}. Clean or impute them first (e.g. df.dropna() or df.fillna(df.median())).")
+
+
+def _check_metadata(meta: Any, names: list[str]) -> dict[str, dict[str, Any]] | None:
+    if meta is None:
+        return None
+    if not isinstance(meta, dict):
+        raise InputError('numeric_metadata must be a dict {feature name: {"unit": ..., "description": ...}}.')
+    unknown = [k for k in meta if str(k) not in names]
+    if unknown:
+        raise InputError(f"numeric_metadata names unknown features {_some(unknown)}; the features are {_some(names, 30)}.")
+    out = {}
+    for k, v in meta.items():
+        if not isinstance(v, dict) or set(v) - {"unit", "description"}:
+            raise InputError(f'numeric_metadata[{k!r}] must be a dict with keys "unit" and/or "description", got {v!r:.80}.')
+        out[str(k)] = dict(v)
+    return out
+
+
+# ----------------------------------------------------------------------------- prepare
+@dataclass
+class _Loaded:
+    """What the container said before validation: item values (or a matrix/frame) and their source ids."""
+
+    what: str
+    values: list | None = None
+    kind: str | None = None  # known for tables and folders; detected from the values otherwise
+    matrix: np.ndarray | None = None
+    frame: pd.DataFrame | None = None
+    columns: list[str] = field(default_factory=list)
+    src_ids: list | None = None
+    explicit_ids: bool = False  # id_column / dict keys conflict with ids=; an index is overridden
+    src_labels: list | None = None
+    base_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _default_index(index: pd.Index) -> bool:
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+
+
+def _load_path(path: Path, modality, text_column, numeric_columns, id_column, labels_column, extract_dir):
+    if not os.path.exists(path):  # unlike Path.exists(), False (not OSError) for a long text
+        raise InputError(f"{str(path)[:200]!r} is not an existing file or folder. Pass a table file"
+                         f" ({', '.join(TABLE_EXTENSIONS)}), a folder or .zip of images, or a list of items.")
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise InputError(f"{path.name} is a single image; need at least 2 items to cluster. Pass a folder, a"
+                         f" .zip or a list of image paths.")
+    if not (path.is_dir() or path.suffix.lower() == ".zip"):
+        as_str = tuple(str(c) for c in (id_column, labels_column, text_column) if c is not None)
+        loaded = _load_frame(_read_table(path, as_str=as_str), path.name, modality, text_column, numeric_columns,
+                             id_column, labels_column)
+        loaded.base_dir = path.parent
+        return loaded
+    if any(x is not None for x in (text_column, numeric_columns, id_column, labels_column)):
+        raise InputError("text_column/numeric_columns/id_column/labels_column apply to tables, not to an image"
+                         " folder or zip.")
+    if modality not in ("auto", "image"):
+        raise InputError(f"modality={modality!r} but {path.name} is a folder/zip, which can only hold images.")
+    paths, skipped = _collect_images(path, extract_dir)
+    loaded = _Loaded(what=f"folder {path.name}/" if path.is_dir() else f"zip {path.name}", values=paths, kind="image")
+    if skipped:
+        _note(loaded.notes, f"Skipped {len(skipped)} non-image files in {path.name}: {_some(skipped)}.")
+    if not paths:
+        raise InputError(f"No image files ({', '.join(IMAGE_EXTENSIONS)}) found in {path.name}.")
+    return loaded
+
+
+def _load_frame(df, where, modality, text_column, numeric_columns, id_column, labels_column) -> _Loaded:
+    if not all(isinstance(c, str) for c in df.columns):  # feature names and column lookups are strings
+        df = df.set_axis([str(c) for c in df.columns], axis=1)
+    if len(df) == 0:
+        raise InputError(f"{where} has no rows; nothing to cluster.")
+    if df.columns.duplicated().any():
+        raise InputError(f"{where} has duplicated column names {_some(df.columns[df.columns.duplicated()])}; rename them.")
+    loaded, reserved = _Loaded(what=where, frame=df), set()
+    if id_column is not None:
+        c = _column(df, id_column, where, "id_column")
+        loaded.src_ids, loaded.explicit_ids = df[c].tolist(), True
+        reserved.add(c)
+    elif not _default_index(df.index):
+        loaded.src_ids = df.index.tolist()
+    if labels_column is not None:
+        c = _column(df, labels_column, where, "labels_column")
+        loaded.src_labels = df[c].tolist()
+        reserved.add(c)
+    loaded.kind, cols = _plan_frame(df, modality, text_column, numeric_columns, reserved, where, loaded.notes)
+    loaded.columns = [str(c) for c in cols]
+    loaded.what = f"{where} column {cols[0]!r}" if len(cols) == 1 else f"{where} columns {_some(cols, 5)}"
+    if loaded.kind != "numeric":
+        col = df[cols[0]]
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            raise InputError(f"{loaded.what} holds numbers, not {'texts' if loaded.kind == 'text' else 'image paths'};"
+                             f" pass numeric_columns=[{cols[0]!r}] to cluster numbers.")
+        loaded.values = col.tolist()
+    return loaded
+
+
+def _load_container(data: Any, modality: str) -> _Loaded:
+    if isinstance(data, pd.Series):
+        loaded = _Loaded(what="Series", values=data.tolist())
+        if not _default_index(data.index):
+            loaded.src_ids = data.index.tolist()
+    elif isinstance(data, dict):
+        loaded = _Loaded(what="dict", values=list(data.values()), src_ids=list(data.keys()), explicit_ids=True)
+    elif isinstance(data, np.ndarray) and data.dtype.kind in "biuf":
+        if data.ndim not in (1, 2):
+            raise InputError(f"A numeric array must be 1-D (one variable) or 2-D (items x variables); got shape"
+                             f" {data.shape}.")
+        if modality in ("text", "image"):
+            raise InputError(f"modality={modality!r} but the array holds numbers; use modality='numeric' or 'auto'.")
+        matrix = data.astype(np.float64)
+        loaded = _Loaded(what=f"array of shape {data.shape}", kind="numeric",
+                         matrix=matrix[:, None] if matrix.ndim == 1 else matrix)
+    elif isinstance(data, (list, tuple, np.ndarray)):
+        loaded = _Loaded(what=type(data).__name__, values=list(data))
+    else:
+        raise InputError(f"Unsupported input type {type(data).__name__}. Pass a list/dict/Series of texts, image"
+                         f" paths or numbers, a numpy array, a DataFrame, or a path to a table, folder or zip.")
+    return loaded
+
+
+def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None,
+            numeric_columns: list[str] | None = None, id_column: str | None = None,
+            labels_column: str | None = None, ids: Any = None, labels: Any = None,
+            numeric_metadata: dict[str, dict[str, Any]] | None = None, drop_empty_texts: bool = True,
+            extract_dir: str | os.PathLike | None = None, max_items: int | None = None) -> Dataset:
+    """Validate texts, image paths (list, folder or zip), numbers, a DataFrame or a table file into a ``Dataset``.
+
+    Parameters
+    ----------
+    data : list/tuple/dict/Series of texts, image paths or numbers/vectors; numpy array; DataFrame;
+        or a path to a table file, an image folder or a .zip of images.
+    modality : "auto" detects the modality; "text", "image" or "numeric" force it (InputError if it does not fit).
+    text_column, numeric_columns, id_column, labels_column : column names for tables.
+    ids, labels : one id / label per item (labels may also be a dict id -> label).
+    numeric_metadata : {feature name: {"unit": ..., "description": ...}} for numeric data.
+    drop_empty_texts : drop empty texts with a note (True) or raise InputError (False).
+    extract_dir : where a .zip of images is extracted (required for a zip).
+    max_items : refuse inputs with more items.
+
+    Raises
+    ------
+    InputError : the data cannot be used; the message names the rows/ids/columns and the fix.
+    """
+    if modality not in MODALITY_CHOICES:
+        raise InputError(f"modality must be one of {', '.join(MODALITY_CHOICES)}; got {modality!r}.")
+    if max_items is not None and (isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1):
+        raise InputError(f"max_items must be a positive integer or None; got {max_items!r}.")
+    if text_column is not None and numeric_columns is not None:
+        raise InputError("Pass either text_column or numeric_columns, not both.")
+    if isinstance(numeric_columns, str):
+        numeric_columns = [numeric_columns]
+    table_opts = (text_column, numeric_columns, id_column, labels_column)
+    if isinstance(data, (str, os.PathLike)):
+        ld = _load_path(Path(data), modality, *table_opts, extract_dir)
+    elif isinstance(data, pd.DataFrame):
+        ld = _load_frame(data, "DataFrame", modality, *table_opts)
+    elif any(x is not None for x in table_opts):
+        raise InputError("text_column/numeric_columns/id_column/labels_column only apply to a DataFrame or a table"
+                         f" file, not to a {type(data).__name__}.")
+    else:
+        ld = _load_container(data, modality)
+    n = len(ld.frame) if ld.frame is not None else len(ld.matrix) if ld.matrix is not None else len(ld.values)
+    if n == 0:
+        raise InputError(f"The input ({ld.what}) is empty; nothing to cluster.")
+    if max_items is not None and n > max_items:
+        raise InputError(f"Got {n:,} items, more than max_items={max_items:,}. Sample the data or raise max_items.")
+    item_ids = _resolve_ids(n, ld.src_ids, ids, ld.explicit_ids)
+    if ld.kind is None:  # a plain container: the values decide
+        ld.kind = _detect(ld.values, item_ids, modality, f"the {ld.what}")
+        noun = {"text": "texts", "image": "image paths", "numeric": "numeric items"}[ld.kind]
+        ld.what = f"{ld.what} of {n} {noun}"
+    item_labels = _resolve_labels(item_ids, ld.src_labels, labels)
+    if ld.kind != "numeric" and numeric_metadata is not None:
+        raise InputError("numeric_metadata only applies to numeric data.")
+    ds = Dataset(ids=item_ids, modality=ld.kind, labels=item_labels, notes=ld.notes, source=ld.what)
+    if ld.kind == "text":
+        _fill_texts(ds, ld.values, drop_empty_texts)
+    elif ld.kind == "image":
+        missing = [i for i, v in zip(item_ids, ld.values) if _is_missing(v)]
+        if missing:
+            raise InputError(f"Image paths are missing for ids {_some(missing)}. Fill or remove those rows.")
+        paths = [os.fspath(v) for v in ld.values]
+        if ld.base_dir is not None:  # relative paths in a table file are relative to the table
+            paths = [p if os.path.isabs(p) or os.path.exists(p) else str(ld.base_dir / p) for p in paths]
+        ds.image_paths = _check_images(paths, item_ids)
+    else:
+        _fill_numeric(ds, ld, numeric_metadata)
+    if len(ds.ids) < 2:
+        raise InputError(f"{ld.what} has {len(ds.ids)} usable item(s); need at least 2 items to cluster.")
+    return ds
+
+
+def _fill_texts(ds: Dataset, values: list, drop_empty: bool) -> None:
+    bad = [f"{i} ({v!r:.40})" for i, v in zip(ds.ids, values) if not _is_missing(v) and not isinstance(v, str)]
+    if bad:
+        raise InputError(f"Texts must be strings; {len(bad)} items of {ds.source} are not: ids {_some(bad)}. Convert"
+                         f" them with str() or remove them.")
+    empty = [k for k, v in enumerate(values) if _is_missing(v) or not v.strip()]
+    if empty:
+        named = _some(ds.ids[k] for k in empty)
+        if not drop_empty:
+            raise InputError(f"{len(empty)} texts are empty or whitespace only: ids {named}. Remove them or pass"
+                             f" drop_empty_texts=True.")
+        _note(ds.notes, f"Dropped {len(empty)} empty texts: ids {named}.")
+        keep = sorted(set(range(len(values))) - set(empty))
+        ds.ids = [ds.ids[k] for k in keep]
+        ds.labels = None if ds.labels is None else [ds.labels[k] for k in keep]
+        values = [values[k] for k in keep]
+    ds.texts = list(values)
+
+
+def _fill_numeric(ds: Dataset, ld: _Loaded, metadata: Any) -> None:
+    if ld.frame is not None:
+        raw, names = _matrix_from_frame(ld.frame, ld.columns, ds.ids, ld.what), ld.columns
+    else:
+        raw = ld.matrix if ld.matrix is not None else _matrix_from_values(ld.values, ds.ids)
+        names = [f"x{j}" for j in range(raw.shape[1])]
+    if raw.shape[1] == 0:
+        raise InputError(f"{ld.what} has no numeric columns.")
+    _check_finite(raw, ds.ids, names)
+    ds.numeric_raw, ds.feature_names = raw, list(names)
+    ds.numeric_metadata = _check_metadata(metadata, ds.feature_names)
+    if len(raw) < 2:
+        return  # prepare() raises "need at least 2 items"
+    scaler = StandardScaler().fit(raw)  # scale_ is 1.0 for a constant column, so no division by zero
+    const = [names[j] for j in np.flatnonzero(np.ptp(raw, axis=0) == 0)]
+    if const:
+        _note(ds.notes, f"Constant columns {_some(const)} carry no information (they scale to 0 for every item).")
+    ds.numeric = scaler.transform(raw).astype(np.float32)
+    ds.scaler_mean, ds.scaler_scale = scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64)
+
+
+# ----------------------------------------------------------------------------- level 0 texts
+def default_l0_titles(dataset: Dataset, max_chars: int = 80) -> list[str]:
+    """Preliminary L0 titles (§3.1): first sentence of a text, image file stem, or "Item <id>"."""
+    if dataset.modality == "text":
+        out = []
+        for t in dataset.texts:
+            first = _SENTENCE_END.split(t.strip(), maxsplit=1)[0].strip()
+            out.append(_truncate(first or t, max_chars))
+        return out
+    if dataset.modality == "image":
+        return [_truncate(Path(p).stem, max_chars) for p in dataset.image_paths]
+    return [f"Item {i}" for i in dataset.ids]
+
+
+def _fmt_number(v: float, precision: int) -> str:
+    """Readable numbers: ``precision`` decimals, significant digits for tiny and huge values."""
+    if not math.isfinite(v):
+        return str(v)
+    if float(v).is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    a = abs(v)
+    if a < 1 or a >= 1e6:
+        return f"{v:.{max(precision, 1)}g}"
+    fixed = f"{v:.{precision}f}"
+    return fixed.rstrip("0").rstrip(".") if "." in fixed else fixed
+
+
+def default_l0_descriptions(dataset: Dataset, max_chars: int = 300, precision: int = 2,
+                            max_vals: int = 10) -> list[str]:
+    """Preliminary L0 descriptions (§3.1): truncated text, "v1=5.2, v2=3.1, …", or an image placeholder."""
+    if dataset.modality == "text":
+        return [_truncate(t, max_chars) for t in dataset.texts]
+    if dataset.modality == "image":
+        return [f"Image {Path(p).name}" for p in dataset.image_paths]
+    names = dataset.feature_names
+    out = []
+    for row in dataset.numeric_raw:
+        parts = [f"{n}={_fmt_number(float(v), precision)}" for n, v in zip(names[:max_vals], row[:max_vals])]
+        if len(names) > max_vals:
+            parts.append("…")
+        out.append(_truncate(", ".join(parts), max_chars))
+    return out

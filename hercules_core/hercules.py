@@ -1,0 +1,310 @@
+"""The HERCULES estimator: level 0 initialisation and the hierarchical loop (Algorithms 1-3)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import numpy as np
+
+from . import kmeans as km
+from .clients.base import Captioner, ImageEmbedder, LLM, TextEmbedder
+from .config import HerculesConfig
+from .data import default_l0_descriptions, default_l0_titles
+from .dataset import Dataset
+from .errors import Cancelled, ConfigError, InputError
+from .evaluation import evaluate_all
+from .hierarchy import Hierarchy, Level, cluster_id
+from .keywords import KeywordSummarizer
+from .reduction import reduce_hierarchy
+from .summarize import LLMSummarizer, build_l0_requests, build_requests
+from .summarize_types import RunLogLike, Summarizer
+
+log = logging.getLogger("hercules_core")
+
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+class Hercules:
+    """Build a hierarchy of titled clusters from a prepared ``Dataset``.
+
+    Parameters
+    ----------
+    config : every algorithm parameter.
+    text_embedder : embeds texts (text items, descriptions, the topic seed). Needed for text data,
+        for ``description`` mode and for description embeddings; optional for numeric data.
+    image_embedder : embeds images (image data in ``direct`` mode).
+    llm : writes titles and descriptions; ``None`` uses the keyword summariser (no LLM).
+    captioner : captions images for their level-0 descriptions.
+    run_log : receives one record per LLM call and per stage (see ``io.RunLog``).
+    progress : called as ``progress(stage, done, total)``.
+    cancel : polled between steps; returning True stops the run with ``Cancelled``.
+
+    After ``fit``: ``hierarchy_`` (the result), ``timings_`` (seconds per stage).
+    """
+
+    def __init__(self, config: HerculesConfig | None = None, *, text_embedder: TextEmbedder | None = None,
+                 image_embedder: ImageEmbedder | None = None, llm: LLM | None = None,
+                 captioner: Captioner | None = None, run_log: RunLogLike | None = None,
+                 progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None):
+        self.config = config or HerculesConfig()
+        self.text_embedder = text_embedder
+        self.image_embedder = image_embedder
+        self.llm = llm
+        self.captioner = captioner
+        self.run_log = run_log
+        self.progress = progress or _no_progress
+        self.cancel = cancel
+
+    # ------------------------------------------------------------------ helpers
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel():
+            raise Cancelled("The run was cancelled.")
+
+    def _log(self, event: str, **fields) -> None:
+        log.info("%s %s", event, fields)
+        if self.run_log is not None:
+            self.run_log.write({"event": event, **fields})
+
+    def _stage(self, name: str):
+        outer = self
+
+        class _Timer:
+            def __enter__(self):
+                outer._check_cancel()
+                self.t = time.perf_counter()
+                return self
+
+            def __exit__(self, *exc):
+                outer.timings_[name] = outer.timings_.get(name, 0.0) + time.perf_counter() - self.t
+                return False
+
+        return _Timer()
+
+    def _embed_texts(self, texts: list[str], stage: str) -> np.ndarray:
+        self.progress(stage, 0, len(texts))
+        vecs = np.asarray(self.text_embedder.embed(list(texts)), dtype=np.float32)
+        if vecs.shape[0] != len(texts):
+            raise ConfigError(f"The text embedder returned {vecs.shape[0]} vectors for {len(texts)} texts.")
+        self.progress(stage, len(texts), len(texts))
+        return vecs
+
+    def _validate(self, ds: Dataset) -> None:
+        cfg = self.config
+        if len(ds) < 2:
+            raise InputError("Need at least 2 items to cluster.")
+        if ds.modality == "text" and self.text_embedder is None:
+            raise ConfigError("Text data needs a text embedder (e.g. --embedder minilm).")
+        if ds.modality == "image" and cfg.representation_mode == "direct" and self.image_embedder is None:
+            raise ConfigError("Image data in direct mode needs an image embedder.")
+        if cfg.representation_mode == "description" and self.text_embedder is None:
+            raise ConfigError("Description mode embeds the descriptions: it needs a text embedder.")
+        if cfg.use_llm_for_l0_descriptions and self.llm is None:
+            raise ConfigError("use_llm_for_l0_descriptions needs an LLM.")
+
+    def _summarizer(self, ds: Dataset, l0_texts: list[str]) -> Summarizer:
+        keyword = KeywordSummarizer(ds, l0_texts, config=self.config)
+        if self.llm is None:
+            return keyword
+        return LLMSummarizer(self.llm, self.config, fallback=keyword, run_log=self.run_log, cancel=self.cancel)
+
+    # ------------------------------------------------------------------ level 0
+    def _level0(self, ds: Dataset, summarizer: Summarizer, descriptions: list[str]) -> tuple[Level, np.ndarray]:
+        """Algorithm 2: titles, descriptions, description embeddings, representation vectors."""
+        cfg = self.config
+        n = len(ds)
+        titles = default_l0_titles(ds, cfg.l0_title_max_chars)
+        descriptions = list(descriptions)
+        sources = ["snippet" if ds.modality == "text" else "values" if ds.modality == "numeric" else "file name"] * n
+        fallback = np.zeros(n, dtype=bool)
+        described = False  # descriptions carry content beyond the raw item (captions, LLM)
+        if ds.modality == "image" and self.captioner is not None:
+            with self._stage("captioning"):
+                self.progress("captioning", 0, n)
+                descriptions = list(self.captioner.caption(list(ds.image_paths)))
+                sources = [self.captioner.model_id] * n
+                described = True
+                self.progress("captioning", n, n)
+        elif cfg.use_llm_for_l0_descriptions and ds.modality in ("text", "numeric"):
+            with self._stage("summarizing level 0"):
+                requests = build_l0_requests(ds, cfg)
+                answers = summarizer.summarize(requests)
+                for i, req in enumerate(requests):
+                    s = answers[req.key]
+                    descriptions[i] = s.description
+                    sources[i] = s.source
+                    fallback[i] = s.fallback
+                described = True
+
+        item_vectors = None
+        with self._stage("embedding"):
+            if ds.modality == "text" and (cfg.representation_mode == "direct" or not described):
+                item_vectors = self._embed_texts(ds.texts, "embedding items")
+            elif ds.modality == "image" and cfg.representation_mode == "direct":
+                self.progress("embedding items", 0, n)
+                item_vectors = np.asarray(self.image_embedder.embed_images(list(ds.image_paths)), dtype=np.float32)
+                self.progress("embedding items", n, n)
+            elif ds.modality == "numeric" and cfg.representation_mode == "direct":
+                item_vectors = np.asarray(ds.numeric, dtype=np.float32)
+
+            # Description embeddings of L0. A text item's default description is a snippet of the
+            # text itself, so its embedding is the item's (embedding it again would be wasted work).
+            desc_emb = None
+            if described and self.text_embedder is not None:
+                desc_emb = self._embed_texts(descriptions, "embedding descriptions")
+            elif ds.modality == "text":
+                desc_emb = item_vectors
+            elif cfg.representation_mode == "description":
+                desc_emb = self._embed_texts(descriptions, "embedding descriptions")
+        vectors = item_vectors if cfg.representation_mode == "direct" else desc_emb
+        if vectors is None or not np.all(np.isfinite(vectors)):
+            raise ConfigError("The level-0 representation vectors are missing or contain NaN/inf.")
+        level0 = Level(0, list(ds.ids), np.full(n, -1, np.int32), np.ones(n, np.int64), vectors, desc_emb,
+                       titles, descriptions, fallback, sources)
+        return level0, vectors
+
+    # ------------------------------------------------------------------ k per level
+    def _choose_k(self, level: int, X: np.ndarray, weights: np.ndarray, rng: np.random.Generator,
+                  notes: list[str]) -> int | None:
+        cfg = self.config
+        n = len(X)
+        if cfg.level_cluster_counts is not None:
+            if level > len(cfg.level_cluster_counts):
+                return None
+            k = cfg.level_cluster_counts[level - 1]
+            k_eff = max(min(k, n - 1), cfg.min_clusters_per_level)
+            if k_eff >= n:
+                return None
+            if k_eff != k:
+                notes.append(f"L{level}: asked for k={k} but {n} clusters are below; used k={k_eff}.")
+            return k_eff
+        candidates = km.k_candidates(n, max(cfg.auto_k_min, cfg.min_clusters_per_level), cfg.auto_k_max,
+                                     cfg.auto_k_min_reduction)
+        k, scores = km.choose_k(X, candidates, method=cfg.auto_k_method, rng=rng,
+                                sample_weight=weights if cfg.weight_by_size else None,
+                                sample_size=cfg.auto_k_sample_size)
+        self.auto_k_scores_[level] = {str(c): round(s, 6) for c, s in scores.items()}
+        return k
+
+    # ------------------------------------------------------------------ main loop
+    def fit(self, dataset: Dataset, labels=None) -> "Hercules":
+        cfg = self.config
+        self._validate(dataset)
+        self.timings_: dict[str, float] = {}
+        self.auto_k_scores_: dict[int, dict[str, float]] = {}
+        t_start = time.perf_counter()
+        rng = np.random.default_rng(cfg.random_state)
+        notes = list(dataset.notes)
+
+        l0_descriptions = default_l0_descriptions(dataset, cfg.l0_description_max_chars,
+                                                  cfg.prompt_l0_numeric_repr_precision,
+                                                  cfg.prompt_l0_numeric_repr_max_vals)
+        summarizer = self._summarizer(dataset, dataset.texts if dataset.modality == "text" else l0_descriptions)
+        self._log("run_start", n_items=len(dataset), modality=dataset.modality, summarizer=summarizer.model_id,
+                  mode=cfg.representation_mode)
+
+        level0, item_vectors = self._level0(dataset, summarizer, l0_descriptions)
+        if dataset.modality == "image":  # keywords come from the captions when there are captions
+            summarizer = self._summarizer(dataset, level0.descriptions)
+        levels = [level0]
+        normalize = cfg.normalize_centroids == "yes" or (
+            cfg.normalize_centroids == "auto" and np.allclose(np.linalg.norm(item_vectors[:1000], axis=1), 1.0, atol=1e-3))
+
+        item_assign = np.arange(len(dataset))
+        current = item_vectors
+        while len(levels) <= cfg.max_levels and len(current) > cfg.min_clusters_per_level:
+            self._check_cancel()
+            li = len(levels)
+            below = levels[-1]
+            weights = below.size.astype(np.float64) if (cfg.weight_by_size and li > 1) else None
+            with self._stage(f"clustering level {li}"):
+                k = self._choose_k(li, current, below.size.astype(np.float64), rng, notes)
+                if k is None or k <= 1:
+                    break
+                self.progress(f"clustering level {li}", 0, 1)
+                result = km.kmeans(current, k, rng=rng, sample_weight=weights,
+                                   n_init=cfg.kmeans_n_init if li == 1 else cfg.kmeans_upper_n_init,
+                                   max_iter=cfg.kmeans_max_iter, backend=cfg.kmeans_backend,
+                                   large_threshold=cfg.kmeans_large_threshold)
+                if cfg.use_resampling:
+                    result = km.resample_refine(current, result, rng=rng, iterations=cfg.resampling_iterations,
+                                                points_per_cluster=cfg.resampling_points_per_cluster,
+                                                sample_weight=weights)
+                centroids = result.centroids
+                if normalize:
+                    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+                    centroids = centroids / np.where(norms > 0, norms, 1.0)
+                below.parent = result.labels.astype(np.int32)
+                item_assign = below.parent[item_assign]
+                size = np.bincount(result.labels, weights=below.size, minlength=k).astype(np.int64)
+                ids = [cluster_id(li, j) for j in range(k)]
+                self.progress(f"clustering level {li}", 1, 1)
+            self._log("level_clustered", level=li, k=k, backend=result.backend)
+
+            with self._stage(f"summarizing level {li}"):
+                requests = build_requests(li, ids, centroids, item_assign, item_vectors, dataset,
+                                          level0.descriptions, cfg, rng, lower_level=below if li > 1 else None)
+                if isinstance(summarizer, LLMSummarizer):
+                    summarizer.progress = lambda done, total, _li=li: self.progress(f"summarizing level {li}", done, total)
+                else:
+                    self.progress(f"summarizing level {li}", 0, k)
+                answers = summarizer.summarize(requests, level_requests=requests)
+                self.progress(f"summarizing level {li}", k, k)
+                summaries = [answers[r.key] for r in requests]
+            desc_emb = None
+            if self.text_embedder is not None:
+                with self._stage("embedding descriptions"):
+                    desc_emb = self._embed_texts([f"{s.title}. {s.description}" for s in summaries],
+                                                 f"embedding level {li} descriptions")
+            levels.append(Level(li, ids, np.full(k, -1, np.int32), size, centroids.astype(np.float32), desc_emb,
+                                [s.title for s in summaries], [s.description for s in summaries],
+                                np.array([s.fallback for s in summaries], dtype=bool),
+                                [s.source for s in summaries]))
+            current = desc_emb if cfg.representation_mode == "description" else centroids
+
+        if len(levels) == 1:
+            raise InputError(
+                f"No clusters could be built from {len(dataset)} items with these settings "
+                f"(min_clusters_per_level={cfg.min_clusters_per_level}); give more items or smaller k.")
+
+        h = Hierarchy(levels=levels, config=cfg, dataset=dataset)
+        if cfg.topic_seed and self.text_embedder is not None:
+            h.topic_embedding = self._embed_texts([cfg.topic_seed], "embedding topic seed")[0]
+        with self._stage("reduction"):
+            self.progress("reduction", 0, 1)
+            reduce_hierarchy(h, cfg.n_reduction_components, cfg.random_state)
+            self.progress("reduction", 1, 1)
+        with self._stage("evaluation"):
+            self.progress("evaluation", 0, 1)
+            evaluate_all(h, labels)
+            self.progress("evaluation", 1, 1)
+        h.validate()
+        self.timings_["total"] = time.perf_counter() - t_start
+        n_fallback = int(sum(lv.fallback.sum() for lv in levels[1:]))
+        if n_fallback:
+            notes.append(f"{n_fallback} cluster summaries are keyword fallbacks (the LLM failed for them).")
+        h.stats = {
+            "timings": {k: round(v, 4) for k, v in self.timings_.items()},
+            "models": {
+                "text_embedder": getattr(self.text_embedder, "model_id", None),
+                "image_embedder": getattr(self.image_embedder, "model_id", None),
+                "llm": getattr(self.llm, "model_id", None),
+                "summarizer": summarizer.model_id,
+                "captioner": getattr(self.captioner, "model_id", None),
+            },
+            "clusters_per_level": [len(lv) for lv in levels[1:]],
+            "auto_k_scores": {str(k): v for k, v in self.auto_k_scores_.items()},
+            "centroids_normalized": bool(normalize),
+            "n_fallback_summaries": n_fallback,
+            "notes": notes,
+        }
+        if hasattr(self.run_log, "summary"):
+            h.stats["usage"] = self.run_log.summary()
+        self._log("run_end", seconds=round(self.timings_["total"], 3), levels=len(levels) - 1)
+        self.hierarchy_ = h
+        return self

@@ -1,0 +1,226 @@
+"""k-means backends, automatic k, and the resampling refinement of Vo et al. (paper §3.3).
+
+One interface (``kmeans``) over scikit-learn (small inputs) and faiss (large inputs); every
+random step takes its seed from the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+from .errors import ConfigError
+
+log = logging.getLogger("hercules_core")
+
+_CHUNK = 8192  # rows per block when assigning points to centroids (bounds memory)
+
+
+@dataclass
+class KMeansResult:
+    labels: np.ndarray  # int32 (n,)
+    centroids: np.ndarray  # float32 (k, d)
+    backend: str
+
+
+def _seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(0, 2**31 - 1))
+
+
+def assign(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid (Euclidean) for every row of X, in blocks."""
+    X = np.asarray(X, dtype=np.float32)
+    C = np.asarray(centroids, dtype=np.float32)
+    c_sq = np.einsum("ij,ij->i", C, C)
+    out = np.empty(len(X), dtype=np.int32)
+    for start in range(0, len(X), _CHUNK):
+        block = X[start:start + _CHUNK]
+        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2 ; |x|^2 is constant per row, so it can be dropped
+        out[start:start + _CHUNK] = np.argmin(c_sq[None, :] - 2.0 * (block @ C.T), axis=1)
+    return out
+
+
+def _weighted_means(X: np.ndarray, labels: np.ndarray, k: int, weights: np.ndarray | None,
+                    fallback: np.ndarray) -> np.ndarray:
+    w = np.ones(len(X), dtype=np.float64) if weights is None else np.asarray(weights, dtype=np.float64)
+    sums = np.zeros((k, X.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels, X * w[:, None])
+    totals = np.bincount(labels, weights=w, minlength=k)
+    out = np.array(fallback, dtype=np.float64, copy=True)
+    nonempty = totals > 0
+    out[nonempty] = sums[nonempty] / totals[nonempty, None]
+    return out.astype(np.float32)
+
+
+def choose_backend(n: int, k: int, backend: str, large_threshold: int) -> str:
+    if backend != "auto":
+        return backend
+    return "faiss" if n * k > large_threshold else "sklearn"
+
+
+def kmeans(X: np.ndarray, k: int, *, rng: np.random.Generator, sample_weight: np.ndarray | None = None,
+           n_init: int = 1, max_iter: int = 100, backend: str = "auto",
+           large_threshold: int = 20_000_000) -> KMeansResult:
+    """Cluster the rows of X into k groups; no group is left empty.
+
+    Centroids are the (weighted) means of their members, so a parent's centroid computed from
+    children weighted by their item counts equals the mean of all items under it.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n = len(X)
+    if not 1 <= k <= n:
+        raise ConfigError(f"k must be between 1 and the number of points ({n}); got {k}.")
+    chosen = choose_backend(n, k, backend, large_threshold)
+    if chosen == "sklearn":
+        model = KMeans(n_clusters=k, init="k-means++", n_init=n_init, max_iter=max_iter,
+                       random_state=_seed(rng), algorithm="lloyd")
+        model.fit(X, sample_weight=sample_weight)
+        best = model.cluster_centers_.astype(np.float32)
+        labels = model.labels_.astype(np.int32)
+    elif chosen == "faiss":
+        labels, best = _faiss_kmeans(X, k, rng, sample_weight, n_init, max_iter)
+    elif chosen == "minibatch":
+        from sklearn.cluster import MiniBatchKMeans
+
+        model = MiniBatchKMeans(n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=_seed(rng),
+                                batch_size=4096)
+        model.fit(X, sample_weight=sample_weight)
+        best = model.cluster_centers_.astype(np.float32)
+        labels = assign(X, best)
+    else:  # pragma: no cover - validated by the config
+        raise ConfigError(f"Unknown k-means backend {backend!r}.")
+    labels, best = _fill_empty(X, labels, best, sample_weight)
+    return KMeansResult(labels=labels, centroids=best, backend=chosen)
+
+
+def _faiss_kmeans(X, k, rng, sample_weight, n_init, max_iter):
+    import faiss
+
+    n, d = X.shape
+    # faiss's own init is uniform random, which is worse than k-means++ on clustered data: seed it
+    # with k-means++ on a sample (the sample bounds the O(n k d) cost of the seeding).
+    sample = rng.choice(n, size=min(n, max(20 * k, 10_000)), replace=False) if n > 10_000 else np.arange(n)
+    best_labels, best_cent, best_obj = None, None, np.inf
+    for _ in range(max(1, n_init)):
+        init, _ = kmeans_plusplus(X[sample], k, random_state=_seed(rng))
+        km = faiss.Clustering(d, k)
+        km.niter = min(max_iter, 25)
+        km.seed = _seed(rng)
+        km.max_points_per_centroid = 1_000_000  # train on all points: weights need every point
+        km.min_points_per_centroid = 1
+        km.verbose = False
+        km.centroids.resize(0)
+        faiss.copy_array_to_vector(init.astype(np.float32).ravel(), km.centroids)
+        index = faiss.IndexFlatL2(d)
+        w = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float32)
+        if w is None:
+            km.train(X, index)
+        else:
+            km.train(X, index, w)
+        cent = faiss.vector_to_array(km.centroids).reshape(k, d).astype(np.float32)
+        dist, lab = index.search(X, 1)
+        obj = float(np.dot(dist[:, 0], w) if w is not None else dist[:, 0].sum())
+        if obj < best_obj:
+            best_labels, best_cent, best_obj = lab[:, 0].astype(np.int32), cent, obj
+    # centroids = exact (weighted) means of the final assignment
+    best_cent = _weighted_means(X, best_labels, k, sample_weight, best_cent)
+    return best_labels, best_cent
+
+
+def _fill_empty(X, labels, centroids, weights):
+    """Give every empty cluster the point farthest from its centroid, so no cluster is empty."""
+    k = len(centroids)
+    for _ in range(k):
+        counts = np.bincount(labels, minlength=k)
+        empty = np.flatnonzero(counts == 0)
+        if len(empty) == 0:
+            break
+        d = np.einsum("ij,ij->i", X - centroids[labels], X - centroids[labels])
+        d[counts[labels] <= 1] = -1.0  # never take the last member of a cluster
+        for e in empty:
+            i = int(np.argmax(d))
+            labels[i] = e
+            d[i] = -1.0
+        centroids = _weighted_means(X, labels, k, weights, centroids)
+    return labels, centroids
+
+
+def resample_refine(X: np.ndarray, result: KMeansResult, *, rng: np.random.Generator, iterations: int,
+                    points_per_cluster: int, sample_weight: np.ndarray | None = None,
+                    backend: str = "auto", large_threshold: int = 20_000_000) -> KMeansResult:
+    """Vo et al.'s refinement (Algorithm 3, lines 14-24): re-fit on each cluster's core points.
+
+    Each iteration keeps the ``points_per_cluster`` members closest to every centroid, runs k-means
+    on that smaller set (seeded from the current centroids), and re-assigns the full data set.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    labels, cent = result.labels.copy(), result.centroids.copy()
+    k = len(cent)
+    for _ in range(iterations):
+        d = np.einsum("ij,ij->i", X - cent[labels], X - cent[labels])
+        order = np.lexsort((d, labels))  # by cluster, then distance
+        starts = np.searchsorted(labels[order], np.arange(k))
+        counts = np.bincount(labels, minlength=k)
+        core = np.concatenate([order[s:s + min(points_per_cluster, c)] for s, c in zip(starts, counts)])
+        core_labels = labels[core]
+        w = None if sample_weight is None else sample_weight[core]
+        # Lloyd iterations on the core set, starting from the current centroids (keeps cluster identity)
+        for _ in range(20):
+            new = _weighted_means(X[core], core_labels, k, w, cent)
+            core_labels = assign(X[core], new)
+            if np.allclose(new, cent):
+                cent = new
+                break
+            cent = new
+        labels = assign(X, cent)
+        labels, cent = _fill_empty(X, labels, cent, sample_weight)
+    cent = _weighted_means(X, labels, k, sample_weight, cent)
+    return KMeansResult(labels=labels, centroids=cent, backend=result.backend + "+resampling")
+
+
+def k_candidates(n: int, k_min: int, k_max: int, min_reduction: float, max_candidates: int = 12) -> list[int]:
+    """The k values auto-k tries: within [k_min, k_max], at most n / min_reduction, below n."""
+    upper = min(k_max, int(n / min_reduction), n - 1)
+    lower = max(k_min, 2)
+    if upper < lower:
+        return []
+    if upper - lower + 1 <= max_candidates:
+        return list(range(lower, upper + 1))
+    grid = np.unique(np.round(np.geomspace(lower, upper, max_candidates)).astype(int))
+    return [int(k) for k in grid]
+
+
+def choose_k(X: np.ndarray, candidates: list[int], *, method: str, rng: np.random.Generator,
+             sample_weight: np.ndarray | None = None, sample_size: int = 3000) -> tuple[int | None, dict[int, float]]:
+    """Pick k among ``candidates`` by a clustering metric computed on a sample of at most
+    ``sample_size`` points (silhouette is O(n^2), so large levels are always sampled)."""
+    X = np.asarray(X, dtype=np.float32)
+    if not candidates:
+        return None, {}
+    if len(X) > sample_size:
+        p = None if sample_weight is None else sample_weight / sample_weight.sum()
+        idx = np.sort(rng.choice(len(X), size=sample_size, replace=False, p=p))
+        Xs, ws = X[idx], None
+    else:
+        Xs, ws = X, sample_weight
+    scores: dict[int, float] = {}
+    for k in candidates:
+        if k >= len(Xs):
+            continue
+        res = kmeans(Xs, k, rng=rng, sample_weight=ws, n_init=1, backend="sklearn")
+        if len(np.unique(res.labels)) < 2:
+            continue
+        if method == "silhouette":
+            scores[k] = float(silhouette_score(Xs, res.labels))
+        elif method == "davies_bouldin":
+            scores[k] = -float(davies_bouldin_score(Xs, res.labels))  # lower is better
+        else:
+            scores[k] = float(calinski_harabasz_score(Xs, res.labels))
+    if not scores:
+        return None, {}
+    best = max(scores, key=lambda k: (scores[k], -k))
+    return best, scores

@@ -1,0 +1,490 @@
+"""Cluster summaries (paper §3.4): building the requests of a level and asking an LLM for them.
+
+``build_requests`` gathers, per cluster, the evidence the prompt shows (samples, child summaries,
+numeric statistics); ``LLMSummarizer`` batches the requests into Appendix-A prompts, retries and
+re-asks what failed, and falls back to another summariser (keywords) for what still fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import random
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, Callable
+
+import numpy as np
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
+from .config import HerculesConfig
+from .dataset import Dataset
+from .errors import Cancelled, LLMError
+from .hierarchy import Level
+from .prompts import (build_prompt, clean_text, estimate_tokens, json_schema_for, parse_response,
+                      prompt_footer, prompt_header, render_block)
+from .summarize_types import RunLogLike, Summarizer, Summary, SummaryRequest
+
+__all__ = [
+    "build_requests", "build_l0_requests", "build_prompt", "json_schema_for", "estimate_tokens",
+    "parse_response", "LLMSummarizer",
+]
+
+logger = logging.getLogger("hercules_core")
+
+L0_CONTENT_MAX_CHARS = 2000  # an L0 item shown alone gets far more room than a sample
+L0_NUMERIC_MAX_VALS = 100
+RETRY_AFTER_CAP = 600.0  # seconds: a guard against absurd Retry-After values
+_DIST_CHUNK = 65536
+
+
+# --------------------------------------------------------------------------- requests
+
+def _groups(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``order`` sorting ``labels`` (stable) and ``bounds`` so group j is order[bounds[j]:bounds[j+1]]."""
+    order = np.argsort(labels, kind="stable")
+    return order, np.searchsorted(labels[order], np.arange(k + 1))
+
+
+def _sq_dist_to_own(points: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Squared distance of each point to the centre of its own group (chunked to bound memory)."""
+    out = np.empty(len(points), dtype=np.float64)
+    for s in range(0, len(points), _DIST_CHUNK):
+        diff = np.asarray(points[s:s + _DIST_CHUNK], dtype=np.float64) - centers[labels[s:s + _DIST_CHUNK]]
+        out[s:s + _DIST_CHUNK] = np.einsum("ij,ij->i", diff, diff)
+    return out
+
+
+def _pick(labels: np.ndarray, k: int, count: int, strategy: str, rng: np.random.Generator,
+          *, dist: np.ndarray | None = None, size: np.ndarray | None = None) -> list[np.ndarray]:
+    """Up to ``count`` members of each group: closest (``dist``), largest (``size``) or random."""
+    if count <= 0:
+        return [np.empty(0, dtype=np.int64)] * k
+    idx = np.arange(len(labels))
+    if strategy == "random":
+        order, bounds = _groups(labels, k)
+        out = []
+        for j in range(k):
+            members = order[bounds[j]:bounds[j + 1]]
+            out.append(rng.choice(members, size=min(count, len(members)), replace=False)
+                       if len(members) else members)
+        return out
+    # lexsort is stable: ties go to the lower index, so the choice is deterministic
+    if strategy == "centroid_closest":
+        order = np.lexsort((idx, dist, labels))
+    else:  # largest
+        order = np.lexsort((idx, -size, labels))
+    bounds = np.searchsorted(labels[order], np.arange(k + 1))
+    return [order[bounds[j]:min(bounds[j] + count, bounds[j + 1])] for j in range(k)]
+
+
+def _numeric_repr(item_id: str, values: np.ndarray, names: list[str], max_vals: int, precision: int) -> str:
+    inner = ", ".join(f"{n}={float(v):.{precision}f}" for n, v in zip(names[:max_vals], values[:max_vals]))
+    if len(values) > max_vals:
+        inner += ", ..."
+    return f"Numeric Orig Item {item_id}: [{inner}]"
+
+
+def _feature_names(dataset: Dataset, p: int) -> list[str]:
+    names = list(dataset.feature_names or [])
+    return names + [f"v{j}" for j in range(len(names), p)]
+
+
+def _render_sample(i: int, dataset: Dataset, l0_descriptions: list[str] | None, config: HerculesConfig) -> str:
+    item_id = dataset.ids[i]
+    if dataset.modality == "numeric":
+        raw = dataset.numeric_raw if dataset.numeric_raw is not None else dataset.numeric
+        return _numeric_repr(item_id, raw[i], _feature_names(dataset, raw.shape[1]),
+                             config.prompt_l0_numeric_repr_max_vals, config.prompt_l0_numeric_repr_precision)
+    if dataset.modality == "image":
+        desc = l0_descriptions[i] if l0_descriptions and i < len(l0_descriptions) else ""
+        desc = clean_text(desc, config.prompt_l0_sample_trunc_len) or "(Description Missing)"
+        return f"Image Item {item_id}: {desc}"
+    return clean_text(dataset.texts[i], config.prompt_l0_sample_trunc_len)
+
+
+def _numeric_stats(dataset: Dataset, order: np.ndarray, bounds: np.ndarray, k: int,
+                   config: HerculesConfig) -> list[list[dict[str, Any]]]:
+    """Per cluster, the most distinctive variables' statistics on the original scale."""
+    raw = np.asarray(dataset.numeric_raw if dataset.numeric_raw is not None else dataset.numeric, dtype=np.float64)
+    p = raw.shape[1]
+    names, meta = _feature_names(dataset, p), dataset.numeric_metadata or {}
+    counts = np.diff(bounds)
+    nonempty = counts > 0
+    starts = bounds[:-1][nonempty]  # empty groups have no rows, so consecutive starts delimit the rest
+    srt = raw[order]
+    means = np.full((k, p), np.nan)
+    stds, mins, maxs = means.copy(), means.copy(), means.copy()
+    if len(starts):
+        cnt = counts[nonempty][:, None]
+        means[nonempty] = np.add.reduceat(srt, starts, axis=0) / cnt
+        dev = srt - np.repeat(means[nonempty], counts[nonempty], axis=0)  # two-pass: stable for big means
+        stds[nonempty] = np.sqrt(np.add.reduceat(dev * dev, starts, axis=0) / cnt)
+        mins[nonempty] = np.minimum.reduceat(srt, starts, axis=0)
+        maxs[nonempty] = np.maximum.reduceat(srt, starts, axis=0)
+    gstd = raw.std(axis=0)
+    z = (means - raw.mean(axis=0)) / np.where(gstd > 0, gstd, np.inf)
+    rank = np.argsort(-np.nan_to_num(np.abs(z), nan=-1.0), axis=1, kind="stable")
+    out = []
+    for j in range(k):
+        if not nonempty[j]:
+            out.append([])
+            continue
+        entries = []
+        for v in rank[j, :config.prompt_max_stats_vars]:
+            m = meta.get(names[v]) or {}
+            entries.append({"name": names[v], "unit": m.get("unit") or "", "description": m.get("description") or "",
+                            "mean": float(means[j, v]), "std": float(stds[j, v]), "min": float(mins[j, v]),
+                            "max": float(maxs[j, v]), "z": float(z[j, v])})
+        out.append(entries)
+    return out
+
+
+def build_requests(level: int, cluster_ids: list[str], cluster_vectors: np.ndarray | None, assign: np.ndarray,
+                   item_vectors: np.ndarray | None, dataset: Dataset, l0_descriptions: list[str] | None,
+                   config: HerculesConfig, rng: np.random.Generator,
+                   lower_level: Level | None = None) -> list[SummaryRequest]:
+    """One :class:`SummaryRequest` per cluster of ``level``.
+
+    Parameters
+    ----------
+    assign : for each L0 item, the index (in ``cluster_ids``) of its cluster at this level.
+    item_vectors : L0 representation vectors, in the same space as ``cluster_vectors``.
+    l0_descriptions : per L0 item, its caption or description (used for images).
+    lower_level : the clusters of ``level - 1`` with ``parent`` already pointing into this level;
+        needed for the child summaries of levels >= 2.
+    """
+    k = len(cluster_ids)
+    assign = np.asarray(assign, dtype=np.int64)
+    if len(assign) != len(dataset):
+        raise ValueError(f"assign has {len(assign)} entries for {len(dataset)} items")
+    if len(assign) and (assign.min() < 0 or assign.max() >= k):
+        raise ValueError("assign holds cluster indices outside [0, len(cluster_ids))")
+    order, bounds = _groups(assign, k)
+    counts = np.diff(bounds)
+
+    strategy = config.prompt_l0_sample_strategy
+    dist = None
+    if strategy == "centroid_closest":
+        if item_vectors is None or cluster_vectors is None:
+            strategy = "random"  # nothing to measure closeness with
+        else:
+            dist = _sq_dist_to_own(item_vectors, np.asarray(cluster_vectors, dtype=np.float64), assign)
+    picks = _pick(assign, k, config.prompt_l0_sample_size, strategy, rng, dist=dist)
+
+    children: list[list[tuple[str, str, str]]] = [[] for _ in range(k)]
+    if (level >= 2 and config.prompt_include_immediate_children and lower_level is not None
+            and config.prompt_immediate_child_sample_size > 0):
+        children = _children(lower_level, k, cluster_vectors, config, rng)
+
+    stats: list[list[dict[str, Any]]] = [[] for _ in range(k)]
+    n_vars = 0
+    if dataset.modality == "numeric":
+        stats = _numeric_stats(dataset, order, bounds, k, config)
+        n_vars = (dataset.numeric_raw if dataset.numeric_raw is not None else dataset.numeric).shape[1]
+
+    requests = []
+    for j, cid in enumerate(cluster_ids):
+        samples = [(dataset.ids[i], _render_sample(int(i), dataset, l0_descriptions, config)) for i in picks[j]]
+        requests.append(SummaryRequest(
+            key=cid, level=level, n_items=int(counts[j]), modality=dataset.modality,
+            member_indices=order[bounds[j]:bounds[j + 1]], samples=samples, children=children[j],
+            numeric_stats=stats[j], n_numeric_vars=n_vars,
+        ))
+    return requests
+
+
+def _children(lower: Level, k: int, cluster_vectors: np.ndarray | None, config: HerculesConfig,
+              rng: np.random.Generator) -> list[list[tuple[str, str, str]]]:
+    parent = np.asarray(lower.parent, dtype=np.int64)
+    if len(parent) and (parent.min() < 0 or parent.max() >= k):
+        raise ValueError("lower_level.parent must point into the new level before build_requests is called")
+    strategy = config.prompt_immediate_child_sample_strategy
+    dist = None
+    if strategy == "centroid_closest":
+        if lower.vectors is None or cluster_vectors is None:
+            strategy = "largest"
+        else:
+            dist = _sq_dist_to_own(lower.vectors, np.asarray(cluster_vectors, dtype=np.float64), parent)
+    picks = _pick(parent, k, config.prompt_immediate_child_sample_size, strategy, rng,
+                  dist=dist, size=np.asarray(lower.size))
+    titles, descs = lower.titles or [], lower.descriptions or []
+    out = []
+    for chosen in picks:
+        out.append([(lower.ids[c], titles[c] if c < len(titles) else "",
+                     clean_text(descs[c] if c < len(descs) else "", config.prompt_child_desc_trunc_len))
+                    for c in chosen])
+    return out
+
+
+def build_l0_requests(dataset: Dataset, config: HerculesConfig, *,
+                      l0_descriptions: list[str] | None = None) -> list[SummaryRequest]:
+    """One request per item (key ``item_{i}``) carrying the item's own content, for L0 descriptions."""
+    limit = max(L0_CONTENT_MAX_CHARS, config.prompt_l0_sample_trunc_len)
+    raw = None
+    if dataset.modality == "numeric":
+        raw = dataset.numeric_raw if dataset.numeric_raw is not None else dataset.numeric
+        names = _feature_names(dataset, raw.shape[1])
+    out = []
+    for i, item_id in enumerate(dataset.ids):
+        if raw is not None:
+            content = _numeric_repr(item_id, raw[i], names, max(L0_NUMERIC_MAX_VALS, config.prompt_l0_numeric_repr_max_vals),
+                                    config.prompt_l0_numeric_repr_precision)
+        elif dataset.modality == "image":
+            desc = l0_descriptions[i] if l0_descriptions and i < len(l0_descriptions) else ""
+            content = f"Image Item {item_id}: " + (clean_text(desc, limit) or
+                                                   f"(file {clean_text(os.path.basename(dataset.image_paths[i]), 200)})")
+        else:
+            content = clean_text(dataset.texts[i], limit)
+        out.append(SummaryRequest(key=f"item_{i}", level=0, n_items=1, modality=dataset.modality,
+                                  member_indices=np.array([i], dtype=np.int64), samples=[(item_id, content)]))
+    return out
+
+
+# --------------------------------------------------------------------------- LLM summariser
+
+def tokens_budget(config: HerculesConfig) -> int:
+    """The prompt token budget the batcher keeps every prompt's estimate under."""
+    return int(math.floor((1.0 - config.prompt_token_safety_margin) * config.max_prompt_tokens))
+
+
+class _Aborted(Exception):
+    """Another batch hit a fatal error or the run was cancelled: stop without calling the LLM."""
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, LLMError) and bool(getattr(exc, "retryable", False))
+
+
+def _shrink(req: SummaryRequest, fits: Callable[[SummaryRequest], bool]) -> SummaryRequest:
+    """Make one request's block smaller step by step until ``fits`` (or nothing is left to cut)."""
+    samples, children, stats = list(req.samples), list(req.children), list(req.numeric_stats)
+    text_len = max((len(t) for _, t in samples), default=0)
+    desc_len = max((len(d) for _, _, d in children), default=0)
+    while True:
+        if len(samples) > 1:
+            samples = samples[: (len(samples) + 1) // 2]
+        elif len(children) > 1:
+            children = children[: (len(children) + 1) // 2]
+        elif text_len > 40 or desc_len > 30:
+            text_len, desc_len = max(40, text_len // 2), max(30, desc_len // 2)
+            samples = [(i, clean_text(t, text_len)) for i, t in samples]
+            children = [(c, clean_text(t, 60), clean_text(d, desc_len)) for c, t, d in children]
+        elif len(stats) > 3:
+            stats = stats[: max(3, len(stats) // 2)]
+        elif children:
+            children = []
+        else:
+            return dataclasses.replace(req, samples=samples, children=children, numeric_stats=stats)
+        candidate = dataclasses.replace(req, samples=samples, children=children, numeric_stats=stats)
+        if fits(candidate):
+            return candidate
+
+
+class LLMSummarizer:
+    """Summaries from an LLM, batched, retried, re-asked, with a fallback for what still fails."""
+
+    def __init__(self, llm: Any, config: HerculesConfig, *, fallback: Summarizer,
+                 run_log: RunLogLike | None = None, progress: Callable[[int, int], None] | None = None,
+                 cancel: Callable[[], bool] | None = None):
+        self.llm = llm
+        self.config = config
+        self.fallback = fallback
+        self.run_log = run_log
+        self.progress = progress
+        self.cancel = cancel
+        self.model_id = llm.model_id
+        self._log_lock = threading.Lock()  # run logs need not be thread-safe
+        self._budget = tokens_budget(config)
+
+    # --- planning (main thread only, so batches never depend on thread timing) ---
+    def _fixed_cost(self, level: int, keys: list[str]) -> int:
+        # pieces are estimated separately; each carries its own overhead, so the sum is >= the whole
+        return estimate_tokens(prompt_header([level], self.config)) + estimate_tokens(prompt_footer(keys))
+
+    def _fit(self, req: SummaryRequest) -> tuple[SummaryRequest, bool]:
+        def fits(r: SummaryRequest) -> bool:
+            return self._fixed_cost(r.level, [r.key]) + estimate_tokens(render_block(r, self.config)) <= self._budget
+        if fits(req):
+            return req, False
+        small = _shrink(req, fits)
+        if not fits(small):
+            logger.warning("The prompt for %s exceeds the token budget (%d) even when shrunk; sending it anyway.",
+                           req.key, self._budget)
+        return small, True
+
+    def _plan(self, keys: list[str], fitted: dict[str, SummaryRequest], cost: dict[str, int],
+              size: int) -> list[list[SummaryRequest]]:
+        batches: list[list[SummaryRequest]] = []
+        cur: list[SummaryRequest] = []
+        cur_cost = 0
+        for key in keys:
+            req = fitted[key]
+            if cur and (len(cur) >= size or req.level != cur[0].level or
+                        cur_cost + cost[key] + self._fixed_cost(req.level, [r.key for r in cur] + [key]) > self._budget):
+                batches.append(cur)
+                cur, cur_cost = [], 0
+            cur.append(req)
+            cur_cost += cost[key]
+        if cur:
+            batches.append(cur)
+        return batches
+
+    # --- calling (worker threads) ---
+    def _write(self, record: dict[str, Any]) -> None:
+        if self.run_log is not None:
+            with self._log_lock:
+                self.run_log.write(record)
+
+    def _sleeper(self, abort: threading.Event) -> Callable[[float], None]:
+        def sleep(seconds: float) -> None:
+            # wake early on abort or cancel; the next attempt then stops before calling the LLM
+            end = time.monotonic() + seconds
+            while (left := end - time.monotonic()) > 0:
+                if abort.wait(min(left, 0.05)) or (self.cancel is not None and self.cancel()):
+                    return
+        return sleep
+
+    def _wait(self) -> Callable[[Any], float]:
+        base, cap = self.config.llm_retry_delay, self.config.llm_retry_max_delay
+        jitter = random.Random()  # timing only: results never depend on it
+
+        def wait_for(state: Any) -> float:
+            # exponential backoff with jitter (so parallel batches do not retry in lockstep)
+            delay = min(cap, base * 2.0 ** min(state.attempt_number - 1, 60) + jitter.uniform(0, base))
+            exc = state.outcome.exception() if state.outcome is not None else None
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None and retry_after > 0:
+                delay = max(delay, min(float(retry_after), RETRY_AFTER_CAP))
+            return delay
+        return wait_for
+
+    def _call(self, batch: list[SummaryRequest], prompt: str, shrunk: list[str], attempt: int,
+              abort: threading.Event) -> str:
+        if abort.is_set():
+            raise _Aborted()
+        if self.cancel is not None and self.cancel():
+            raise Cancelled("Summarisation was cancelled.")
+        keys = [r.key for r in batch]
+        response: Any = None
+        error = None
+        t0 = time.perf_counter()
+        try:
+            response = self.llm.complete(prompt, schema=json_schema_for(keys, self.config, level=batch[0].level))
+            return response
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            text = response if isinstance(response, str) else None
+            record = {"event": "llm_call", "model": self.model_id, "level": batch[0].level, "keys": keys,
+                      "attempt": attempt, "prompt": prompt, "response": text, "error": error,
+                      "seconds": round(time.perf_counter() - t0, 4), "prompt_tokens_est": estimate_tokens(prompt),
+                      "completion_tokens_est": estimate_tokens(text) if text else 0}
+            if shrunk:
+                record["shrunk"] = shrunk
+            self._write(record)
+
+    def _run_batch(self, batch: list[SummaryRequest], shrunk: set[str],
+                   abort: threading.Event) -> tuple[dict[str, tuple[str, str]], str | None]:
+        """Parsed answers of one batch and, if some keys are missing, why."""
+        prompt = build_prompt(batch, self.config)
+        shrunk_keys = [r.key for r in batch if r.key in shrunk]
+        retrying = Retrying(stop=stop_after_attempt(self.config.llm_retries + 1), wait=self._wait(),
+                            retry=retry_if_exception(_is_retryable), sleep=self._sleeper(abort), reraise=True)
+        try:
+            for attempt in retrying:
+                with attempt:
+                    response = self._call(batch, prompt, shrunk_keys, attempt.retry_state.attempt_number, abort)
+        except LLMError as exc:
+            if not _is_retryable(exc):
+                raise
+            return {}, f"LLM call failed after {self.config.llm_retries + 1} attempt(s): {exc}"
+        parsed = parse_response(response, [r.key for r in batch])
+        if len(parsed) == len(batch):
+            return parsed, None
+        return parsed, "missing from the LLM answer" if parsed else "the LLM answer could not be parsed"
+
+    # --- public ---
+    def summarize(self, requests: list[SummaryRequest], *,
+                  level_requests: list[SummaryRequest] | None = None) -> dict[str, Summary]:
+        """A :class:`Summary` for every request key (see the module docstring for the strategy)."""
+        if not requests:
+            return {}
+        by_key = {r.key: r for r in requests}
+        if len(by_key) != len(requests):
+            raise ValueError("summary request keys must be unique")
+        cfg = self.config
+        fitted, shrunk = {}, set()
+        for r in requests:
+            fitted[r.key], was_shrunk = self._fit(r)
+            if was_shrunk:
+                shrunk.add(r.key)
+        if shrunk:
+            logger.info("Shrunk the prompt blocks of %d cluster(s) to fit max_prompt_tokens.", len(shrunk))
+        cost = {k: estimate_tokens(render_block(r, cfg)) for k, r in fitted.items()}
+
+        total = len(requests)
+        answers: dict[str, tuple[str, str]] = {}
+        reasons: dict[str, str] = {}
+        pending = [r.key for r in requests]
+        size = cfg.llm_initial_batch_size
+        abort = threading.Event()
+        with ThreadPoolExecutor(max_workers=cfg.llm_concurrency, thread_name_prefix="hercules-llm") as pool:
+            while pending:
+                batches = self._plan(pending, fitted, cost, size)
+                futures: dict[Future, list[SummaryRequest]] = {
+                    pool.submit(self._run_batch, b, shrunk, abort): b for b in batches}
+                try:
+                    remaining = set(futures)
+                    while remaining:
+                        done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                        for fut in done:
+                            parsed, reason = fut.result()
+                            answers.update(parsed)
+                            for r in futures[fut]:
+                                if r.key not in parsed:
+                                    reasons[r.key] = reason or "missing from the LLM answer"
+                            if self.progress is not None:
+                                self.progress(len(answers), total)
+                except BaseException:
+                    abort.set()
+                    for fut in futures:
+                        fut.cancel()
+                    raise
+                pending = [k for k in pending if k not in answers]
+                if not pending or size <= cfg.llm_min_batch_size:
+                    break
+                size = max(cfg.llm_min_batch_size, int(size / cfg.llm_batch_reduction_factor))
+
+        results = {}
+        for key, (title, desc) in answers.items():
+            if by_key[key].level == 0:
+                title, desc = clean_text(title, cfg.l0_title_max_chars), clean_text(desc, cfg.l0_description_max_chars)
+            results[key] = Summary(title=title, description=desc, source=self.model_id)
+        if pending:
+            results.update(self._fall_back([by_key[k] for k in pending], reasons, level_requests or requests))
+            if self.progress is not None:
+                self.progress(total, total)
+        return results
+
+    def _fall_back(self, failed: list[SummaryRequest], reasons: dict[str, str],
+                   level_requests: list[SummaryRequest]) -> dict[str, Summary]:
+        keys = [r.key for r in failed]
+        errors = {k: reasons.get(k, "no answer") for k in keys}
+        logger.warning("%d of the level-%d summaries came from %r because %s failed for them (e.g. %s: %s).",
+                       len(keys), failed[0].level, self.fallback.model_id, self.model_id, keys[0], errors[keys[0]])
+        self._write({"event": "llm_fallback", "model": self.model_id, "fallback_model": self.fallback.model_id,
+                     "level": failed[0].level, "keys": keys, "errors": errors})
+        got = self.fallback.summarize(failed, level_requests=level_requests)
+        out = {}
+        for r in failed:
+            s = got.get(r.key)
+            if s is None:  # a fallback that also fails gets an honest placeholder, never made-up text
+                s = Summary(title="Untitled", description=f"No summary available ({errors[r.key]}).", source="none")
+            out[r.key] = Summary(title=s.title, description=s.description, source=self.fallback.model_id,
+                                 fallback=True, error=errors[r.key])
+        return out

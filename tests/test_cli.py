@@ -1,0 +1,93 @@
+"""The CLI end to end: real offline MiniLM on fortune_dev8, a scikit-learn numeric set, bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hercules_core.io import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+FORTUNE = ROOT.parent / "shared" / "data" / "fortune_dev8.csv"
+if not FORTUNE.exists():  # a fresh clone without shared/: the committed 200-row cut of the same file
+    FORTUNE = ROOT / "tests" / "data" / "fortune_sample.csv"
+
+
+def cli(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "hercules_core", "run", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.mark.slow
+def test_cli_fortune_with_minilm(tmp_path):
+    out = tmp_path / "out"
+    cli(FORTUNE, "--text-column", "text", "--id-column", "id", "--labels-column", "label",
+        "--levels", "40,8", "--embedder", "minilm", "--llm", "keywords", "--seed", "1", "--out", out, "--quiet")
+    for name in ("model.json", "memberships.csv", "hierarchy.txt", "run_log.jsonl", "evaluation.json"):
+        assert (out / name).stat().st_size > 0, name
+    df = pd.read_csv(FORTUNE)
+    members = pd.read_csv(out / "memberships.csv", dtype=str)
+    assert list(members.columns) == ["item_id", "L1_cluster_id", "L1_title", "L2_cluster_id", "L2_title"]
+    assert members.item_id.tolist() == df.id.astype(str).tolist()  # ids preserved, in order
+    assert members.L1_cluster_id.nunique() == 40 and members.L2_cluster_id.nunique() == 8
+    ev = json.loads((out / "evaluation.json").read_text())
+    top = ev["2"]
+    for key in ("adjusted_rand_score", "normalized_mutual_info_score", "homogeneity_score",
+                "completeness_score", "v_measure_score", "silhouette_score"):
+        assert key in top
+    assert top["adjusted_rand_score"] > 0.2  # real MiniLM embeddings find real topics
+    h = load_model(out / "model.json")
+    assert h.stats["models"]["text_embedder"] == "all-MiniLM-L6-v2"
+    assert h.levels[0].vectors.shape == (len(df), 384)
+    text = (out / "hierarchy.txt").read_text()
+    assert all(f"L2_{j}" in text for j in range(8))
+
+
+def test_cli_numeric_sklearn_wine(tmp_path):
+    from sklearn.datasets import load_wine
+
+    wine = load_wine(as_frame=True)
+    frame = wine.frame.rename(columns={"target": "label"})
+    frame.insert(0, "wine_id", [f"w{i}" for i in range(len(frame))])
+    path = tmp_path / "wine.csv"
+    frame.to_csv(path, index=False)
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"alcohol": {"unit": "% vol", "description": "alcohol content"}}))
+    out = tmp_path / "out"
+    cli(path, "--id-column", "wine_id", "--labels-column", "label", "--levels", "12,3", "--embedder", "fake-hash",
+        "--llm", "fake", "--numeric-metadata", meta, "--out", out, "--quiet")
+    h = load_model(out / "model.json")
+    assert h.dataset.modality == "numeric" and len(h.dataset.feature_names) == 13
+    assert [len(lv) for lv in h.levels] == [178, 12, 3]
+    assert h.evaluation[2]["adjusted_rand_score"] > 0.5  # wine's 3 cultivars are well separated
+    log = [json.loads(line) for line in (out / "run_log.jsonl").read_text().splitlines()]
+    calls = [r for r in log if r.get("event") == "llm_call"]
+    assert calls and all("prompt" in r and "seconds" in r for r in calls)
+    assert any("% vol" in r["prompt"] for r in calls)  # units reach the prompt
+
+
+def test_cli_bad_input_is_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,x,y\na,1,2\nb,nan,3\nc,4,5\n")
+    proc = cli(bad, "--id-column", "id", "--embedder", "fake-hash", "--out", tmp_path / "o", check=False)
+    assert proc.returncode == 2
+    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "b" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    proc = cli(tmp_path / "missing.csv", "--out", tmp_path / "o", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "missing.csv" in proc.stderr
+
+    proc = cli(bad, "--levels", "5,20", "--out", tmp_path / "o", check=False)
+    assert proc.returncode == 2 and "must decrease" in proc.stderr
+
+    good = tmp_path / "good.csv"
+    good.write_text("id,x,y\na,1,2\nb,2,3\nc,4,5\n")
+    proc = cli(good, "--embedder", "nope", "--id-column", "id", "--out", tmp_path / "o", check=False)
+    assert proc.returncode == 2 and "Unknown text embedder 'nope'" in proc.stderr

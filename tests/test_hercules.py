@@ -1,0 +1,165 @@
+"""The estimator end to end with deterministic fakes: hierarchy invariants, modes, stopping rules."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hercules_core.clients.fakes import FakeEmbedder, FakeLLM
+from hercules_core.config import HerculesConfig
+from hercules_core.errors import Cancelled, ConfigError, InputError, LLMError
+from hercules_core.hercules import Hercules
+from hercules_core.io import RunLog
+from tests.factories import make_numeric_dataset, make_text_dataset
+
+
+def fit(ds, llm=None, embedder="fake", **cfg):
+    emb = FakeEmbedder(32) if embedder == "fake" else embedder
+    return Hercules(HerculesConfig(**cfg), text_embedder=emb, llm=llm).fit(ds).hierarchy_
+
+
+def check_invariants(h):
+    h.validate()
+    n = h.n_items
+    for level in range(1, h.top_level + 1):
+        a = h.assignments(level)
+        assert a.shape == (n,) and a.min() >= 0 and a.max() < len(h.levels[level])
+        # every item in exactly one cluster; sizes add up to the item count
+        assert np.array_equal(np.bincount(a, minlength=len(h.levels[level])), h.levels[level].size)
+        assert h.levels[level].size.sum() == n
+        # a child's items are a subset of its parent's
+        below = h.assignments(level - 1)
+        parent_of_below = h.levels[level - 1].parent
+        assert np.array_equal(parent_of_below[below], a)
+    ids = [c.id for c in h.iter_clusters()]
+    assert len(ids) == len(set(ids))
+    assert all(c.title.strip() and c.description.strip() for c in h.iter_clusters())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(4, 70), p=st.integers(1, 4), ks=st.lists(st.integers(1, 30), min_size=1, max_size=4),
+       seed=st.integers(0, 2**16), weighted=st.booleans(), resampling=st.booleans())
+def test_hierarchy_invariants_hold_for_any_shape(n, p, ks, seed, weighted, resampling):
+    ks = tuple(sorted(set(ks), reverse=True))
+    ds = make_numeric_dataset(n=n, p=p, seed=seed)
+    h = fit(ds, level_cluster_counts=ks, random_state=seed, weight_by_size=weighted, use_resampling=resampling,
+            resampling_points_per_cluster=3)
+    check_invariants(h)
+    again = fit(ds, level_cluster_counts=ks, random_state=seed, weight_by_size=weighted, use_resampling=resampling,
+                resampling_points_per_cluster=3)
+    for a, b in zip(h.levels, again.levels):
+        assert np.array_equal(a.parent, b.parent) and a.titles == b.titles
+        assert np.array_equal(a.vectors, b.vectors)
+
+
+def test_text_direct_mode_with_fake_llm_titles_every_cluster():
+    ds = make_text_dataset(n=90)
+    llm = FakeLLM()
+    h = fit(ds, llm=llm, level_cluster_counts=(9, 3))
+    check_invariants(h)
+    assert [len(lv) for lv in h.levels] == [90, 9, 3]
+    assert all(c.title.startswith("Fake") and c.source == "fake-llm" and not c.fallback for c in h.iter_clusters())
+    assert llm.calls >= 2  # at least one call per level
+    assert h.stats["models"]["llm"] == "fake-llm"
+    assert h.levels[2].desc_embeddings.shape == (3, 32)
+    # reductions exist for every level, in 2-D
+    assert all(lv.reductions["representation"].shape == (len(lv), 2) for lv in h.levels)
+    # evaluation uses the dataset's labels
+    assert 0.0 <= h.evaluation[2]["adjusted_rand_score"] <= 1.0
+
+
+def test_l0_prompts_contain_the_items_text():
+    ds = make_text_dataset(n=12)
+    llm = FakeLLM()
+    h = fit(ds, llm=llm, level_cluster_counts=(3,), use_llm_for_l0_descriptions=True)
+    l0_prompts = [c["prompt"] for c in llm.history if "item_" in c["prompt"]]
+    assert l0_prompts, "no level-0 prompt was sent"
+    joined = "\n".join(l0_prompts)
+    for text in ds.texts:
+        assert text[:40] in joined  # the reference implementation sent a placeholder here
+    assert all(s == "fake-llm" for s in h.levels[0].sources)
+
+
+def test_description_mode_clusters_description_embeddings():
+    ds = make_text_dataset(n=60)
+    h = fit(ds, llm=FakeLLM(), level_cluster_counts=(6, 2), representation_mode="description")
+    check_invariants(h)
+    # the L1 representation vectors live in the description-embedding space (fake dim 32)
+    assert h.levels[1].vectors.shape[1] == 32
+
+
+def test_weighted_upper_level_centroid_is_mean_of_items():
+    ds = make_numeric_dataset(n=200, p=3)
+    h = fit(ds, level_cluster_counts=(20, 4), weight_by_size=True, normalize_centroids="no")
+    items = ds.numeric
+    a = h.assignments(2)
+    for j in range(4):
+        np.testing.assert_allclose(h.levels[2].vectors[j], items[a == j].mean(0), atol=1e-4)
+
+
+def test_auto_k_reduces_by_the_minimum_factor_and_stops():
+    ds = make_numeric_dataset(n=300, p=2)
+    h = fit(ds, level_cluster_counts=None, auto_k_max=40, auto_k_min_reduction=2.0, max_levels=6)
+    counts = [len(lv) for lv in h.levels]
+    for below, above in zip(counts, counts[1:]):
+        assert above <= below / 2, counts  # never 15 -> 14 -> 13 ...
+    assert len(counts) - 1 <= 6
+    assert h.stats["auto_k_scores"]
+
+
+def test_fixed_k_larger_than_items_is_clamped_and_noted():
+    ds = make_numeric_dataset(n=10)
+    h = fit(ds, level_cluster_counts=(50, 3))
+    assert len(h.levels[1]) == 9
+    assert any("asked for k=50" in note for note in h.stats["notes"])
+
+
+def test_single_item_and_text_without_embedder_fail_clearly():
+    with pytest.raises(InputError, match="at least 2 items"):
+        fit(make_numeric_dataset(n=1))
+    with pytest.raises(ConfigError, match="needs a text embedder"):
+        Hercules(HerculesConfig(), text_embedder=None).fit(make_text_dataset())
+
+
+def test_failing_llm_gives_marked_keyword_fallbacks_never_random(tmp_path):
+    ds = make_text_dataset(n=40)
+
+    class Broken:
+        model_id = "broken"
+
+        def complete(self, prompt, *, schema=None):
+            raise LLMError("server exploded")
+
+    log = RunLog(tmp_path / "run_log.jsonl")
+    h = Hercules(HerculesConfig(level_cluster_counts=(4,), llm_retries=1, llm_retry_delay=0),
+                 text_embedder=FakeEmbedder(), llm=Broken(), run_log=log).fit(ds).hierarchy_
+    assert all(c.fallback and c.source == "keywords" for c in h.iter_clusters())
+    assert h.stats["n_fallback_summaries"] == 4
+    assert any("fallback" in note for note in h.stats["notes"])
+    # keyword titles come from the cluster's words, e.g. the planted topics
+    vocab = {"cats", "dogs", "pets", "stocks", "bonds", "market", "rain", "snow", "weather", "item", "extra", "words"}
+    assert all(set(c.title.lower().replace(",", "").split()) & vocab for c in h.iter_clusters())
+    assert (tmp_path / "run_log.jsonl").read_text().count('"llm_call"') >= 2
+
+
+def test_cancel_stops_the_run():
+    ds = make_text_dataset(n=40)
+    with pytest.raises(Cancelled):
+        Hercules(HerculesConfig(level_cluster_counts=(4,)), text_embedder=FakeEmbedder(), cancel=lambda: True).fit(ds)
+
+
+def test_progress_reports_every_stage():
+    seen = []
+    Hercules(HerculesConfig(level_cluster_counts=(5, 2)), text_embedder=FakeEmbedder(),
+             progress=lambda stage, done, total: seen.append(stage)).fit(make_text_dataset())
+    for stage in ("embedding items", "clustering level 1", "summarizing level 1", "clustering level 2",
+                  "summarizing level 2", "reduction", "evaluation"):
+        assert stage in seen
+
+
+def test_item_embedded_once_per_model():
+    emb = FakeEmbedder()
+    ds = make_text_dataset(n=50)
+    Hercules(HerculesConfig(level_cluster_counts=(5, 2)), text_embedder=emb).fit(ds)
+    # 50 items once, plus 5 + 2 cluster descriptions: nothing embedded twice
+    assert emb.texts_embedded == 50 + 5 + 2
