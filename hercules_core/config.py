@@ -41,7 +41,8 @@ class HerculesConfig:
     kmeans_backend: str = "auto"
     kmeans_large_threshold: int = 20_000_000  # n * k above which "auto" leaves scikit-learn
     kmeans_n_init: int = 1  # k-means++ restarts at level 1 (the expensive level)
-    kmeans_upper_n_init: int = 32  # restarts at levels >= 2 (few points, so cheap)
+    kmeans_upper_n_init: int = 8  # restarts at levels >= 2 (few points, so cheap) ...
+    kmeans_upper_work_budget: float = 2e8  # ... capped so that restarts * n * k * dim stays under this
     kmeans_max_iter: int = 100
     use_resampling: bool = False  # Vo et al. refinement
     resampling_iterations: int = 3  # m
@@ -80,7 +81,7 @@ class HerculesConfig:
 
     # --- reduction and evaluation (§3.6, §3.7) ---
     n_reduction_components: int = 2
-    evaluation_sample_size: int = 5000  # silhouette is O(n^2): sampled above this
+    evaluation_sample_size: int = 2000  # silhouette is O(n^2): sampled above this (one shared sample)
     calculate_llm_internal_metrics: bool = True
 
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the model
@@ -121,6 +122,8 @@ class HerculesConfig:
             raise ConfigError(f"auto_k_min ({self.auto_k_min}) is larger than auto_k_max ({self.auto_k_max}).")
         if self.min_clusters_per_level < 1:
             raise ConfigError("min_clusters_per_level must be at least 1.")
+        if not self.kmeans_upper_work_budget > 0:
+            raise ConfigError("kmeans_upper_work_budget must be > 0.")
         if not self.auto_k_min_reduction >= 1.0:
             raise ConfigError("auto_k_min_reduction must be >= 1 (each level at most n/factor clusters).")
         if not self.llm_batch_reduction_factor > 1.0:

@@ -90,8 +90,22 @@ def _davies_bouldin_calinski_harabasz(X: np.ndarray, labels: np.ndarray) -> tupl
     return db, ch
 
 
+class _SharedSample:
+    """One silhouette sample of the item vectors and its distance matrix, reused by every level.
+
+    The sample is stratified by level-1 clusters, so every cluster of every level above keeps points
+    in it; the O(s^2) distances are then computed once instead of once per level.
+    """
+
+    def __init__(self, X: np.ndarray, finest: np.ndarray, sample_size: int, rng: np.random.Generator):
+        self.X = X
+        self.idx = _sample(finest, sample_size, rng)
+        self.D = skm.pairwise_distances(np.asarray(X[self.idx], dtype=np.float32))
+
+
 def _internal(X: np.ndarray | None, labels: np.ndarray, sample_size: int, rng: np.random.Generator,
-              prefix: str, out: dict[str, Any], notes: list[str], what: str) -> None:
+              prefix: str, out: dict[str, Any], notes: list[str], what: str,
+              shared: _SharedSample | None = None) -> None:
     """Silhouette (on a sample), Davies-Bouldin and Calinski-Harabasz (on all points, both linear)."""
     for name in INTERNAL:
         out[prefix + name] = None
@@ -107,11 +121,16 @@ def _internal(X: np.ndarray | None, labels: np.ndarray, sample_size: int, rng: n
     if not np.isfinite(X).all():
         notes.append(f"{prefix}metrics: {what} contain NaN or infinite values.")
         return
-    idx = _sample(labels, sample_size, rng)
+    use_shared = shared is not None and shared.X is X
+    idx = shared.idx if use_shared else _sample(labels, sample_size, rng)
     if len(idx) < n:
         notes.append(f"{prefix}silhouette_score on a stratified sample of {len(idx)} of {n} points.")
     if 2 <= len(np.unique(labels[idx])) <= len(idx) - 1:
-        out[prefix + "silhouette_score"] = _finite(skm.silhouette_score(X[idx], labels[idx]))
+        if use_shared:
+            score = skm.silhouette_score(shared.D, labels[idx], metric="precomputed")
+        else:
+            score = skm.silhouette_score(X[idx], labels[idx])
+        out[prefix + "silhouette_score"] = _finite(score)
     db, ch = _davies_bouldin_calinski_harabasz(X, labels)
     out[prefix + "davies_bouldin_score"], out[prefix + "calinski_harabasz_score"] = _finite(db), _finite(ch)
 
@@ -186,7 +205,7 @@ def _topic_alignment(h: Hierarchy, level: int, notes: list[str]) -> float | None
 
 
 def evaluate_level(h: Hierarchy, level: int, labels: Any = None, *, sample_size: int | None = None,
-                   random_state: int = 0) -> dict[str, Any]:
+                   random_state: int = 0, _shared: _SharedSample | None = None) -> dict[str, Any]:
     """Metrics of the clusters at ``level`` (>= 1) as a flat, JSON-serialisable dict.
 
     Parameters
@@ -215,7 +234,7 @@ def evaluate_level(h: Hierarchy, level: int, labels: Any = None, *, sample_size:
     assign = h.assignments(level)
     out: dict[str, Any] = {"level": int(level), "n_clusters": len(h.levels[level]), "n_items": h.n_items}
 
-    _internal(h.levels[0].vectors, assign, sample_size, rng, "", out, notes, "item (L0) vectors")
+    _internal(h.levels[0].vectors, assign, sample_size, rng, "", out, notes, "item (L0) vectors", _shared)
     below = h.levels[level - 1]
     if level == 1:  # the level below is L0 itself: identical numbers, no need to compute twice
         for name in INTERNAL:
@@ -229,7 +248,7 @@ def evaluate_level(h: Hierarchy, level: int, labels: Any = None, *, sample_size:
             out["llm_" + name] = out[name]
     elif llm:
         _internal(below.desc_embeddings, below.parent, sample_size, rng, "llm_", out, notes,
-                  f"level {level - 1} description embeddings")
+                  f"level {level - 1} description embeddings", _shared)
     else:
         out.update({"llm_" + name: None for name in INTERNAL})
         notes.append("llm_ metrics disabled (calculate_llm_internal_metrics=False).")
@@ -241,7 +260,12 @@ def evaluate_level(h: Hierarchy, level: int, labels: Any = None, *, sample_size:
 
 def evaluate_all(h: Hierarchy, labels: Any = None) -> dict[int, dict[str, Any]]:
     """Evaluate every level >= 1, store the results in ``h.evaluation`` and return them."""
-    results = {level: evaluate_level(h, level, labels, random_state=h.config.random_state)
+    shared = None
+    X = h.levels[0].vectors
+    if X is not None and h.top_level >= 2 and np.isfinite(X).all():
+        shared = _SharedSample(X, h.levels[0].parent, h.config.evaluation_sample_size,
+                               np.random.default_rng(h.config.random_state))
+    results = {level: evaluate_level(h, level, labels, random_state=h.config.random_state, _shared=shared)
                for level in range(1, h.top_level + 1)}
     h.evaluation.update(results)
     return results

@@ -227,8 +227,10 @@ class Hercules:
                 if k is None or k <= 1:
                     break
                 self.progress(f"clustering level {li}", 0, 1)
-                result = km.kmeans(current, k, rng=rng, sample_weight=weights,
-                                   n_init=cfg.kmeans_n_init if li == 1 else cfg.kmeans_upper_n_init,
+                n_init = cfg.kmeans_n_init
+                if li > 1:  # restarts are cheap on the few points of an upper level, but not free
+                    n_init = int(np.clip(cfg.kmeans_upper_work_budget / (current.size * k), 1, cfg.kmeans_upper_n_init))
+                result = km.kmeans(current, k, rng=rng, sample_weight=weights, n_init=n_init,
                                    max_iter=cfg.kmeans_max_iter, backend=cfg.kmeans_backend,
                                    large_threshold=cfg.kmeans_large_threshold)
                 if cfg.use_resampling:
