@@ -91,3 +91,24 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
     good.write_text("id,x,y\na,1,2\nb,2,3\nc,4,5\n")
     proc = cli(good, "--embedder", "nope", "--id-column", "id", "--out", tmp_path / "o", check=False)
     assert proc.returncode == 2 and "Unknown text embedder 'nope'" in proc.stderr
+
+
+def test_cli_images_zip_digits(tmp_path):
+    import zipfile
+
+    from tests.test_data import write_digits
+
+    paths = write_digits(tmp_path / "digits", n=60)
+    archive = tmp_path / "digits.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in paths:
+            zf.write(p, f"digits/{p.name}")
+    out = tmp_path / "out"
+    cli(archive, "--images", "--levels", "10,3", "--embedder", "fake-hash", "--llm", "fake", "--out", out, "--quiet")
+    h = load_model(out / "model.json")
+    assert h.dataset.modality == "image" and len(h.dataset.image_paths) == 60
+    # images were extracted under the output directory, so the saved paths stay valid
+    assert all(Path(p).is_file() and str(out) in p for p in h.dataset.image_paths)
+    assert h.stats["models"]["image_embedder"] == "image-features"
+    assert [len(lv) for lv in h.levels] == [60, 10, 3]
+    assert all(c.title for c in h.iter_clusters())
