@@ -102,11 +102,13 @@ def _faiss_kmeans(X, k, rng, sample_weight, n_init, max_iter):
 
     n, d = X.shape
     # faiss's own init is uniform random, which is worse than k-means++ on clustered data: seed it
-    # with k-means++ on a sample (the sample bounds the O(n k d) cost of the seeding).
+    # with k-means++ on a sample (the sample bounds the O(n k d) cost of the seeding). One local trial
+    # (plain k-means++) instead of scikit-learn's greedy 2 + log k: 9x cheaper at k = 1000, and the
+    # Lloyd iterations that follow on all points matter more than the seeding at this size.
     sample = rng.choice(n, size=min(n, max(20 * k, 10_000)), replace=False) if n > 10_000 else np.arange(n)
     best_labels, best_cent, best_obj = None, None, np.inf
     for _ in range(max(1, n_init)):
-        init, _ = kmeans_plusplus(X[sample], k, random_state=_seed(rng))
+        init, _ = kmeans_plusplus(X[sample], k, random_state=_seed(rng), n_local_trials=1)
         km = faiss.Clustering(d, k)
         km.niter = min(max_iter, 25)
         km.seed = _seed(rng)
