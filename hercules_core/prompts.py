@@ -18,6 +18,10 @@ from .summarize_types import SummaryRequest
 
 TITLE_MAX_CHARS = 120
 DESCRIPTION_MAX_CHARS = 1000
+# Part of every cached LLM answer's key (hercules_core/cache.py): bump it whenever the prompt text
+# or the answer handling changes, so that old cached answers are not replayed.
+PROMPT_TEMPLATE_VERSION = 1
+KEYWORDS_MAX = 10  # keywords shown in a cluster block
 _TOKEN_OVERHEAD = 4  # per estimated piece: BOS/role tokens and rounding
 
 # bidi overrides/isolates can visually reorder text around them: dropped, not replaced
@@ -108,6 +112,9 @@ def render_block(req: SummaryRequest, config: HerculesConfig) -> str:
     """The ``--- Cluster ID: ... ---`` block of one request (Sections 1-3 when they apply)."""
     noun = "Item" if req.level == 0 else "Cluster"
     lines = [f"--- {noun} ID: {req.key} (L{req.level}, {req.n_items} base items, BaseType: {req.modality}) ---"]
+    keywords = [w for w in (clean_text(k, 40) for k in req.keywords[:KEYWORDS_MAX]) if w]
+    if keywords:
+        lines.append(f"Keywords: {', '.join(keywords)}")
     if req.samples:
         lines.append("Content:" if req.level == 0 else "Representative Content/Samples (from L0 Descendants):")
         for item_id, text in req.samples:

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import random
+import re
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -30,7 +31,7 @@ from .summarize_types import RunLogLike, Summarizer, Summary, SummaryRequest
 
 __all__ = [
     "build_requests", "build_l0_requests", "build_prompt", "json_schema_for", "estimate_tokens",
-    "parse_response", "LLMSummarizer",
+    "parse_response", "LLMSummarizer", "copied_title", "copied_example",
 ]
 
 logger = logging.getLogger("hercules_core")
@@ -39,6 +40,16 @@ L0_CONTENT_MAX_CHARS = 2000  # an L0 item shown alone gets far more room than a 
 L0_NUMERIC_MAX_VALS = 100
 RETRY_AFTER_CAP = 600.0  # seconds: a guard against absurd Retry-After values
 _DIST_CHUNK = 65536
+COPIED_TITLE = "title copied from a sample"
+COPIED_EXAMPLE = "answer copied from the prompt's example"
+# the placeholders of the EXAMPLE in prompts.prompt_header ("Title A", "Desc A."), which tiny models
+# copy, also as "Title 2" or a bare "Title"
+_PLACEHOLDER = re.compile(r"(title|desc|description)( [a-z]| \d+)?")
+_COPY_OPENING_WORDS = 8  # a title is compared with about this many opening words of each sample
+_COPY_MIN_WORDS = 3  # shorter titles (e.g. "Weather") may well open a sample without being copied
+_COPY_SHARE = (4, 5)  # more than 4/5 of the title's words
+_COPY_FUZZY_MIN_WORDS = 5  # "Linux operating system" may use a sample's opening words without copying it
+_WORD_RE = re.compile(r"\w+")
 
 
 # --------------------------------------------------------------------------- requests
@@ -251,6 +262,44 @@ def tokens_budget(config: HerculesConfig) -> int:
     return int(math.floor((1.0 - config.prompt_token_safety_margin) * config.max_prompt_tokens))
 
 
+def _words(text: str) -> list[str]:
+    return _WORD_RE.findall(str(text).lower())
+
+
+def copied_title(title: str, samples: list[tuple[str, str]]) -> bool:
+    """Whether ``title`` is just the opening of one of ``samples`` (tiny models like to copy one).
+
+    Compared lowercased without punctuation: a title equal to a whole sample, or of at least three
+    words that opens a sample, or of at least five words more than 80% of which occur among the
+    opening words of a longer sample (a title that adds one word to four copied ones, like the test
+    fakes' "Fake" + four words, passes).
+    """
+    t = _words(title)
+    if not t:
+        return False
+    for _, text in samples:
+        s = _words(text)
+        if not s:
+            continue
+        if t == s:
+            return True
+        if len(t) < _COPY_MIN_WORDS or len(s) <= len(t):
+            continue
+        if s[:len(t)] == t:
+            return True
+        if len(t) < _COPY_FUZZY_MIN_WORDS:
+            continue
+        opening = set(s[:max(_COPY_OPENING_WORDS, len(t) + 2)])
+        if _COPY_SHARE[1] * sum(w in opening for w in t) > _COPY_SHARE[0] * len(t):
+            return True
+    return False
+
+
+def copied_example(title: str, description: str) -> bool:
+    """Whether an answer is the prompt's example placeholder ("Title A", "Desc A.", "Title 2") copied."""
+    return any(_PLACEHOLDER.fullmatch(" ".join(_words(text))) for text in (title, description))
+
+
 class _Aborted(Exception):
     """Another batch hit a fatal error or the run was cancelled: stop without calling the LLM."""
 
@@ -370,10 +419,16 @@ class LLMSummarizer:
             raise Cancelled("Summarisation was cancelled.")
         keys = [r.key for r in batch]
         response: Any = None
+        usage: Any = None
         error = None
         t0 = time.perf_counter()
         try:
-            response = self.llm.complete(prompt, schema=json_schema_for(keys, self.config, level=batch[0].level))
+            schema = json_schema_for(keys, self.config, level=batch[0].level)
+            with_usage = getattr(self.llm, "complete_with_usage", None)
+            if callable(with_usage):  # real token counts from the server
+                response, usage = with_usage(prompt, schema=schema)
+            else:
+                response = self.llm.complete(prompt, schema=schema)
             return response
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -384,13 +439,16 @@ class LLMSummarizer:
                       "attempt": attempt, "prompt": prompt, "response": text, "error": error,
                       "seconds": round(time.perf_counter() - t0, 4), "prompt_tokens_est": estimate_tokens(prompt),
                       "completion_tokens_est": estimate_tokens(text) if text else 0}
+            if isinstance(usage, dict):
+                record["prompt_tokens"] = usage.get("prompt_tokens")
+                record["completion_tokens"] = usage.get("completion_tokens")
             if shrunk:
                 record["shrunk"] = shrunk
             self._write(record)
 
     def _run_batch(self, batch: list[SummaryRequest], shrunk: set[str],
-                   abort: threading.Event) -> tuple[dict[str, tuple[str, str]], str | None]:
-        """Parsed answers of one batch and, if some keys are missing, why."""
+                   abort: threading.Event) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+        """Parsed answers of one batch and, for the keys without an accepted answer, why."""
         prompt = build_prompt(batch, self.config)
         shrunk_keys = [r.key for r in batch if r.key in shrunk]
         retrying = Retrying(stop=stop_after_attempt(self.config.llm_retries + 1), wait=self._wait(),
@@ -402,11 +460,22 @@ class LLMSummarizer:
         except LLMError as exc:
             if not _is_retryable(exc):
                 raise
-            return {}, f"LLM call failed after {self.config.llm_retries + 1} attempt(s): {exc}"
+            reason = f"LLM call failed after {self.config.llm_retries + 1} attempt(s): {exc}"
+            return {}, {r.key: reason for r in batch}
         parsed = parse_response(response, [r.key for r in batch])
-        if len(parsed) == len(batch):
-            return parsed, None
-        return parsed, "missing from the LLM answer" if parsed else "the LLM answer could not be parsed"
+        reason = "missing from the LLM answer" if parsed else "the LLM answer could not be parsed"
+        reasons = {r.key: reason for r in batch if r.key not in parsed}
+        for r in batch:
+            if r.key not in parsed:
+                continue
+            if copied_example(*parsed[r.key]):
+                reasons[r.key] = COPIED_EXAMPLE
+            elif r.level >= 1 and copied_title(parsed[r.key][0], r.samples):
+                reasons[r.key] = COPIED_TITLE
+            else:
+                continue
+            del parsed[r.key]
+        return parsed, reasons
 
     # --- public ---
     def summarize(self, requests: list[SummaryRequest], *,
@@ -419,7 +488,7 @@ class LLMSummarizer:
             raise ValueError("summary request keys must be unique")
         cfg = self.config
         fitted, shrunk = {}, set()
-        for r in requests:
+        for r in self._with_keywords(requests, level_requests):
             fitted[r.key], was_shrunk = self._fit(r)
             if was_shrunk:
                 shrunk.add(r.key)
@@ -443,11 +512,11 @@ class LLMSummarizer:
                     while remaining:
                         done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
                         for fut in done:
-                            parsed, reason = fut.result()
+                            parsed, why = fut.result()
                             answers.update(parsed)
                             for r in futures[fut]:
                                 if r.key not in parsed:
-                                    reasons[r.key] = reason or "missing from the LLM answer"
+                                    reasons[r.key] = why.get(r.key) or "missing from the LLM answer"
                             if self.progress is not None:
                                 self.progress(len(answers), total)
                 except BaseException:
@@ -470,6 +539,16 @@ class LLMSummarizer:
             if self.progress is not None:
                 self.progress(total, total)
         return results
+
+    def _with_keywords(self, requests: list[SummaryRequest],
+                       level_requests: list[SummaryRequest] | None) -> list[SummaryRequest]:
+        """The requests with the fallback's keywords (if it offers ``keywords_for``) for the prompt."""
+        keywords_for = getattr(self.fallback, "keywords_for", None)
+        if not callable(keywords_for):
+            return requests
+        kw = keywords_for(requests, level_requests or requests)
+        return [dataclasses.replace(r, keywords=list(kw[r.key])) if kw.get(r.key) and not r.keywords else r
+                for r in requests]
 
     def _fall_back(self, failed: list[SummaryRequest], reasons: dict[str, str],
                    level_requests: list[SummaryRequest]) -> dict[str, Summary]:

@@ -26,6 +26,7 @@ class SummaryRequest:
     numeric_stats: list[dict[str, Any]] = field(default_factory=list)
     # numeric_stats entries: {"name", "unit", "description", "mean", "std", "min", "max"}
     n_numeric_vars: int = 0  # how many variables exist (to say "... more variables exist")
+    keywords: list[str] = field(default_factory=list)  # distinctive words, shown as a "Keywords:" line
 
 
 @dataclass

@@ -1,0 +1,190 @@
+"""Web app benchmark: a 20,000-item model in the explorer.
+
+    .venv/bin/python bench/app_bench.py [--items 20000] [--clicks 30] [--no-browser]
+
+Measures, through the real Dash endpoint (Flask test client, model already loaded):
+  * server time of the click-to-highlight callback (selection -> scatter ``dash.Patch``) and the
+    bytes it sends, over random clicks on every level (targets: <= 100 ms, <= 200 kB);
+  * the same for the other callbacks one click triggers (selection, pane + tree, sunburst patch);
+and, in headless Chromium (/usr/bin/chromium), the time to first render of the explore page
+(navigation start until the scatter, the sunburst and the overview are on screen), cold (the
+server loads the model) and warm (cached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from callbacks import runstore  # noqa: E402
+from hercules_core import Hercules, HerculesConfig, prepare, save_model  # noqa: E402
+from hercules_core.clients.fakes import FakeEmbedder  # noqa: E402
+
+TOPICS = ["cats dogs pets vet food", "stocks bonds market trading fund", "rain snow storm weather cold",
+          "football goal match league team", "piano violin concert music song", "python code bug compiler test",
+          "bread cake oven recipe flour", "train bus station ticket travel"]
+
+
+def build_model(runs_dir: Path, n: int, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    words = [t.split() for t in TOPICS]
+    texts = []
+    for i in range(n):
+        t = words[int(rng.integers(len(words)))]
+        texts.append(" ".join(rng.choice(t, size=6)) + f" item {i} " + " ".join(rng.choice(words[int(rng.integers(8))], 2)))
+    ds = prepare(texts, ids=[f"doc{i:05d}" for i in range(n)])
+    cfg = HerculesConfig(level_cluster_counts=(200, 40, 8), random_state=seed)
+    t0 = time.perf_counter()
+    h = Hercules(cfg, text_embedder=FakeEmbedder(dim=64)).fit(ds).hierarchy_
+    run_id = runstore.new_id()
+    rdir = runs_dir / run_id
+    rdir.mkdir(parents=True)
+    save_model(h, rdir / "model.json")
+    runstore.update_status(rdir, state="done", created=runstore.now_iso())
+    print(f"built a {n:,}-item model (levels 200/40/8) in {time.perf_counter() - t0:.1f} s: "
+          f"{(rdir / 'model.json').stat().st_size / 1e6:.1f} MB")
+    return run_id
+
+
+def _callback(deps, output_prefix: str, first_input: str):
+    for d in deps:
+        if d["output"].startswith(output_prefix) and d["inputs"] and \
+                f"{d['inputs'][0]['id']}.{d['inputs'][0]['property']}" == first_input:
+            return d
+    raise LookupError(output_prefix)
+
+
+def _post(client, dep, inputs, state, changed):
+    outputs = []  # a multi-output callback is named "..a.prop...b.prop.."
+    for part in dep["output"][2:-2].split("...") if dep["output"].startswith("..") else [dep["output"]]:
+        cid, prop = part.rsplit(".", 1)
+        outputs.append({"id": cid, "property": prop})
+    body = {"output": dep["output"], "outputs": outputs if len(outputs) > 1 else outputs[0],
+            "inputs": inputs, "state": state, "changedPropIds": [changed]}
+    t0 = time.perf_counter()
+    r = client.post("/_dash-update-component", json=body)
+    dt = time.perf_counter() - t0
+    if r.status_code != 200:
+        raise RuntimeError(f"{dep['output']}: HTTP {r.status_code} {r.data[:300]!r}")
+    return dt, len(r.data)
+
+
+def bench_callbacks(runs_dir: Path, run_id: str, clicks: int) -> dict:
+    from app import create_app
+    from callbacks.explore_model import make_key
+
+    app = create_app(runs_dir)
+    client = app.server.test_client()
+    deps = client.get("/_dash-dependencies").get_json()
+    run = {"run_id": run_id}
+    ctx = app.server.config["HERCULES"]
+    t0 = time.perf_counter()
+    em = ctx.model(run_id)
+    load_s = time.perf_counter() - t0
+    scatter = _callback(deps, "..explore-scatter.figure...explore-view.data", "explore-level.value")
+    highlight = _callback(deps, "explore-scatter.figure@", "explore-selection.data")
+    sunburst = _callback(deps, "explore-sunburst.figure@", "explore-selection.data")
+    pane_tree = _callback(deps, "..explore-pane.children", "explore-selection.data")
+    _, first_fig = _post(client, scatter, [{"id": "explore-level", "property": "value", "value": 1},
+                                           {"id": "explore-space", "property": "value", "value": "representation"},
+                                           {"id": "explore-color-level", "property": "value", "value": em.top},
+                                           {"id": "explore-size-scale", "property": "value", "value": "sqrt"}],
+                         [{"id": "explore-run", "property": "data", "value": run},
+                          {"id": "explore-selection", "property": "data", "value": None}], "explore-level.value")
+    view = {"level": 1, "space": "representation", "color_level": em.top, "size_scale": "sqrt",
+            "items": em.h.n_items <= 5000}
+    rng = np.random.default_rng(1)
+    keys = [make_key(lv, int(rng.integers(len(em.h.levels[lv])))) for lv in rng.integers(0, em.top + 1, clicks)]
+    keys += [make_key(em.top, int(np.argmax(em.h.levels[em.top].size)))]  # the biggest subtree
+    res = {name: {"ms": [], "bytes": []} for name in ("highlight", "sunburst", "pane_tree")}
+    for key in keys:
+        sel = {"key": key}
+        for name, dep, state in (
+                ("highlight", highlight, [{"id": "explore-view", "property": "data", "value": view},
+                                          {"id": "explore-run", "property": "data", "value": run}]),
+                ("sunburst", sunburst, [{"id": "explore-run", "property": "data", "value": run}]),
+                ("pane_tree", pane_tree, [])):
+            inputs = [{"id": "explore-selection", "property": "data", "value": sel}]
+            if name == "pane_tree":
+                inputs.append({"id": "explore-run", "property": "data", "value": run})
+            dt, size = _post(client, dep, inputs, state, "explore-selection.data")
+            res[name]["ms"].append(dt * 1000)
+            res[name]["bytes"].append(size)
+    out = {"model_load_s": round(load_s, 2), "first_scatter_bytes": first_fig, "clicks": len(keys)}
+    for name, r in res.items():
+        out[name] = {"median_ms": round(statistics.median(r["ms"]), 1), "max_ms": round(max(r["ms"]), 1),
+                     "median_kB": round(statistics.median(r["bytes"]) / 1000, 1),
+                     "max_kB": round(max(r["bytes"]) / 1000, 1)}
+    return out
+
+
+def bench_first_render(runs_dir: Path, run_id: str) -> dict:
+    from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, AppServer
+
+    if not Path(CHROMIUM).exists():
+        return {"skipped": f"{CHROMIUM} missing"}
+    from playwright.sync_api import sync_playwright
+
+    srv = AppServer(runs_dir, stage_delay=0)
+    out = {}
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            for label in ("cold", "warm", "warm2"):
+                page = b.new_page(viewport={"width": 1400, "height": 1000})
+                t0 = time.perf_counter()
+                page.goto(f"{srv.url}/explore?run={run_id}")
+                page.wait_for_selector("#explore-scatter .js-plotly-plot .gl-canvas-context", state="attached",
+                                       timeout=120_000)
+                page.wait_for_selector("#explore-sunburst .js-plotly-plot .slice", timeout=120_000)
+                page.wait_for_selector(".cluster-pane.overview", timeout=120_000)
+                out[label + "_s"] = round(time.perf_counter() - t0, 2)
+                page.close()
+            # for scale: loading plotly.js alone (what every page with a graph pays in the browser)
+            page = b.new_page()
+            page.goto(f"{srv.url}/_favicon.ico")
+            url = f"{srv.url}/_dash-component-suites/plotly/package_data/plotly.min.js"
+            out["plotly_js_load_s"] = round(page.evaluate(
+                """(url) => new Promise(ok => { const t0 = performance.now(); const s = document.createElement('script');
+                   s.onload = () => ok((performance.now() - t0) / 1000); s.src = url; document.head.appendChild(s); })""",
+                url), 2)
+            page.close()
+            b.close()
+    finally:
+        srv.stop()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=20_000)
+    ap.add_argument("--clicks", type=int, default=30)
+    ap.add_argument("--no-browser", action="store_true")
+    args = ap.parse_args()
+    out_dir = ROOT / "bench" / "results" / "app_bench"
+    runs_dir = out_dir / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    run_id = build_model(runs_dir, args.items)
+    result = {"items": args.items, "callbacks": bench_callbacks(runs_dir, run_id, args.clicks)}
+    if not args.no_browser:
+        result["first_render"] = bench_first_render(runs_dir, run_id)
+    print(json.dumps(result, indent=2))
+    hl = result["callbacks"]["highlight"]
+    ok = hl["max_ms"] <= 100 and hl["max_kB"] <= 200
+    print(f"click-to-highlight: median {hl['median_ms']} ms / max {hl['max_ms']} ms, median {hl['median_kB']} kB / "
+          f"max {hl['max_kB']} kB -> {'within' if ok else 'OUTSIDE'} the 100 ms / 200 kB target")
+    (out_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""The configuration form: one declarative list of fields, its layout, and form values -> config.
+
+Each field is a ``HerculesConfig`` parameter (or a form-only helper such as the level mode) with a
+label, a widget, a one-line help text and a group; advanced fields sit in a collapsed section.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import html
+
+import model_registry as registry
+from hercules_core import HerculesConfig
+from hercules_core.config import (AUTO_K_METHODS, CENTROID_NORMALIZATION, CHILD_SAMPLE_STRATEGIES, KMEANS_BACKENDS,
+                                  REPRESENTATION_MODES, SAMPLE_STRATEGIES)
+from hercules_core.errors import ConfigError
+
+from . import ids
+
+DEFAULTS = HerculesConfig()
+MODEL_KINDS = (("text_embedder", "Text embedder"), ("image_embedder", "Image embedder"), ("llm", "Summariser / LLM"),
+               ("captioner", "Image captioner"))
+FALLBACK_DEFAULTS = {"text_embedder": "minilm", "image_embedder": "image-features", "llm": "keywords",
+                     "captioner": None}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    label: str
+    widget: str  # select | int | float | text | switch
+    help: str
+    group: str
+    advanced: bool = False
+    options: tuple = ()
+
+
+def _default(name: str) -> Any:
+    return getattr(DEFAULTS, name)
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("representation_mode", "Representation", "select", "Cluster the items' own vectors (direct) or the "
+          "embeddings of their descriptions (description).", "Hierarchy", options=REPRESENTATION_MODES),
+    Field("auto_k_method", "Auto-k method", "select", "Score used to pick k at each level.", "Hierarchy",
+          options=AUTO_K_METHODS),
+    Field("auto_k_min", "Auto-k: smallest k", "int", "Lower end of the k range tried.", "Hierarchy"),
+    Field("auto_k_max", "Auto-k: largest k", "int", "Upper end of the k range tried.", "Hierarchy"),
+    Field("max_levels", "Max levels", "int", "Stop after this many levels (auto-k).", "Hierarchy"),
+    Field("topic_seed", "Topic seed", "text", "Optional theme the titles are oriented towards; topic alignment "
+          "is measured against it.", "Summaries"),
+    Field("prompt_l0_sample_size", "Samples per cluster", "int", "Items shown to the summariser per cluster.",
+          "Summaries"),
+    Field("prompt_l0_sample_strategy", "Sample choice", "select", "Items closest to the centroid, or random.",
+          "Summaries", options=SAMPLE_STRATEGIES),
+    Field("prompt_immediate_child_sample_size", "Child summaries shown", "int",
+          "Child cluster summaries shown for upper levels.", "Summaries"),
+    Field("prompt_immediate_child_sample_strategy", "Child choice", "select", "Which children are shown.",
+          "Summaries", options=CHILD_SAMPLE_STRATEGIES),
+    Field("prompt_title_max_words", "Title length (words)", "int", "Upper bound asked of the model.", "Summaries"),
+    Field("use_resampling", "Resampling refinement", "switch", "Vo et al. resampling after k-means (slower, "
+          "steadier clusters).", "Resampling"),
+    Field("resampling_iterations", "Resampling iterations", "int", "Rounds of resampling.", "Resampling"),
+    Field("resampling_points_per_cluster", "Points per cluster", "int", "Points drawn per cluster and round.",
+          "Resampling"),
+    Field("llm_initial_batch_size", "Clusters per LLM call", "int", "Batch size; halved on failures.", "LLM batching"),
+    Field("llm_concurrency", "Parallel LLM calls", "int", "Batches in flight at once.", "LLM batching"),
+    Field("llm_retries", "Retries", "int", "Retries of a failing batch before falling back to keywords.",
+          "LLM batching"),
+    Field("random_state", "Random seed", "int", "Same data + seed + settings = same hierarchy.", "Reproducibility"),
+    # --- advanced
+    Field("weight_by_size", "Weight centroids by size", "switch", "Upper levels weight each child by its items "
+          "(off = the paper's unweighted variant).", "Advanced", True),
+    Field("normalize_centroids", "Re-normalise centroids", "select", "auto: when the item vectors are unit length.",
+          "Advanced", True, CENTROID_NORMALIZATION),
+    Field("kmeans_backend", "k-means backend", "select", "auto picks by problem size.", "Advanced", True,
+          KMEANS_BACKENDS),
+    Field("kmeans_n_init", "k-means restarts (level 1)", "int", "k-means++ restarts at the finest level.",
+          "Advanced", True),
+    Field("kmeans_upper_n_init", "k-means restarts (upper)", "int", "Restarts at levels 2 and up.", "Advanced", True),
+    Field("kmeans_max_iter", "k-means iterations", "int", "Maximum Lloyd iterations.", "Advanced", True),
+    Field("min_clusters_per_level", "Min clusters per level", "int", "Stop when a level would be smaller.",
+          "Advanced", True),
+    Field("auto_k_sample_size", "Auto-k sample", "int", "Points the auto-k score is computed on.", "Advanced", True),
+    Field("use_llm_for_l0_descriptions", "LLM description of every item", "switch", "One LLM answer per item "
+          "(slow and costly).", "Advanced", True),
+    Field("prompt_include_immediate_children", "Show child summaries", "switch", "Include child summaries in "
+          "upper-level prompts.", "Advanced", True),
+    Field("prompt_l0_sample_trunc_len", "Sample length (chars)", "int", "Samples are cut to this length.",
+          "Advanced", True),
+    Field("prompt_child_desc_trunc_len", "Child description length", "int", "Child descriptions are cut to this.",
+          "Advanced", True),
+    Field("max_prompt_tokens", "Max prompt tokens", "int", "Batches are split to stay below this.", "Advanced", True),
+    Field("evaluation_sample_size", "Silhouette sample", "int", "Silhouette is computed on at most this many "
+          "points.", "Advanced", True),
+    Field("calculate_llm_internal_metrics", "Description-space metrics", "switch", "Also score clusters in the "
+          "description embedding space.", "Advanced", True),
+)
+FIELD_BY_NAME = {f.name: f for f in FIELDS}
+AUTO_FIELDS = ("auto_k_method", "auto_k_min", "auto_k_max", "max_levels")
+_CONFIG_FIELDS = {f.name for f in fields(HerculesConfig)}
+assert all(f.name in _CONFIG_FIELDS for f in FIELDS)
+
+
+# ----------------------------------------------------------------------------- models
+def model_options(kind: str, include_tests: bool) -> list[dict[str, Any]]:
+    """Select options for one model kind; unavailable models are disabled with the reason."""
+    out = []
+    for e in registry.entries(kind, include_tests=include_tests):
+        ok, why = e.availability()
+        label = e.label if ok else f"{e.label} — unavailable: {why}"
+        out.append({"label": label, "value": e.id, "disabled": not ok})
+    return out
+
+
+def default_model(kind: str, options: list[dict[str, Any]]) -> str | None:
+    """The registry's recommended model when it names one, else the offline default; must be available."""
+    available = [o["value"] for o in options if not o["disabled"]]
+    wanted = None
+    rec = getattr(registry, "recommended_config", None)
+    if callable(rec):
+        try:
+            wanted = (rec() or {}).get(kind)
+        except Exception:  # a registry under construction must not break the form
+            wanted = None
+    for candidate in (wanted, FALLBACK_DEFAULTS.get(kind)):
+        if candidate in available:
+            return candidate
+    return available[0] if available and kind != "captioner" else None
+
+
+def include_test_models() -> bool:
+    return os.environ.get("HERCULES_TEST_MODELS") == "1"
+
+
+# ----------------------------------------------------------------------------- layout
+def _widget(f: Field):
+    cid = {"type": ids.CFG_T, "name": f.name}
+    value = _default(f.name)
+    if f.widget == "select":
+        return dbc.Select(id=cid, options=[{"label": o, "value": o} for o in f.options], value=value, size="sm")
+    if f.widget == "switch":
+        return dbc.Switch(id=cid, value=bool(value), label="")
+    if f.widget == "text":
+        return dbc.Input(id=cid, type="text", value=value or "", size="sm", maxLength=500)
+    return dbc.Input(id=cid, type="number", value=value, size="sm", step=1 if f.widget == "int" else "any")
+
+
+def _row(f: Field):
+    return dbc.Row([
+        dbc.Col(html.Label(f.label, className="small fw-semibold mb-0",
+                           title=f"{f.name} (default {_default(f.name)!r})"), width=5),
+        dbc.Col([_widget(f), html.Div(f.help, className="form-text small")], width=7),
+    ], className="mb-2")
+
+
+def models_layout(include_tests: bool):
+    rows = []
+    for kind, label in MODEL_KINDS:
+        opts = model_options(kind, include_tests)
+        if kind == "captioner":
+            opts = [{"label": "none (image file names as descriptions)", "value": "none", "disabled": False}] + opts
+        value = default_model(kind, opts) or "none"
+        rows.append(dbc.Row([
+            dbc.Col(dbc.Label(label, className="small fw-semibold mb-0"), width=5),
+            dbc.Col(dbc.Select(id={"type": ids.MODEL_T, "kind": kind}, options=opts, value=value, size="sm"), width=7),
+        ], className="mb-2"))
+    return rows
+
+
+def form_layout(include_tests: bool):
+    """Grouped fields with defaults and help; "Advanced" starts collapsed."""
+    groups: dict[str, list] = {}
+    auto_rows = []
+    for f in FIELDS:
+        (auto_rows if f.name in AUTO_FIELDS else groups.setdefault(f.group, [])).append(_row(f))
+    levels = [
+        dbc.RadioItems(id=ids.LEVELS_MODE, inline=True, value="fixed",
+                       options=[{"label": "Fixed clusters per level", "value": "fixed"},
+                                {"label": "Automatic k", "value": "auto"}]),
+        html.Div(id=ids.FIXED_BOX, children=[
+            dbc.Input(id={"type": ids.CFG_T, "name": "levels_text"}, value="20,5", size="sm",
+                      placeholder="e.g. 100,20,5"),
+            html.Div("Clusters per level, finest first (e.g. 100,20,5 builds three levels).",
+                     className="form-text small")]),
+        html.Div(id=ids.AUTO_BOX, children=auto_rows, style={"display": "none"}),
+    ]
+    basic = [dbc.Card(dbc.CardBody([html.H6("Models", className="card-title"), *models_layout(include_tests)]),
+                      className="mb-2")]
+    for group, rows in groups.items():
+        if group == "Advanced":
+            continue
+        body = [*rows, *levels] if group == "Hierarchy" else rows
+        basic.append(dbc.Card(dbc.CardBody([html.H6(group, className="card-title"), *body]), className="mb-2"))
+    advanced = [
+        dbc.Button("Advanced settings", id=ids.ADVANCED_TOGGLE, color="link", size="sm", className="px-0"),
+        dbc.Collapse(dbc.Card(dbc.CardBody(groups["Advanced"])), id=ids.ADVANCED, is_open=False),
+    ]
+    return html.Div([dbc.Row([dbc.Col(card, lg=6) for card in basic]), *advanced])
+
+
+# ----------------------------------------------------------------------------- values -> config
+def _parse_levels(text: Any) -> tuple[int, ...]:
+    parts = [p.strip() for p in str(text or "").replace(";", ",").split(",") if p.strip()]
+    try:
+        counts = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"Clusters per level must be whole numbers separated by commas, like 100,20,5 "
+                          f"(got {text!r}).") from None
+    if not counts:
+        raise ConfigError("Give the clusters per level (e.g. 20,5) or choose automatic k.")
+    return counts
+
+
+def _coerce(f: Field, value: Any) -> Any:
+    if f.widget == "switch":
+        return bool(value)
+    if f.widget == "text":
+        text = str(value or "").strip()
+        return text or None
+    if f.widget == "select":
+        if value not in f.options:
+            raise ConfigError(f"{f.label}: choose one of {', '.join(f.options)}.")
+        return value
+    if value is None or value == "":
+        raise ConfigError(f"{f.label} is empty; the default is {_default(f.name)}.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{f.label} must be a number (got {value!r}).") from None
+    if f.widget == "int":
+        if not math.isfinite(number) or number != int(number):
+            raise ConfigError(f"{f.label} must be a whole number (got {value!r}).")
+        return int(number)
+    return number
+
+
+def config_from_form(values: dict[str, Any], levels_mode: str) -> HerculesConfig:
+    """A validated config from the form values (``{field name: value}``); ConfigError says what to fix."""
+    params: dict[str, Any] = {}
+    for name, value in values.items():
+        f = FIELD_BY_NAME.get(name)
+        if f is not None:
+            params[name] = _coerce(f, value)
+    params["level_cluster_counts"] = None if levels_mode == "auto" else _parse_levels(values.get("levels_text"))
+    try:
+        return HerculesConfig(**params)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def check_models(models: dict[str, Any], modality: str | None, cfg: HerculesConfig,
+                 include_tests: bool) -> dict[str, str | None]:
+    """The model ids a run will use, checked against the registry (ConfigError if one cannot be used)."""
+    out: dict[str, str | None] = {}
+    for kind, _ in MODEL_KINDS:
+        value = models.get(kind)
+        if value in (None, "", "none"):
+            out[kind] = None
+            continue
+        allowed = {e.id: e for e in registry.entries(kind, include_tests=include_tests)}
+        if value not in allowed:
+            raise ConfigError(f"Unknown {kind.replace('_', ' ')} {value!r}.")
+        ok, why = allowed[value].availability()
+        needed = (kind == "text_embedder" and (modality == "text" or cfg.representation_mode == "description")) or \
+                 (kind == "image_embedder" and modality == "image") or kind == "llm" or kind == "captioner"
+        if not ok and needed:
+            raise ConfigError(f"{allowed[value].label} is unavailable: {why}.")
+        out[kind] = value if ok else None
+    if modality == "text" and not out.get("text_embedder"):
+        raise ConfigError("Texts need a text embedder.")
+    return out
+
+
+# ----------------------------------------------------------------------------- cost preview
+def estimate(n_items: int | None, modality: str | None, cfg: HerculesConfig, models: dict[str, Any]) -> dict[str, Any]:
+    """A rough forecast of the work: embeddings, LLM calls and tokens (and money if the registry knows)."""
+    n = int(n_items or 0)
+    if cfg.level_cluster_counts is not None:
+        clusters = sum(min(k, n) for k in cfg.level_cluster_counts)
+    else:  # auto-k: at most n/factor, n/factor^2, ... up to max_levels, capped by auto_k_max
+        clusters, m = 0, n
+        for _ in range(cfg.max_levels):
+            m = min(cfg.auto_k_max, int(m / cfg.auto_k_min_reduction))
+            if m < max(cfg.auto_k_min, cfg.min_clusters_per_level):
+                break
+            clusters += m
+    llm = models.get("llm")
+    uses_llm = llm not in (None, "", "none", "keywords")
+    per_cluster_in = 120 + cfg.prompt_l0_sample_size * cfg.prompt_l0_sample_trunc_len // 4 \
+        + cfg.prompt_immediate_child_sample_size * cfg.prompt_child_desc_trunc_len // 4
+    asked = clusters + (n if cfg.use_llm_for_l0_descriptions else 0)
+    calls = math.ceil(asked / max(cfg.llm_initial_batch_size, 1)) if uses_llm else 0
+    prompt_tokens = asked * per_cluster_in if uses_llm else 0
+    completion_tokens = asked * 80 if uses_llm else 0
+    texts = (n if modality == "text" else 0) + (clusters if models.get("text_embedder") else 0)
+    out = {"items": n, "clusters": clusters, "texts_to_embed": texts, "llm_calls": calls,
+           "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost": None}
+    cost_fn = getattr(registry, "estimate_cost", None)
+    if uses_llm and callable(cost_fn):
+        try:
+            out["cost"] = cost_fn(llm, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        except Exception:  # the registry may not price this model
+            out["cost"] = None
+    return out
+
+
+def estimate_text(e: dict[str, Any], llm: str | None) -> str:
+    parts = [f"{e['items']:,} items → about {e['clusters']:,} clusters", f"{e['texts_to_embed']:,} texts to embed"]
+    if e["llm_calls"]:
+        parts.append(f"~{e['llm_calls']:,} LLM calls, ~{e['prompt_tokens']:,} prompt + "
+                     f"~{e['completion_tokens']:,} completion tokens")
+        parts.append(f"estimated cost {e['cost']}" if e.get("cost") not in (None, "") else
+                     "cost: none for a local model (a hosted model bills these tokens)")
+    else:
+        parts.append(f"no LLM calls ({llm or 'keywords'}): free, runs offline")
+    return "; ".join(parts) + "."

@@ -1,0 +1,152 @@
+"""What the explorer needs from a saved model, computed once per loaded file.
+
+Nodes are addressed by a *key* ``"L<level>:<index>"`` (level 0 = items): unlike item ids, keys are
+always safe to put in a component id and are parsed back with a strict regex and bounds checks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hercules_core import Hierarchy, load_model
+
+KEY_RE = re.compile(r"L(\d{1,2}):(\d{1,9})")
+SPACES = ("representation", "description")
+
+
+def make_key(level: int, index: int) -> str:
+    return f"L{int(level)}:{int(index)}"
+
+
+@dataclass
+class ExploreModel:
+    """A loaded hierarchy plus derived arrays: ancestors per level, item assignments, search text."""
+
+    h: Hierarchy
+    path: str = ""
+    # up[a][b] for a < b: index at level b of each node of level a
+    up: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    _search: dict[int, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ExploreModel":
+        return cls.from_hierarchy(load_model(path), str(path))
+
+    @classmethod
+    def from_hierarchy(cls, h: Hierarchy, path: str = "") -> "ExploreModel":
+        em = cls(h=h, path=path)
+        top = h.top_level
+        for a in range(top):
+            idx = np.arange(len(h.levels[a]))
+            for b in range(a + 1, top + 1):
+                idx = h.levels[b - 1].parent[idx]
+                em.up[(a, b)] = idx.astype(np.int64)
+        for lv in h.levels:
+            em._search[lv.level] = [f"{t}\n{d}".lower() for t, d in zip(lv.titles, lv.descriptions)]
+        if h.dataset.modality == "text" and h.dataset.texts is not None:
+            em._search[0] = [f"{i}\n{t}".lower() for i, t in zip(h.levels[0].ids, h.dataset.texts)]
+        else:
+            em._search[0] = [f"{i}\n{t}".lower() for i, t in zip(h.levels[0].ids, h.levels[0].titles)]
+        return em
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def top(self) -> int:
+        return self.h.top_level
+
+    def parse(self, key: Any) -> tuple[int, int] | None:
+        """(level, index) of a key, or None for anything that is not a valid node of this model."""
+        if not isinstance(key, str):
+            return None
+        m = KEY_RE.fullmatch(key)
+        if not m:
+            return None
+        level, index = int(m.group(1)), int(m.group(2))
+        if level > self.top or index >= len(self.h.levels[level]):
+            return None
+        return level, index
+
+    def ancestor(self, level: int, index: int, at: int) -> int:
+        """Index at level ``at`` (>= level) of the ancestor of node (level, index)."""
+        if at == level:
+            return index
+        return int(self.up[(level, at)][index])
+
+    def ancestors(self, level: int, index: int) -> list[tuple[int, int]]:
+        """Parent, grandparent, ... up to the top level."""
+        return [(b, int(self.up[(level, b)][index])) for b in range(level + 1, self.top + 1)]
+
+    def map_to(self, level: int, at: int) -> np.ndarray:
+        """For each node of ``level`` (< ``at``), its ancestor index at ``at``."""
+        return self.up[(level, at)] if at > level else np.arange(len(self.h.levels[level]))
+
+    def in_subtree(self, level: int, sel_level: int, sel_index: int) -> np.ndarray:
+        """Boolean mask over the nodes of ``level`` that lie in the subtree of the selection."""
+        n = len(self.h.levels[level])
+        if level > sel_level:
+            return np.zeros(n, dtype=bool)
+        if level == sel_level:
+            mask = np.zeros(n, dtype=bool)
+            mask[sel_index] = True
+            return mask
+        return self.up[(level, sel_level)] == sel_index
+
+    def related(self, level: int, sel_level: int, sel_index: int) -> np.ndarray:
+        """Mask over ``level``: the selection, its descendants, or its ancestor at that level."""
+        if level > sel_level:
+            mask = np.zeros(len(self.h.levels[level]), dtype=bool)
+            mask[self.ancestor(sel_level, sel_index, level)] = True
+            return mask
+        return self.in_subtree(level, sel_level, sel_index)
+
+    def members(self, level: int, index: int) -> np.ndarray:
+        """L0 item indices under node (level, index)."""
+        if level == 0:
+            return np.array([index])
+        return np.flatnonzero(self.up[(0, level)] == index)
+
+    def children(self, level: int, index: int) -> np.ndarray:
+        if level == 0:
+            return np.empty(0, dtype=np.int64)
+        kids = self.h.children_of(level, index)
+        return kids[np.argsort(-self.h.levels[level - 1].size[kids], kind="stable")]
+
+    def xy(self, level: int, space: str) -> np.ndarray | None:
+        r = self.h.levels[level].reductions
+        arr = r.get(space)
+        if arr is None and space != "representation":
+            return None
+        return arr
+
+    def spaces(self) -> list[str]:
+        return [s for s in SPACES if all(s in lv.reductions for lv in self.h.levels[1:])]
+
+    # ------------------------------------------------------------------ search
+    def search(self, query: str, limit: int = 25) -> list[dict[str, Any]]:
+        """Case-insensitive substring search over titles and descriptions (clusters first), then items."""
+        q = " ".join(str(query or "").lower().split())
+        if len(q) < 2:
+            return []
+        hits: list[dict[str, Any]] = []
+        for level in list(range(self.top, 0, -1)) + [0]:
+            texts = self._search[level]
+            lv = self.h.levels[level]
+            for j, t in enumerate(texts):
+                if q in t:
+                    hits.append({"key": make_key(level, j), "level": level, "id": lv.ids[j], "title": lv.titles[j],
+                                 "snippet": _snippet(t, q), "size": int(lv.size[j])})
+                    if len(hits) >= limit:
+                        return hits
+        return hits
+
+
+def _snippet(text: str, q: str, width: int = 90) -> str:
+    i = text.find(q)
+    start = max(0, i - width // 3)
+    s = " ".join(text[start:start + width].split())
+    return ("…" if start else "") + s + ("…" if start + width < len(text) else "")

@@ -1,0 +1,84 @@
+"""Component ids of the whole app, in one place (pages and callbacks import them from here).
+
+Pattern-matching ids are dicts ``{"type": <one of the *_T constants>, ...}``.
+"""
+
+# --- app shell (app.py): present on every page
+URL = "url"
+ACTIVE_RUN = "active-run"  # store: {"run_id": ...} of the run started in this browser tab
+JOB_DONE = "job-done"  # store: {"run_id", "state", "message"} written when the background job ends
+JOB_PANEL = "job-panel"
+JOB_TITLE = "job-title"
+PROGRESS = "job-progress"
+STAGE = "job-stage"
+LOG = "job-log"
+CANCEL = "job-cancel"
+JOB_RESULT = "job-result"
+
+# --- new run page
+UPLOAD = "data-upload"
+UPLOAD_MSG = "data-upload-msg"
+UPLOAD_STORE = "data-upload-store"  # {"upload_id", "kind", "names", "columns", "n_rows"}
+DATA_OPTIONS = "data-options"
+WHAT = "data-what"  # "text" | "numeric" for tables
+TEXT_COL = "data-text-col"
+NUM_COLS = "data-num-cols"
+ID_COL = "data-id-col"
+LABEL_COL = "data-label-col"
+TXT_MODE = "data-txt-mode"
+TABLE_OPTS = "data-table-opts"
+TXT_OPTS = "data-txt-opts"
+PREVIEW = "data-preview"
+PREVIEW_SEARCH = "data-preview-search"
+LABELS_UPLOAD = "labels-upload"
+LABELS_MSG = "labels-upload-msg"
+LABELS_STORE = "labels-store"
+CFG_T = "cfg"  # pattern: {"type": CFG_T, "name": <HerculesConfig field or form-only name>}
+MODEL_T = "model"  # pattern: {"type": MODEL_T, "kind": <registry kind>}
+LEVELS_MODE = "cfg-levels-mode"
+FIXED_BOX = "cfg-fixed-box"
+AUTO_BOX = "cfg-auto-box"
+ADVANCED_TOGGLE = "cfg-advanced-toggle"
+ADVANCED = "cfg-advanced"
+COST = "cost-preview"
+START = "start-run"
+START_MSG = "start-msg"
+
+# --- runs page
+RUNS_TABLE = "runs-table"
+RUNS_REFRESH = "runs-refresh"
+RUNS_INTERVAL = "runs-interval"
+MODEL_UPLOAD = "model-upload"
+MODEL_UPLOAD_MSG = "model-upload-msg"
+
+# --- explore page
+EXPLORE_RUN = "explore-run"  # store: {"run_id"}
+EXPLORE_HEADER = "explore-header"
+EXPLORE_MSG = "explore-msg"
+LEVEL = "explore-level"
+SPACE = "explore-space"
+COLOR_LEVEL = "explore-color-level"
+SIZE_SCALE = "explore-size-scale"
+CLEAR = "explore-clear"
+SCATTER = "explore-scatter"
+VIEW = "explore-view"  # store: {"level", "space", "items_shown"} of the drawn scatter
+SELECTION = "explore-selection"  # store: {"key": "L2:3"} or None
+PANE = "explore-pane"
+TREE = "explore-tree"
+SUNBURST = "explore-sunburst"
+SEARCH = "explore-search"
+SEARCH_RESULTS = "explore-search-results"
+DOWNLOADS = "explore-downloads"
+TREE_TOGGLE_T = "tree-toggle"  # {"type", "key"}: the ▸ of a node
+TREE_KIDS_T = "tree-kids"
+TREE_SELECT_T = "tree-select"
+PANE_LINK_T = "pane-link"
+SEARCH_HIT_T = "search-hit"
+
+# --- evaluate page
+EVAL_RUN = "eval-run"
+EVAL_TABLE = "eval-table"
+EVAL_CHART = "eval-chart"
+EVAL_CONFUSION = "eval-confusion"
+EVAL_CONFUSION_LEVEL = "eval-confusion-level"
+EVAL_MSG = "eval-msg"

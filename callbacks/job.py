@@ -1,0 +1,249 @@
+"""One run, start to end, as plain Python: what the background callback executes.
+
+``run(runs_dir, run_id, send)`` reads ``spec.json`` of the run, prepares the data, builds the model
+clients from their registry ids (inside the worker: SDK clients do not pickle), fits, and writes
+``model.json``, ``memberships.csv``, ``hierarchy.txt``, ``evaluation.json`` and the run log into the
+run directory. ``status.json`` follows every stage. ``send(percent, stage_text, log_text)`` receives
+throttled progress for the browser.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import traceback
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+import model_registry as registry
+from hercules_core import Cancelled, Hercules, HerculesConfig, HerculesError, RunLog, io
+
+from . import runstore, uploads
+
+SendFn = Callable[[int, str, str], None]
+LOG_LINES = 40
+_LEVEL_STAGE = re.compile(r"(clustering|summarizing) level (\d+)|embedding level (\d+) descriptions")
+
+
+def overall_percent(stage: str, done: int, total: int, n_levels: int) -> float:
+    """Map Hercules' (stage, done, total) to one monotone-ish 0-100 scale for the whole run."""
+    frac = min(max(done / total, 0.0), 1.0) if total else 0.0
+    s = stage.lower()
+    if s.startswith("prepar"):
+        return 2.0
+    if s in ("embedding items", "captioning", "summarizing level 0", "embedding descriptions"):
+        return 5.0 + 30.0 * frac
+    m = _LEVEL_STAGE.fullmatch(s)
+    if m:
+        level = int(m.group(2) or m.group(3))
+        slot = 60.0 / max(n_levels, 1)
+        base = 35.0 + (min(level, max(n_levels, 1)) - 1) * slot
+        if m.group(1) == "clustering":
+            return min(base + 0.3 * slot * frac, 95.0)
+        if m.group(1) == "summarizing":
+            return min(base + 0.3 * slot + 0.55 * slot * frac, 95.0)
+        return min(base + 0.85 * slot + 0.15 * slot * frac, 95.0)
+    if s == "embedding topic seed":
+        return 95.0
+    if s == "reduction":
+        return 95.0 + 2.0 * frac
+    if s == "evaluation":
+        return 97.0 + 2.0 * frac
+    if s.startswith("saving"):
+        return 99.0
+    return 0.0
+
+
+def stage_text(stage: str, done: int, total: int) -> str:
+    s = stage[:1].upper() + stage[1:]
+    s = s.replace("Summarizing", "Summarising")
+    return f"{s} ({done:,}/{total:,})" if total > 1 else s
+
+
+class Reporter:
+    """Hercules' ``progress`` callable: keeps percent, stage and a log tail; sends throttled updates."""
+
+    def __init__(self, rdir, n_levels: int, send: SendFn | None = None, min_interval: float = 0.3,
+                 stage_delay: float = 0.0):
+        self.rdir, self.n_levels, self.send = rdir, n_levels, send
+        self.min_interval, self.stage_delay = min_interval, stage_delay
+        self.percent, self.stage, self.text = 0.0, "", "Queued"
+        self.lines: deque[str] = deque(maxlen=LOG_LINES)
+        self._last_send = 0.0
+        self._last_status = 0.0
+
+    def log(self, message: str) -> None:
+        self.lines.append(f"{time.strftime('%H:%M:%S')} {message}")
+        self.push(force=True)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        new_stage = stage != self.stage
+        self.percent = max(self.percent, overall_percent(stage, done, total, self.n_levels))
+        self.text = stage_text(stage, done, total)
+        if new_stage:
+            self.stage = stage
+            self.lines.append(f"{time.strftime('%H:%M:%S')} {self.text}")
+            if self.stage_delay:
+                time.sleep(self.stage_delay)  # test hook (HERCULES_TEST_STAGE_DELAY): a visible bar
+        self.push(force=new_stage)
+
+    def push(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.send is not None and (force or now - self._last_send >= self.min_interval):
+            self._last_send = now
+            self.send(int(self.percent), self.text, "\n".join(self.lines))
+        if force or now - self._last_status >= 1.0:
+            self._last_status = now
+            runstore.update_status(self.rdir, stage=self.text, percent=int(self.percent))
+
+
+class _LiveRunLog(RunLog):
+    """The run log file, also feeding stage events and LLM failures to the live log."""
+
+    def __init__(self, path, reporter: Reporter):
+        super().__init__(path, keep_records=False)
+        self.reporter = reporter
+
+    def write(self, record) -> None:
+        super().write(record)
+        event = record.get("event")
+        if event == "llm_call":
+            if record.get("error"):
+                self.reporter.lines.append(f"{time.strftime('%H:%M:%S')} LLM call failed: {record['error']}"[:300])
+        elif event:
+            details = ", ".join(f"{k}={v}" for k, v in record.items() if k not in ("event", "time"))[:200]
+            self.reporter.lines.append(f"{time.strftime('%H:%M:%S')} {event.replace('_', ' ')} {details}".rstrip())
+
+
+class _LogHandler(logging.Handler):
+    def __init__(self, reporter: Reporter):
+        super().__init__(logging.WARNING)
+        self.reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.reporter.lines.append(f"{time.strftime('%H:%M:%S')} {record.levelname.lower()}: {record.getMessage()}"[:400])
+
+
+def _build_models(models: dict[str, Any], modality: str, cfg: HerculesConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {"text_embedder": None, "image_embedder": None, "llm": None, "captioner": None}
+    if models.get("text_embedder"):
+        out["text_embedder"] = registry.get_text_embedder(models["text_embedder"], show_progress=False)
+    if modality == "image" and models.get("image_embedder"):
+        out["image_embedder"] = registry.get_image_embedder(models["image_embedder"], show_progress=False)
+    if modality == "image" and models.get("captioner"):
+        out["captioner"] = registry.get_captioner(models["captioner"])
+    if models.get("llm"):
+        out["llm"] = registry.get_llm(models["llm"])
+    return out
+
+
+def _open_cache(runs_dir):
+    """The shared on-disk cache of embeddings and LLM answers (``HERCULES_CACHE_DIR``, else the CLI's
+    default), when this core has one; ``HERCULES_CACHE=off`` disables it."""
+    try:
+        from hercules_core.cache import Cache
+    except ImportError:
+        return None
+    if not hasattr(registry, "wrap_with_cache"):
+        return None
+    folder = Path(os.environ.get("HERCULES_CACHE_DIR") or "~/.cache/hercules").expanduser()
+    return Cache(folder, enabled=os.environ.get("HERCULES_CACHE", "on") != "off")
+
+
+def _stage_delay() -> float:
+    if os.environ.get("HERCULES_TEST_MODELS") != "1":
+        return 0.0
+    try:
+        return max(0.0, min(float(os.environ.get("HERCULES_TEST_STAGE_DELAY", "0")), 5.0))
+    except ValueError:
+        return 0.0
+
+
+def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
+    """Execute the run ``run_id`` (its ``spec.json`` must exist); returns the final status."""
+    rdir = runstore.run_dir(runs_dir, run_id)
+    spec = runstore.read_json(rdir / "spec.json")
+    if not spec:
+        return runstore.update_status(rdir, state="failed", error="The run has no spec.json.")
+    cfg_dict = spec["config"]
+    counts = cfg_dict.get("level_cluster_counts")
+    reporter = Reporter(rdir, len(counts) if counts else int(cfg_dict.get("max_levels", 3)), send,
+                        stage_delay=_stage_delay())
+    handler = _LogHandler(reporter)
+    logging.getLogger("hercules_core").addHandler(handler)
+    t0, cache = time.time(), None
+    runstore.update_status(rdir, state="running", pid=os.getpid(), host=os.uname().nodename,
+                           started=runstore.now_iso(), started_ts=t0, percent=0, stage="Preparing data")
+    try:
+        cfg = HerculesConfig.from_dict(cfg_dict)
+        reporter("preparing data", 0, 1)
+        ds = uploads.prepare_from_spec(spec["data"], runs_dir, rdir)
+        names = spec["data"].get("names") or []
+        ds.source = names[0] if len(names) == 1 else f"{spec['data'].get('n_files', len(names))} files"
+        data = uploads.describe_dataset(ds)
+        runstore.update_status(rdir, data=data)
+        reporter.log(f"Loaded {len(ds):,} {ds.modality} items from {ds.source}"
+                     + (" with labels" if ds.labels is not None else ""))
+        for note in ds.notes:
+            reporter.log(f"note: {note}"[:300])
+        models = _build_models(spec.get("models", {}), ds.modality, cfg)
+        cache = _open_cache(runs_dir)
+        if cache is not None:
+            models = {k: registry.wrap_with_cache(v, cache) for k, v in models.items()}
+        reporter.log("Models: " + ", ".join(f"{k}={v}" for k, v in spec.get("models", {}).items() if v))
+        est = Hercules(cfg, **models, run_log=_LiveRunLog(rdir / "run_log.jsonl", reporter), progress=reporter,
+                       cancel=lambda: runstore.cancel_requested(rdir))
+        est.fit(ds)
+        h = est.hierarchy_
+        if cache is not None:
+            h.stats["cache"] = cache.stats()
+        reporter("saving results", 0, 1)
+        io.save_model(h, rdir / "model.json")
+        io.save_memberships(h, rdir / "memberships.csv")
+        io.save_hierarchy_text(h, rdir / "hierarchy.txt")
+        io.save_evaluation(h.evaluation, rdir / "evaluation.json")
+        reporter.percent, reporter.text = 100.0, "Done"
+        reporter.log(f"Done: {', '.join(str(len(lv)) for lv in h.levels[1:])} clusters in levels 1..{h.top_level}")
+        return runstore.update_status(rdir, state="done", percent=100, stage="Done", finished=runstore.now_iso(),
+                                      finished_ts=time.time(), timings=h.stats.get("timings", {}),
+                                      clusters_per_level=[len(lv) for lv in h.levels[1:]],
+                                      usage=h.stats.get("usage", {}))
+    except Cancelled:
+        reporter.text = "Cancelled"
+        reporter.log("Cancelled.")
+        return runstore.update_status(rdir, state="cancelled", error="Cancelled by the user.",
+                                      finished=runstore.now_iso(), finished_ts=time.time())
+    except HerculesError as e:
+        reporter.text = "Failed"
+        reporter.log(f"Failed: {e}"[:500])
+        return runstore.update_status(rdir, state="failed", error=str(e), finished=runstore.now_iso(),
+                                      finished_ts=time.time())
+    except Exception as e:  # a bug or an environment problem: say so, keep the traceback on disk
+        (rdir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        reporter.log(f"Internal error: {type(e).__name__}: {e}"[:500])
+        return runstore.update_status(rdir, state="failed", finished=runstore.now_iso(), finished_ts=time.time(),
+                                      error=f"Internal error ({type(e).__name__}: {e}). The traceback is in the "
+                                            "run directory (error.txt).")
+    finally:
+        logging.getLogger("hercules_core").removeHandler(handler)
+        if cache is not None:
+            cache.close()
+
+
+def create_run(runs_dir, spec: dict[str, Any], config: HerculesConfig, models: dict[str, Any]) -> str:
+    """Make the run directory with its spec and a ``queued`` status; returns the new run id."""
+    run_id = runstore.new_id()
+    rdir = runstore.run_dir(runs_dir, run_id)
+    rdir.mkdir(parents=True)
+    runstore.write_json_atomic(rdir / "spec.json", {"data": spec, "config": config.to_dict(), "models": models})
+    counts = config.level_cluster_counts
+    settings = {"levels": list(counts) if counts else f"auto ({config.auto_k_method})",
+                "mode": config.representation_mode, "seed": config.random_state,
+                "topic_seed": config.topic_seed, **{k: v for k, v in models.items() if v}}
+    runstore.update_status(rdir, state="queued", created=runstore.now_iso(), percent=0, stage="Queued",
+                           settings=settings, data={"source": ", ".join(spec.get("names", [])[:3]),
+                                                    "modality": spec.get("what")})
+    return run_id

@@ -1,0 +1,86 @@
+"""Callbacks of the evaluate page: metrics per level (table + chart) and clusters against labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, dcc, html
+
+from hercules_core import HerculesError
+from hercules_core.evaluation import confusion_table
+
+from . import figures, ids
+from .explore_model import ExploreModel
+from .page_explore import load
+
+
+GROUPS = (
+    ("Internal (item vectors)", ("silhouette_score", "davies_bouldin_score", "calinski_harabasz_score")),
+    ("Internal (children)", ("children_silhouette_score", "children_davies_bouldin_score",
+                             "children_calinski_harabasz_score")),
+    ("LLM-based (description embeddings)", ("llm_silhouette_score", "llm_davies_bouldin_score",
+                                            "llm_calinski_harabasz_score")),
+    ("Topic alignment", ("topic_alignment",)),
+    ("External (labels)", ("adjusted_rand_score", "normalized_mutual_info_score", "homogeneity_score",
+                           "completeness_score", "v_measure_score", "n_labelled")),
+)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def metrics_table(evaluation: dict[Any, dict[str, Any]]):
+    """Metrics as rows (grouped), levels as columns; notes below."""
+    levels = sorted(int(k) for k in evaluation)
+    get = lambda lv: evaluation.get(lv, evaluation.get(str(lv), {}))  # noqa: E731 - keys may be str after JSON
+    head = html.Thead(html.Tr([html.Th("metric")] + [html.Th(f"L{lv} ({get(lv).get('n_clusters', '?')})")
+                                                     for lv in levels]))
+    rows = []
+    for group, names in GROUPS:
+        if all(get(lv).get(n) is None for lv in levels for n in names):
+            continue
+        rows.append(html.Tr(html.Td(group, colSpan=len(levels) + 1, className="table-secondary fw-semibold small")))
+        for n in names:
+            rows.append(html.Tr([html.Td(n, className="small")] +
+                                [html.Td(_fmt(get(lv).get(n)), className="small") for lv in levels]))
+    notes = [f"L{lv}: {note}" for lv in levels for note in get(lv).get("notes") or []]
+    return html.Div([dbc.Table([head, html.Tbody(rows)], size="sm", bordered=True, className="metrics-table"),
+                     html.Ul([html.Li(n, className="small text-muted") for n in notes[:30]])])
+
+
+def confusion_view(em: ExploreModel, level: int | None):
+    h = em.h
+    if h.dataset.labels is None:
+        return html.Div("No ground-truth labels in this run: upload labels (a column or an id,label file) to see "
+                        "external metrics and this confusion view.", className="text-muted no-labels")
+    level = em.top if level is None else min(max(int(level), 1), em.top)
+    try:
+        table = confusion_table(h, level)
+    except HerculesError as e:
+        return html.Div(str(e), className="text-danger")
+    titles = dict(zip(h.levels[level].ids, h.levels[level].titles))
+
+    return dcc.Graph(figure=figures.confusion_figure(table, titles), config={"displaylogo": False},
+                     id="eval-confusion-graph")
+
+
+def register(app, ctx) -> None:
+    @app.callback(Output(ids.EVAL_TABLE, "children"), Output(ids.EVAL_CHART, "figure"),
+                  Output(ids.EVAL_CONFUSION_LEVEL, "options"), Output(ids.EVAL_CONFUSION_LEVEL, "value"),
+                  Input(ids.EVAL_RUN, "data"))
+    def _metrics(run):
+        em = load(ctx, run)
+        ev = em.h.evaluation
+        opts = [{"label": f"L{lv}", "value": lv} for lv in range(1, em.top + 1)]
+        return metrics_table(ev), figures.metrics_figure(ev), opts, em.top
+
+    @app.callback(Output(ids.EVAL_CONFUSION, "children"), Input(ids.EVAL_CONFUSION_LEVEL, "value"),
+                  State(ids.EVAL_RUN, "data"), prevent_initial_call=True)
+    def _confusion(level, run):
+        return confusion_view(load(ctx, run), level)

@@ -1,0 +1,164 @@
+"""Callbacks of the explore page: scatter, selection (in every view at once), pane, tree, search.
+
+A selection is one small store ``{"key": "L2:3"}``; each view reacts to it on its own: the scatter
+and the sunburst with ``dash.Patch`` (a click sends kilobytes, not the figure), the tree and the
+pane by re-rendering their (small, lazily built) contents.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import ALL, MATCH, Input, Output, State, ctx as dash_ctx, html, no_update
+from dash.exceptions import PreventUpdate
+
+from hercules_core import HerculesError
+
+from . import figures, ids, pane, runstore, tree
+from .explore_model import ExploreModel
+
+DOWNLOADS = (("model.json", "Model JSON"), ("memberships.csv", "Memberships CSV"),
+             ("evaluation.json", "Evaluation JSON"), ("evaluation.csv", "Evaluation CSV"),
+             ("hierarchy.txt", "Hierarchy text"), ("run_log.jsonl", "Run log"))
+
+
+def load(ctx, run: dict[str, Any] | None) -> ExploreModel:
+    if not run or not runstore.valid_id(run.get("run_id")):
+        raise PreventUpdate
+    try:
+        return ctx.model(run["run_id"])
+    except (OSError, HerculesError):
+        raise PreventUpdate from None
+
+
+def controls(ctx, run_id: Any) -> dict[str, Any] | None:
+    """Options and defaults of the page's controls for a run (None when it cannot be opened)."""
+    if not runstore.valid_id(run_id):
+        return None
+    try:
+        em = ctx.model(run_id)
+    except (OSError, HerculesError) as e:
+        return {"error": str(e) if isinstance(e, HerculesError) else "This run has no model (yet)."}
+    levels = [{"label": f"L{lv} ({len(em.h.levels[lv])} clusters)", "value": lv} for lv in range(1, em.top + 1)]
+    default_level = 1 if len(em.h.levels[1]) <= 1500 else min(2, em.top)
+    ds = em.h.dataset
+    rdir = runstore.run_dir(ctx.runs_dir, run_id)
+    files = [(name, label) for name, label in DOWNLOADS
+             if name == "evaluation.csv" or (rdir / name).exists()]
+    return {
+        "levels": levels, "level": default_level, "color_level": em.top,
+        "spaces": [{"label": s, "value": s} for s in em.spaces()],
+        "title": f"{ds.source or 'data'} · {em.h.n_items:,} {ds.modality} items · "
+                 f"{', '.join(str(len(lv)) for lv in em.h.levels[1:])} clusters in L1..L{em.top}",
+        "downloads": [(f"/files/{run_id}/download/{name}", label) for name, label in files],
+    }
+
+
+def selection_from_trigger(em: ExploreModel, trigger: Any, value: Any) -> Any:
+    """The new selection key for what was clicked, ``None`` to clear, or ``no_update``."""
+    if trigger == ids.CLEAR:
+        return None
+    if trigger in (ids.SCATTER, ids.SUNBURST):
+        points = (value or {}).get("points") or []
+        if not points:
+            return no_update
+        p = points[0]
+        key = p.get("id") if trigger == ids.SUNBURST else (p.get("customdata") or [None])[0]
+        return key if em.parse(key) is not None else no_update
+    if isinstance(trigger, dict) and trigger.get("type") in (ids.TREE_SELECT_T, ids.PANE_LINK_T, ids.SEARCH_HIT_T):
+        if not value:  # a component that just appeared (n_clicks 0), not a click
+            return no_update
+        key = trigger.get("key")
+        return key if em.parse(key) is not None else no_update
+    return no_update
+
+
+def search_results(em: ExploreModel, query: str | None):
+    hits = em.search(query or "")
+    if not query or len(query.strip()) < 2:
+        return html.Div("Type at least two characters.", className="small text-muted")
+    if not hits:
+        return html.Div("No match.", className="small text-muted search-empty")
+    return html.Div([html.Div([html.Span(h["id"], className="badge bg-secondary me-1"), html.Strong(h["title"]),
+                               html.Div(h["snippet"], className="small text-muted")],
+                              id={"type": ids.SEARCH_HIT_T, "key": h["key"]}, n_clicks=0, role="button",
+                              className="search-hit") for h in hits])
+
+
+def register(app, ctx) -> None:
+    @app.callback(Output(ids.SCATTER, "figure"), Output(ids.VIEW, "data"),
+                  Input(ids.LEVEL, "value"), Input(ids.SPACE, "value"), Input(ids.COLOR_LEVEL, "value"),
+                  Input(ids.SIZE_SCALE, "value"), State(ids.EXPLORE_RUN, "data"), State(ids.SELECTION, "data"))
+    def _scatter(level, space, color_level, size_scale, run, selection):
+        em = load(ctx, run)
+        fig, view = figures.scatter_figure(em, int(level or 1), space or "representation",
+                                           int(color_level) if color_level else None, size_scale or "sqrt",
+                                           (selection or {}).get("key"))
+        return fig, view
+
+    @app.callback(Output(ids.SELECTION, "data"),
+                  Input(ids.SCATTER, "clickData"), Input(ids.SUNBURST, "clickData"),
+                  Input({"type": ids.TREE_SELECT_T, "key": ALL}, "n_clicks"),
+                  Input({"type": ids.PANE_LINK_T, "key": ALL}, "n_clicks"),
+                  Input({"type": ids.SEARCH_HIT_T, "key": ALL}, "n_clicks"),
+                  Input(ids.CLEAR, "n_clicks"), State(ids.EXPLORE_RUN, "data"), prevent_initial_call=True)
+    def _select(*args):
+        run = args[-1]
+        em = load(ctx, run)
+        trig = dash_ctx.triggered_id
+        value = dash_ctx.triggered[0]["value"] if dash_ctx.triggered else None
+        key = selection_from_trigger(em, trig, value)
+        if key is no_update:
+            raise PreventUpdate
+        return {"key": key} if key else None
+
+    @app.callback(Output(ids.SCATTER, "figure", allow_duplicate=True), Input(ids.SELECTION, "data"),
+                  State(ids.VIEW, "data"), State(ids.EXPLORE_RUN, "data"), prevent_initial_call=True)
+    def _highlight(selection, view, run):
+        em = load(ctx, run)
+        if not view:
+            raise PreventUpdate
+        return figures.highlight_patch(em, view, (selection or {}).get("key"))
+
+    @app.callback(Output(ids.SUNBURST, "figure"), Input(ids.EXPLORE_RUN, "data"), State(ids.SELECTION, "data"))
+    def _sunburst(run, selection):
+        return figures.sunburst_figure(load(ctx, run), (selection or {}).get("key"))
+
+    @app.callback(Output(ids.SUNBURST, "figure", allow_duplicate=True), Input(ids.SELECTION, "data"),
+                  State(ids.EXPLORE_RUN, "data"), prevent_initial_call=True)
+    def _sunburst_highlight(selection, run):
+        return figures.sunburst_patch(load(ctx, run), (selection or {}).get("key"))
+
+    @app.callback(Output(ids.PANE, "children"), Output(ids.TREE, "children"),
+                  Input(ids.SELECTION, "data"), Input(ids.EXPLORE_RUN, "data"))
+    def _pane_tree(selection, run):
+        em = load(ctx, run)
+        key = (selection or {}).get("key")
+        return pane.cluster_pane(em, key, run["run_id"]), tree.tree(em, key)
+
+    @app.callback(Output({"type": ids.TREE_KIDS_T, "key": MATCH}, "children"),
+                  Output({"type": ids.TREE_TOGGLE_T, "key": MATCH}, "children"),
+                  Input({"type": ids.TREE_TOGGLE_T, "key": MATCH}, "n_clicks"),
+                  State({"type": ids.TREE_KIDS_T, "key": MATCH}, "children"), State(ids.EXPLORE_RUN, "data"),
+                  prevent_initial_call=True)
+    def _toggle(n, current, run):
+        if not n:
+            raise PreventUpdate
+        out = tree.toggle(load(ctx, run), dash_ctx.triggered_id["key"], current)
+        if out is None:
+            raise PreventUpdate
+        return out
+
+    @app.callback(Output(ids.SEARCH_RESULTS, "children"), Input(ids.SEARCH, "value"), State(ids.EXPLORE_RUN, "data"),
+                  prevent_initial_call=True)
+    def _search(query, run):
+        return search_results(load(ctx, run), query)
+
+
+def downloads_bar(links: list[tuple[str, str]]):
+    """Plain links: the server answers with ``Content-Disposition: attachment`` and a run-id file name."""
+    return html.Div([html.Span("Download: ", className="small text-muted me-1")] +
+                    [html.A(label, href=href, className="btn btn-sm btn-outline-secondary me-1 mb-1 download-link",
+                            **{"data-file": href.rsplit("/", 1)[-1]}) for href, label in links],
+                    id=ids.DOWNLOADS)

@@ -1,0 +1,221 @@
+"""Callbacks of the new-run page: upload, column choice, preview, configuration, cost, start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import ALL, Input, Output, State, html, no_update
+from dash.exceptions import PreventUpdate
+
+from hercules_core import HerculesError
+
+from . import configform, ids, job, runstore, uploads
+
+HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
+
+
+def _opts(columns: list[str], empty: str | None = None) -> list[dict[str, str]]:
+    out = [{"label": empty, "value": ""}] if empty is not None else []
+    return out + [{"label": c, "value": c} for c in columns]
+
+
+def upload_outputs(runs_dir, names, contents) -> dict[str, Any]:
+    """Everything the page shows after an upload (an error message when the upload is rejected)."""
+    if isinstance(names, str):
+        names, contents = [names], [contents]
+    try:
+        desc = uploads.stage(runs_dir, names, contents)
+    except HerculesError as e:
+        return {"store": None, "msg": html.Div(str(e), className="alert alert-danger py-2 upload-error"),
+                "options": HIDDEN}
+    kind = desc["kind"]
+    summary = {"table": f"table with {desc.get('n_rows', 0):,} rows and {len(desc.get('columns', []))} columns",
+               "txt": f"{len(desc['names'])} text file(s)", "images": f"{len(desc['names'])} images",
+               "zip": "ZIP archive of images"}[kind]
+    out: dict[str, Any] = {
+        "store": desc, "options": SHOWN,
+        "msg": html.Div([html.Strong("Uploaded: "), ", ".join(desc["names"][:5]),
+                         f" (+{len(desc['names']) - 5} more)" if len(desc["names"]) > 5 else "", f" — {summary}."],
+                        className="alert alert-success py-2 upload-ok"),
+        "table": SHOWN if kind == "table" else HIDDEN, "txt": SHOWN if kind == "txt" else HIDDEN,
+        "txt_mode": desc.get("txt_mode", "line"),
+    }
+    if kind == "table":
+        cols, sug = desc["columns"], desc["suggest"]
+        out.update(what=sug["what"], text_opts=_opts(cols), text=sug["text_column"], num_opts=_opts(cols),
+                   num=sug["numeric_columns"], id_opts=_opts(cols, "(row numbers)"), id=sug["id_column"] or "",
+                   label_opts=_opts(cols, "(none)"), label=sug["label_column"] or "")
+    return out
+
+
+def form_values(values: list, id_list: list[dict[str, Any]]) -> dict[str, Any]:
+    return {i["name"]: v for i, v in zip(id_list, values)}
+
+
+def model_values(values: list, id_list: list[dict[str, Any]]) -> dict[str, Any]:
+    return {i["kind"]: v for i, v in zip(id_list, values)}
+
+
+def modality_of(desc: dict[str, Any] | None, what: str | None) -> str | None:
+    if not desc:
+        return None
+    if desc["kind"] == "table":
+        return "numeric" if what == "numeric" else "text"
+    return "text" if desc["kind"] == "txt" else "image"
+
+
+EXACT_ESTIMATE_MAX_ROWS = 20_000  # above this the preview does not read the whole table on every change
+
+
+def _exact_estimate(runs_dir, desc, choice, cfg, models):
+    """The core's own estimate (real prompts, real batching) for tables and texts of moderate size."""
+    try:
+        from hercules_core import cost
+    except ImportError:  # an older core without the cost module
+        return None
+    if desc["kind"] not in ("table", "txt") or (desc.get("n_rows") or 0) > EXACT_ESTIMATE_MAX_ROWS:
+        return None
+    ds = uploads.prepare_from_spec(uploads.data_spec(desc, **choice), runs_dir, None)
+    est = cost.estimate_run(ds, cfg, llm_id=models.get("llm"), with_text_embedder=bool(models.get("text_embedder")))
+    return cost.format_estimate(est).removeprefix("estimate: ") + f" ({len(ds):,} items)."
+
+
+def cost_preview(desc, what, cfg_values, levels_mode, models, include_tests, runs_dir=None, choice=None):
+    """What the run will do and cost, or the first problem with the data or the settings."""
+    try:
+        cfg = configform.config_from_form(cfg_values, levels_mode)
+        modality = modality_of(desc, what)
+        checked = configform.check_models(models, modality, cfg, include_tests) if modality else models
+        if not desc:
+            return html.Div("Upload data to see what the run will cost.", className="text-muted")
+        text = _exact_estimate(runs_dir, desc, dict(choice or {}, what=what), cfg, checked) if runs_dir else None
+    except HerculesError as e:
+        return html.Div(str(e), className="text-danger config-error")
+    if text is None:
+        n = desc.get("n_rows") or len(desc.get("names", []))
+        text = configform.estimate_text(configform.estimate(n, modality, cfg, checked), checked.get("llm"))
+    return html.Div(text, className="cost-text")
+
+
+def recommended_values(llm_id: str | None, id_list: list[dict[str, Any]], values: list) -> list:
+    """Form values after choosing an LLM: the registry's recommendations for it (others unchanged)."""
+    rec_fn = getattr(configform.registry, "recommended_config", None)
+    try:
+        rec = dict(rec_fn(llm_id)) if callable(rec_fn) and llm_id else {}
+    except (TypeError, ValueError):
+        rec = {}
+    return [rec[i["name"]] if i["name"] in rec and i["name"] in configform.FIELD_BY_NAME else no_update
+            for i, _ in zip(id_list, values)]
+
+
+def start_run(runs_dir, include_tests: bool, active, desc, labels, choice: dict[str, Any], cfg_values,
+              levels_mode, models) -> tuple[Any, Any]:
+    """Validate everything and create the run; (new ACTIVE_RUN data, message)."""
+    if active and runstore.valid_id(active.get("run_id")):
+        status = runstore.read_status(runstore.run_dir(runs_dir, active["run_id"]))
+        if runstore.effective_state(status) in ("queued", "running"):
+            return no_update, html.Div("A run is already in progress in this tab: wait for it or cancel it.",
+                                       className="text-danger start-error")
+    try:
+        spec = uploads.data_spec(desc, labels=labels, **choice)
+        cfg = configform.config_from_form(cfg_values, levels_mode)
+        checked = configform.check_models(models, modality_of(desc, choice.get("what")), cfg, include_tests)
+        run_id = job.create_run(runs_dir, spec, cfg, checked)
+    except HerculesError as e:
+        return no_update, html.Div(str(e), className="text-danger start-error")
+    return {"run_id": run_id}, html.Div(["Started run ", html.Code(run_id[:8]), "."], className="text-success")
+
+
+def register(app, ctx) -> None:
+    @app.callback(
+        Output(ids.UPLOAD_STORE, "data"), Output(ids.UPLOAD_MSG, "children"), Output(ids.DATA_OPTIONS, "style"),
+        Output(ids.TABLE_OPTS, "style"), Output(ids.TXT_OPTS, "style"), Output(ids.TXT_MODE, "value"),
+        Output(ids.WHAT, "value"), Output(ids.TEXT_COL, "options"), Output(ids.TEXT_COL, "value"),
+        Output(ids.NUM_COLS, "options"), Output(ids.NUM_COLS, "value"), Output(ids.ID_COL, "options"),
+        Output(ids.ID_COL, "value"), Output(ids.LABEL_COL, "options"), Output(ids.LABEL_COL, "value"),
+        Input(ids.UPLOAD, "contents"), State(ids.UPLOAD, "filename"), prevent_initial_call=True)
+    def _upload(contents, names):
+        if not contents:
+            raise PreventUpdate
+        o = upload_outputs(ctx.runs_dir, names, contents)
+        keys = ("table", "txt", "txt_mode", "what", "text_opts", "text", "num_opts", "num", "id_opts", "id",
+                "label_opts", "label")
+        return (o["store"], o["msg"], o["options"], *[o.get(k, no_update) for k in keys])
+
+    @app.callback(Output(ids.PREVIEW, "rowData"), Output(ids.PREVIEW, "columnDefs"),
+                  Input(ids.UPLOAD_STORE, "data"), Input(ids.TXT_MODE, "value"), prevent_initial_call=True)
+    def _preview(desc, txt_mode):
+        if not desc:
+            return [], []
+        try:
+            rows, cols = uploads.preview_rows(ctx.runs_dir, dict(desc, txt_mode=txt_mode or desc.get("txt_mode")))
+        except (HerculesError, OSError, ValueError):
+            return [], []
+        return rows, [{"field": c, "headerName": c, "tooltipField": c} for c in cols]
+
+    @app.callback(Output(ids.PREVIEW, "dashGridOptions"), Input(ids.PREVIEW_SEARCH, "value"),
+                  prevent_initial_call=True)
+    def _search_preview(text):
+        return {"quickFilterText": text or "", "pagination": True, "paginationPageSize": 10,
+                "paginationPageSizeSelector": False}
+
+    @app.callback(Output(ids.LABELS_STORE, "data"), Output(ids.LABELS_MSG, "children"),
+                  Input(ids.LABELS_UPLOAD, "contents"), State(ids.LABELS_UPLOAD, "filename"),
+                  prevent_initial_call=True)
+    def _labels(contents, name):
+        if not contents:
+            raise PreventUpdate
+        try:
+            desc = uploads.stage_labels(ctx.runs_dir, name, contents)
+        except HerculesError as e:
+            return None, html.Div(str(e), className="text-danger labels-error")
+        return desc, html.Div(f"Labels: {desc['n']:,} ids from {desc['name']}.", className="text-success")
+
+    @app.callback(Output(ids.FIXED_BOX, "style"), Output(ids.AUTO_BOX, "style"), Input(ids.LEVELS_MODE, "value"))
+    def _levels_mode(mode):
+        return (HIDDEN, SHOWN) if mode == "auto" else (SHOWN, HIDDEN)
+
+    @app.callback(Output(ids.ADVANCED, "is_open"), Input(ids.ADVANCED_TOGGLE, "n_clicks"),
+                  State(ids.ADVANCED, "is_open"), prevent_initial_call=True)
+    def _advanced(n, is_open):
+        return not is_open
+
+    @app.callback(Output(ids.COST, "children"),
+                  Input(ids.UPLOAD_STORE, "data"), Input(ids.WHAT, "value"),
+                  Input({"type": ids.CFG_T, "name": ALL}, "value"), Input(ids.LEVELS_MODE, "value"),
+                  Input({"type": ids.MODEL_T, "kind": ALL}, "value"),
+                  Input(ids.TEXT_COL, "value"), Input(ids.NUM_COLS, "value"), Input(ids.ID_COL, "value"),
+                  Input(ids.LABEL_COL, "value"), Input(ids.TXT_MODE, "value"),
+                  State({"type": ids.CFG_T, "name": ALL}, "id"), State({"type": ids.MODEL_T, "kind": ALL}, "id"))
+    def _cost(desc, what, values, levels_mode, mvalues, text_col, num_cols, id_col, label_col, txt_mode, id_list,
+              mids):
+        choice = {"text_column": text_col or None, "numeric_columns": num_cols or [], "id_column": id_col or None,
+                  "label_column": label_col or None, "txt_mode": txt_mode}
+        return cost_preview(desc, what, form_values(values, id_list), levels_mode, model_values(mvalues, mids),
+                            ctx.include_test_models, ctx.runs_dir, choice)
+
+    @app.callback(Output({"type": ids.CFG_T, "name": ALL}, "value"),
+                  Input({"type": ids.MODEL_T, "kind": "llm"}, "value"),
+                  State({"type": ids.CFG_T, "name": ALL}, "id"), State({"type": ids.CFG_T, "name": ALL}, "value"),
+                  prevent_initial_call=True)
+    def _recommended(llm_id, id_list, values):
+        return recommended_values(llm_id, id_list, values)
+
+    @app.callback(
+        Output(ids.ACTIVE_RUN, "data"), Output(ids.START_MSG, "children"),
+        Input(ids.START, "n_clicks"),
+        State(ids.ACTIVE_RUN, "data"), State(ids.UPLOAD_STORE, "data"), State(ids.LABELS_STORE, "data"),
+        State(ids.WHAT, "value"), State(ids.TEXT_COL, "value"), State(ids.NUM_COLS, "value"),
+        State(ids.ID_COL, "value"), State(ids.LABEL_COL, "value"), State(ids.TXT_MODE, "value"),
+        State({"type": ids.CFG_T, "name": ALL}, "value"), State({"type": ids.CFG_T, "name": ALL}, "id"),
+        State(ids.LEVELS_MODE, "value"),
+        State({"type": ids.MODEL_T, "kind": ALL}, "value"), State({"type": ids.MODEL_T, "kind": ALL}, "id"),
+        prevent_initial_call=True)
+    def _start(n, active, desc, labels, what, text_col, num_cols, id_col, label_col, txt_mode, values, id_list,
+               levels_mode, mvalues, mids):
+        if not n:
+            raise PreventUpdate
+        choice = {"what": what, "text_column": text_col or None, "numeric_columns": num_cols or [],
+                  "id_column": id_col or None, "label_column": label_col or None, "txt_mode": txt_mode}
+        return start_run(ctx.runs_dir, ctx.include_test_models, active, desc, labels, choice,
+                         form_values(values, id_list), levels_mode, model_values(mvalues, mids))

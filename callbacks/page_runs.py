@@ -1,0 +1,117 @@
+"""Callbacks of the runs page: the list of past runs, and importing a saved model JSON."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import datetime
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import Input, Output, html
+from dash.exceptions import PreventUpdate
+
+from hercules_core import HerculesError, io, load_model
+
+from . import ids, runstore, uploads
+
+BADGE = {"done": "success", "running": "primary", "queued": "secondary", "failed": "danger",
+         "cancelled": "warning", "interrupted": "dark"}
+
+
+def _when(status: dict[str, Any]) -> str:
+    created = status.get("created")
+    try:
+        return datetime.fromisoformat(created).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError):
+        return "—"
+
+
+def _duration(status: dict[str, Any]) -> str:
+    t = runstore.elapsed(status)
+    return "—" if t is None else f"{t:.1f} s"
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items() if v not in (None, "", [])) or "—"
+
+
+def runs_table(runs: list[dict[str, Any]]):
+    """A table row per run: id, status, data, settings, time, links."""
+    if not runs:
+        return html.Div("No runs yet. Start one on the New run page, or import a model JSON below.",
+                        className="text-muted")
+    rows = []
+    for s in runs:
+        run_id, state = s["run_id"], s.get("state", "unknown")
+        data = s.get("data") or {}
+        data_text = " · ".join(str(x) for x in (data.get("source"), data.get("modality"),
+                                                f"{data['n_items']:,} items" if data.get("n_items") else None) if x)
+        status_cell = [dbc.Badge(state, color=BADGE.get(state, "light"), className="run-state")]
+        if state in ("running", "queued"):
+            status_cell.append(html.Span(f" {s.get('percent', 0)}% {s.get('stage', '')}", className="small"))
+        if s.get("error"):
+            status_cell.append(html.Div(s["error"], className="small text-danger run-error"))
+        links = []
+        if state == "done":
+            links = [dbc.Button("Open", href=f"/explore?run={run_id}", size="sm", color="primary",
+                                className="me-1 open-run"),
+                     dbc.Button("Evaluate", href=f"/evaluate?run={run_id}", size="sm", color="secondary",
+                                outline=True)]
+        rows.append(html.Tr([html.Td(html.Code(run_id[:8], title=run_id)), html.Td(status_cell),
+                             html.Td(data_text or "—", className="small"),
+                             html.Td(_settings_text(s.get("settings") or {}), className="small"),
+                             html.Td([_when(s), html.Div(_duration(s), className="small text-muted")]),
+                             html.Td(links)], **{"data-run": run_id}))
+    head = html.Thead(html.Tr([html.Th(h) for h in ("run", "status", "data", "settings", "time", "")]))
+    return dbc.Table([head, html.Tbody(rows)], hover=True, size="sm", className="runs-table")
+
+
+def import_model(runs_dir, name: str, contents: str) -> tuple[str | None, str]:
+    """Store an uploaded model JSON as a new finished run; (run id or None, message)."""
+    if not str(name).lower().endswith(".json"):
+        return None, "A model file is a .json file written by HERCULES (model.json)."
+    if uploads.encoded_size(contents) > uploads.MAX_MODEL_BYTES:
+        return None, f"The model file is larger than {uploads.MAX_MODEL_BYTES // 1024**2} MB."
+    run_id = runstore.new_id()
+    rdir = runstore.run_dir(runs_dir, run_id)
+    rdir.mkdir(parents=True)
+    try:
+        (rdir / "model.json").write_bytes(uploads.decode_data_url(contents))
+        h = load_model(rdir / "model.json")
+    except HerculesError as e:
+        shutil.rmtree(rdir, ignore_errors=True)  # rdir is built from a server-made id, never from input
+        return None, str(e).replace(str(rdir / "model.json"), name)
+    io.save_memberships(h, rdir / "memberships.csv")
+    io.save_hierarchy_text(h, rdir / "hierarchy.txt")
+    io.save_evaluation(h.evaluation, rdir / "evaluation.json")
+    cfg = h.config
+    counts = cfg.level_cluster_counts
+    runstore.update_status(rdir, state="done", imported=True, created=runstore.now_iso(), percent=100,
+                           stage="Imported", finished_ts=time.time(), started_ts=time.time(),
+                           data={"source": f"imported {name}"[:120], "modality": h.dataset.modality,
+                                 "n_items": h.n_items, "labelled": h.dataset.labels is not None},
+                           settings={"levels": list(counts) if counts else "auto", "mode": cfg.representation_mode,
+                                     "seed": cfg.random_state},
+                           timings=h.stats.get("timings", {}),
+                           clusters_per_level=[len(lv) for lv in h.levels[1:]])
+    return run_id, f"Imported {name}: {h.n_items:,} items, {h.top_level} levels."
+
+
+def register(app, ctx) -> None:
+    @app.callback(Output(ids.RUNS_TABLE, "children"), Input(ids.RUNS_INTERVAL, "n_intervals"),
+                  Input(ids.RUNS_REFRESH, "n_clicks"), Input(ids.MODEL_UPLOAD_MSG, "children"))
+    def _table(*_):
+        return runs_table(runstore.list_runs(ctx.runs_dir))
+
+    @app.callback(Output(ids.MODEL_UPLOAD_MSG, "children"), Input(ids.MODEL_UPLOAD, "contents"),
+                  Input(ids.MODEL_UPLOAD, "filename"), prevent_initial_call=True)
+    def _import(contents, name):
+        if not contents or not name:
+            raise PreventUpdate
+        run_id, message = import_model(ctx.runs_dir, name, contents)
+        if run_id is None:
+            return html.Div(message, className="alert alert-danger py-2 model-upload-error")
+        return html.Div([message, " ", dbc.Button("Explore", href=f"/explore?run={run_id}", size="sm",
+                                                  color="success", id="imported-explore")],
+                        className="alert alert-success py-2 model-upload-ok")

@@ -1,0 +1,74 @@
+"""Plain Flask routes: downloads of a run's files and the image thumbnails of image runs.
+
+Run ids are checked with the strict run-id regex and file kinds against a fixed list, so nothing
+from the URL reaches a path unchecked; images are served only from inside the runs directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+from pathlib import Path
+
+from flask import Response, abort, send_file
+
+from hercules_core import HerculesError
+
+from . import runstore
+
+FILES = {"model.json": "application/json", "memberships.csv": "text/csv", "evaluation.json": "application/json",
+         "hierarchy.txt": "text/plain", "run_log.jsonl": "application/x-ndjson"}
+
+
+def evaluation_csv(evaluation: dict) -> str:
+    """One row per level, one column per metric (notes joined with " | ")."""
+    rows = [dict(v, level=int(k)) for k, v in sorted(evaluation.items(), key=lambda kv: int(kv[0]))]
+    cols = ["level"] + sorted({c for r in rows for c in r} - {"level", "notes"}) + ["notes"]
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: " | ".join(r.get("notes") or []) if c == "notes" else
+                    ("" if r.get(c) is None else r.get(c)) for c in cols})
+    return buf.getvalue()
+
+
+def download_name(run_id: str, kind: str) -> str:
+    return f"hercules-{run_id}-{kind}"
+
+
+def register(server, ctx) -> None:
+    @server.route("/files/<run_id>/download/<kind>")
+    def hercules_download(run_id: str, kind: str):
+        if not runstore.valid_id(run_id) or (kind not in FILES and kind != "evaluation.csv"):
+            abort(404)
+        rdir = runstore.run_dir(ctx.runs_dir, run_id)
+        if kind == "evaluation.csv":
+            ev = runstore.read_json(rdir / "evaluation.json")
+            if ev is None:
+                abort(404)
+            return Response(evaluation_csv(ev), mimetype="text/csv", headers={
+                "Content-Disposition": f'attachment; filename="{download_name(run_id, kind)}"'})
+        path = rdir / kind
+        if not path.is_file():
+            abort(404)
+        return send_file(path, mimetype=FILES[kind], as_attachment=True, download_name=download_name(run_id, kind),
+                         max_age=0)
+
+    @server.route("/files/<run_id>/image/<int:index>")
+    def hercules_image(run_id: str, index: int):
+        if not runstore.valid_id(run_id):
+            abort(404)
+        try:
+            em = ctx.model(run_id)
+        except (OSError, HerculesError):
+            abort(404)
+        paths = em.h.dataset.image_paths
+        if not paths or not 0 <= index < len(paths):
+            abort(404)
+        path = Path(paths[index]).resolve()
+        root = Path(ctx.runs_dir).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            abort(404)  # imported models may point anywhere: only files of our own runs are served
+        return send_file(path, max_age=3600)
+

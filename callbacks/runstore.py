@@ -1,0 +1,199 @@
+"""Run directories: ids, status files, listing, and a per-process cache of loaded models.
+
+Every run lives in ``<runs_dir>/<run_id>/`` where ``run_id`` is a uuid4 hex made on the server. Any
+run id that comes from a browser is checked against :data:`RUN_ID_RE` before it touches a path.
+``status.json`` is the source of truth for the runs page; it is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+RUN_ID_RE = re.compile(r"[0-9a-f]{32}")
+STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
+UPLOADS = "_uploads"
+CANCEL_FLAG = "cancel.flag"
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def valid_id(value: Any) -> bool:
+    return isinstance(value, str) and RUN_ID_RE.fullmatch(value) is not None
+
+
+def check_id(value: Any) -> str:
+    if not valid_id(value):
+        raise ValueError("Not a valid run id.")
+    return value
+
+
+def run_dir(runs_dir: str | os.PathLike, run_id: Any) -> Path:
+    """``<runs_dir>/<run_id>`` for a checked id (ValueError otherwise)."""
+    return Path(runs_dir) / check_id(run_id)
+
+
+def upload_dir(runs_dir: str | os.PathLike, upload_id: Any) -> Path:
+    return Path(runs_dir) / UPLOADS / check_id(upload_id)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, ensure_ascii=False, indent=1, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_json(path: str | os.PathLike, default: Any = None) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return default
+
+
+def read_status(rdir: str | os.PathLike) -> dict[str, Any]:
+    return read_json(Path(rdir) / "status.json", {}) or {}
+
+
+def update_status(rdir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into ``status.json`` (atomic replace) and return the new status.
+
+    A run whose cancel flag is set stays ``cancelled``: a late write of the dying job cannot turn it
+    back into ``running``.
+    """
+    rdir = Path(rdir)
+    rdir.mkdir(parents=True, exist_ok=True)
+    # the job process and the web server both write: an advisory lock makes read-modify-write atomic
+    fd = os.open(rdir / "status.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        status = read_status(rdir)
+        status.update(fields)
+        if (rdir / CANCEL_FLAG).exists() and status.get("state") not in ("done", "failed"):
+            status["state"] = "cancelled"
+        status["updated"] = now_iso()
+        write_json_atomic(rdir / "status.json", status)
+    finally:
+        os.close(fd)
+    return status
+
+
+def request_cancel(rdir: str | os.PathLike) -> dict[str, Any]:
+    """Set the cancel flag (polled by the job between steps) and mark the run cancelled."""
+    rdir = Path(rdir)
+    if not (rdir / "status.json").exists():
+        return {}
+    status = read_status(rdir)
+    if status.get("state") in FINAL_STATES:
+        return status
+    (rdir / CANCEL_FLAG).touch()
+    return update_status(rdir, state="cancelled", error="Cancelled by the user.", finished=now_iso())
+
+
+def cancel_requested(rdir: str | os.PathLike) -> bool:
+    return (Path(rdir) / CANCEL_FLAG).exists()
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        import psutil
+
+        p = psutil.Process(int(pid))
+        return p.status() != psutil.STATUS_ZOMBIE
+    except Exception:  # NoSuchProcess, AccessDenied, bad pid: treat as gone
+        return False
+
+
+def effective_state(status: dict[str, Any]) -> str:
+    """The state to show: a "running" run whose process is gone was interrupted."""
+    state = status.get("state", "unknown")
+    if state == "running" and status.get("pid") and status.get("host") == os.uname().nodename \
+            and not _alive(status["pid"]):
+        return "interrupted"
+    return state
+
+
+def list_runs(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every run with a status file, newest first (``state`` is the effective state)."""
+    out = []
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return out
+    for entry in root.iterdir():
+        if not valid_id(entry.name) or not entry.is_dir():
+            continue
+        status = read_status(entry)
+        if not status:
+            continue
+        status = dict(status, run_id=entry.name, state=effective_state(status))
+        out.append(status)
+    out.sort(key=lambda s: s.get("created", ""), reverse=True)
+    return out
+
+
+def artifact(runs_dir: str | os.PathLike, run_id: Any, name: str) -> Path:
+    return run_dir(runs_dir, run_id) / name
+
+
+class ModelCache:
+    """A small LRU of loaded models keyed by (path, mtime): a re-written file is loaded again.
+
+    ``loader(path)`` builds the cached object (an ``ExploreModel``). Thread-safe; one per app.
+    """
+
+    def __init__(self, loader: Callable[[Path], Any], size: int = 4):
+        self.loader = loader
+        self.size = size
+        self._items: OrderedDict[tuple[str, int], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: str | os.PathLike) -> Any:
+        path = Path(path)
+        key = (str(path), path.stat().st_mtime_ns)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = self.loader(path)  # outside the lock: loading a big model takes a while
+        with self._lock:
+            for k in [k for k in self._items if k[0] == key[0]]:
+                del self._items[k]  # an older version of the same file
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
+def elapsed(status: dict[str, Any]) -> float | None:
+    t = status.get("timings", {}).get("total") if isinstance(status.get("timings"), dict) else None
+    if t is not None:
+        return float(t)
+    start, end = status.get("started_ts"), status.get("finished_ts") or (time.time() if status.get("started_ts") else None)
+    return None if start is None else float(end) - float(start)

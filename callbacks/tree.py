@@ -1,0 +1,88 @@
+"""The collapsible hierarchy tree; children are rendered lazily.
+
+Only the top level and the path to the selection are rendered up front; a node's children are
+rendered when its toggle (▸) is clicked, and removed again when it is collapsed. Items (level 0) are listed only for hierarchies of at most
+``ITEMS_IN_TREE_MAX`` items, and at most ``ITEMS_PER_NODE`` per cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import html
+
+from . import ids
+from .explore_model import ExploreModel, make_key
+
+ITEMS_IN_TREE_MAX = 5000
+ITEMS_PER_NODE = 50
+CHILDREN_PER_NODE = 200
+
+
+def _label(em: ExploreModel, level: int, index: int, selected: bool, on_path: bool):
+    lv = em.h.levels[level]
+    cls = "tree-label" + (" tree-selected" if selected else " tree-path" if on_path else "")
+    key = make_key(level, index)
+    parts = [html.Span(lv.ids[index], className="tree-id"), " ", html.Span(lv.titles[index], className="tree-title")]
+    if level > 0:
+        parts.append(html.Span(f"{int(lv.size[index]):,}", className="badge bg-light text-dark ms-1 tree-size"))
+    return html.Span(parts, id={"type": ids.TREE_SELECT_T, "key": key}, n_clicks=0, className=cls,
+                     title=f"{lv.ids[index]}: {lv.titles[index]}")
+
+
+def node(em: ExploreModel, level: int, index: int, path: set[tuple[int, int]], selected: tuple[int, int] | None):
+    """One tree node; expanded (children rendered) when it lies on the path to the selection."""
+    key = make_key(level, index)
+    is_sel = selected == (level, index)
+    if level == 0:
+        return html.Div(_label(em, 0, index, is_sel, False), className="tree-leaf")
+    open_ = (level, index) in path  # the path holds the selection's ancestors and the selection itself
+    kids = children(em, level, index, path, selected) if open_ else []
+    return html.Div([
+        html.Span("▾" if open_ else "▸", id={"type": ids.TREE_TOGGLE_T, "key": key}, n_clicks=0,
+                  className="tree-toggle", role="button", title="expand / collapse"),
+        _label(em, level, index, is_sel, (level, index) in path),
+        html.Div(kids, id={"type": ids.TREE_KIDS_T, "key": key}, className="tree-kids"),
+    ], className="tree-node", **{"data-key": key})
+
+
+def children(em: ExploreModel, level: int, index: int, path: set[tuple[int, int]] | None = None,
+             selected: tuple[int, int] | None = None) -> list:
+    path = path or set()
+    kids = em.children(level, index)
+    if level == 1:
+        if em.h.n_items > ITEMS_IN_TREE_MAX:
+            return [html.Div(f"{len(kids):,} items (not listed above {ITEMS_IN_TREE_MAX:,} items; select the "
+                             "cluster to see samples)", className="tree-note")]
+        shown = list(kids[:ITEMS_PER_NODE])
+        if selected is not None and selected[0] == 0 and selected[1] in kids and selected[1] not in shown:
+            shown.append(selected[1])
+    else:
+        shown = list(kids[:CHILDREN_PER_NODE])
+    out = [node(em, level - 1, int(k), path, selected) for k in shown]
+    if len(kids) > len(shown):
+        out.append(html.Div(f"… and {len(kids) - len(shown):,} more", className="tree-note"))
+    return out
+
+
+def tree(em: ExploreModel, selection: str | None = None) -> list:
+    """The tree with the top level rendered and the path to ``selection`` opened."""
+    sel = em.parse(selection)
+    path: set[tuple[int, int]] = set()
+    if sel is not None:
+        path = set(em.ancestors(*sel))
+        if sel[0] > 0:
+            path.add(sel)
+    top = em.h.levels[em.top]
+    order = sorted(range(len(top)), key=lambda j: -int(top.size[j]))
+    return [node(em, em.top, j, path, sel) for j in order]
+
+
+def toggle(em: ExploreModel, key: Any, current: Any) -> tuple[list, str] | None:
+    """(children, toggle glyph) after a click on a node's toggle: expand if collapsed, else collapse."""
+    parsed = em.parse(key)
+    if parsed is None or parsed[0] == 0:
+        return None
+    if current:
+        return [], "▸"
+    return children(em, *parsed), "▾"

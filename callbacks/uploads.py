@@ -1,0 +1,322 @@
+"""Uploads: decode, check, store under generated names, preview, and turn into ``prepare`` arguments.
+
+User file names are shown and used as item ids, never joined into a path: each upload is stored as
+``<runs_dir>/_uploads/<upload_id>/f00000.<ext>`` with ``ext`` taken from a fixed list.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import shutil
+from pathlib import Path, PurePath
+from typing import Any
+
+import pandas as pd
+
+from hercules_core import InputError
+from hercules_core.data import IMAGE_EXTENSIONS, collect_images, prepare, read_table
+
+from . import runstore
+
+MAX_UPLOAD_BYTES = 200 * 1024**2  # all files of one upload together
+MAX_MODEL_BYTES = 500 * 1024**2
+PREVIEW_ROWS = 500
+TABLE_EXTS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".xlsx", ".xls")
+TEXT_EXTS = (".txt",)
+ZIP_EXTS = (".zip",)
+KINDS = ("table", "txt", "images", "zip")
+LIMITS_TEXT = (f"Up to {MAX_UPLOAD_BYTES // 1024**2} MB per upload. Tables: CSV, TSV, JSON, JSONL, Parquet, "
+               "Excel (one file). Texts: .txt files (one item per file, or one per line). Images: several "
+               f"image files ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) or one ZIP of a folder "
+               "(at most 100,000 entries and 2 GB unpacked).")
+
+
+def _ext(name: str) -> str:
+    return PurePath(str(name)).suffix.lower()
+
+
+def decode_data_url(contents: str) -> bytes:
+    """The bytes of a ``data:<mime>;base64,<data>`` string as sent by ``dcc.Upload``."""
+    if not isinstance(contents, str) or "," not in contents:
+        raise InputError("The upload arrived damaged (not a data URL); try again.")
+    header, _, payload = contents.partition(",")
+    if not header.endswith(";base64"):
+        raise InputError("The upload arrived damaged (not base64); try again.")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError("The upload arrived damaged (bad base64); try again.") from None
+
+
+def encoded_size(contents: str) -> int:
+    """Decoded size of a data URL without decoding it."""
+    payload = contents.partition(",")[2]
+    return len(payload) * 3 // 4 - payload[-2:].count("=")
+
+
+def classify(names: list[str]) -> str:
+    """Which kind of upload ``names`` are: table | txt | images | zip; InputError when unusable."""
+    if not names:
+        raise InputError("No file was uploaded.")
+    exts = [_ext(n) for n in names]
+    unknown = sorted({n for n, e in zip(names, exts)
+                      if e not in TABLE_EXTS + TEXT_EXTS + ZIP_EXTS + IMAGE_EXTENSIONS})
+    if unknown:
+        raise InputError(f"Unsupported file type: {', '.join(unknown[:5])}. " + LIMITS_TEXT)
+    if all(e in IMAGE_EXTENSIONS for e in exts):
+        if len(names) < 2:
+            raise InputError("A single image cannot be clustered: upload several images or a ZIP of a folder.")
+        return "images"
+    if all(e in TEXT_EXTS for e in exts):
+        return "txt"
+    if len(names) > 1:
+        raise InputError(f"Upload one table or one ZIP at a time, or only .txt files, or only images "
+                         f"(got {len(names)} files of mixed kinds: {', '.join(sorted(set(exts)))}).")
+    return "zip" if exts[0] in ZIP_EXTS else "table"
+
+
+def stage(runs_dir: str | Path, names: list[str], contents: list[str],
+          max_bytes: int = MAX_UPLOAD_BYTES) -> dict[str, Any]:
+    """Check and store one upload; returns its small descriptor (kept in a browser store)."""
+    names = [str(n) for n in (names or [])]
+    contents = list(contents or [])
+    if len(names) != len(contents):
+        raise InputError("The upload arrived incomplete; try again.")
+    kind = classify(names)
+    total = sum(encoded_size(c) for c in contents if isinstance(c, str))
+    if total > max_bytes:
+        raise InputError(f"The upload is {total / 1024**2:.1f} MB, more than the {max_bytes // 1024**2} MB "
+                         "allowed. Sample the data, or run the command-line tool on the full file.")
+    upload_id = runstore.new_id()
+    udir = runstore.upload_dir(runs_dir, upload_id)
+    udir.mkdir(parents=True)
+    stored = []
+    for i, (name, data) in enumerate(zip(names, contents)):
+        blob = decode_data_url(data)
+        fname = f"f{i:05d}{_ext(name)}"
+        (udir / fname).write_bytes(blob)
+        stored.append(fname)
+    desc = {"upload_id": upload_id, "kind": kind, "names": names, "files": stored, "bytes": total}
+    if kind == "table":
+        try:
+            df = read_table(udir / stored[0])
+        except InputError as e:  # name the user's file, not our stored copy, and keep nothing rejected
+            shutil.rmtree(udir, ignore_errors=True)
+            raise InputError(str(e).replace(str(udir / stored[0]), names[0]).replace(stored[0], names[0])) from None
+        if len(df) == 0:
+            shutil.rmtree(udir, ignore_errors=True)
+            raise InputError(f"{names[0]} has no rows.")
+        desc.update(columns=[str(c) for c in df.columns], n_rows=int(len(df)), suggest=suggest_columns(df))
+    elif kind == "txt":
+        desc.update(txt_mode="file" if len(names) > 1 else "line", n_rows=len(names))
+    elif kind == "images":
+        desc.update(n_rows=len(names))
+    runstore.write_json_atomic(udir / "upload.json", desc)
+    return desc
+
+
+def load_descriptor(runs_dir: str | Path, upload_id: Any) -> dict[str, Any]:
+    desc = runstore.read_json(runstore.upload_dir(runs_dir, upload_id) / "upload.json")
+    if not desc:
+        raise InputError("The uploaded data is no longer on the server; upload it again.")
+    return desc
+
+
+def _is_numeric(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+
+
+def suggest_columns(df: pd.DataFrame) -> dict[str, Any]:
+    """Best guesses for the column pickers: text, numeric, id and label columns."""
+    cols = [str(c) for c in df.columns]
+    lower = {c.lower(): c for c in cols}
+    id_col = next((lower[k] for k in ("id", "item_id", "ids", "key") if k in lower), None)
+    label_col = next((lower[k] for k in ("label", "labels", "class", "category", "target", "y") if k in lower), None)
+    reserved = {id_col, label_col}
+    text_col, best = None, 0.0
+    for c in cols:
+        if c in reserved or _is_numeric(df[c]):
+            continue
+        lengths = df[c].dropna().astype(str).str.len()
+        mean = float(lengths.mean()) if len(lengths) else 0.0
+        if mean > best:
+            text_col, best = c, mean
+    numeric = [c for c in cols if c not in reserved and _is_numeric(df[c])]
+    what = "text" if text_col is not None and (best >= 20 or not numeric) else "numeric" if numeric else "text"
+    return {"what": what, "text_column": text_col, "numeric_columns": numeric, "id_column": id_col,
+            "label_column": label_col}
+
+
+def preview_rows(runs_dir: str | Path, desc: dict[str, Any], max_rows: int = PREVIEW_ROWS,
+                 max_chars: int = 300) -> tuple[list[dict[str, Any]], list[str]]:
+    """The first rows of the upload as records for the preview grid, and their column names."""
+    udir = runstore.upload_dir(runs_dir, desc["upload_id"])
+    kind = desc["kind"]
+    if kind == "table":
+        df = read_table(udir / desc["files"][0]).head(max_rows)
+    elif kind == "txt":
+        df = txt_frame(udir, desc, desc.get("txt_mode", "line")).head(max_rows)
+    elif kind == "images":
+        df = pd.DataFrame({"file": desc["names"][:max_rows]})
+    else:
+        df = pd.DataFrame({"archive": desc["names"]})
+    df = df.copy()
+    for c in df.columns:
+        if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
+            df[c] = df[c].map(lambda v: v if not isinstance(v, str) or len(v) <= max_chars else v[:max_chars] + "…")
+    records = json.loads(df.to_json(orient="records", date_format="iso", default_handler=str))
+    return records, [str(c) for c in df.columns]
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def txt_frame(udir: Path, desc: dict[str, Any], mode: str) -> pd.DataFrame:
+    """``id, text`` from .txt uploads: one item per file (id = file name) or per non-empty line."""
+    if mode == "file":
+        return pd.DataFrame({"id": list(desc["names"]), "text": [_read_text(udir / f) for f in desc["files"]]})
+    ids, texts = [], []
+    for name, f in zip(desc["names"], desc["files"]):
+        stem = PurePath(name).stem
+        for k, line in enumerate(_read_text(udir / f).splitlines()):
+            if line.strip():
+                ids.append(f"{stem}:{k + 1}" if len(desc["names"]) > 1 else str(k + 1))
+                texts.append(line.strip())
+    return pd.DataFrame({"id": ids, "text": texts})
+
+
+def data_spec(desc: dict[str, Any] | None, *, what: str | None = None, text_column: str | None = None,
+              numeric_columns: list[str] | None = None, id_column: str | None = None,
+              label_column: str | None = None, txt_mode: str | None = None,
+              labels: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate the data choices of the form into a small JSON spec (InputError says what is missing)."""
+    if not desc or not runstore.valid_id(desc.get("upload_id")):
+        raise InputError("Upload a data file first.")
+    spec: dict[str, Any] = {"upload_id": desc["upload_id"], "kind": desc["kind"], "names": desc["names"][:20],
+                            "n_files": len(desc["names"])}
+    if desc["kind"] == "table":
+        columns = desc.get("columns", [])
+        for name, col in (("id column", id_column), ("labels column", label_column), ("text column", text_column)):
+            if col and col not in columns:
+                raise InputError(f"The {name} {col!r} is not a column of the table.")
+        if what == "numeric":
+            cols = [c for c in (numeric_columns or []) if c not in (id_column, label_column)]
+            if not cols:
+                raise InputError("Pick at least one numeric column to cluster.")
+            bad = [c for c in cols if c not in columns]
+            if bad:
+                raise InputError(f"Unknown numeric columns: {', '.join(bad)}.")
+            spec.update(what="numeric", numeric_columns=cols)
+        else:
+            if not text_column:
+                raise InputError("Pick the column that holds the texts.")
+            if text_column in (id_column, label_column):
+                raise InputError("The text column cannot also be the id or labels column.")
+            spec.update(what="text", text_column=text_column)
+        if id_column and id_column == label_column:
+            raise InputError("The id column and the labels column must differ.")
+        spec.update(id_column=id_column or None, label_column=label_column or None)
+    elif desc["kind"] == "txt":
+        spec.update(what="text", txt_mode="file" if txt_mode == "file" else "line")
+    else:
+        spec.update(what="image")
+    if labels:
+        if label_column and desc["kind"] == "table":
+            raise InputError("Labels were given twice: a labels column and a labels file; keep one.")
+        if not runstore.valid_id(labels.get("upload_id")):
+            raise InputError("The labels file is no longer on the server; upload it again.")
+        spec["labels_upload_id"] = labels["upload_id"]
+    return spec
+
+
+def stage_labels(runs_dir: str | Path, name: str, contents: str) -> dict[str, Any]:
+    """Store an ``id,label`` file (any table format) and check it has two usable columns."""
+    if _ext(name) not in TABLE_EXTS:
+        raise InputError(f"The labels file must be a table ({', '.join(TABLE_EXTS)}) with columns id,label.")
+    if encoded_size(contents) > MAX_UPLOAD_BYTES:
+        raise InputError("The labels file is too large.")
+    upload_id = runstore.new_id()
+    udir = runstore.upload_dir(runs_dir, upload_id)
+    udir.mkdir(parents=True)
+    fname = "labels" + _ext(name)
+    (udir / fname).write_bytes(decode_data_url(contents))
+    mapping = labels_mapping(udir / fname)
+    desc = {"upload_id": upload_id, "name": str(name), "file": fname, "n": len(mapping)}
+    runstore.write_json_atomic(udir / "upload.json", desc)
+    return desc
+
+
+def labels_mapping(path: Path) -> dict[str, str]:
+    df = read_table(path)
+    lower = {str(c).lower(): str(c) for c in df.columns}
+    if "id" in lower and "label" in lower:
+        id_col, label_col = lower["id"], lower["label"]
+    elif len(df.columns) == 2:
+        id_col, label_col = str(df.columns[0]), str(df.columns[1])
+    else:
+        raise InputError(f"The labels file needs columns id and label (it has {', '.join(map(str, df.columns))}).")
+    ids = df[id_col].map(lambda v: str(int(v)) if isinstance(v, float) and math.isfinite(v) and v.is_integer()
+                         else str(v))
+    if ids.duplicated().any():
+        raise InputError(f"The labels file lists ids more than once: {', '.join(ids[ids.duplicated()].head(5))}.")
+    return dict(zip(ids, df[label_col].astype(str)))
+
+
+def prepare_from_spec(spec: dict[str, Any], runs_dir: str | Path, rdir: Path):
+    """The ``Dataset`` of a run's data spec (images of a ZIP are extracted into the run dir)."""
+    udir = runstore.upload_dir(runs_dir, spec["upload_id"])
+    desc = load_descriptor(runs_dir, spec["upload_id"])
+    labels = None
+    if spec.get("labels_upload_id"):
+        ldesc = runstore.read_json(runstore.upload_dir(runs_dir, spec["labels_upload_id"]) / "upload.json")
+        if not ldesc:
+            raise InputError("The labels file is no longer on the server; upload it again.")
+        labels = labels_mapping(runstore.upload_dir(runs_dir, spec["labels_upload_id"]) / ldesc["file"])
+    kind = desc["kind"]
+    if kind == "table":
+        path = udir / desc["files"][0]
+        kw = dict(id_column=spec.get("id_column"), labels_column=spec.get("label_column"))
+        if spec["what"] == "numeric":
+            return prepare(path, numeric_columns=spec["numeric_columns"], labels=labels, **kw)
+        return prepare(path, text_column=spec["text_column"], labels=labels, modality="text", **kw)
+    if kind == "txt":
+        df = txt_frame(udir, desc, spec.get("txt_mode", "line"))
+        if df.empty:
+            raise InputError("The .txt files hold no non-empty lines.")
+        return prepare(df, text_column="text", id_column="id", labels=labels, modality="text")
+    images_dir = rdir / "images"
+    if kind == "images":
+        images_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i, f in enumerate(desc["files"]):
+            target = images_dir / f
+            target.write_bytes((udir / f).read_bytes())
+            paths.append(str(target))
+        df = pd.DataFrame({"id": desc["names"], "path": paths})
+        return prepare(df, text_column="path", id_column="id", labels=labels, modality="image")
+    paths = collect_images(udir / desc["files"][0], extract_dir=images_dir)
+    if not paths:
+        raise InputError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in {desc['names'][0]}.")
+    root = images_dir.resolve()
+    ids = [str(Path(p).resolve().relative_to(root)) for p in paths]
+    df = pd.DataFrame({"id": ids, "path": paths})
+    return prepare(df, text_column="path", id_column="id", labels=labels, modality="image")
+
+
+def describe_dataset(ds) -> dict[str, Any]:
+    """The small data description kept in status.json and shown on the runs page."""
+    out = {"source": ds.source, "modality": ds.modality, "n_items": len(ds), "labelled": ds.labels is not None}
+    if ds.modality == "numeric":
+        out["features"] = list(ds.feature_names or [])[:20]
+    if ds.notes:
+        out["notes"] = list(ds.notes)[:5]
+    return out
+

@@ -1,0 +1,343 @@
+"""What a run will cost before it starts, and what it did cost after it ended.
+
+:func:`estimate_run` plans the cluster counts per level (the fixed counts, or the upper bound of
+automatic k), splits every level into LLM batches the way the summariser does (batch size and
+prompt token budget) and measures the prompt of a representative batch with the real prompt
+builder. :func:`run_report` turns a finished run's log totals, cache counters and timings into
+actual calls, tokens and seconds. Both return plain JSON-ready dicts; ``format_*`` render them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import prompts
+from .config import HerculesConfig
+from .dataset import Dataset
+from .kmeans import k_candidates
+from .prompts import build_prompt, estimate_tokens, prompt_footer, prompt_header, render_block
+from .summarize import build_l0_requests, tokens_budget
+from .summarize_types import SummaryRequest
+
+__all__ = ["estimate_run", "run_report", "summary_with_usage", "format_estimate", "format_report",
+           "planned_cluster_counts"]
+
+NO_LLM = {None, "", "keywords", "none"}
+_REPRESENTATIVE_POOL = 256  # items looked at to find one of average rendered length
+_TYPICAL_DESCRIPTION_CHARS = 160  # what an LLM description usually runs to (1-2 sentences)
+
+
+# --------------------------------------------------------------------------- planning
+
+def planned_cluster_counts(n_items: int, config: HerculesConfig) -> tuple[list[int], bool]:
+    """Clusters per level (finest first) as ``Hercules.fit`` will build them, and whether they are
+    upper bounds (automatic k: the largest candidate at every level)."""
+    counts: list[int] = []
+    n_below = n_items
+    auto = config.level_cluster_counts is None
+    while len(counts) + 1 <= config.max_levels and n_below > config.min_clusters_per_level:
+        li = len(counts) + 1
+        if not auto:
+            if li > len(config.level_cluster_counts):
+                break
+            k = max(min(config.level_cluster_counts[li - 1], n_below - 1), config.min_clusters_per_level)
+            if k >= n_below:
+                break
+        else:
+            cands = k_candidates(n_below, max(config.auto_k_min, config.min_clusters_per_level), config.auto_k_max,
+                                 config.auto_k_min_reduction)
+            if not cands:
+                break
+            k = max(cands)
+        if k <= 1:
+            break
+        counts.append(int(k))
+        n_below = k
+    return counts, auto
+
+
+def _representative_index(dataset: Dataset, l0_descriptions: list[str] | None, config: HerculesConfig) -> int:
+    """An item whose rendered sample has about the average length (over an even spread of items)."""
+    from .summarize import _render_sample  # the exact rendering the prompts use
+
+    n = len(dataset)
+    pool = np.unique(np.linspace(0, n - 1, num=min(n, _REPRESENTATIVE_POOL)).astype(int))
+    lengths = np.array([len(_render_sample(int(i), dataset, l0_descriptions, config)) for i in pool], dtype=float)
+    return int(pool[int(np.argmin(np.abs(lengths - lengths.mean())))])
+
+
+def _keywords_supported() -> bool:
+    return any(f.name == "keywords" for f in dataclasses.fields(SummaryRequest)) and hasattr(prompts, "KEYWORDS_MAX")
+
+
+def _fake_request(level: int, j: int, n_items: int, n_children: int, dataset: Dataset, sample: tuple[str, str],
+                  config: HerculesConfig, stats: list[dict[str, Any]], keywords: list[str]) -> SummaryRequest:
+    n_samples = min(config.prompt_l0_sample_size, max(n_items, 1))
+    children = []
+    if level >= 2 and config.prompt_include_immediate_children:
+        title = " ".join(["Representative"] * max(1, min(config.prompt_title_max_words, 5)))
+        desc = ("Typical description " * 40)[: min(config.prompt_child_desc_trunc_len, _TYPICAL_DESCRIPTION_CHARS)]
+        children = [(f"L{level - 1}_{c}", title, desc)
+                    for c in range(min(config.prompt_immediate_child_sample_size, max(n_children, 1)))]
+    req = SummaryRequest(key=f"L{level}_{j}", level=level, n_items=n_items, modality=dataset.modality,
+                         member_indices=np.empty(0, dtype=np.int64), samples=[sample] * n_samples,
+                         children=children, numeric_stats=stats,
+                         n_numeric_vars=dataset.numeric.shape[1] if dataset.modality == "numeric" else 0)
+    if keywords and level >= 1 and dataset.modality != "numeric":
+        req = dataclasses.replace(req, keywords=list(keywords))
+    return req
+
+
+def _fake_answer_tokens(keys: list[str], config: HerculesConfig) -> int:
+    title = " ".join(["Word"] * config.prompt_title_max_words)
+    answer = {k: {"title": title, "description": "x" * _TYPICAL_DESCRIPTION_CHARS} for k in keys}
+    return estimate_tokens(json.dumps(answer, indent=1))
+
+
+def _level_cost(requests: list[SummaryRequest], config: HerculesConfig) -> dict[str, int]:
+    """Calls and tokens of one level whose requests all look alike: the summariser's greedy batching
+    (at most ``llm_initial_batch_size`` per prompt, prompts under the token budget)."""
+    budget = tokens_budget(config)
+    level = requests[0].level
+    block = estimate_tokens(render_block(requests[0], config))
+    per_batch = 1
+    for m in range(2, config.llm_initial_batch_size + 1):
+        keys = [r.key for r in requests[:m]]
+        fixed = estimate_tokens(prompt_header([level], config)) + estimate_tokens(prompt_footer(keys))
+        if len(keys) < m or m * block + fixed > budget:
+            break
+        per_batch = m
+    total = len(requests)
+    full, rest = divmod(total, per_batch)
+    calls = full + (rest > 0)
+    prompt_tokens = completion_tokens = 0
+    for size, count in ((per_batch, full), (rest, 1 if rest else 0)):
+        if count:
+            batch = requests[:size]
+            prompt_tokens += count * estimate_tokens(build_prompt(batch, config))
+            completion_tokens += count * _fake_answer_tokens([r.key for r in batch], config)
+    return {"calls": calls, "batch_size": per_batch, "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens}
+
+
+def estimate_run(dataset: Dataset, config: HerculesConfig, *, llm_id: str | None,
+                 with_text_embedder: bool | None = None, with_captioner: bool = False) -> dict[str, Any]:
+    """The expected cost of ``Hercules(config, ...).fit(dataset)`` before it runs.
+
+    ``llm_id`` ``None`` or ``"keywords"`` means no LLM (no calls). ``with_text_embedder`` defaults
+    to True (text data always has one); ``with_captioner`` says whether images get captions.
+    Returns ``{"llm", "n_items", "clusters_per_level", "upper_bound", "llm_calls", "prompt_tokens",
+    "completion_tokens", "per_level": [...], "texts_to_embed", "images_to_embed"}``. Calls and
+    tokens assume every answer is usable (no retries or re-asks); with automatic k they are upper
+    bounds. Tokens are this project's pessimistic estimate (``prompts.estimate_tokens``).
+    """
+    from .data import default_l0_descriptions
+
+    n = len(dataset)
+    counts, auto = planned_cluster_counts(n, config)
+    uses_llm = llm_id not in NO_LLM
+    has_embedder = True if with_text_embedder is None else bool(with_text_embedder)
+    if dataset.modality == "text":
+        has_embedder = True
+
+    per_level: list[dict[str, Any]] = []
+    if uses_llm and n:
+        l0_desc = default_l0_descriptions(dataset, config.l0_description_max_chars,
+                                          config.prompt_l0_numeric_repr_precision,
+                                          config.prompt_l0_numeric_repr_max_vals)
+        rep = _representative_index(dataset, l0_desc, config)
+        from .summarize import _numeric_stats, _render_sample
+
+        sample = (dataset.ids[rep], _render_sample(rep, dataset, l0_desc, config))
+        stats: list[dict[str, Any]] = []
+        if dataset.modality == "numeric":  # the statistics of the whole data set: same shape as a cluster's
+            stats = _numeric_stats(dataset, np.arange(n), np.array([0, n]), 1, config)[0]
+        keywords: list[str] = []
+        if _keywords_supported() and dataset.modality != "numeric":
+            words = [w for w in sample[1].replace(",", " ").split() if len(w) > 2]
+            keywords = (words or ["keyword"]) * prompts.KEYWORDS_MAX
+            keywords = keywords[:prompts.KEYWORDS_MAX]
+        if config.use_llm_for_l0_descriptions and dataset.modality in ("text", "numeric"):
+            one = build_l0_requests(dataset, config)[rep]
+            reqs = [dataclasses.replace(one, key=f"item_{i}") for i in range(n)]
+            per_level.append({"level": 0, "clusters": n, **_level_cost(reqs, config)})
+        n_below = n
+        for li, k in enumerate(counts, start=1):
+            reqs = [_fake_request(li, j, max(1, round(n / k)), max(1, round(n_below / k)), dataset, sample,
+                                  config, stats, keywords) for j in range(k)]
+            per_level.append({"level": li, "clusters": k, **_level_cost(reqs, config)})
+            n_below = k
+
+    described = (dataset.modality == "image" and with_captioner) or (
+        config.use_llm_for_l0_descriptions and uses_llm and dataset.modality in ("text", "numeric"))
+    texts = 0
+    if dataset.modality == "text" and (config.representation_mode == "direct" or not described):
+        texts += n  # the items themselves
+    if has_embedder and (described or (dataset.modality != "text" and config.representation_mode == "description")):
+        texts += n  # level-0 descriptions
+    if has_embedder:
+        texts += sum(counts)  # every cluster's "title. description"
+        if config.topic_seed:
+            texts += 1
+    images = n if dataset.modality == "image" and config.representation_mode == "direct" else 0
+
+    return {
+        "llm": llm_id if uses_llm else None,
+        "n_items": n,
+        "modality": dataset.modality,
+        "clusters_per_level": counts,
+        "upper_bound": bool(auto),
+        "llm_calls": sum(p["calls"] for p in per_level),
+        "prompt_tokens": sum(p["prompt_tokens"] for p in per_level),
+        "completion_tokens": sum(p["completion_tokens"] for p in per_level),
+        "per_level": per_level,
+        "texts_to_embed": texts,
+        "images_to_embed": images,
+        "images_to_caption": n if dataset.modality == "image" and with_captioner else 0,
+    }
+
+
+# --------------------------------------------------------------------------- after the run
+
+def summary_with_usage(run_log: Any) -> dict[str, Any]:
+    """``run_log.summary()`` plus the model-reported ``prompt_tokens`` / ``completion_tokens``
+    summed over the ``llm_call`` records, when every answered call carries them (an answer from the
+    cache reports zero). Without the records, or with any answered call lacking them, only the
+    summary's estimates are there."""
+    summary = dict(run_log.summary()) if hasattr(run_log, "summary") else {}
+    records = [r for r in (getattr(run_log, "records", None) or []) if r.get("event") == "llm_call"]
+    answered = [r for r in records if r.get("response") is not None]
+    if not answered or len(records) < summary.get("llm_calls", 0):  # records not kept: cannot tell
+        return summary
+    totals = {"prompt_tokens": 0, "completion_tokens": 0}
+    for r in answered:
+        for key in totals:
+            v = r.get(key)
+            if not isinstance(v, int) or isinstance(v, bool):
+                return summary
+            totals[key] += v
+    return {**summary, **totals}
+
+
+def _stage_group(stage: str) -> str:
+    """"clustering level 2" -> "clustering"; "summarizing level 0" -> "summarizing"."""
+    for prefix in ("clustering", "summarizing"):
+        if stage.startswith(prefix):
+            return prefix
+    return stage
+
+
+def run_report(hierarchy: Any, run_log_summary: Mapping[str, Any] | None, cache_stats: Mapping[str, Any] | None,
+               timings: Mapping[str, float] | None) -> dict[str, Any]:
+    """What a finished run cost.
+
+    Parameters
+    ----------
+    hierarchy : the result (for the cluster counts); may be None.
+    run_log_summary : ``RunLog.summary()`` (or :func:`summary_with_usage`): every LLM call the
+        summariser made, cached or not. Model-reported token counts are used when it has
+        ``prompt_tokens`` / ``completion_tokens``, else its estimates minus what the cache answered.
+    cache_stats : ``Cache.stats()`` (or None without a cache).
+    timings : seconds per stage (``Hercules.timings_``).
+    """
+    summary = dict(run_log_summary or {})
+    stats = dict(cache_stats or {})
+    kinds = stats.get("by_kind") or {}
+    llm_c = kinds.get("llm") or {}
+    emb_c = kinds.get("emb") or {}
+
+    requests = int(summary.get("llm_calls", 0))
+    llm_hits = int(llm_c.get("hits", 0))
+    calls = max(requests - llm_hits, 0)
+    if isinstance(summary.get("prompt_tokens"), int):
+        prompt_tokens, completion_tokens = int(summary["prompt_tokens"]), int(summary.get("completion_tokens") or 0)
+        source = "reported"
+    else:
+        prompt_tokens = max(int(summary.get("prompt_tokens_est", 0)) - int(llm_c.get("prompt_tokens_est_saved", 0)), 0)
+        completion_tokens = max(int(summary.get("completion_tokens_est", 0))
+                                - int(llm_c.get("completion_tokens_est_saved", 0)), 0)
+        source = "estimate"
+
+    seconds: dict[str, float] = {}
+    for stage, sec in (timings or {}).items():
+        if stage == "total":
+            continue
+        group = _stage_group(stage)
+        seconds[group] = round(seconds.get(group, 0.0) + float(sec), 4)
+    report: dict[str, Any] = {
+        "llm": {
+            "requests": requests,  # prompts the summariser sent (cache hits included)
+            "calls": calls,  # prompts that reached the model
+            "cache_hits": llm_hits,
+            "errors": int(summary.get("llm_errors", 0)),
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "tokens_source": source,
+        },
+        "embedding": {
+            "calls": int(emb_c.get("inner_calls", 0)),
+            "texts_embedded": int(emb_c.get("inner_items", 0)),
+            "cache_hits": int(emb_c.get("hits", 0)),
+            "cache_misses": int(emb_c.get("misses", 0)),
+        },
+        "cache": {
+            "enabled": bool(stats.get("enabled", False)),
+            "directory": stats.get("directory"),
+            "hits": int(stats.get("hits", 0)),
+            "misses": int(stats.get("misses", 0)),
+            "errors": int(stats.get("errors", 0)),
+        },
+        "seconds": seconds,
+        "total_seconds": round(float((timings or {}).get("total", sum(seconds.values()))), 4),
+    }
+    for kind, name in (("img", "image_embedding"), ("cap", "captioning")):
+        c = kinds.get(kind)
+        if c:
+            report[name] = {"calls": int(c.get("inner_calls", 0)), "items": int(c.get("inner_items", 0)),
+                            "cache_hits": int(c.get("hits", 0)), "cache_misses": int(c.get("misses", 0))}
+    if hierarchy is not None and getattr(hierarchy, "levels", None):
+        report["clusters_per_level"] = [len(lv) for lv in hierarchy.levels[1:]]
+    return report
+
+
+# --------------------------------------------------------------------------- text
+
+def format_estimate(est: Mapping[str, Any]) -> str:
+    """One line, e.g. ``estimate: 25 clusters in 2 levels (20, 5) -> 4 LLM calls, ~9,100 prompt
+    tokens; 125 texts to embed``."""
+    counts = est.get("clusters_per_level") or []
+    bound = "up to " if est.get("upper_bound") else ""
+    shape = f"{bound}{sum(counts)} clusters in {len(counts)} level(s) ({', '.join(map(str, counts))})"
+    if est.get("llm"):
+        llm = (f"{bound}{est['llm_calls']} LLM call(s) to {est['llm']}, ~{est['prompt_tokens']:,} prompt + "
+               f"~{est['completion_tokens']:,} completion tokens (before the cache)")
+    else:
+        llm = "no LLM calls"
+    media = f"{est.get('texts_to_embed', 0)} texts to embed"
+    if est.get("images_to_embed"):
+        media += f", {est['images_to_embed']} images to embed"
+    return f"estimate: {shape} -> {llm}; {media}"
+
+
+def format_report(report: Mapping[str, Any]) -> list[str]:
+    """A few lines: LLM calls and tokens, embeddings, cache, seconds per stage."""
+    llm, emb, cache = report["llm"], report["embedding"], report["cache"]
+    tok = "reported" if llm["tokens_source"] == "reported" else "estimated"
+    lines = [f"cost: {llm['calls']} LLM call(s) ({llm['cache_hits']} answered from the cache), "
+             f"{llm['prompt_tokens']:,} prompt + {llm['completion_tokens']:,} completion tokens ({tok}); "
+             f"{emb['texts_embedded']} text(s) embedded in {emb['calls']} call(s), {emb['cache_hits']} from the cache"]
+    for name, what in (("image_embedding", "image(s) embedded"), ("captioning", "image(s) captioned")):
+        if name in report:
+            lines[0] += f"; {report[name]['items']} {what}, {report[name]['cache_hits']} from the cache"
+    if cache["enabled"]:
+        lines.append(f"cache: {cache['hits']} hits, {cache['misses']} misses in {cache['directory']}"
+                     + (f" ({cache['errors']} errors)" if cache["errors"] else ""))
+    else:
+        lines.append("cache: off")
+    stages = ", ".join(f"{k} {v:.2f} s" for k, v in report["seconds"].items())
+    lines.append(f"time: {stages}; total {report['total_seconds']:.2f} s")
+    return lines

@@ -1,0 +1,66 @@
+"""New run: upload data, pick columns, configure, see the cost, start (progress is in the shell)."""
+
+import dash
+import dash_ag_grid as dag
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+from callbacks import configform, ids, uploads
+
+dash.register_page(__name__, path="/", name="New run", title="HERCULES · new run", order=0)
+
+
+def _select(cid, label, **kw):
+    return dbc.Col([dbc.Label(label, className="small fw-semibold mb-0"), dbc.Select(id=cid, size="sm", **kw)], md=3)
+
+
+def layout(**_):
+    data = dbc.Card(dbc.CardBody([
+        html.H5("1. Data", className="card-title"),
+        dcc.Upload(id=ids.UPLOAD, multiple=True, className="upload-box",
+                   children=html.Div(["Drag and drop files here, or ", html.A("browse", className="link-primary")])),
+        html.Div(uploads.LIMITS_TEXT, className="form-text small mb-2 upload-limits"),
+        html.Div(id=ids.UPLOAD_MSG),
+        html.Div(id=ids.DATA_OPTIONS, style={"display": "none"}, children=[
+            html.Div(id=ids.TABLE_OPTS, children=[
+                dbc.RadioItems(id=ids.WHAT, inline=True, value="text", className="mb-2",
+                               options=[{"label": "Cluster a text column", "value": "text"},
+                                        {"label": "Cluster numeric columns", "value": "numeric"}]),
+                dbc.Row([
+                    _select(ids.TEXT_COL, "Text column"),
+                    dbc.Col([dbc.Label("Numeric columns", className="small fw-semibold mb-0"),
+                             dcc.Dropdown(id=ids.NUM_COLS, multi=True, placeholder="numeric columns")], md=3),
+                    _select(ids.ID_COL, "Id column"),
+                    _select(ids.LABEL_COL, "Labels column (optional)"),
+                ], className="mb-2"),
+            ]),
+            html.Div(id=ids.TXT_OPTS, style={"display": "none"}, children=[
+                dbc.RadioItems(id=ids.TXT_MODE, inline=True, value="line", className="mb-2",
+                               options=[{"label": "One item per line", "value": "line"},
+                                        {"label": "One item per file", "value": "file"}]),
+            ]),
+            dbc.Input(id=ids.PREVIEW_SEARCH, placeholder="Search the preview…", size="sm", className="mb-1",
+                      debounce=True),
+            dag.AgGrid(id=ids.PREVIEW, rowData=[], columnDefs=[], className="ag-theme-alpine preview-grid",
+                       style={"height": "330px"}, columnSize="autoSize",
+                       defaultColDef={"resizable": True, "sortable": True, "maxWidth": 420},
+                       dashGridOptions={"pagination": True, "paginationPageSize": 10,
+                                        "paginationPageSizeSelector": False}),
+            html.Div("The first 500 rows are shown.", className="form-text small"),
+        ]),
+        html.Hr(),
+        html.Div([html.Span("Optional ground-truth labels file (columns id,label): ", className="small"),
+                  dcc.Upload(id=ids.LABELS_UPLOAD, className="upload-inline",
+                             children=html.A("choose a labels file", className="link-primary small"))]),
+        html.Div(id=ids.LABELS_MSG, className="small"),
+        dcc.Store(id=ids.UPLOAD_STORE), dcc.Store(id=ids.LABELS_STORE),
+    ]), className="mb-3")
+    configure = dbc.Card(dbc.CardBody([html.H5("2. Configure", className="card-title"),
+                                       configform.form_layout(configform.include_test_models())]), className="mb-3")
+    start = dbc.Card(dbc.CardBody([
+        html.H5("3. Run", className="card-title"),
+        html.Div(id=ids.COST, className="mb-2 small"),
+        dbc.Button("Start run", id=ids.START, color="primary"),
+        html.Div(id=ids.START_MSG, className="mt-2 small"),
+    ]), className="mb-3")
+    return dbc.Container([html.H3("New run", className="my-3"), data, configure, start], fluid="lg")

@@ -1,0 +1,115 @@
+"""Helpers of the browser tests: a real app server in a subprocess, headless Chromium, data files."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+# pixel position of point ``idx`` of trace ``trace`` of the explore scatter, in page coordinates
+JS_POINT = """([trace, idx]) => {
+  const gd = document.querySelector('#explore-scatter .js-plotly-plot');
+  const fl = gd._fullLayout, t = gd._fullData[trace];
+  const r = gd.getBoundingClientRect();
+  return [r.left + fl._size.l + fl.xaxis.l2p(t.x[idx]), r.top + fl._size.t + fl.yaxis.l2p(t.y[idx])];
+}"""
+JS_TRACE = "(i) => document.querySelector('#explore-scatter .js-plotly-plot').data[i]"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppServer:
+    """``python app.py`` on a free port with its own runs directory; test models enabled."""
+
+    def __init__(self, runs_dir: Path, stage_delay: float = 0.4):
+        self.runs_dir = runs_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, HERCULES_TEST_MODELS="1", HERCULES_TEST_STAGE_DELAY=str(stage_delay),
+                   HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
+                   HERCULES_CACHE_DIR=str(runs_dir.parent / "model-cache"))
+        self.log = open(runs_dir.parent / f"server-{self.port}.log", "w")
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(self.port),
+                                      "--runs-dir", str(runs_dir)], cwd=ROOT, env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/", timeout=2)
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"the app did not start; see {self.log.name}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+def text_data() -> Path:
+    shared = ROOT.parent / "shared" / "data" / "fortune_dev8.csv"
+    return shared if shared.is_file() else ROOT / "tests" / "data" / "fortune_sample.csv"
+
+
+def numeric_data(folder: Path) -> Path:
+    """scikit-learn's wine table as an Excel file with an id and a label column."""
+    from sklearn.datasets import load_wine
+
+    d = load_wine(as_frame=True)
+    df = d.data.copy()
+    df.insert(0, "id", [f"w{i:03d}" for i in range(len(df))])
+    df["label"] = [d.target_names[t] for t in d.target]
+    path = folder / "wine.xlsx"
+    df.to_excel(path, index=False)
+    return path
+
+
+def image_data(folder: Path, n: int = 400) -> tuple[Path, Path]:
+    """scikit-learn digits as PNG files in a ZIP of a folder, and a separate id,label file."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    zpath, lpath = folder / "digits.zip", folder / "digit_labels.csv"
+    rows = []
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for i in range(n):
+            img = Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8)).resize((32, 32), Image.NEAREST)
+            buf = io.BytesIO()
+            img.save(buf, format="PNG")
+            name = f"digits/{i:04d}.png"
+            zf.writestr(name, buf.getvalue())
+            rows.append((name, str(d.target[i])))
+    pd.DataFrame(rows, columns=["id", "label"]).to_csv(lpath, index=False)
+    return zpath, lpath
+
+
+def watch_console(page, errors: list[str]) -> None:
+    page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))

@@ -1,0 +1,210 @@
+"""Unit tests of the explorer: figure builders, highlight patches, tree, pane, search, selection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import plotly.io
+import pytest
+from dash import html, no_update
+
+from callbacks import figures, ids, page_evaluate, page_explore, pane, tree
+from callbacks.explore_model import ExploreModel, make_key
+from hercules_core.evaluation import evaluate_all
+from hercules_core.reduction import reduce_hierarchy
+from tests.factories import make_hierarchy, make_numeric_dataset, make_text_dataset
+
+
+@pytest.fixture(scope="module")
+def em():
+    h = make_hierarchy(make_text_dataset(120), ks=(12, 4))
+    h.dataset.texts[7] = "A <b>bold</b> claim about unicorns"
+    h.levels[2].titles[0] = "<script>alert(1)</script>"
+    reduce_hierarchy(h, 2, 0)
+    evaluate_all(h)
+    return ExploreModel.from_hierarchy(h)
+
+
+def _texts(component) -> str:
+    """All strings inside a component tree (what a user would read)."""
+    out = []
+
+    def walk(c):
+        if c is None:
+            return
+        if isinstance(c, (str, int, float)):
+            out.append(str(c))
+        elif isinstance(c, (list, tuple)):
+            for x in c:
+                walk(x)
+        elif hasattr(c, "children"):
+            walk(c.children)
+    walk(component)
+    return " ".join(out)
+
+
+def test_keys_parse_strictly(em):
+    assert em.parse("L2:3") == (2, 3) and em.parse(make_key(0, 119)) == (0, 119)
+    for bad in ("L2:4", "L3:0", "L0:120", "L-1:0", "L1:1:1", "x", None, 3, "L1: 1"):
+        assert em.parse(bad) is None
+
+
+def test_related_marks_ancestors_and_descendants(em):
+    h = em.h
+    j = 5
+    parent = int(h.levels[1].parent[j])
+    assert em.related(2, 1, j).nonzero()[0].tolist() == [parent]
+    items = em.related(0, 1, j)
+    assert set(np.flatnonzero(items)) == set(h.members(1, j))
+    assert em.related(1, 1, j).sum() == 1
+
+
+def test_bubble_sizes_scalings():
+    c = np.array([1, 4, 100])
+    lin, sq, lg = (figures.bubble_sizes(c, s) for s in ("linear", "sqrt", "log"))
+    for s in (lin, sq, lg):
+        assert s[-1] == 60 and np.all(np.diff(s) > 0)
+    assert lin[1] < sq[1] < lg[1]
+
+
+def test_scatter_figure_traces_colours_and_escaping(em):
+    fig, view = figures.scatter_figure(em, 1, "representation", color_level=2, size_scale="sqrt")
+    assert view == {"level": 1, "space": "representation", "color_level": 2, "size_scale": "sqrt", "items": True}
+    bubbles = fig["data"][figures.T_BUBBLES]
+    assert bubbles["type"] == "scattergl" and len(bubbles["x"]) == 12
+    # children share their ancestor's colour
+    parent = em.h.levels[1].parent
+    for j in range(12):
+        assert bubbles["marker"]["color"][j] == figures.PALETTE[int(parent[j])]
+    assert len(fig["data"][figures.T_ITEMS]["x"]) == 120
+    json.dumps(fig)  # plain JSON: no numpy left inside
+    fig2, _ = figures.scatter_figure(em, 2, "representation")
+    hover = json.dumps(fig2["data"][figures.T_BUBBLES]["customdata"])
+    assert "<script>" not in hover and "&lt;script&gt;" in hover
+
+
+def test_item_layer_hidden_above_threshold(em):
+    fig, view = figures.scatter_figure(em, 1, items_max=50)
+    assert view["items"] is False and fig["data"][figures.T_ITEMS]["x"] == []
+    patch = figures.highlight_patch(em, view, "L1:2").to_plotly_json()
+    size = len(plotly.io.json.to_json_plotly(patch))
+    assert size < 20_000
+    ops = {tuple(o["location"]): o["params"]["value"] for o in patch["operations"]}
+    sel_x = ops[("data", figures.T_SEL_ITEMS, "x")]
+    assert len(sel_x) == len(em.members(1, 2))
+
+
+def test_highlight_patch_fades_unrelated_and_marks_selection(em):
+    fig, view = figures.scatter_figure(em, 1)
+    sel_level, sel = 2, 1
+    ops = {tuple(o["location"]): o["params"]["value"]
+           for o in figures.highlight_patch(em, view, make_key(sel_level, sel)).to_plotly_json()["operations"]}
+    opacity = ops[("data", figures.T_BUBBLES, "marker", "opacity")]
+    kids = set(em.h.children_of(2, sel).tolist())
+    assert [j for j, o in enumerate(opacity) if o == 1.0] == sorted(kids)
+    assert ops[("data", figures.T_SELECTED, "customdata")][0][0] == "L2:1"
+    cleared = {tuple(o["location"]): o["params"]["value"]
+               for o in figures.highlight_patch(em, view, None).to_plotly_json()["operations"]}
+    assert cleared[("data", figures.T_BUBBLES, "marker", "opacity")] == figures.BASE_OPACITY
+    assert cleared[("data", figures.T_SELECTED, "x")] == []
+
+
+def test_item_selection_rings_its_ancestors(em):
+    fig, view = figures.scatter_figure(em, 1)
+    vals = figures.highlight_values(em, view, "L0:7")
+    # its L2 ancestor is drawn as a ring (L1 is the bubble level itself)
+    assert [c[0] for c in vals[(figures.T_CONTEXT, "customdata")]] == [make_key(2, em.ancestor(0, 7, 2))]
+    assert vals[(figures.T_BUBBLES, "marker", "opacity")].count(1.0) == 1
+
+
+def test_sunburst_and_its_patch(em):
+    fig = figures.sunburst_figure(em)
+    tr = fig["data"][0]
+    assert len(tr["ids"]) == 16 and tr["parents"][:4] == ["", "", "", ""]
+    assert sum(v for v, p in zip(tr["values"], tr["parents"]) if p == "") == 120
+    colors = figures.sunburst_colors(em, "L1:0")
+    kept = [i for i, c in zip(tr["ids"], colors) if c != figures.FADED]
+    assert set(kept) == {"L1:0", make_key(2, em.ancestor(1, 0, 2))}
+
+
+def test_metrics_and_confusion_figures(em):
+    fig = figures.metrics_figure(em.h.evaluation)
+    names = {t["name"] for t in fig["data"]}
+    assert {"silhouette (items)", "ARI", "items"} <= names
+    from hercules_core.evaluation import confusion_table
+    cf = figures.confusion_figure(confusion_table(em.h, 2), dict(zip(em.h.levels[2].ids, em.h.levels[2].titles)))
+    assert len(cf["data"][0]["y"]) == 4 and "&lt;script&gt;" in cf["data"][0]["y"][0]
+    table = page_evaluate.metrics_table(em.h.evaluation)
+    assert "adjusted_rand_score" in _texts(table)
+
+
+def test_tree_is_lazy_and_opens_the_selection_path(em):
+    top = tree.tree(em)
+    assert len(top) == 4 and all(n.children[2].children == [] for n in top)  # nothing below the top yet
+    opened = tree.tree(em, "L0:7")
+    text = _texts(opened)
+    assert em.h.levels[0].ids[7] in text and em.h.levels[1].ids[em.ancestor(0, 7, 1)] in text
+    kids, glyph = tree.toggle(em, "L2:0", [])
+    assert glyph == "▾" and len(kids) == len(em.h.children_of(2, 0))
+    assert tree.toggle(em, "L2:0", kids) == ([], "▸")
+    assert tree.toggle(em, "../etc", []) is None
+
+
+def test_tree_hides_items_of_big_hierarchies(em, monkeypatch):
+    monkeypatch.setattr(tree, "ITEMS_IN_TREE_MAX", 50)
+    out = tree.children(em, 1, 0)
+    assert len(out) == 1 and "not listed" in _texts(out)
+
+
+def test_pane_shows_everything_as_text(em):
+    p = pane.cluster_pane(em, "L2:0", "r" * 32)
+    text = _texts(p)
+    assert "<script>alert(1)</script>" in text  # shown literally: Dash renders strings as text
+    assert "Parent" not in text and "Children (" in text and "Representative samples" in text
+    item = pane.cluster_pane(em, "L0:7")
+    assert "A <b>bold</b> claim about unicorns" in _texts(item) and "Raw data" in _texts(item)
+    assert "Overview" in _texts(pane.cluster_pane(em, "bogus"))
+
+
+def test_numeric_pane_statistics_in_original_units():
+    h = make_hierarchy(make_numeric_dataset(80, p=3), ks=(6, 2))
+    reduce_hierarchy(h, 2, 0)
+    em = ExploreModel.from_hierarchy(h)
+    members = em.members(1, 0)
+    stats = pane.numeric_stats(em, members)
+    assert stats[0]["unit"] == "kg"
+    assert stats[0]["mean"] == pytest.approx(h.dataset.numeric_raw[members, 0].mean())
+    assert "Statistics (original units)" in _texts(pane.cluster_pane(em, "L1:0"))
+    assert len(pane.representatives(em, 1, 0)) == min(6, len(members))
+
+
+def test_overview_lists_totals_and_config(em):
+    text = _texts(pane.overview(em))
+    assert "120" in text and "clusters per level" in text and "level_cluster_counts" in text
+
+
+def test_search_finds_titles_descriptions_and_items(em):
+    hits = em.search("unicorn")
+    assert [h["key"] for h in hits] == ["L0:7"]
+    assert em.search("description of 1.3")[0]["key"] == "L1:3"
+    assert em.search("x") == []
+    assert "No match" in _texts(page_explore.search_results(em, "zzzzqqq"))
+
+
+def test_selection_from_every_kind_of_click(em):
+    f = page_explore.selection_from_trigger
+    assert f(em, ids.SCATTER, {"points": [{"customdata": ["L1:3", "x"]}]}) == "L1:3"
+    assert f(em, ids.SUNBURST, {"points": [{"id": "L2:1"}]}) == "L2:1"
+    assert f(em, {"type": ids.TREE_SELECT_T, "key": "L0:5"}, 1) == "L0:5"
+    assert f(em, {"type": ids.SEARCH_HIT_T, "key": "L0:5"}, 0) is no_update  # appeared, not clicked
+    assert f(em, {"type": ids.PANE_LINK_T, "key": "L9:0"}, 1) is no_update
+    assert f(em, ids.SCATTER, {"points": []}) is no_update
+    assert f(em, ids.CLEAR, 1) is None
+
+
+def test_rendered_components_never_use_raw_html(em):
+    for comp in (pane.cluster_pane(em, "L2:0"), pane.cluster_pane(em, "L0:7"), pane.overview(em), tree.tree(em)):
+        blob = json.dumps(comp, cls=plotly.utils.PlotlyJSONEncoder)
+        assert "dangerouslySetInnerHTML" not in blob and "Markdown" not in blob
+    assert isinstance(pane.overview(em), html.Div)

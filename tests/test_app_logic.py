@@ -1,0 +1,274 @@
+"""Unit tests of the web app's plain functions: run store, uploads, config form, job, routes."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from callbacks import configform, job, routes, runstore, uploads
+from hercules_core import ConfigError, InputError, load_model
+
+
+@pytest.fixture(autouse=True)
+def _private_model_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HERCULES_CACHE_DIR", str(tmp_path / "model-cache"))
+
+
+def data_url(data: bytes, mime: str = "application/octet-stream") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+# ----------------------------------------------------------------------------- run store
+def test_run_ids_are_checked_before_touching_paths(tmp_path):
+    rid = runstore.new_id()
+    assert runstore.valid_id(rid)
+    assert runstore.run_dir(tmp_path, rid) == tmp_path / rid
+    for bad in ("../etc", "x" * 32, rid.upper(), rid + "/..", "", None, 5, "../" + rid):
+        assert not runstore.valid_id(bad)
+        with pytest.raises(ValueError):
+            runstore.run_dir(tmp_path, bad)
+
+
+def test_status_updates_merge_and_cancel_wins(tmp_path):
+    rdir = tmp_path / runstore.new_id()
+    runstore.update_status(rdir, state="queued", created="2020-01-01T00:00:00+00:00")
+    runstore.update_status(rdir, state="running", percent=10)
+    assert runstore.read_status(rdir)["percent"] == 10
+    runstore.request_cancel(rdir)
+    assert runstore.cancel_requested(rdir)
+    # a late write of the dying job cannot resurrect the run
+    assert runstore.update_status(rdir, state="running", percent=50)["state"] == "cancelled"
+    runs = runstore.list_runs(tmp_path)
+    assert [r["run_id"] for r in runs] == [rdir.name] and runs[0]["state"] == "cancelled"
+
+
+def test_dead_running_process_is_shown_interrupted(tmp_path):
+    rdir = tmp_path / runstore.new_id()
+    import os
+    runstore.update_status(rdir, state="running", pid=2**22 + 12345, host=os.uname().nodename)
+    assert runstore.list_runs(tmp_path)[0]["state"] == "interrupted"
+
+
+def test_model_cache_reloads_changed_files_and_evicts(tmp_path):
+    calls = []
+    cache = runstore.ModelCache(lambda p: calls.append(p) or p.read_text(), size=2)
+    files = []
+    for i in range(3):
+        f = tmp_path / f"m{i}.json"
+        f.write_text(str(i))
+        files.append(f)
+    assert cache.get(files[0]) == "0" and cache.get(files[0]) == "0"
+    assert len(calls) == 1
+    import os
+    files[0].write_text("changed")
+    os.utime(files[0], ns=(1, 10**18))
+    assert cache.get(files[0]) == "changed"
+    cache.get(files[1])
+    cache.get(files[2])
+    assert len(cache._items) == 2
+
+
+# ----------------------------------------------------------------------------- uploads
+def test_classify_and_reject_with_reasons():
+    assert uploads.classify(["a.csv"]) == "table"
+    assert uploads.classify(["a.txt", "b.txt"]) == "txt"
+    assert uploads.classify(["a.png", "b.jpg"]) == "images"
+    assert uploads.classify(["x.zip"]) == "zip"
+    with pytest.raises(InputError, match="Unsupported file type"):
+        uploads.classify(["report.pdf"])
+    with pytest.raises(InputError, match="single image"):
+        uploads.classify(["a.png"])
+    with pytest.raises(InputError, match="one table"):
+        uploads.classify(["a.csv", "b.csv"])
+
+
+def test_stage_table_stores_generated_names_and_suggests_columns(tmp_path):
+    csv = "id,text,label,score\n1,a long text about cats and dogs,pets,1.5\n2,another long text on stocks,money,2\n"
+    desc = uploads.stage(tmp_path, ["../../evil name.csv"], [data_url(csv.encode())])
+    udir = runstore.upload_dir(tmp_path, desc["upload_id"])
+    assert [p.name for p in udir.iterdir() if p.suffix == ".csv"] == ["f00000.csv"]
+    assert desc["suggest"] == {"what": "text", "text_column": "text", "numeric_columns": ["score"],
+                               "id_column": "id", "label_column": "label"}
+    rows, cols = uploads.preview_rows(tmp_path, desc)
+    assert cols == ["id", "text", "label", "score"] and len(rows) == 2
+
+
+def test_stage_rejects_too_big_and_unreadable(tmp_path):
+    with pytest.raises(InputError, match="more than the"):
+        uploads.stage(tmp_path, ["a.csv"], [data_url(b"x" * 3000)], max_bytes=1000)
+    with pytest.raises(InputError, match="mine.jsonl line 2 is not valid JSON"):
+        uploads.stage(tmp_path, ["mine.jsonl"], [data_url(b'{"a": 1}\n{broken\n')])
+    assert not any((tmp_path / runstore.UPLOADS).iterdir())  # nothing of a rejected upload is kept
+    with pytest.raises(InputError, match="damaged"):
+        uploads.decode_data_url("not a data url")
+
+
+def test_txt_uploads_one_per_line_or_file(tmp_path):
+    desc = uploads.stage(tmp_path, ["a.txt", "b.txt"], [data_url(b"first text\n\nsecond"), data_url(b"third")])
+    udir = runstore.upload_dir(tmp_path, desc["upload_id"])
+    by_line = uploads.txt_frame(udir, desc, "line")
+    assert by_line["id"].tolist() == ["a:1", "a:3", "b:1"]
+    by_file = uploads.txt_frame(udir, desc, "file")
+    assert by_file["id"].tolist() == ["a.txt", "b.txt"]
+
+
+def test_data_spec_says_what_is_missing():
+    desc = {"upload_id": runstore.new_id(), "kind": "table", "names": ["t.csv"], "columns": ["id", "text", "x"]}
+    with pytest.raises(InputError, match="Upload a data file"):
+        uploads.data_spec(None)
+    with pytest.raises(InputError, match="column that holds the texts"):
+        uploads.data_spec(desc, what="text")
+    with pytest.raises(InputError, match="at least one numeric"):
+        uploads.data_spec(desc, what="numeric", numeric_columns=[])
+    spec = uploads.data_spec(desc, what="numeric", numeric_columns=["x", "id"], id_column="id")
+    assert spec["numeric_columns"] == ["x"] and spec["id_column"] == "id"
+
+
+def _zip_of_pngs(n: int = 12) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(n):
+            img = Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8))
+            b = io.BytesIO()
+            img.save(b, format="PNG")
+            zf.writestr(f"digits/{i:03d}.png", b.getvalue())
+    return buf.getvalue()
+
+
+def test_prepare_from_zip_with_separate_labels_file(tmp_path):
+    desc = uploads.stage(tmp_path, ["digits.zip"], [data_url(_zip_of_pngs())])
+    labels_csv = "id,label\n" + "".join(f"digits/{i:03d}.png,{i % 3}\n" for i in range(12))
+    ldesc = uploads.stage_labels(tmp_path, "labels.csv", data_url(labels_csv.encode()))
+    spec = uploads.data_spec(desc, labels=ldesc)
+    rdir = tmp_path / runstore.new_id()
+    ds = uploads.prepare_from_spec(spec, tmp_path, rdir)
+    assert ds.modality == "image" and len(ds) == 12 and ds.ids[0] == "digits/000.png"
+    assert ds.labels[:3] == ["0", "1", "2"]
+    assert all(p.startswith(str(rdir.resolve())) for p in ds.image_paths)
+
+
+# ----------------------------------------------------------------------------- config form
+def test_form_values_to_config_and_errors():
+    values = {f.name: getattr(configform.DEFAULTS, f.name) for f in configform.FIELDS}
+    values.update(levels_text="30, 6", topic_seed="  ", random_state="7")
+    cfg = configform.config_from_form(values, "fixed")
+    assert cfg.level_cluster_counts == (30, 6) and cfg.topic_seed is None and cfg.random_state == 7
+    assert configform.config_from_form(values, "auto").level_cluster_counts is None
+    with pytest.raises(ConfigError, match="decrease"):
+        configform.config_from_form(dict(values, levels_text="5,20"), "fixed")
+    with pytest.raises(ConfigError, match="whole numbers"):
+        configform.config_from_form(dict(values, levels_text="a,b"), "fixed")
+    with pytest.raises(ConfigError, match="Random seed must be a whole number"):
+        configform.config_from_form(dict(values, random_state=1.5), "fixed")
+
+
+def test_model_options_mark_unavailable_and_hide_tests():
+    ids_user = [o["value"] for o in configform.model_options("llm", include_tests=False)]
+    assert "keywords" in ids_user and "fake" not in ids_user
+    assert "fake" in [o["value"] for o in configform.model_options("llm", include_tests=True)]
+    for o in configform.model_options("text_embedder", include_tests=False):
+        assert o["disabled"] == ("unavailable" in o["label"])
+
+
+def test_cost_estimate_counts_llm_work():
+    cfg = configform.config_from_form({"levels_text": "20,5"}, "fixed")
+    free = configform.estimate(1000, "text", cfg, {"llm": "keywords", "text_embedder": "minilm"})
+    assert free["llm_calls"] == 0 and free["clusters"] == 25 and free["texts_to_embed"] == 1025
+    paid = configform.estimate(1000, "text", cfg, {"llm": "fake", "text_embedder": "minilm"})
+    assert paid["llm_calls"] == 4 and paid["prompt_tokens"] > 0
+    assert "LLM calls" in configform.estimate_text(paid, "fake")
+
+
+# ----------------------------------------------------------------------------- job
+def test_overall_percent_is_monotone_over_a_run():
+    stages = [("preparing data", 0, 1), ("embedding items", 0, 10), ("embedding items", 10, 10),
+              ("clustering level 1", 1, 1), ("summarizing level 1", 5, 10), ("embedding level 1 descriptions", 1, 1),
+              ("clustering level 2", 1, 1), ("summarizing level 2", 3, 3), ("reduction", 1, 1), ("evaluation", 1, 1),
+              ("saving results", 0, 1)]
+    values = [job.overall_percent(s, d, t, 2) for s, d, t in stages]
+    assert values == sorted(values) and 0 < values[0] and values[-1] < 100
+
+
+def _start(tmp_path, csv: str, levels: str = "6,2", models=None, what="text", **choice):
+    desc = uploads.stage(tmp_path, ["d.csv"], [data_url(csv.encode())])
+    spec = uploads.data_spec(desc, what=what, **choice)
+    cfg = configform.config_from_form({"levels_text": levels}, "fixed")
+    models = models or {"text_embedder": "fake-hash", "llm": "keywords"}
+    return job.create_run(tmp_path, spec, cfg, models)
+
+
+def test_job_runs_end_to_end_and_writes_every_artifact(tmp_path):
+    rows = [f"{i},text about {['cats dogs', 'stock market', 'rain snow'][i % 3]} number {i},{i % 3}" for i in range(60)]
+    run_id = _start(tmp_path, "id,text,label\n" + "\n".join(rows), text_column="text", id_column="id",
+                    label_column="label")
+    sent = []
+    status = job.run(tmp_path, run_id, lambda *a: sent.append(a))
+    assert status["state"] == "done", status
+    rdir = runstore.run_dir(tmp_path, run_id)
+    for name in ("model.json", "memberships.csv", "hierarchy.txt", "evaluation.json", "run_log.jsonl"):
+        assert (rdir / name).is_file(), name
+    h = load_model(rdir / "model.json")
+    assert h.n_items == 60 and h.dataset.labels is not None
+    percents = [s[0] for s in sent]
+    assert percents == sorted(percents) and percents[-1] == 100 and sent[-1][1] == "Done"
+    assert runstore.read_status(rdir)["data"]["n_items"] == 60
+    ev = json.loads((rdir / "evaluation.json").read_text())
+    csv_text = routes.evaluation_csv(ev)
+    frame = pd.read_csv(io.StringIO(csv_text))
+    assert list(frame["level"]) == [1, 2] and "adjusted_rand_score" in frame.columns
+
+
+def test_job_failure_is_reported_not_raised(tmp_path):
+    run_id = _start(tmp_path, "id,text\n1,a\n1,b\n2,c\n", text_column="text", id_column="id")
+    status = job.run(tmp_path, run_id)
+    assert status["state"] == "failed" and "unique" in status["error"]
+
+
+def test_job_honours_the_cancel_flag(tmp_path):
+    rows = [f"{i},text number {i} about things" for i in range(40)]
+    run_id = _start(tmp_path, "id,text\n" + "\n".join(rows), text_column="text", id_column="id")
+    runstore.request_cancel(runstore.run_dir(tmp_path, run_id))
+    status = job.run(tmp_path, run_id)
+    assert status["state"] == "cancelled"
+    assert not (runstore.run_dir(tmp_path, run_id) / "model.json").exists()
+
+
+def test_cost_preview_uses_the_core_estimate_and_reports_problems(tmp_path):
+    from dash import html
+
+    from callbacks import page_new_run
+
+    def text(component):
+        return component.children if isinstance(component, html.Div) else ""
+
+    desc = uploads.stage(tmp_path, ["d.csv"], [data_url(b"id,text\n1,a b c\n2,d e f\n3,g h i\n4,j k l\n")])
+    models = {"text_embedder": "fake-hash", "llm": "fake"}
+    ok = page_new_run.cost_preview(desc, "text", {"levels_text": "2"}, "fixed", models, True, tmp_path,
+                                   {"text_column": "text", "id_column": "id"})
+    assert "LLM call" in text(ok) and "4 items" in text(ok)
+    missing = page_new_run.cost_preview(desc, "text", {"levels_text": "2"}, "fixed", models, True, tmp_path, {})
+    assert "Pick the column" in text(missing)
+    bad_levels = page_new_run.cost_preview(desc, "text", {"levels_text": "2,5"}, "fixed", models, True, tmp_path, {})
+    assert "decrease" in text(bad_levels)
+    assert "Upload data" in text(page_new_run.cost_preview(None, None, {"levels_text": "2"}, "fixed", models, True))
+
+
+def test_choosing_an_llm_applies_the_registry_recommendations(monkeypatch):
+    from dash import no_update
+
+    from callbacks import page_new_run
+
+    monkeypatch.setattr(configform.registry, "recommended_config",
+                        lambda llm: {"llm_initial_batch_size": 1, "not_a_form_field": 3} if llm == "tiny" else {},
+                        raising=False)
+    id_list = [{"type": "cfg", "name": n} for n in ("llm_initial_batch_size", "random_state", "levels_text")]
+    assert page_new_run.recommended_values("tiny", id_list, [8, 0, "20,5"]) == [1, no_update, no_update]
+    assert page_new_run.recommended_values("keywords", id_list, [8, 0, "20,5"]) == [no_update] * 3
