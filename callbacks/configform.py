@@ -17,7 +17,7 @@ from dash import html
 import model_registry as registry
 from hercules_core import HerculesConfig
 from hercules_core.config import (AUTO_K_METHODS, CENTROID_NORMALIZATION, CHILD_SAMPLE_STRATEGIES, KMEANS_BACKENDS,
-                                  REPRESENTATION_MODES, SAMPLE_STRATEGIES)
+                                  PROMPT_STYLES, REPRESENTATION_MODES, SAMPLE_STRATEGIES)
 from hercules_core.errors import ConfigError
 
 from . import ids
@@ -96,6 +96,8 @@ FIELDS: tuple[Field, ...] = (
     Field("prompt_child_desc_trunc_len", "Child description length", "int", "Child descriptions are cut to this.",
           "Advanced", True),
     Field("max_prompt_tokens", "Max prompt tokens", "int", "Batches are split to stay below this.", "Advanced", True),
+    Field("prompt_style", "Prompt style", "select", "full: the paper's prompt, several clusters per call; compact: "
+          "one cluster per call, for tiny models.", "Advanced", True, PROMPT_STYLES),
     Field("evaluation_sample_size", "Silhouette sample", "int", "Silhouette is computed on at most this many "
           "points.", "Advanced", True),
     Field("calculate_llm_internal_metrics", "Description-space metrics", "switch", "Also score clusters in the "

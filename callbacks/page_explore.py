@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import dash_bootstrap_components as dbc
 from dash import ALL, MATCH, Input, Output, State, ctx as dash_ctx, html, no_update
 from dash.exceptions import PreventUpdate
 

@@ -11,7 +11,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 import uuid
@@ -19,6 +18,8 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+
+from hercules_core.io import atomic_write
 
 RUN_ID_RE = re.compile(r"[0-9a-f]{32}")
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
@@ -55,19 +56,7 @@ def now_iso() -> str:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, ensure_ascii=False, indent=1, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, json.dumps(obj, ensure_ascii=False, indent=1, default=str))
 
 
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:

@@ -14,6 +14,7 @@ SAMPLE_STRATEGIES = ("centroid_closest", "random")
 CHILD_SAMPLE_STRATEGIES = ("largest", "centroid_closest", "random")
 KMEANS_BACKENDS = ("auto", "sklearn", "faiss", "minibatch")
 CENTROID_NORMALIZATION = ("auto", "yes", "no")
+PROMPT_STYLES = ("full", "compact")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class HerculesConfig:
     prompt_max_stats_vars: int = 10
     prompt_numeric_stats_precision: int = 2
     prompt_title_max_words: int = 7
+    prompt_style: str = "full"  # "full": Appendix A, several clusters per call; "compact": one cluster
+    # per call in a short prompt without the JSON example (tiny models copy the example otherwise)
     max_prompt_tokens: int = 6000
     prompt_token_safety_margin: float = 0.2  # keep estimated tokens under (1 - margin) * max
     llm_initial_batch_size: int = 8
@@ -105,6 +108,7 @@ class HerculesConfig:
         self._choice("prompt_immediate_child_sample_strategy", CHILD_SAMPLE_STRATEGIES)
         self._choice("kmeans_backend", KMEANS_BACKENDS)
         self._choice("normalize_centroids", CENTROID_NORMALIZATION)
+        self._choice("prompt_style", PROMPT_STYLES)
         for name in (
             "max_levels", "min_clusters_per_level", "auto_k_min", "auto_k_max", "auto_k_sample_size",
             "kmeans_n_init", "kmeans_upper_n_init", "kmeans_max_iter", "resampling_iterations",

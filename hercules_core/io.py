@@ -250,7 +250,7 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "backslashreplace")
 
 
-def _atomic_write(path: str | os.PathLike, content: str | Iterable[bytes]) -> None:
+def atomic_write(path: str | os.PathLike, content: str | Iterable[bytes]) -> None:
     """Write ``content`` (text as UTF-8, or byte chunks) via a temporary file in the same directory
     and ``os.replace``: readers see the old file or the complete new one, never a partial one."""
     path = Path(path)
@@ -379,7 +379,7 @@ def save_model(h: Hierarchy, path: str | os.PathLike, *, include_item_vectors: b
 
     doc = _model_document(h, include_item_vectors, enc)
     parts = re.split(f"@{nonce}:([0-9]+)@", json.dumps(doc, ensure_ascii=False, allow_nan=False))
-    _atomic_write(path, (blobs[int(p)] if i % 2 else _utf8(p) for i, p in enumerate(parts)))
+    atomic_write(path, (blobs[int(p)] if i % 2 else _utf8(p) for i, p in enumerate(parts)))
 
 
 _REQUIRED = ("config", "dataset", "levels")
@@ -521,7 +521,7 @@ def save_memberships(h: Hierarchy, path: str | os.PathLike) -> None:
     """Write :func:`membership_frame` as CSV (atomically, formula-looking cells escaped)."""
     frame = membership_frame(h)
     frame = frame.apply(_csv_safe)
-    _atomic_write(path, frame.to_csv(index=False, lineterminator="\n"))
+    atomic_write(path, frame.to_csv(index=False, lineterminator="\n"))
 
 
 def _one_line(text: str) -> str:
@@ -570,12 +570,12 @@ def print_hierarchy(h: Hierarchy, **kwargs: Any) -> None:
 
 
 def save_hierarchy_text(h: Hierarchy, path: str | os.PathLike, **kwargs: Any) -> None:
-    _atomic_write(path, hierarchy_text(h, **kwargs))
+    atomic_write(path, hierarchy_text(h, **kwargs))
 
 
 def save_evaluation(evaluation: Mapping[Any, Any], path: str | os.PathLike) -> None:
     """Write ``{level: metrics}`` as JSON (levels as string keys, NaN as null)."""
-    _atomic_write(path, json.dumps(_plain(evaluation, "evaluation"), indent=2, ensure_ascii=False,
+    atomic_write(path, json.dumps(_plain(evaluation, "evaluation"), indent=2, ensure_ascii=False,
                                    allow_nan=False) + "\n")
 
 

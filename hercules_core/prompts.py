@@ -142,10 +142,45 @@ def render_block(req: SummaryRequest, config: HerculesConfig) -> str:
     return "\n".join(lines)
 
 
+def build_compact_prompt(req: SummaryRequest, config: HerculesConfig) -> str:
+    """A short prompt for ONE cluster, for tiny models (``prompt_style="compact"``).
+
+    The same content as an Appendix-A block (keywords, samples, child titles, statistics, topic seed)
+    but no JSON example: a 135M-parameter model copies "Title A" from it. The answer is a single
+    ``{"title", "description"}`` object (the schema from :func:`json_schema_for` constrains it).
+    """
+    noun = "text" if req.level == 0 else "group of items"
+    lines = [f"You name a {noun}." if req.level == 0 else f"You name a {noun} ({req.n_items} {req.modality} items)."]
+    if config.topic_seed:
+        lines.append(f"Focus on: {clean_text(config.topic_seed, 300)}")
+    keywords = [w for w in (clean_text(k, 40) for k in req.keywords[:KEYWORDS_MAX]) if w]
+    if keywords:
+        lines.append(f"Keywords: {', '.join(keywords)}")
+    if req.samples:
+        lines.append("Text:" if req.level == 0 else "Examples from the group:")
+        lines += [f"- {clean_text(text)}" for _, text in req.samples]
+    if req.children:
+        lines.append("Subgroups: " + "; ".join(clean_text(t, 80) for _, t, _ in req.children))
+    if req.numeric_stats:
+        p = config.prompt_numeric_stats_precision
+        lines.append("Averages: " + "; ".join(
+            f"{clean_text(st.get('name'), 60)}={_num(st.get('mean'), p)}"
+            + (f" {clean_text(st.get('unit'), 20)}" if st.get("unit") else "")
+            for st in req.numeric_stats[: config.prompt_max_stats_vars]))
+    what = "this text" if req.level == 0 else "the topic these examples share (not a quote)"
+    lines += ["", f"Write a title of 2 to {config.prompt_title_max_words} words naming {what}, and a "
+              "one-sentence description. Answer as JSON with the keys title and description."]
+    return "\n".join(lines)
+
+
 def build_prompt(requests: list[SummaryRequest], config: HerculesConfig) -> str:
     """The full Appendix-A prompt for one batch. The last line names the expected keys as a JSON list."""
     if not requests:
         raise ValueError("build_prompt needs at least one request")
+    if config.prompt_style == "compact":
+        if len(requests) != 1:
+            raise ValueError("the compact prompt style takes one cluster per call")
+        return build_compact_prompt(requests[0], config)
     blocks = [render_block(r, config) for r in requests]
     return "\n\n".join([prompt_header([r.level for r in requests], config), *blocks,
                         prompt_footer([r.key for r in requests])])
@@ -169,6 +204,8 @@ def json_schema_for(keys: list[str], config: HerculesConfig, *, level: int | Non
         "required": ["title", "description"],
         "additionalProperties": False,
     }
+    if config.prompt_style == "compact" and len(keys) == 1:
+        return entry  # one cluster per call: the answer is the entry itself
     return {
         "type": "object",
         "properties": {k: entry for k in keys},

@@ -367,6 +367,8 @@ class LLMSummarizer:
 
     def _plan(self, keys: list[str], fitted: dict[str, SummaryRequest], cost: dict[str, int],
               size: int) -> list[list[SummaryRequest]]:
+        if self.config.prompt_style == "compact":  # the compact prompt holds one cluster
+            size = 1
         batches: list[list[SummaryRequest]] = []
         cur: list[SummaryRequest] = []
         cur_cost = 0

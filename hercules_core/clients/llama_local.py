@@ -60,6 +60,8 @@ def _close(llama: Any) -> None:
         close()
 
 
+REPEAT_PENALTY = 1.3  # the tiny model loops ("released in 2014, and it's a kernel released in 2014, ...")
+
 class SmolLM2LLM:
     """SmolLM2-135M-Instruct (or another chat GGUF file) run in-process by ``llama_cpp.Llama``.
 
@@ -112,7 +114,7 @@ class SmolLM2LLM:
         """What shapes the answer besides the prompt and schema (part of an answer cache's key)."""
         return {"model_file": self.model_path.name, "n_ctx": self.n_ctx, "max_tokens": self.max_tokens,
                 "temperature": self.temperature, "seed": self.seed, "title_max_chars": self.title_max_chars,
-                "description_max_chars": self.description_max_chars}
+                "description_max_chars": self.description_max_chars, "repeat_penalty": REPEAT_PENALTY}
 
     def _model(self) -> Any:
         """The loaded model (call with the lock held)."""
@@ -137,7 +139,8 @@ class SmolLM2LLM:
         """The answer and ``{"prompt_tokens", "completion_tokens"}``. With a ``schema`` the answer is
         grammar-constrained to it (valid JSON unless ``max_tokens`` cuts it short)."""
         kw: dict[str, Any] = {"messages": [{"role": "user", "content": prompt}], "max_tokens": self.max_tokens,
-                              "temperature": self.temperature, "seed": self.seed}
+                              "temperature": self.temperature, "seed": self.seed,
+                              "repeat_penalty": REPEAT_PENALTY}
         if schema is not None:
             kw["response_format"] = {"type": "json_object",
                                      "schema": _tighten(schema, self.title_max_chars, self.description_max_chars)}
