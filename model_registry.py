@@ -334,3 +334,12 @@ def wrap_with_cache(obj, cache, *, llm_params: dict | None = None):
     if callable(getattr(obj, "embed", None)):
         return CachedEmbedder(obj, cache)
     raise TypeError(f"wrap_with_cache: {type(obj).__name__} is not an embedder, image embedder, captioner or LLM")
+
+
+def default_llm() -> str:
+    """The LLM a user gets without choosing: the configured OpenAI-compatible endpoint when there is
+    one, else the embedded SmolLM2 when it is installed, else the keyword summariser."""
+    for model_id in ("openai", "smollm2"):
+        if get_entry(model_id, "llm").availability()[0]:
+            return model_id
+    return "keywords"

@@ -123,13 +123,7 @@ def model_options(kind: str, include_tests: bool) -> list[dict[str, Any]]:
 def default_model(kind: str, options: list[dict[str, Any]]) -> str | None:
     """The registry's recommended model when it names one, else the offline default; must be available."""
     available = [o["value"] for o in options if not o["disabled"]]
-    wanted = None
-    rec = getattr(registry, "recommended_config", None)
-    if callable(rec):
-        try:
-            wanted = (rec() or {}).get(kind)
-        except Exception:  # a registry under construction must not break the form
-            wanted = None
+    wanted = registry.default_llm() if kind == "llm" else None
     for candidate in (wanted, FALLBACK_DEFAULTS.get(kind)):
         if candidate in available:
             return candidate

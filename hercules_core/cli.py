@@ -101,12 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def default_llm() -> str:
-    """'smollm2' (the embedded LLM) when it is installed and no OpenAI endpoint is configured, else 'keywords'."""
     import model_registry as registry
 
-    if os.environ.get("HERCULES_LLM_BASE_URL", "").strip():
-        return "keywords"
-    return "smollm2" if registry.get_entry("smollm2", "llm").availability()[0] else "keywords"
+    return registry.default_llm()
 
 
 def _config(args) -> HerculesConfig:

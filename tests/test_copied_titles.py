@@ -191,11 +191,14 @@ def test_cli_applies_recommended_config_unless_the_user_set_it(tmp_path):
 
 def test_default_llm(monkeypatch):
     assert _args().llm is None  # resolved at run time
-    monkeypatch.setenv("HERCULES_LLM_BASE_URL", "http://127.0.0.1:1/v1")
-    assert default_llm() == "keywords"
-    monkeypatch.delenv("HERCULES_LLM_BASE_URL")
+    monkeypatch.delenv("HERCULES_LLM_BASE_URL", raising=False)
+    monkeypatch.delenv("HERCULES_LLM_MODEL", raising=False)
     expected = "smollm2" if registry.get_entry("smollm2", "llm").availability()[0] else "keywords"
     assert default_llm() == expected
+    # a configured endpoint (URL and model) is what the user gets without choosing
+    monkeypatch.setenv("HERCULES_LLM_BASE_URL", "http://127.0.0.1:1/v1")
+    monkeypatch.setenv("HERCULES_LLM_MODEL", "some-model")
+    assert default_llm() == "openai"
     monkeypatch.setattr(registry.ModelEntry, "availability", lambda self: (False, "absent"))
     assert default_llm() == "keywords"
 
