@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     models = r.add_argument_group("models")
     models.add_argument("--embedder", default="minilm", help="text embedder id ('none' for numeric data)")
     models.add_argument("--image-embedder", default="image-features", help="image embedder id")
+    models.add_argument("--captioner", default="none",
+                        help="image captioner id (e.g. openai-vision); captions become the images' descriptions")
     models.add_argument("--llm", help="LLM id ('keywords' needs no LLM); default: 'smollm2' (embedded) when it is "
                                       "installed and HERCULES_LLM_BASE_URL is unset, else 'keywords'")
     models.add_argument("--topic-seed", help="a theme the summaries should be oriented towards")
@@ -169,16 +171,20 @@ def run(args) -> int:
     if args.embedder != "none":
         embedder = registry.get_text_embedder(args.embedder, show_progress=show)
     image_embedder = registry.get_image_embedder(args.image_embedder, show_progress=show) if ds.modality == "image" else None
+    captioner = None
+    if ds.modality == "image" and args.captioner != "none":
+        captioner = registry.get_captioner(args.captioner)
     llm = registry.get_llm(args.llm)
     estimate = cost.estimate_run(ds, cfg, llm_id=args.llm if llm is not None else None,
-                                 with_text_embedder=embedder is not None)
+                                 with_text_embedder=embedder is not None, with_captioner=captioner is not None)
     print(cost.format_estimate(estimate), file=sys.stderr)
     cache = Cache(_cache_dir(args), enabled=not args.no_cache)
-    embedder, image_embedder, llm = (registry.wrap_with_cache(m, cache) for m in (embedder, image_embedder, llm))
+    embedder, image_embedder, llm, captioner = (registry.wrap_with_cache(m, cache)
+                                                for m in (embedder, image_embedder, llm, captioner))
     progress = TqdmProgress(enabled=show)
     run_log = io.RunLog(out / "run_log.jsonl")
     try:
-        model = Hercules(cfg, text_embedder=embedder, image_embedder=image_embedder, llm=llm,
+        model = Hercules(cfg, text_embedder=embedder, image_embedder=image_embedder, llm=llm, captioner=captioner,
                          run_log=run_log, progress=progress).fit(ds)
     finally:
         progress.close()

@@ -531,7 +531,8 @@ def _one_line(text: str) -> str:
 def hierarchy_text(h: Hierarchy, *, max_children: int | None = None, include_items: bool = False) -> str:
     """An indented tree, top level first, biggest clusters first, children indented by two spaces.
 
-    Each cluster is ``L3_0 [120 items] Title — description``; items (with ``include_items``) are
+    Each cluster is ``L3_0 [120 items, by MODEL] Title — description`` (``fallback: MODEL`` when
+    the requested LLM failed for it); items (with ``include_items``) are
     ``id — title``. ``max_children`` shows at most that many children per cluster and then
     ``… and N more``.
     """
@@ -545,7 +546,9 @@ def hierarchy_text(h: Hierarchy, *, max_children: int | None = None, include_ite
             lines.append("  " * depth + _one_line(f"{lv.ids[j]} — {lv.titles[j]}"))
             return
         size = int(lv.size[j])
-        head = f"{lv.ids[j]} [{size} item{'s' if size != 1 else ''}] {lv.titles[j]}"
+        # who wrote the summary, and whether it is a fallback for a failed LLM answer
+        by = f"fallback: {lv.sources[j]}" if lv.fallback[j] else f"by {lv.sources[j]}"
+        head = f"{lv.ids[j]} [{size} item{'s' if size != 1 else ''}, {by}] {lv.titles[j]}"
         desc = _one_line(lv.descriptions[j])
         lines.append("  " * depth + _one_line(head) + (f" — {desc}" if desc else ""))
         if level == 1 and not include_items:

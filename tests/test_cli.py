@@ -112,3 +112,33 @@ def test_cli_images_zip_digits(tmp_path):
     assert h.stats["models"]["image_embedder"] == "image-features"
     assert [len(lv) for lv in h.levels] == [60, 10, 3]
     assert all(c.title for c in h.iter_clusters())
+
+
+def test_cli_images_with_a_captioner(tmp_path):
+    """--captioner: captions from an OpenAI-compatible vision endpoint become the L0 descriptions."""
+    import os
+    import zipfile
+
+    from tests.openai_stub_server import StubServer
+    from tests.test_data import write_digits
+
+    paths = write_digits(tmp_path / "digits", n=12)
+    archive = tmp_path / "digits.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in paths:
+            zf.write(p, p.name)
+    out = tmp_path / "out"
+    with StubServer(models=("vision",)) as s:
+        env = {**os.environ, "HERCULES_CAPTION_BASE_URL": s.base_url, "HERCULES_CAPTION_MODEL": "vision",
+               "HERCULES_CAPTION_API_KEY": "sk-caption-secret"}
+        proc = subprocess.run([sys.executable, "-m", "hercules_core", "run", str(archive), "--images",
+                               "--captioner", "openai-vision", "--levels", "3", "--embedder", "fake-hash",
+                               "--llm", "keywords", "--out", str(out), "--quiet", "--no-cache"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        n_caption_requests = len(s.requests)
+    h = load_model(out / "model.json")
+    assert n_caption_requests == 12
+    assert all(d.startswith("A stub caption") for d in h.levels[0].descriptions)
+    assert h.stats["models"]["captioner"] is not None
+    assert not any("sk-caption-secret" in f.read_text(errors="ignore") for f in out.glob("*.*") if f.is_file())

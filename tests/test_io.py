@@ -347,7 +347,10 @@ def test_hierarchy_text(tmp_path, capsys):
     assert sorted(first) == sorted(cluster_ids)  # every cluster exactly once, nothing else
     lines = text.splitlines()
     assert not lines[0].startswith(" ") and lines[0].startswith("L3_")
-    assert f"L2_0 [{h.levels[2].size[0]} items] Title 2.0 — two lines" in text
+    assert f"L2_0 [{h.levels[2].size[0]} items, by fake-llm] Title 2.0 — two lines" in text
+    h.levels[2].fallback[0], h.levels[2].sources[0] = True, "keywords"
+    assert f"L2_0 [{h.levels[2].size[0]} items, fallback: keywords] Title 2.0" in io.hierarchy_text(h)
+    h.levels[2].fallback[0], h.levels[2].sources[0] = False, "fake-llm"
     assert all(line.startswith("    L1_") for line in lines if line.strip().startswith("L1_"))
     short = io.hierarchy_text(h, max_children=1)
     # parse the tree back: for every shown cluster, shown children + "… and N more" == all children
