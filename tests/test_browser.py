@@ -269,10 +269,10 @@ def test_two_sessions_run_at_once(browser, server, tmp_path):
         bs.watch_console(p, errors)
     # playwright's sync API is not thread-safe: interleave the two sessions from this thread
     upload(pages[0], server, bs.text_data())
-    configure(pages[0], "12,4", text_embedder="fake-hash")
+    configure(pages[0], "12,4", text_embedder="fake-hash", llm="keywords")
     upload(pages[1], server, bs.numeric_data(tmp_path))
     pages[1].check("#data-what input[value=numeric]")
-    configure(pages[1], "10,3", text_embedder="fake-hash")
+    configure(pages[1], "10,3", text_embedder="fake-hash", llm="keywords")
     for p in pages:
         p.click("#start-run")
     for i, p in enumerate(pages):
