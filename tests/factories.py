@@ -9,6 +9,19 @@ from hercules_core.dataset import Dataset
 from hercules_core.hierarchy import Hierarchy, Level, cluster_id
 
 
+FAST = dict(llm_retry_delay=0.0, llm_retry_max_delay=0.0)  # summariser retries without waiting
+
+
+class ListLog:
+    """A run log that only keeps its records (for asserting on them)."""
+
+    def __init__(self):
+        self.records = []
+
+    def write(self, record):
+        self.records.append(record)
+
+
 def make_text_dataset(n: int = 60, seed: int = 0) -> Dataset:
     rng = np.random.default_rng(seed)
     topics = ["cats dogs pets", "stocks bonds market", "rain snow weather"]

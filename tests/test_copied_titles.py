@@ -14,17 +14,7 @@ from hercules_core.config import HerculesConfig
 from hercules_core.keywords import KeywordSummarizer
 from hercules_core.summarize import COPIED_TITLE, LLMSummarizer, build_prompt, build_requests, copied_title
 from hercules_core.summarize_types import SummaryRequest
-from tests.factories import make_text_dataset
-
-FAST = dict(llm_retry_delay=0.0, llm_retry_max_delay=0.0)
-
-
-class ListLog:
-    def __init__(self):
-        self.records = []
-
-    def write(self, record):
-        self.records.append(record)
+from tests.factories import FAST, ListLog, make_text_dataset
 
 
 def text_requests(n_clusters=4, n_items=40, level=1):
