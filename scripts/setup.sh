@@ -24,4 +24,12 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "setup: chromium is missing (sudo apt-get install chromium chromium-driver); browser tests will skip" >&2
   fi
 fi
+# redis-server for the Celery path (REDIS_URL) and its test (tests/test_celery.py skips without it)
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -q && apt-get install -y -q redis-server) >/dev/null
+  else
+    echo "setup: redis-server is missing (sudo apt-get install redis-server); the Celery test will skip" >&2
+  fi
+fi
 echo "setup: ok ($(.venv/bin/python --version))"
