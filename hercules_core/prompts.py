@@ -11,7 +11,7 @@ import json
 import math
 import re
 import unicodedata
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from .config import HerculesConfig
 from .summarize_types import SummaryRequest
@@ -220,13 +220,16 @@ _FENCE = re.compile(r"```[A-Za-z0-9_-]*\s*\n?(.*?)```", re.DOTALL)
 _ID_FIELDS = ("id", "key", "cluster_id", "clusterid", "cluster id", "item_id", "cluster")
 
 
-def _balanced_spans(text: str, opener: str, closer: str, restarts: int = 3) -> list[str]:
-    """Outermost balanced ``opener ... closer`` substrings, ignoring brackets inside JSON strings.
+_CLOSER_AHEAD = re.compile(r"\s*[}\]]")
 
-    A stray opener in prose would swallow the rest of the text, so when the scan ends unbalanced it
-    is repeated (a few times at most) from just after that opener.
+
+def _outside_strings(text: str, quote_opens: Callable[[], bool] = lambda: True) -> Iterator[tuple[int, str]]:
+    """``(index, char)`` of every character of ``text`` that is not inside a JSON string.
+
+    ``quote_opens()`` is asked at each quote outside a string whether it starts one (the caller may
+    treat quotes in surrounding prose as plain characters); such a quote is not yielded.
     """
-    spans, depth, start, in_str, esc = [], 0, -1, False, False
+    in_str = esc = False
     for i, c in enumerate(text):
         if in_str:
             if esc:
@@ -235,11 +238,22 @@ def _balanced_spans(text: str, opener: str, closer: str, restarts: int = 3) -> l
                 esc = True
             elif c == '"':
                 in_str = False
-        elif c == '"':
-            # quotes only delimit strings inside a candidate; outside they are prose
-            if depth > 0:
-                in_str = True
-        elif c == opener:
+        elif c == '"' and quote_opens():
+            in_str = True
+        else:
+            yield i, c
+
+
+def _balanced_spans(text: str, opener: str, closer: str, restarts: int = 3) -> list[str]:
+    """Outermost balanced ``opener ... closer`` substrings, ignoring brackets inside JSON strings.
+
+    A stray opener in prose would swallow the rest of the text, so when the scan ends unbalanced it
+    is repeated (a few times at most) from just after that opener.
+    """
+    spans, depth, start = [], 0, -1
+    # quotes only delimit strings inside a candidate; outside they are prose
+    for i, c in _outside_strings(text, lambda: depth > 0):
+        if c == opener:
             if depth == 0:
                 start = i
             depth += 1
@@ -253,28 +267,9 @@ def _balanced_spans(text: str, opener: str, closer: str, restarts: int = 3) -> l
 
 
 def _drop_trailing_commas(text: str) -> str:
-    out, in_str, esc, i, n = [], False, False, 0, len(text)
-    while i < n:
-        c = text[i]
-        if in_str:
-            if esc:
-                esc = False
-            elif c == "\\":
-                esc = True
-            elif c == '"':
-                in_str = False
-        elif c == '"':
-            in_str = True
-        elif c == ",":
-            j = i + 1
-            while j < n and text[j].isspace():
-                j += 1
-            if j < n and text[j] in "}]":
-                i += 1
-                continue
-        out.append(c)
-        i += 1
-    return "".join(out)
+    """``text`` without the commas (outside strings) that only whitespace separates from ``}`` or ``]``."""
+    drop = {i for i, c in _outside_strings(text) if c == "," and _CLOSER_AHEAD.match(text, i + 1)}
+    return "".join(c for i, c in enumerate(text) if i not in drop)
 
 
 def _loads(candidate: str) -> Any:
