@@ -1,10 +1,11 @@
-"""One run, start to end, as plain Python: what the background callback executes.
+"""One run of the web app, as plain Python: what the background callback executes.
 
-``run(runs_dir, run_id, send)`` reads ``spec.json`` of the run, prepares the data, builds the model
-clients from their registry ids (inside the worker: SDK clients do not pickle), fits, and writes
+``run(runs_dir, run_id, send)`` reads ``spec.json`` of the run and hands it to the run pipeline
+(``hercules_run.pipeline``, the same one the command line uses): it prepares the data, builds the
+models from their registry ids (inside the worker: SDK clients do not pickle), fits, and writes
 ``model.json``, ``memberships.csv``, ``hierarchy.txt``, ``evaluation.json`` and the run log into the
-run directory. ``status.json`` follows every stage. ``send(percent, stage_text, log_text)`` receives
-throttled progress for the browser.
+run directory. This module adds what only the app needs: ``status.json`` following every stage, a
+live log, and ``send(percent, stage_text, log_text)``, throttled progress for the browser.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-import model_registry as registry
-from hercules_core import Cancelled, Hercules, HerculesConfig, HerculesError, RunLog, io
+from hercules_core import Cancelled, HerculesConfig, HerculesError, RunLog
+from hercules_run.pipeline import ModelIds, RunRequest, run_pipeline
 
 from . import runstore, uploads
 
@@ -127,32 +128,6 @@ class _LogHandler(logging.Handler):
         self.reporter.lines.append(f"{time.strftime('%H:%M:%S')} {record.levelname.lower()}: {record.getMessage()}"[:400])
 
 
-def _build_models(models: dict[str, Any], modality: str, cfg: HerculesConfig) -> dict[str, Any]:
-    out: dict[str, Any] = {"text_embedder": None, "image_embedder": None, "llm": None, "captioner": None}
-    if models.get("text_embedder"):
-        out["text_embedder"] = registry.get_text_embedder(models["text_embedder"], show_progress=False)
-    if modality == "image" and models.get("image_embedder"):
-        out["image_embedder"] = registry.get_image_embedder(models["image_embedder"], show_progress=False)
-    if modality == "image" and models.get("captioner"):
-        out["captioner"] = registry.get_captioner(models["captioner"])
-    if models.get("llm"):
-        out["llm"] = registry.get_llm(models["llm"])
-    return out
-
-
-def _open_cache(runs_dir):
-    """The shared on-disk cache of embeddings and LLM answers (``HERCULES_CACHE_DIR``, else the CLI's
-    default), when this core has one; ``HERCULES_CACHE=off`` disables it."""
-    try:
-        from hercules_core.cache import Cache
-    except ImportError:
-        return None
-    if not hasattr(registry, "wrap_with_cache"):
-        return None
-    folder = Path(os.environ.get("HERCULES_CACHE_DIR") or "~/.cache/hercules").expanduser()
-    return Cache(folder, enabled=os.environ.get("HERCULES_CACHE", "on") != "off")
-
-
 def _stage_delay() -> float:
     if os.environ.get("HERCULES_TEST_MODELS") != "1":
         return 0.0
@@ -174,37 +149,30 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
                         stage_delay=_stage_delay())
     handler = _LogHandler(reporter)
     logging.getLogger("hercules_core").addHandler(handler)
-    t0, cache = time.time(), None
+    t0 = time.time()
     runstore.update_status(rdir, state="running", pid=os.getpid(), host=os.uname().nodename,
                            started=runstore.now_iso(), started_ts=t0, percent=0, stage="Preparing data")
-    try:
-        cfg = HerculesConfig.from_dict(cfg_dict)
-        reporter("preparing data", 0, 1)
-        ds = uploads.prepare_from_spec(spec["data"], runs_dir, rdir)
-        names = spec["data"].get("names") or []
-        ds.source = names[0] if len(names) == 1 else f"{spec['data'].get('n_files', len(names))} files"
-        data = uploads.describe_dataset(ds)
-        runstore.update_status(rdir, data=data)
+    data_spec = spec["data"]
+
+    def prepare(out):
+        ds = uploads.prepare_from_spec(data_spec, runs_dir, out)
+        names = data_spec.get("names") or []
+        ds.source = names[0] if len(names) == 1 else f"{data_spec.get('n_files', len(names))} files"
+        return ds
+
+    def loaded(ds):
+        runstore.update_status(rdir, data=uploads.describe_dataset(ds))
         reporter.log(f"Loaded {len(ds):,} {ds.modality} items from {ds.source}"
                      + (" with labels" if ds.labels is not None else ""))
         for note in ds.notes:
             reporter.log(f"note: {note}"[:300])
-        models = _build_models(spec.get("models", {}), ds.modality, cfg)
-        cache = _open_cache(runs_dir)
-        if cache is not None:
-            models = {k: registry.wrap_with_cache(v, cache) for k, v in models.items()}
         reporter.log("Models: " + ", ".join(f"{k}={v}" for k, v in spec.get("models", {}).items() if v))
-        est = Hercules(cfg, **models, run_log=_LiveRunLog(rdir / "run_log.jsonl", reporter), progress=reporter,
-                       cancel=lambda: runstore.cancel_requested(rdir))
-        est.fit(ds)
-        h = est.hierarchy_
-        if cache is not None:
-            h.stats["cache"] = cache.stats()
-        reporter("saving results", 0, 1)
-        io.save_model(h, rdir / "model.json")
-        io.save_memberships(h, rdir / "memberships.csv")
-        io.save_hierarchy_text(h, rdir / "hierarchy.txt")
-        io.save_evaluation(h.evaluation, rdir / "evaluation.json")
+
+    try:
+        request = RunRequest(prepare=prepare, config=HerculesConfig.from_dict(cfg_dict), out_dir=rdir,
+                             models=ModelIds.from_dict(spec.get("models")))
+        h = run_pipeline(request, progress=reporter, cancel=lambda: runstore.cancel_requested(rdir),
+                         run_log=_LiveRunLog(rdir / "run_log.jsonl", reporter), on_data=loaded).hierarchy
         reporter.percent, reporter.text = 100.0, "Done"
         reporter.log(f"Done: {', '.join(str(len(lv)) for lv in h.levels[1:])} clusters in levels 1..{h.top_level}")
         return runstore.update_status(rdir, state="done", percent=100, stage="Done", finished=runstore.now_iso(),
@@ -229,8 +197,6 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
                                             "run directory (error.txt).")
     finally:
         logging.getLogger("hercules_core").removeHandler(handler)
-        if cache is not None:
-            cache.close()
 
 
 def create_run(runs_dir, spec: dict[str, Any], config: HerculesConfig, models: dict[str, Any]) -> str:

@@ -11,7 +11,8 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, html
 from dash.exceptions import PreventUpdate
 
-from hercules_core import HerculesError, io, load_model
+from hercules_core import HerculesError, load_model
+from hercules_run.pipeline import save_outputs
 
 from . import ids, runstore, uploads
 
@@ -82,9 +83,7 @@ def import_model(runs_dir, name: str, contents: str) -> tuple[str | None, str]:
     except HerculesError as e:
         shutil.rmtree(rdir, ignore_errors=True)  # rdir is built from a server-made id, never from input
         return None, str(e).replace(str(rdir / "model.json"), name)
-    io.save_memberships(h, rdir / "memberships.csv")
-    io.save_hierarchy_text(h, rdir / "hierarchy.txt")
-    io.save_evaluation(h.evaluation, rdir / "evaluation.json")
+    save_outputs(h, rdir, write_model=False)  # the uploaded model.json stays as it was
     cfg = h.config
     counts = cfg.level_cluster_counts
     runstore.update_status(rdir, state="done", imported=True, created=runstore.now_iso(), percent=100,

@@ -33,12 +33,13 @@ from .prompts import PROMPT_TEMPLATE_VERSION, estimate_tokens, parse_response
 
 __all__ = [
     "Cache", "CachedEmbedder", "CachedImageEmbedder", "CachedCaptioner", "CachedLLM", "DEFAULT_SIZE_LIMIT",
-    "cache_disabled_by_env", "sha256_text", "sha256_file", "sha256_json",
+    "DEFAULT_CACHE_DIR", "cache_disabled_by_env", "default_cache_dir", "sha256_text", "sha256_file", "sha256_json",
 ]
 
 logger = logging.getLogger("hercules_core")
 
 DEFAULT_SIZE_LIMIT = 2 ** 30  # bytes
+DEFAULT_CACHE_DIR = "~/.cache/hercules"
 _OFF = {"off", "0", "false", "no", "disabled", "none"}
 _MISS = object()
 _FILE_CHUNK = 1 << 20
@@ -47,6 +48,12 @@ _FILE_CHUNK = 1 << 20
 def cache_disabled_by_env() -> bool:
     """True when the environment variable ``HERCULES_CACHE`` says ``off`` (or 0/false/no)."""
     return os.environ.get("HERCULES_CACHE", "").strip().lower() in _OFF
+
+
+def default_cache_dir() -> Path:
+    """Where runs share their cache unless told otherwise: ``HERCULES_CACHE_DIR``, else
+    ``~/.cache/hercules`` (the one place this default is written down)."""
+    return Path(os.environ.get("HERCULES_CACHE_DIR", "").strip() or DEFAULT_CACHE_DIR).expanduser()
 
 
 def sha256_text(text: str) -> str:

@@ -329,7 +329,7 @@ def test_cli_repeat_run_is_answered_from_the_cache(tmp_path):
 
 
 def test_cli_cache_dir_default(tmp_path, monkeypatch):
-    from hercules_core.cli import _cache_dir, build_parser
+    from hercules_run.cli import _cache_dir, build_parser
 
     parse = build_parser().parse_args
     monkeypatch.delenv("HERCULES_CACHE_DIR", raising=False)

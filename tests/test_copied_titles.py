@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import model_registry as registry
-from hercules_core.cli import _config, build_parser, default_llm
+from hercules_run.cli import _config, build_parser, default_llm
 from hercules_core.clients.fakes import FakeLLM
 from hercules_core.config import HerculesConfig
 from hercules_core.keywords import KeywordSummarizer

@@ -1,5 +1,7 @@
 """``python -m hercules_core run DATA --out DIR``: a full run from the command line.
 
+A thin front door over :func:`hercules_run.pipeline.run_pipeline`: it parses the arguments into a
+config, a data spec and model ids, and prints the estimate, a summary and the cost report.
 Progress bars go to stderr; an error is one clear line on stderr and a non-zero exit code.
 """
 
@@ -8,14 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .config import HerculesConfig
-from .errors import Cancelled, HerculesError
+import model_registry as registry
+from hercules_core import Cancelled, HerculesConfig, HerculesError, cost, data
+from hercules_core.cache import default_cache_dir
+
+from .pipeline import CacheSettings, ModelIds, RunRequest, run_pipeline
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 1
@@ -30,7 +35,7 @@ class TqdmProgress:
         self.bar = None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled:
+        if not self.enabled or stage == "preparing data":  # no steps to show; a bad file stays a one-line error
             return
         if stage != self.stage:
             self.close()
@@ -103,14 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def default_llm() -> str:
-    import model_registry as registry
-
     return registry.default_llm()
 
 
 def _config(args) -> HerculesConfig:
-    import model_registry as registry
-
     base: dict = {}
     if args.config:
         try:
@@ -139,18 +140,20 @@ def _config(args) -> HerculesConfig:
 
 
 def _cache_dir(args) -> Path:
-    return Path(args.cache_dir or os.environ.get("HERCULES_CACHE_DIR") or "~/.cache/hercules").expanduser()
+    return Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+
+
+def _prepare(args, metadata, out: Path):
+    return data.prepare(
+        args.data, modality="image" if args.images else "auto", text_column=args.text_column,
+        numeric_columns=args.numeric_columns.split(",") if args.numeric_columns else None,
+        id_column=args.id_column, labels_column=args.labels_column, numeric_metadata=metadata,
+        extract_dir=out / "images",
+    )
 
 
 def run(args) -> int:
-    import model_registry as registry
-
-    from . import cost, data, io
-    from .cache import Cache
-    from .hercules import Hercules
-
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     if args.llm is None:
         args.llm = default_llm()
     cfg = _config(args)
@@ -160,52 +163,28 @@ def run(args) -> int:
             metadata = json.loads(Path(args.numeric_metadata).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise HerculesError(f"Cannot read --numeric-metadata {args.numeric_metadata}: {exc}") from None
-    ds = data.prepare(
-        args.data, modality="image" if args.images else "auto", text_column=args.text_column,
-        numeric_columns=args.numeric_columns.split(",") if args.numeric_columns else None,
-        id_column=args.id_column, labels_column=args.labels_column, numeric_metadata=metadata,
-        extract_dir=out / "images",
-    )
     show = not args.quiet
-    embedder = None
-    if args.embedder != "none":
-        embedder = registry.get_text_embedder(args.embedder, show_progress=show)
-    image_embedder = registry.get_image_embedder(args.image_embedder, show_progress=show) if ds.modality == "image" else None
-    captioner = None
-    if ds.modality == "image" and args.captioner != "none":
-        captioner = registry.get_captioner(args.captioner)
-    llm = registry.get_llm(args.llm)
-    estimate = cost.estimate_run(ds, cfg, llm_id=args.llm if llm is not None else None,
-                                 with_text_embedder=embedder is not None, with_captioner=captioner is not None)
-    print(cost.format_estimate(estimate), file=sys.stderr)
-    cache = Cache(_cache_dir(args), enabled=not args.no_cache)
-    embedder, image_embedder, llm, captioner = (registry.wrap_with_cache(m, cache)
-                                                for m in (embedder, image_embedder, llm, captioner))
+    request = RunRequest(
+        prepare=partial(_prepare, args, metadata), config=cfg, out_dir=out, show_progress=show,
+        models=ModelIds(text_embedder=args.embedder, image_embedder=args.image_embedder, llm=args.llm,
+                        captioner=args.captioner),
+        cache=CacheSettings(directory=_cache_dir(args), enabled=not args.no_cache))
     progress = TqdmProgress(enabled=show)
-    run_log = io.RunLog(out / "run_log.jsonl")
     try:
-        model = Hercules(cfg, text_embedder=embedder, image_embedder=image_embedder, llm=llm, captioner=captioner,
-                         run_log=run_log, progress=progress).fit(ds)
+        result = run_pipeline(request, progress=progress,
+                              on_estimate=lambda est: print(cost.format_estimate(est), file=sys.stderr))
     finally:
         progress.close()
-        cache_stats = cache.stats()
-        cache.close()
-    h = model.hierarchy_
-    report = cost.run_report(h, cost.summary_with_usage(run_log), cache_stats, model.timings_)
-    h.stats["cost"] = dict(report, estimate=estimate)
-    io.save_model(h, out / "model.json")
-    io.save_memberships(h, out / "memberships.csv")
-    io.save_hierarchy_text(h, out / "hierarchy.txt")
-    io.save_evaluation(h.evaluation, out / "evaluation.json")
+    h, ds = result.hierarchy, result.dataset
     top = h.top_level
     print(f"{len(ds)} {ds.modality} items -> {', '.join(str(len(lv)) for lv in h.levels[1:])} clusters "
-          f"(levels 1..{top}) in {model.timings_['total']:.1f} s; wrote {out}/model.json, memberships.csv, "
+          f"(levels 1..{top}) in {result.timings['total']:.1f} s; wrote {out}/model.json, memberships.csv, "
           f"hierarchy.txt, run_log.jsonl, evaluation.json", file=sys.stderr)
     ev = h.evaluation.get(top, {})
     if ev.get("adjusted_rand_score") is not None:
         print(f"top level L{top}: ARI={ev['adjusted_rand_score']:.3f} NMI={ev['normalized_mutual_info_score']:.3f}",
               file=sys.stderr)
-    for line in cost.format_report(report):
+    for line in cost.format_report(result.report):
         print(line, file=sys.stderr)
     return 0
 
