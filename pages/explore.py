@@ -2,6 +2,7 @@
 
 import dash
 import dash_bootstrap_components as dbc
+import flask
 from dash import dcc, html
 
 from callbacks import figures, ids
@@ -11,7 +12,7 @@ dash.register_page(__name__, path="/explore", name="Explore", title="HERCULES ·
 
 
 def layout(run=None, **_):
-    c = controls(dash.get_app().server.config["HERCULES"], run)
+    c = controls(flask.current_app.config["HERCULES"], run)
     if c is None or "error" in c:
         msg = c["error"] if c else "Choose a finished run on the Runs page, or import a model JSON there."
         return dbc.Container([html.H3("Explore", className="my-3"),

@@ -3,6 +3,7 @@
 import dash
 import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
+import flask
 from dash import dcc, html
 
 from callbacks import configform, ids, uploads
@@ -55,8 +56,9 @@ def layout(**_):
         html.Div(id=ids.LABELS_MSG, className="small"),
         dcc.Store(id=ids.UPLOAD_STORE), dcc.Store(id=ids.LABELS_STORE),
     ]), className="mb-3")
+    ctx = flask.current_app.config["HERCULES"]  # this app's context (several apps may share a process)
     configure = dbc.Card(dbc.CardBody([html.H5("2. Configure", className="card-title"),
-                                       configform.form_layout(configform.include_test_models())]), className="mb-3")
+                                       configform.form_layout(ctx.include_test_models)]), className="mb-3")
     start = dbc.Card(dbc.CardBody([
         html.H5("3. Run", className="card-title"),
         html.Div(id=ids.COST, className="mb-2 small"),

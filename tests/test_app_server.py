@@ -98,3 +98,25 @@ def test_background_body_reports_the_final_state(app_and_runs, tmp_path):
     failed = shell.result_message({"run_id": run_id, "state": "failed", "message": "boom <b>"})
     assert "boom <b>" in json.dumps(failed.to_plotly_json(), default=lambda o: o.to_plotly_json())
     assert job  # imported for its side-effect-free module
+
+
+def _render_page(app, path: str) -> str:
+    """The page content as the browser gets it: through Dash's own page-routing callback."""
+    body = {"output": ".._pages_content.children..._pages_store.data..",
+            "outputs": [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],
+            "inputs": [{"id": "_pages_location", "property": "pathname", "value": path},
+                       {"id": "_pages_location", "property": "search", "value": ""}],
+            "changedPropIds": ["_pages_location.pathname"], "state": []}
+    r = app.server.test_client().post("/_dash-update-component", json=body)
+    assert r.status_code == 200
+    return r.get_data(as_text=True)
+
+
+def test_the_new_run_page_shows_test_models_when_its_app_says_so(app_and_runs, tmp_path, monkeypatch):
+    from app import create_app
+
+    monkeypatch.delenv("HERCULES_TEST_MODELS", raising=False)
+    with_tests = app_and_runs[0]  # create_app(..., include_test_models=True)
+    without = create_app(tmp_path / "runs", include_test_models=False)  # the newer app of the process
+    assert "Deterministic fake LLM" in _render_page(with_tests, "/")
+    assert "Deterministic fake LLM" not in _render_page(without, "/")
