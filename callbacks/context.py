@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .explore_model import ExploreModel
-from .runstore import ModelCache, run_dir
+from .runstore import LRU, ModelCache, run_dir
 
 
 @dataclass
@@ -14,6 +14,7 @@ class AppContext:
     runs_dir: Path
     include_test_models: bool = False
     cache: ModelCache = field(default_factory=lambda: ModelCache(ExploreModel.load))
+    summaries: LRU = field(default_factory=lambda: LRU(16))  # the cost preview's data summaries
 
     def model(self, run_id) -> ExploreModel:
         """The explorer model of a finished run (ValueError for a bad id, OSError/ModelFileError if missing)."""

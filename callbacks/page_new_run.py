@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from dash import ALL, Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
-from hercules_core import HerculesError
+from hercules_core import HerculesError, cost
 
 from . import configform, ids, job, runstore, uploads
 
@@ -64,23 +65,35 @@ def modality_of(desc: dict[str, Any] | None, what: str | None) -> str | None:
     return "text" if desc["kind"] == "txt" else "image"
 
 
-EXACT_ESTIMATE_MAX_ROWS = 20_000  # above this the preview does not read the whole table on every change
+def data_summary(runs_dir, desc, choice: dict[str, Any], summaries=None) -> cost.DataSummary:
+    """What the estimate needs of the chosen data, made once per upload and data choice when
+    ``summaries`` (the app's small LRU) is given: the settings can change on every keystroke, the
+    data does not, so a large upload is not prepared again for each of them. A rejected choice is
+    remembered too (and raised again)."""
+    spec = uploads.data_spec(desc, **choice)
+
+    def make():
+        try:
+            return cost.summarize_data(uploads.estimate_dataset(spec, runs_dir))
+        except HerculesError as e:
+            return e
+
+    made = summaries.get_or_make(json.dumps(spec, sort_keys=True), make) if summaries is not None else make()
+    if isinstance(made, HerculesError):
+        raise made
+    return made
 
 
-def _exact_estimate(runs_dir, desc, choice, cfg, models):
-    """The core's own estimate (real prompts, real batching) for tables and texts of moderate size."""
-    try:
-        from hercules_core import cost
-    except ImportError:  # an older core without the cost module
-        return None
-    if desc["kind"] not in ("table", "txt") or (desc.get("n_rows") or 0) > EXACT_ESTIMATE_MAX_ROWS:
-        return None
-    ds = uploads.prepare_from_spec(uploads.data_spec(desc, **choice), runs_dir, None)
-    est = cost.estimate_run(ds, cfg, llm_id=models.get("llm"), with_text_embedder=bool(models.get("text_embedder")))
-    return cost.format_estimate(est).removeprefix("estimate: ") + f" ({len(ds):,} items)."
+def estimate_text(summary: cost.DataSummary, cfg, models: dict[str, Any]) -> str:
+    """The core's estimate (``cost.estimate_run``, as the run itself computes it), as one sentence."""
+    est = cost.estimate_run(summary, cfg, llm_id=models.get("llm"),
+                            with_text_embedder=bool(models.get("text_embedder")),
+                            with_captioner=bool(models.get("captioner")))
+    return cost.format_estimate(est).removeprefix("estimate: ") + f" ({summary.n_items:,} items)."
 
 
-def cost_preview(desc, what, cfg_values, levels_mode, models, include_tests, runs_dir=None, choice=None):
+def cost_preview(desc, what, cfg_values, levels_mode, models, include_tests, runs_dir=None, choice=None,
+                 summaries=None):
     """What the run will do and cost, or the first problem with the data or the settings."""
     try:
         cfg = configform.config_from_form(cfg_values, levels_mode)
@@ -88,12 +101,9 @@ def cost_preview(desc, what, cfg_values, levels_mode, models, include_tests, run
         checked = configform.check_models(models, modality, cfg, include_tests) if modality else models
         if not desc:
             return html.Div("Upload data to see what the run will cost.", className="text-muted")
-        text = _exact_estimate(runs_dir, desc, dict(choice or {}, what=what), cfg, checked) if runs_dir else None
+        text = estimate_text(data_summary(runs_dir, desc, dict(choice or {}, what=what), summaries), cfg, checked)
     except HerculesError as e:
         return html.Div(str(e), className="text-danger config-error")
-    if text is None:
-        n = desc.get("n_rows") or len(desc.get("names", []))
-        text = configform.estimate_text(configform.estimate(n, modality, cfg, checked), checked.get("llm"))
     return html.Div(text, className="cost-text")
 
 
@@ -192,7 +202,7 @@ def register(app, ctx) -> None:
         choice = {"text_column": text_col or None, "numeric_columns": num_cols or [], "id_column": id_col or None,
                   "label_column": label_col or None, "txt_mode": txt_mode}
         return cost_preview(desc, what, form_values(values, id_list), levels_mode, model_values(mvalues, mids),
-                            ctx.include_test_models, ctx.runs_dir, choice)
+                            ctx.include_test_models, ctx.runs_dir, choice, ctx.summaries)
 
     @app.callback(Output({"type": ids.CFG_T, "name": ALL}, "value"),
                   Input({"type": ids.MODEL_T, "kind": "llm"}, "value"),

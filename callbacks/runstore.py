@@ -151,33 +151,45 @@ def artifact(runs_dir: str | os.PathLike, run_id: Any, name: str) -> Path:
     return run_dir(runs_dir, run_id) / name
 
 
-class ModelCache:
+class LRU:
+    """A small thread-safe least-recently-used map; ``get_or_make(key, make)`` builds a missing value
+    outside the lock (two threads may both build it; the last one is kept)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key: Any, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
+class ModelCache(LRU):
     """A small LRU of loaded models keyed by (path, mtime): a re-written file is loaded again.
 
     ``loader(path)`` builds the cached object (an ``ExploreModel``). Thread-safe; one per app.
     """
 
     def __init__(self, loader: Callable[[Path], Any], size: int = 4):
+        super().__init__(size)
         self.loader = loader
-        self.size = size
-        self._items: OrderedDict[tuple[str, int], Any] = OrderedDict()
-        self._lock = threading.Lock()
 
     def get(self, path: str | os.PathLike) -> Any:
         path = Path(path)
         key = (str(path), path.stat().st_mtime_ns)
         with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = self.loader(path)  # outside the lock: loading a big model takes a while
-        with self._lock:
-            for k in [k for k in self._items if k[0] == key[0]]:
+            for k in [k for k in self._items if k[0] == key[0] and k != key]:
                 del self._items[k]  # an older version of the same file
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
+        return self.get_or_make(key, lambda: self.loader(path))
 
 
 def elapsed(status: dict[str, Any]) -> float | None:

@@ -11,12 +11,13 @@ import binascii
 import json
 import math
 import shutil
+import zipfile
 from pathlib import Path, PurePath
 from typing import Any
 
 import pandas as pd
 
-from hercules_core import InputError
+from hercules_core import Dataset, InputError
 from hercules_core.data import IMAGE_EXTENSIONS, collect_images, prepare, read_table
 
 from . import runstore
@@ -309,6 +310,26 @@ def prepare_from_spec(spec: dict[str, Any], runs_dir: str | Path, rdir: Path):
     ids = [str(Path(p).resolve().relative_to(root)) for p in paths]
     df = pd.DataFrame({"id": ids, "path": paths})
     return prepare(df, text_column="path", id_column="id", labels=labels, modality="image")
+
+
+def estimate_dataset(spec: dict[str, Any], runs_dir: str | Path) -> Dataset:
+    """The data of a run's spec as far as the cost estimate needs it, without writing anything: a
+    table or texts are prepared (so their problems show before the start); images are only named,
+    and a ZIP's images are counted from its listing, not extracted."""
+    desc = load_descriptor(runs_dir, spec["upload_id"])
+    if desc["kind"] in ("table", "txt"):
+        return prepare_from_spec(spec, runs_dir, None)
+    names = list(desc["names"])
+    if desc["kind"] == "zip":
+        try:
+            with zipfile.ZipFile(runstore.upload_dir(runs_dir, spec["upload_id"]) / desc["files"][0]) as zf:
+                names = [n for n in zf.namelist() if _ext(n) in IMAGE_EXTENSIONS
+                         and not any(p.startswith(".") or p == "__MACOSX" for p in PurePath(n).parts)]
+        except (zipfile.BadZipFile, OSError):
+            raise InputError(f"{desc['names'][0]} is not a readable ZIP archive.") from None
+        if not names:
+            raise InputError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in {desc['names'][0]}.")
+    return Dataset(ids=[str(i) for i in range(len(names))], modality="image", image_paths=names)
 
 
 def describe_dataset(ds) -> dict[str, Any]:

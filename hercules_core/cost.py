@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -18,13 +20,13 @@ import numpy as np
 from . import prompts
 from .config import HerculesConfig
 from .dataset import Dataset
-from .kmeans import k_candidates
-from .prompts import build_prompt, estimate_tokens, prompt_footer, prompt_header, render_block
-from .summarize import build_l0_requests, tokens_budget
+from .levels import LevelPlan, plan_levels
+from .prompts import build_prompt, estimate_tokens, render_block
+from .summarize import build_l0_requests, plan_batches
 from .summarize_types import SummaryRequest
 
-__all__ = ["estimate_run", "run_report", "summary_with_usage", "format_estimate", "format_report",
-           "planned_cluster_counts"]
+__all__ = ["DataSummary", "estimate_run", "run_report", "summary_with_usage", "format_estimate", "format_report",
+           "plan_levels", "LevelPlan", "summarize_data"]
 
 NO_LLM = {None, "", "keywords", "none"}
 _REPRESENTATIVE_POOL = 256  # items looked at to find one of average rendered length
@@ -33,45 +35,46 @@ _TYPICAL_DESCRIPTION_CHARS = 160  # what an LLM description usually runs to (1-2
 
 # --------------------------------------------------------------------------- planning
 
-def planned_cluster_counts(n_items: int, config: HerculesConfig) -> tuple[list[int], bool]:
-    """Clusters per level (finest first) as ``Hercules.fit`` will build them, and whether they are
-    upper bounds (automatic k: the largest candidate at every level)."""
-    counts: list[int] = []
-    n_below = n_items
-    auto = config.level_cluster_counts is None
-    while len(counts) + 1 <= config.max_levels and n_below > config.min_clusters_per_level:
-        li = len(counts) + 1
-        if not auto:
-            if li > len(config.level_cluster_counts):
-                break
-            k = max(min(config.level_cluster_counts[li - 1], n_below - 1), config.min_clusters_per_level)
-            if k >= n_below:
-                break
-        else:
-            cands = k_candidates(n_below, max(config.auto_k_min, config.min_clusters_per_level), config.auto_k_max,
-                                 config.auto_k_min_reduction)
-            if not cands:
-                break
-            k = max(cands)
-        if k <= 1:
-            break
-        counts.append(int(k))
-        n_below = k
-    return counts, auto
+@dataclass(frozen=True)
+class DataSummary:
+    """What an estimate needs of a data set: its size, and an even spread of at most 256 of its
+    items (the same items whether it is made from the whole data set or from an earlier summary).
+    Small and config-independent, so a caller can keep it per upload (the app's preview does)."""
+
+    n_items: int
+    sample: Dataset
+
+    @property
+    def modality(self) -> str:
+        return self.sample.modality
+
+
+def _take(values: Any, idx: np.ndarray) -> Any:
+    if values is None:
+        return None
+    return values[idx] if isinstance(values, np.ndarray) else [values[int(i)] for i in idx]
+
+
+def summarize_data(data: Dataset | DataSummary) -> DataSummary:
+    """The :class:`DataSummary` of a prepared data set (a summary is returned as it is)."""
+    if isinstance(data, DataSummary):
+        return data
+    n = len(data)
+    idx = np.unique(np.linspace(0, n - 1, num=min(n, _REPRESENTATIVE_POOL)).astype(int)) if n else np.empty(0, int)
+    sample = dataclasses.replace(
+        data, ids=_take(data.ids, idx), texts=_take(data.texts, idx), image_paths=_take(data.image_paths, idx),
+        numeric=_take(data.numeric, idx), numeric_raw=_take(data.numeric_raw, idx), labels=_take(data.labels, idx),
+        notes=list(data.notes))
+    return DataSummary(n_items=n, sample=sample)
 
 
 def _representative_index(dataset: Dataset, l0_descriptions: list[str] | None, config: HerculesConfig) -> int:
-    """An item whose rendered sample has about the average length (over an even spread of items)."""
+    """An item of the sample whose rendered sample has about the average length."""
     from .summarize import _render_sample  # the exact rendering the prompts use
 
-    n = len(dataset)
-    pool = np.unique(np.linspace(0, n - 1, num=min(n, _REPRESENTATIVE_POOL)).astype(int))
-    lengths = np.array([len(_render_sample(int(i), dataset, l0_descriptions, config)) for i in pool], dtype=float)
-    return int(pool[int(np.argmin(np.abs(lengths - lengths.mean())))])
-
-
-def _keywords_supported() -> bool:
-    return any(f.name == "keywords" for f in dataclasses.fields(SummaryRequest)) and hasattr(prompts, "KEYWORDS_MAX")
+    lengths = np.array([len(_render_sample(i, dataset, l0_descriptions, config)) for i in range(len(dataset))],
+                       dtype=float)
+    return int(np.argmin(np.abs(lengths - lengths.mean())))
 
 
 def _fake_request(level: int, j: int, n_items: int, n_children: int, dataset: Dataset, sample: tuple[str, str],
@@ -83,13 +86,11 @@ def _fake_request(level: int, j: int, n_items: int, n_children: int, dataset: Da
         desc = ("Typical description " * 40)[: min(config.prompt_child_desc_trunc_len, _TYPICAL_DESCRIPTION_CHARS)]
         children = [(f"L{level - 1}_{c}", title, desc)
                     for c in range(min(config.prompt_immediate_child_sample_size, max(n_children, 1)))]
-    req = SummaryRequest(key=f"L{level}_{j}", level=level, n_items=n_items, modality=dataset.modality,
-                         member_indices=np.empty(0, dtype=np.int64), samples=[sample] * n_samples,
-                         children=children, numeric_stats=stats,
-                         n_numeric_vars=dataset.numeric.shape[1] if dataset.modality == "numeric" else 0)
-    if keywords and level >= 1 and dataset.modality != "numeric":
-        req = dataclasses.replace(req, keywords=list(keywords))
-    return req
+    return SummaryRequest(key=f"L{level}_{j}", level=level, n_items=n_items, modality=dataset.modality,
+                          member_indices=np.empty(0, dtype=np.int64), samples=[sample] * n_samples,
+                          children=children, numeric_stats=stats,
+                          n_numeric_vars=dataset.numeric.shape[1] if dataset.modality == "numeric" else 0,
+                          keywords=list(keywords) if level >= 1 and dataset.modality != "numeric" else [])
 
 
 def _fake_answer_tokens(keys: list[str], config: HerculesConfig) -> int:
@@ -99,35 +100,24 @@ def _fake_answer_tokens(keys: list[str], config: HerculesConfig) -> int:
 
 
 def _level_cost(requests: list[SummaryRequest], config: HerculesConfig) -> dict[str, int]:
-    """Calls and tokens of one level whose requests all look alike: the summariser's greedy batching
-    (at most ``llm_initial_batch_size`` per prompt, prompts under the token budget)."""
-    budget = tokens_budget(config)
-    level = requests[0].level
+    """Calls and tokens of one level whose requests all look alike, batched by the summariser's own
+    plan (:func:`summarize.plan_batches`)."""
     block = estimate_tokens(render_block(requests[0], config))
-    per_batch = 1
-    for m in range(2, config.llm_initial_batch_size + 1):
-        keys = [r.key for r in requests[:m]]
-        fixed = estimate_tokens(prompt_header([level], config)) + estimate_tokens(prompt_footer(keys))
-        if len(keys) < m or m * block + fixed > budget:
-            break
-        per_batch = m
-    total = len(requests)
-    full, rest = divmod(total, per_batch)
-    calls = full + (rest > 0)
+    batches = plan_batches(requests, {r.key: block for r in requests}, config, config.llm_initial_batch_size)
     prompt_tokens = completion_tokens = 0
-    for size, count in ((per_batch, full), (rest, 1 if rest else 0)):
-        if count:
-            batch = requests[:size]
-            prompt_tokens += count * estimate_tokens(build_prompt(batch, config))
-            completion_tokens += count * _fake_answer_tokens([r.key for r in batch], config)
-    return {"calls": calls, "batch_size": per_batch, "prompt_tokens": prompt_tokens,
+    for size, count in Counter(len(b) for b in batches).items():
+        batch = next(b for b in batches if len(b) == size)  # batches of one size cost alike
+        prompt_tokens += count * estimate_tokens(build_prompt(batch, config))
+        completion_tokens += count * _fake_answer_tokens([r.key for r in batch], config)
+    return {"calls": len(batches), "batch_size": len(batches[0]), "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens}
 
 
-def estimate_run(dataset: Dataset, config: HerculesConfig, *, llm_id: str | None,
+def estimate_run(data: Dataset | DataSummary, config: HerculesConfig, *, llm_id: str | None,
                  with_text_embedder: bool | None = None, with_captioner: bool = False) -> dict[str, Any]:
     """The expected cost of ``Hercules(config, ...).fit(dataset)`` before it runs.
 
+    ``data`` is the prepared data set or its :func:`summarize_data` (the same estimate either way).
     ``llm_id`` ``None`` or ``"keywords"`` means no LLM (no calls). ``with_text_embedder`` defaults
     to True (text data always has one); ``with_captioner`` says whether images get captions.
     Returns ``{"llm", "n_items", "clusters_per_level", "upper_bound", "llm_calls", "prompt_tokens",
@@ -137,8 +127,9 @@ def estimate_run(dataset: Dataset, config: HerculesConfig, *, llm_id: str | None
     """
     from .data import default_l0_descriptions
 
-    n = len(dataset)
-    counts, auto = planned_cluster_counts(n, config)
+    summary = summarize_data(data)
+    n, dataset = summary.n_items, summary.sample
+    counts, auto = plan_levels(n, config)
     uses_llm = llm_id not in NO_LLM
     has_embedder = True if with_text_embedder is None else bool(with_text_embedder)
     if dataset.modality == "text":
@@ -154,13 +145,13 @@ def estimate_run(dataset: Dataset, config: HerculesConfig, *, llm_id: str | None
 
         sample = (dataset.ids[rep], _render_sample(rep, dataset, l0_desc, config))
         stats: list[dict[str, Any]] = []
-        if dataset.modality == "numeric":  # the statistics of the whole data set: same shape as a cluster's
-            stats = _numeric_stats(dataset, np.arange(n), np.array([0, n]), 1, config)[0]
+        if dataset.modality == "numeric":  # the statistics of the sample: same shape as a cluster's
+            m = len(dataset)
+            stats = _numeric_stats(dataset, np.arange(m), np.array([0, m]), 1, config)[0]
         keywords: list[str] = []
-        if _keywords_supported() and dataset.modality != "numeric":
+        if dataset.modality != "numeric":
             words = [w for w in sample[1].replace(",", " ").split() if len(w) > 2]
-            keywords = (words or ["keyword"]) * prompts.KEYWORDS_MAX
-            keywords = keywords[:prompts.KEYWORDS_MAX]
+            keywords = ((words or ["keyword"]) * prompts.KEYWORDS_MAX)[:prompts.KEYWORDS_MAX]
         if config.use_llm_for_l0_descriptions and dataset.modality in ("text", "numeric"):
             one = build_l0_requests(dataset, config)[rep]
             reqs = [dataclasses.replace(one, key=f"item_{i}") for i in range(n)]

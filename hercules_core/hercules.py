@@ -17,6 +17,7 @@ from .errors import Cancelled, ConfigError, InputError
 from .evaluation import evaluate_all
 from .hierarchy import Hierarchy, Level, cluster_id
 from .keywords import KeywordSummarizer
+from .levels import LevelStep, next_level
 from .reduction import reduce_hierarchy
 from .summarize import LLMSummarizer, build_l0_requests, build_requests
 from .summarize_types import RunLogLike, Summarizer
@@ -169,26 +170,18 @@ class Hercules:
         return level0, vectors
 
     # ------------------------------------------------------------------ k per level
-    def _choose_k(self, level: int, X: np.ndarray, weights: np.ndarray, rng: np.random.Generator,
+    def _choose_k(self, step: LevelStep, X: np.ndarray, weights: np.ndarray, rng: np.random.Generator,
                   notes: list[str]) -> int | None:
+        """The k of a planned level (``levels.next_level``): the fixed one, or the best-scoring candidate."""
         cfg = self.config
-        n = len(X)
-        if cfg.level_cluster_counts is not None:
-            if level > len(cfg.level_cluster_counts):
-                return None
-            k = cfg.level_cluster_counts[level - 1]
-            k_eff = max(min(k, n - 1), cfg.min_clusters_per_level)
-            if k_eff >= n:
-                return None
-            if k_eff != k:
-                notes.append(f"L{level}: asked for k={k} but {n} clusters are below; used k={k_eff}.")
-            return k_eff
-        candidates = km.k_candidates(n, max(cfg.auto_k_min, cfg.min_clusters_per_level), cfg.auto_k_max,
-                                     cfg.auto_k_min_reduction)
-        k, scores = km.choose_k(X, candidates, method=cfg.auto_k_method, rng=rng,
+        if step.k is not None:
+            if step.note:
+                notes.append(step.note)
+            return step.k
+        k, scores = km.choose_k(X, list(step.candidates), method=cfg.auto_k_method, rng=rng,
                                 sample_weight=weights if cfg.weight_by_size else None,
                                 sample_size=cfg.auto_k_sample_size)
-        self.auto_k_scores_[level] = {str(c): round(s, 6) for c, s in scores.items()}
+        self.auto_k_scores_[step.level] = {str(c): round(s, 6) for c, s in scores.items()}
         return k
 
     # ------------------------------------------------------------------ main loop
@@ -217,13 +210,13 @@ class Hercules:
 
         item_assign = np.arange(len(dataset))
         current = item_vectors
-        while len(levels) <= cfg.max_levels and len(current) > cfg.min_clusters_per_level:
+        while (step := next_level(len(levels), len(current), cfg)) is not None:
             self._check_cancel()
-            li = len(levels)
+            li = step.level
             below = levels[-1]
             weights = below.size.astype(np.float64) if (cfg.weight_by_size and li > 1) else None
             with self._stage(f"clustering level {li}"):
-                k = self._choose_k(li, current, below.size.astype(np.float64), rng, notes)
+                k = self._choose_k(step, current, below.size.astype(np.float64), rng, notes)
                 if k is None or k <= 1:
                     break
                 self.progress(f"clustering level {li}", 0, 1)

@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
@@ -31,7 +31,8 @@ from .summarize_types import RunLogLike, Summarizer, Summary, SummaryRequest
 
 __all__ = [
     "build_requests", "build_l0_requests", "build_prompt", "json_schema_for", "estimate_tokens",
-    "parse_response", "LLMSummarizer", "copied_title", "copied_example",
+    "parse_response", "LLMSummarizer", "copied_title", "copied_example", "fixed_tokens", "plan_batches",
+    "tokens_budget",
 ]
 
 logger = logging.getLogger("hercules_core")
@@ -262,6 +263,44 @@ def tokens_budget(config: HerculesConfig) -> int:
     return int(math.floor((1.0 - config.prompt_token_safety_margin) * config.max_prompt_tokens))
 
 
+def fixed_tokens(level: int, keys: list[str], config: HerculesConfig) -> int:
+    """Tokens of a prompt besides its cluster blocks: the header of ``level`` and the footer naming
+    ``keys``. The pieces are estimated separately; each carries its own overhead, so the sum is at
+    least the estimate of the whole."""
+    return estimate_tokens(prompt_header([level], config)) + estimate_tokens(prompt_footer(keys))
+
+
+def plan_batches(requests: list[SummaryRequest], block_tokens: Mapping[str, int], config: HerculesConfig,
+                 size: int) -> list[list[SummaryRequest]]:
+    """The batches the summariser sends, in request order: at most ``size`` requests per prompt (one
+    with the compact prompt), one level per prompt, and every prompt's estimate
+    (:func:`fixed_tokens` plus ``block_tokens[key]`` of its requests) under the token budget. The cost
+    estimate plans with this same function."""
+    if config.prompt_style == "compact":  # the compact prompt holds one cluster
+        size = 1
+    budget = tokens_budget(config)
+    header: dict[int, int] = {}  # the header depends on the level only
+
+    def fixed(level: int, keys: list[str]) -> int:
+        if level not in header:
+            header[level] = estimate_tokens(prompt_header([level], config))
+        return header[level] + estimate_tokens(prompt_footer(keys))
+
+    batches: list[list[SummaryRequest]] = []
+    cur: list[SummaryRequest] = []
+    cur_cost = 0
+    for req in requests:
+        if cur and (len(cur) >= size or req.level != cur[0].level or
+                    cur_cost + block_tokens[req.key] + fixed(req.level, [r.key for r in cur] + [req.key]) > budget):
+            batches.append(cur)
+            cur, cur_cost = [], 0
+        cur.append(req)
+        cur_cost += block_tokens[req.key]
+    if cur:
+        batches.append(cur)
+    return batches
+
+
 def _words(text: str) -> list[str]:
     return _WORD_RE.findall(str(text).lower())
 
@@ -350,13 +389,10 @@ class LLMSummarizer:
         self._budget = tokens_budget(config)
 
     # --- planning (main thread only, so batches never depend on thread timing) ---
-    def _fixed_cost(self, level: int, keys: list[str]) -> int:
-        # pieces are estimated separately; each carries its own overhead, so the sum is >= the whole
-        return estimate_tokens(prompt_header([level], self.config)) + estimate_tokens(prompt_footer(keys))
-
     def _fit(self, req: SummaryRequest) -> tuple[SummaryRequest, bool]:
         def fits(r: SummaryRequest) -> bool:
-            return self._fixed_cost(r.level, [r.key]) + estimate_tokens(render_block(r, self.config)) <= self._budget
+            return fixed_tokens(r.level, [r.key], self.config) + estimate_tokens(render_block(r, self.config)) \
+                <= self._budget
         if fits(req):
             return req, False
         small = _shrink(req, fits)
@@ -364,25 +400,6 @@ class LLMSummarizer:
             logger.warning("The prompt for %s exceeds the token budget (%d) even when shrunk; sending it anyway.",
                            req.key, self._budget)
         return small, True
-
-    def _plan(self, keys: list[str], fitted: dict[str, SummaryRequest], cost: dict[str, int],
-              size: int) -> list[list[SummaryRequest]]:
-        if self.config.prompt_style == "compact":  # the compact prompt holds one cluster
-            size = 1
-        batches: list[list[SummaryRequest]] = []
-        cur: list[SummaryRequest] = []
-        cur_cost = 0
-        for key in keys:
-            req = fitted[key]
-            if cur and (len(cur) >= size or req.level != cur[0].level or
-                        cur_cost + cost[key] + self._fixed_cost(req.level, [r.key for r in cur] + [key]) > self._budget):
-                batches.append(cur)
-                cur, cur_cost = [], 0
-            cur.append(req)
-            cur_cost += cost[key]
-        if cur:
-            batches.append(cur)
-        return batches
 
     # --- calling (worker threads) ---
     def _write(self, record: dict[str, Any]) -> None:
@@ -506,7 +523,7 @@ class LLMSummarizer:
         abort = threading.Event()
         with ThreadPoolExecutor(max_workers=cfg.llm_concurrency, thread_name_prefix="hercules-llm") as pool:
             while pending:
-                batches = self._plan(pending, fitted, cost, size)
+                batches = plan_batches([fitted[k] for k in pending], cost, cfg, size)
                 futures: dict[Future, list[SummaryRequest]] = {
                     pool.submit(self._run_batch, b, shrunk, abort): b for b in batches}
                 try:

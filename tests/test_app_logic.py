@@ -178,13 +178,72 @@ def test_model_options_mark_unavailable_and_hide_tests():
         assert o["disabled"] == ("unavailable" in o["label"])
 
 
-def test_cost_estimate_counts_llm_work():
+def test_cost_estimate_counts_llm_work(tmp_path):
+    from callbacks import page_new_run
+    from hercules_core import cost
+
+    rows = "\n".join(f"{i},text number {i} about things" for i in range(1000))
+    desc = uploads.stage(tmp_path, ["d.csv"], [data_url(("id,text\n" + rows).encode())])
+    summary = page_new_run.data_summary(tmp_path, desc, {"what": "text", "text_column": "text", "id_column": "id"})
     cfg = configform.config_from_form({"levels_text": "20,5"}, "fixed")
-    free = configform.estimate(1000, "text", cfg, {"llm": "keywords", "text_embedder": "minilm"})
-    assert free["llm_calls"] == 0 and free["clusters"] == 25 and free["texts_to_embed"] == 1025
-    paid = configform.estimate(1000, "text", cfg, {"llm": "fake", "text_embedder": "minilm"})
+    free = cost.estimate_run(summary, cfg, llm_id="keywords", with_text_embedder=True)
+    assert free["llm_calls"] == 0 and sum(free["clusters_per_level"]) == 25 and free["texts_to_embed"] == 1025
+    paid = cost.estimate_run(summary, cfg, llm_id="fake", with_text_embedder=True)
     assert paid["llm_calls"] == 4 and paid["prompt_tokens"] > 0
-    assert "LLM calls" in configform.estimate_text(paid, "fake")
+    assert "4 LLM call(s) to fake" in page_new_run.estimate_text(summary, cfg, {"llm": "fake", "text_embedder": "minilm"})
+
+
+@pytest.mark.parametrize("what", ["text", "numeric"])
+def test_preview_and_cli_estimate_agree(tmp_path, capsys, what):
+    """The app's cost preview and the CLI's estimate: line are one computation (600 items: more than
+    the 256 the estimate samples)."""
+    from callbacks import page_new_run
+    from hercules_run.cli import main
+
+    rng = np.random.default_rng(0)
+    topics = ["cats dogs pets", "stock market prices", "rain snow weather"]
+    rows = [f"{i},text about {topics[i % 3]} number {i},{rng.normal():.3f},{rng.normal() * 10:.2f}" for i in range(600)]
+    csv = "id,text,x,y\n" + "\n".join(rows) + "\n"
+    (tmp_path / "d.csv").write_text(csv)
+    cols = ["--text-column", "text"] if what == "text" else ["--numeric-columns", "x,y"]
+    assert main(["run", str(tmp_path / "d.csv"), *cols, "--id-column", "id", "--levels", "30,6", "--embedder",
+                 "fake-hash", "--llm", "fake", "--out", str(tmp_path / "out"), "--quiet", "--no-cache"]) == 0
+    line = next(l for l in capsys.readouterr().err.splitlines() if l.startswith("estimate: "))
+
+    desc = uploads.stage(tmp_path / "runs", ["d.csv"], [data_url(csv.encode())])
+    choice = {"text_column": "text", "numeric_columns": ["x", "y"], "id_column": "id"}
+    shown = page_new_run.cost_preview(desc, what, {"levels_text": "30,6"}, "fixed",
+                                      {"text_embedder": "fake-hash", "llm": "fake"}, True, tmp_path / "runs", choice)
+    assert "LLM call(s) to fake" in line
+    assert shown.children == line.removeprefix("estimate: ") + " (600 items)."
+
+
+def test_preview_prepares_an_upload_once_per_data_choice(tmp_path, monkeypatch):
+    from callbacks import page_new_run
+    from callbacks.runstore import LRU
+
+    prepared = []
+    real = uploads.estimate_dataset
+    monkeypatch.setattr(uploads, "estimate_dataset", lambda spec, rd: prepared.append(spec) or real(spec, rd))
+    rows = "\n".join(f"{i},some text {i},note {i % 7}" for i in range(300))
+    desc = uploads.stage(tmp_path, ["d.csv"], [data_url(("id,text,other\n" + rows).encode())])
+    summaries, models = LRU(4), {"text_embedder": "fake-hash", "llm": "fake"}
+    texts = set()
+    for levels in ("20,5", "21,5", "22,5", "22,6"):  # keystrokes in the settings
+        shown = page_new_run.cost_preview(desc, "text", {"levels_text": levels}, "fixed", models, True, tmp_path,
+                                          {"text_column": "text", "id_column": "id"}, summaries)
+        texts.add(shown.children)
+    assert len(prepared) == 1 and len(texts) == 4
+    page_new_run.cost_preview(desc, "text", {"levels_text": "20,5"}, "fixed", models, True, tmp_path,
+                              {"text_column": "other", "id_column": "id"}, summaries)
+    assert len(prepared) == 2  # another column is another data set
+
+    dup = uploads.stage(tmp_path, ["e.csv"], [data_url(b"id,text\n1,a\n1,b\n2,c\n")])
+    for _ in range(2):  # a rejected upload is not read again on every keystroke either
+        shown = page_new_run.cost_preview(dup, "text", {"levels_text": "2"}, "fixed", models, True, tmp_path,
+                                          {"text_column": "text", "id_column": "id"}, summaries)
+        assert "unique" in shown.children
+    assert len(prepared) == 3
 
 
 # ----------------------------------------------------------------------------- job

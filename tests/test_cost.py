@@ -7,7 +7,7 @@ import pytest
 from hercules_core import Hercules, HerculesConfig, RunLog
 from hercules_core.cache import Cache, CachedEmbedder, CachedLLM
 from hercules_core.clients.fakes import FakeEmbedder, FakeLLM
-from hercules_core.cost import (estimate_run, format_estimate, format_report, planned_cluster_counts,
+from hercules_core.cost import (estimate_run, format_estimate, format_report, plan_levels,
                                 run_report)
 from hercules_core.kmeans import k_candidates
 from tests.factories import make_numeric_dataset, make_text_dataset
@@ -56,7 +56,7 @@ def test_numeric_without_embedder_and_l0_descriptions():
 def test_auto_k_plans_the_upper_bound():
     ds = make_text_dataset(n=300)
     cfg = HerculesConfig(level_cluster_counts=None, auto_k_max=40, max_levels=3)
-    counts, auto = planned_cluster_counts(len(ds), cfg)
+    counts, auto = plan_levels(len(ds), cfg)
     assert auto and counts[0] == max(k_candidates(300, 2, 40, 2.0)) == 40
     assert counts == [40, 20, 10]
     model, _, _, _ = _run(ds, cfg)
@@ -65,8 +65,8 @@ def test_auto_k_plans_the_upper_bound():
 
 
 def test_fixed_levels_stop_where_the_run_stops():
-    assert planned_cluster_counts(10, HerculesConfig(level_cluster_counts=(20, 5)))[0] == [9, 5]
-    assert planned_cluster_counts(100, HerculesConfig(level_cluster_counts=(20, 5, 2), max_levels=2))[0] == [20, 5]
+    assert plan_levels(10, HerculesConfig(level_cluster_counts=(20, 5)))[0] == [9, 5]
+    assert plan_levels(100, HerculesConfig(level_cluster_counts=(20, 5, 2), max_levels=2))[0] == [20, 5]
 
 
 @pytest.mark.parametrize("max_prompt_tokens", [6000, 1200])
