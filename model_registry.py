@@ -315,23 +315,26 @@ def wrap_with_cache(obj, cache, *, llm_params: dict | None = None):
     """``obj`` (an embedder, image embedder, captioner or LLM) answering from ``cache``.
 
     ``None`` (no model, e.g. the keyword summariser) and a ``None`` cache pass through; an object
-    that is already wrapped is returned as is. An LLM's generation parameters (part of its cache
-    key) are ``llm_params`` or else the LLM's ``generation_params`` attribute, when it has one.
+    that is already wrapped is returned as is. What ``obj`` is comes from the protocols it satisfies
+    (``hercules_core.clients.base``). An LLM's generation parameters (part of its cache key) are
+    ``llm_params`` or else its own, when it is a ``ConfigurableLLM``.
     """
     from hercules_core.cache import CachedCaptioner, CachedEmbedder, CachedImageEmbedder, CachedLLM
+    from hercules_core.clients.base import LLM, Captioner, ConfigurableLLM, ImageEmbedder, TextEmbedder
 
     if obj is None or cache is None:
         return obj
     if isinstance(obj, (CachedCaptioner, CachedEmbedder, CachedImageEmbedder, CachedLLM)):
         return obj
-    if callable(getattr(obj, "complete", None)):
-        params = llm_params if llm_params is not None else getattr(obj, "generation_params", None)
+    if isinstance(obj, LLM):
+        params = llm_params if llm_params is not None else (
+            obj.generation_params if isinstance(obj, ConfigurableLLM) else None)
         return CachedLLM(obj, cache, params=params if isinstance(params, dict) else None)
-    if callable(getattr(obj, "embed_images", None)):
+    if isinstance(obj, ImageEmbedder):
         return CachedImageEmbedder(obj, cache)
-    if callable(getattr(obj, "caption", None)):
+    if isinstance(obj, Captioner):
         return CachedCaptioner(obj, cache)
-    if callable(getattr(obj, "embed", None)):
+    if isinstance(obj, TextEmbedder):
         return CachedEmbedder(obj, cache)
     raise TypeError(f"wrap_with_cache: {type(obj).__name__} is not an embedder, image embedder, captioner or LLM")
 

@@ -16,6 +16,7 @@ import re
 import time
 import traceback
 from collections import deque
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable
 
@@ -119,13 +120,37 @@ class _LiveRunLog(RunLog):
             self.reporter.lines.append(f"{time.strftime('%H:%M:%S')} {event.replace('_', ' ')} {details}".rstrip())
 
 
+# The run whose code is executing: set by run(), copied into the worker threads hercules_core starts.
+_RUN_ID: ContextVar[str | None] = ContextVar("hercules_job_run", default=None)
+
+
 class _LogHandler(logging.Handler):
-    def __init__(self, reporter: Reporter):
+    """hercules_core warnings of ONE run for its live log: several runs may share a process (a
+    threaded Celery worker), and each sees only the records logged in its own context."""
+
+    def __init__(self, reporter: Reporter, run_id: str):
         super().__init__(logging.WARNING)
-        self.reporter = reporter
+        self.reporter, self.run_id = reporter, run_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _RUN_ID.get() == self.run_id and super().filter(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         self.reporter.lines.append(f"{time.strftime('%H:%M:%S')} {record.levelname.lower()}: {record.getMessage()}"[:400])
+
+
+def capture_warnings(run_id: str, reporter: Reporter) -> Callable[[], None]:
+    """Send the warnings of the run ``run_id`` (this context) to ``reporter``'s live log until the
+    returned function is called."""
+    token = _RUN_ID.set(run_id)
+    handler = _LogHandler(reporter, run_id)
+    logging.getLogger("hercules_core").addHandler(handler)
+
+    def stop() -> None:
+        logging.getLogger("hercules_core").removeHandler(handler)
+        _RUN_ID.reset(token)
+
+    return stop
 
 
 def _stage_delay() -> float:
@@ -147,8 +172,7 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
     counts = cfg_dict.get("level_cluster_counts")
     reporter = Reporter(rdir, len(counts) if counts else int(cfg_dict.get("max_levels", 3)), send,
                         stage_delay=_stage_delay())
-    handler = _LogHandler(reporter)
-    logging.getLogger("hercules_core").addHandler(handler)
+    stop_capture = capture_warnings(run_id, reporter)
     t0 = time.time()
     runstore.update_status(rdir, state="running", pid=os.getpid(), host=os.uname().nodename,
                            started=runstore.now_iso(), started_ts=t0, percent=0, stage="Preparing data")
@@ -196,7 +220,7 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
                                       error=f"Internal error ({type(e).__name__}: {e}). The traceback is in the "
                                             "run directory (error.txt).")
     finally:
-        logging.getLogger("hercules_core").removeHandler(handler)
+        stop_capture()
 
 
 def create_run(runs_dir, spec: dict[str, Any], config: HerculesConfig, models: dict[str, Any]) -> str:

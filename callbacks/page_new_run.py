@@ -109,11 +109,7 @@ def cost_preview(desc, what, cfg_values, levels_mode, models, include_tests, run
 
 def recommended_values(llm_id: str | None, id_list: list[dict[str, Any]], values: list) -> list:
     """Form values after choosing an LLM: the registry's recommendations for it (others unchanged)."""
-    rec_fn = getattr(configform.registry, "recommended_config", None)
-    try:
-        rec = dict(rec_fn(llm_id)) if callable(rec_fn) and llm_id else {}
-    except (TypeError, ValueError):
-        rec = {}
+    rec = configform.registry.recommended_config(llm_id) if llm_id else {}
     return [rec[i["name"]] if i["name"] in rec and i["name"] in configform.FIELD_BY_NAME else no_update
             for i, _ in zip(id_list, values)]
 

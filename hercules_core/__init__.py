@@ -8,8 +8,8 @@ The public API::
 from .config import HerculesConfig
 from .data import prepare, read_table
 from .dataset import Dataset
-from .errors import (Cancelled, ConfigError, EmbeddingError, HerculesError, InputError, LLMError, LLMFatalError,
-                     ModelFileError)
+from .errors import (Cancelled, ConfigError, EmbeddingError, EndpointFatalError, HerculesError, InputError, LLMError,
+                     LLMFatalError, ModelFileError)
 from .evaluation import evaluate_all, evaluate_level
 from .hercules import Hercules
 from .hierarchy import Cluster, Hierarchy, Level
@@ -17,8 +17,9 @@ from .io import (RunLog, hierarchy_text, load_model, membership_frame, print_hie
                  save_model)
 
 __all__ = [
-    "Cancelled", "Cluster", "ConfigError", "Dataset", "EmbeddingError", "Hercules", "HerculesConfig",
-    "HerculesError", "Hierarchy", "InputError", "LLMError", "LLMFatalError", "Level", "ModelFileError", "RunLog",
+    "Cancelled", "Cluster", "ConfigError", "Dataset", "EmbeddingError", "EndpointFatalError", "Hercules",
+    "HerculesConfig", "HerculesError", "Hierarchy", "InputError", "LLMError", "LLMFatalError", "Level",
+    "ModelFileError", "RunLog",
     "evaluate_all", "evaluate_level", "hierarchy_text", "load_model", "membership_frame", "prepare",
     "print_hierarchy", "read_table", "save_memberships", "save_model",
 ]

@@ -29,10 +29,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .clients.base import UsageReportingLLM
 from .prompts import PROMPT_TEMPLATE_VERSION, estimate_tokens, parse_response
 
 __all__ = [
-    "Cache", "CachedEmbedder", "CachedImageEmbedder", "CachedCaptioner", "CachedLLM", "DEFAULT_SIZE_LIMIT",
+    "Cache", "CachedEmbedder", "CachedImageEmbedder", "CachedCaptioner", "CachedLLM", "CachedUsageLLM",
+    "DEFAULT_SIZE_LIMIT",
     "DEFAULT_CACHE_DIR", "cache_disabled_by_env", "default_cache_dir", "sha256_text", "sha256_file", "sha256_json",
 ]
 
@@ -449,12 +451,17 @@ class CachedLLM:
     tokens, ...; credential-like entries are dropped before hashing). Only answers that pass
     ``accept(answer, schema)`` (default :func:`complete_answer`) are stored; exceptions never are.
 
-    If the inner LLM has ``complete_with_usage(prompt, *, schema=None) -> (text, usage: dict)``,
-    so does the wrapper: a cached answer reports ``{"prompt_tokens": 0, "completion_tokens": 0,
-    "cached": True}``.
+    The wrapper declares what the inner LLM declares: wrapping a ``UsageReportingLLM`` gives a
+    :class:`CachedUsageLLM`, whose ``complete_with_usage`` reports a cached answer as
+    ``{"prompt_tokens": 0, "completion_tokens": 0, "cached": True}``.
     """
 
     kind = "llm"
+
+    def __new__(cls, llm: Any, *args: Any, **kwargs: Any):
+        if cls is CachedLLM and isinstance(llm, UsageReportingLLM):
+            cls = CachedUsageLLM
+        return super().__new__(cls)
 
     def __init__(self, llm: Any, cache: Cache, *, params: Mapping[str, Any] | None = None,
                  accept: Callable[[Any, Mapping[str, Any] | None], bool] | None = None):
@@ -506,24 +513,20 @@ class CachedLLM:
         self._store(key, answer, schema)
         return answer
 
-    @property
-    def complete_with_usage(self) -> Callable[..., tuple[str, dict[str, Any]]]:
-        inner = getattr(self.inner, "complete_with_usage", None)
-        if inner is None:
-            raise AttributeError(f"{type(self.inner).__name__} has no complete_with_usage")
-
-        def complete_with_usage(prompt: str, *, schema: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-            key, hit = self._lookup(prompt, schema)
-            if hit is not None:
-                return hit, {"prompt_tokens": 0, "completion_tokens": 0, "cached": True}
-            self._counted()
-            text, usage = inner(prompt, schema=schema)
-            self._store(key, text, schema)
-            usage = dict(usage or {})
-            usage.setdefault("cached", False)
-            return text, usage
-
-        return complete_with_usage
-
     def __repr__(self) -> str:
         return f"CachedLLM({self.inner!r}, {self.cache!r})"
+
+
+class CachedUsageLLM(CachedLLM):
+    """A :class:`CachedLLM` around a ``UsageReportingLLM`` (``CachedLLM(...)`` picks it itself)."""
+
+    def complete_with_usage(self, prompt: str, *, schema: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        key, hit = self._lookup(prompt, schema)
+        if hit is not None:
+            return hit, {"prompt_tokens": 0, "completion_tokens": 0, "cached": True}
+        self._counted()
+        text, usage = self.inner.complete_with_usage(prompt, schema=schema)
+        self._store(key, text, schema)
+        usage = dict(usage or {})
+        usage.setdefault("cached", False)
+        return text, usage

@@ -33,6 +33,11 @@ class LLMFatalError(LLMError):
     retryable = False
 
 
+class EndpointFatalError(LLMFatalError):
+    """Every request to this endpoint would fail alike (bad key, unknown model, exhausted quota):
+    stop the run at once rather than item by item."""
+
+
 class EmbeddingError(HerculesError):
     """An embedding model failed or is not available."""
 

@@ -244,11 +244,10 @@ class Hercules:
             with self._stage(f"summarizing level {li}"):
                 requests = build_requests(li, ids, centroids, item_assign, item_vectors, dataset,
                                           level0.descriptions, cfg, rng, lower_level=below if li > 1 else None)
-                if isinstance(summarizer, LLMSummarizer):
-                    summarizer.progress = lambda done, total, _li=li: self.progress(f"summarizing level {li}", done, total)
-                else:
-                    self.progress(f"summarizing level {li}", 0, k)
-                answers = summarizer.summarize(requests, level_requests=requests)
+                stage = f"summarizing level {li}"
+                self.progress(stage, 0, k)
+                answers = summarizer.summarize(requests, level_requests=requests,
+                                               progress=lambda done, total: self.progress(stage, done, total))
                 self.progress(f"summarizing level {li}", k, k)
                 summaries = [answers[r.key] for r in requests]
             desc_emb = None

@@ -15,7 +15,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from .config import HerculesConfig
 from .dataset import Dataset
 from .prompts import clean_text
-from .summarize_types import Summary, SummaryRequest
+from .summarize_types import ProgressFn, Summary, SummaryRequest
 
 _WORDS = re.compile(r"\S+")
 _SAMPLE_CHARS = 150
@@ -73,8 +73,8 @@ class KeywordSummarizer:
                 self._dtm = None
 
     # --- public ---
-    def summarize(self, requests: list[SummaryRequest], *,
-                  level_requests: list[SummaryRequest] | None = None) -> dict[str, Summary]:
+    def summarize(self, requests: list[SummaryRequest], *, level_requests: list[SummaryRequest] | None = None,
+                  progress: ProgressFn | None = None) -> dict[str, Summary]:
         if not requests:
             return {}
         out: dict[str, Summary] = {}

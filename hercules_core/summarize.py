@@ -7,11 +7,11 @@ re-asks what failed, and falls back to another summariser (keywords) for what st
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
 import math
 import os
-import random
 import re
 import threading
 import time
@@ -19,15 +19,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
+from .clients.base import complete_with_usage
 from .config import HerculesConfig
 from .dataset import Dataset
 from .errors import Cancelled, LLMError
 from .hierarchy import Level
 from .prompts import (build_prompt, clean_text, estimate_tokens, json_schema_for, parse_response,
                       prompt_footer, prompt_header, render_block)
-from .summarize_types import RunLogLike, Summarizer, Summary, SummaryRequest
+from .retry import is_transient, retrying
+from .summarize_types import KeywordSource, ProgressFn, RunLogLike, Summarizer, Summary, SummaryRequest
 
 __all__ = [
     "build_requests", "build_l0_requests", "build_prompt", "json_schema_for", "estimate_tokens",
@@ -39,7 +40,6 @@ logger = logging.getLogger("hercules_core")
 
 L0_CONTENT_MAX_CHARS = 2000  # an L0 item shown alone gets far more room than a sample
 L0_NUMERIC_MAX_VALS = 100
-RETRY_AFTER_CAP = 600.0  # seconds: a guard against absurd Retry-After values
 _DIST_CHUNK = 65536
 COPIED_TITLE = "title copied from a sample"
 COPIED_EXAMPLE = "answer copied from the prompt's example"
@@ -343,10 +343,6 @@ class _Aborted(Exception):
     """Another batch hit a fatal error or the run was cancelled: stop without calling the LLM."""
 
 
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, LLMError) and bool(getattr(exc, "retryable", False))
-
-
 def _shrink(req: SummaryRequest, fits: Callable[[SummaryRequest], bool]) -> SummaryRequest:
     """Make one request's block smaller step by step until ``fits`` (or nothing is left to cut)."""
     samples, children, stats = list(req.samples), list(req.children), list(req.numeric_stats)
@@ -376,13 +372,11 @@ class LLMSummarizer:
     """Summaries from an LLM, batched, retried, re-asked, with a fallback for what still fails."""
 
     def __init__(self, llm: Any, config: HerculesConfig, *, fallback: Summarizer,
-                 run_log: RunLogLike | None = None, progress: Callable[[int, int], None] | None = None,
-                 cancel: Callable[[], bool] | None = None):
+                 run_log: RunLogLike | None = None, cancel: Callable[[], bool] | None = None):
         self.llm = llm
         self.config = config
         self.fallback = fallback
         self.run_log = run_log
-        self.progress = progress
         self.cancel = cancel
         self.model_id = llm.model_id
         self._log_lock = threading.Lock()  # run logs need not be thread-safe
@@ -416,20 +410,6 @@ class LLMSummarizer:
                     return
         return sleep
 
-    def _wait(self) -> Callable[[Any], float]:
-        base, cap = self.config.llm_retry_delay, self.config.llm_retry_max_delay
-        jitter = random.Random()  # timing only: results never depend on it
-
-        def wait_for(state: Any) -> float:
-            # exponential backoff with jitter (so parallel batches do not retry in lockstep)
-            delay = min(cap, base * 2.0 ** min(state.attempt_number - 1, 60) + jitter.uniform(0, base))
-            exc = state.outcome.exception() if state.outcome is not None else None
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is not None and retry_after > 0:
-                delay = max(delay, min(float(retry_after), RETRY_AFTER_CAP))
-            return delay
-        return wait_for
-
     def _call(self, batch: list[SummaryRequest], prompt: str, shrunk: list[str], attempt: int,
               abort: threading.Event) -> str:
         if abort.is_set():
@@ -443,11 +423,7 @@ class LLMSummarizer:
         t0 = time.perf_counter()
         try:
             schema = json_schema_for(keys, self.config, level=batch[0].level)
-            with_usage = getattr(self.llm, "complete_with_usage", None)
-            if callable(with_usage):  # real token counts from the server
-                response, usage = with_usage(prompt, schema=schema)
-            else:
-                response = self.llm.complete(prompt, schema=schema)
+            response, usage = complete_with_usage(self.llm, prompt, schema=schema)  # usage: the server's counts
             return response
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -470,14 +446,14 @@ class LLMSummarizer:
         """Parsed answers of one batch and, for the keys without an accepted answer, why."""
         prompt = build_prompt(batch, self.config)
         shrunk_keys = [r.key for r in batch if r.key in shrunk]
-        retrying = Retrying(stop=stop_after_attempt(self.config.llm_retries + 1), wait=self._wait(),
-                            retry=retry_if_exception(_is_retryable), sleep=self._sleeper(abort), reraise=True)
+        attempts = retrying(self.config.llm_retries + 1, base=self.config.llm_retry_delay,
+                            cap=self.config.llm_retry_max_delay, sleep=self._sleeper(abort))
         try:
-            for attempt in retrying:
+            for attempt in attempts:
                 with attempt:
                     response = self._call(batch, prompt, shrunk_keys, attempt.retry_state.attempt_number, abort)
         except LLMError as exc:
-            if not _is_retryable(exc):
+            if not is_transient(exc):
                 raise
             reason = f"LLM call failed after {self.config.llm_retries + 1} attempt(s): {exc}"
             return {}, {r.key: reason for r in batch}
@@ -497,9 +473,10 @@ class LLMSummarizer:
         return parsed, reasons
 
     # --- public ---
-    def summarize(self, requests: list[SummaryRequest], *,
-                  level_requests: list[SummaryRequest] | None = None) -> dict[str, Summary]:
-        """A :class:`Summary` for every request key (see the module docstring for the strategy)."""
+    def summarize(self, requests: list[SummaryRequest], *, level_requests: list[SummaryRequest] | None = None,
+                  progress: ProgressFn | None = None) -> dict[str, Summary]:
+        """A :class:`Summary` for every request key (see the module docstring for the strategy);
+        ``progress(done, total)`` follows the answered requests."""
         if not requests:
             return {}
         by_key = {r.key: r for r in requests}
@@ -525,7 +502,8 @@ class LLMSummarizer:
             while pending:
                 batches = plan_batches([fitted[k] for k in pending], cost, cfg, size)
                 futures: dict[Future, list[SummaryRequest]] = {
-                    pool.submit(self._run_batch, b, shrunk, abort): b for b in batches}
+                    # each batch runs in a copy of the caller's context (its log routing, e.g. the app's per-run log)
+                    pool.submit(contextvars.copy_context().run, self._run_batch, b, shrunk, abort): b for b in batches}
                 try:
                     remaining = set(futures)
                     while remaining:
@@ -536,8 +514,8 @@ class LLMSummarizer:
                             for r in futures[fut]:
                                 if r.key not in parsed:
                                     reasons[r.key] = why.get(r.key) or "missing from the LLM answer"
-                            if self.progress is not None:
-                                self.progress(len(answers), total)
+                            if progress is not None:
+                                progress(len(answers), total)
                 except BaseException:
                     abort.set()
                     for fut in futures:
@@ -555,17 +533,16 @@ class LLMSummarizer:
             results[key] = Summary(title=title, description=desc, source=self.model_id)
         if pending:
             results.update(self._fall_back([by_key[k] for k in pending], reasons, level_requests or requests))
-            if self.progress is not None:
-                self.progress(total, total)
+            if progress is not None:
+                progress(total, total)
         return results
 
     def _with_keywords(self, requests: list[SummaryRequest],
                        level_requests: list[SummaryRequest] | None) -> list[SummaryRequest]:
-        """The requests with the fallback's keywords (if it offers ``keywords_for``) for the prompt."""
-        keywords_for = getattr(self.fallback, "keywords_for", None)
-        if not callable(keywords_for):
+        """The requests with the fallback's keywords (when it is a ``KeywordSource``) for the prompt."""
+        if not isinstance(self.fallback, KeywordSource):
             return requests
-        kw = keywords_for(requests, level_requests or requests)
+        kw = self.fallback.keywords_for(requests, level_requests or requests)
         return [dataclasses.replace(r, keywords=list(kw[r.key])) if kw.get(r.key) and not r.keywords else r
                 for r in requests]
 

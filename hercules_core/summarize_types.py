@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -38,6 +38,9 @@ class Summary:
     error: str | None = None  # why it is a fallback
 
 
+ProgressFn = Callable[[int, int], None]  # (requests answered, requests in all)
+
+
 class RunLogLike(Protocol):
     def write(self, record: dict[str, Any]) -> None: ...
 
@@ -46,7 +49,18 @@ class Summarizer(Protocol):
     model_id: str
 
     def summarize(
-        self, requests: list[SummaryRequest], *, level_requests: list[SummaryRequest] | None = None
+        self, requests: list[SummaryRequest], *, level_requests: list[SummaryRequest] | None = None,
+        progress: ProgressFn | None = None,
     ) -> dict[str, Summary]:
         """Return a Summary for every request key. ``level_requests`` are all requests of the level
-        (for corpus statistics such as c-TF-IDF); defaults to ``requests``."""
+        (for corpus statistics such as c-TF-IDF); defaults to ``requests``. ``progress(done, total)``
+        may be called as answers arrive."""
+
+
+@runtime_checkable
+class KeywordSource(Protocol):
+    """A summariser that can name each cluster's distinctive words (the LLM prompt shows them)."""
+
+    def keywords_for(self, requests: list[SummaryRequest],
+                     level_requests: list[SummaryRequest] | None = None) -> dict[str, list[str]]:
+        """Keywords per request key, best first; keys without keywords may be missing."""

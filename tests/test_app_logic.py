@@ -331,3 +331,40 @@ def test_choosing_an_llm_applies_the_registry_recommendations(monkeypatch):
     id_list = [{"type": "cfg", "name": n} for n in ("llm_initial_batch_size", "random_state", "levels_text")]
     assert page_new_run.recommended_values("tiny", id_list, [8, 0, "20,5"]) == [1, no_update, no_update]
     assert page_new_run.recommended_values("keywords", id_list, [8, 0, "20,5"]) == [no_update] * 3
+
+
+def test_each_run_sees_only_its_own_warnings(tmp_path):
+    """Two runs in one process (a threaded worker): warnings logged by a run, also from the worker
+    threads hercules_core starts for it (here: the captioner's), reach that run's live log only."""
+    import logging
+    import threading
+
+    from hercules_core.clients.openai_compat import OpenAICompatCaptioner
+
+    captioner = OpenAICompatCaptioner("http://127.0.0.1:9/v1", "vision")  # unreadable images fail before a request
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    reporters, both_started = {}, threading.Barrier(2, timeout=30)
+
+    def one_run(name):
+        reporters[name] = job.Reporter(tmp_path / name, 2)
+        stop = job.capture_warnings(name, reporters[name])
+        try:
+            both_started.wait()
+            logging.getLogger("hercules_core").warning("plain warning of %s", name)
+            assert captioner.caption([str(bad)])[0].startswith("(caption failed")
+            both_started.wait()
+        finally:
+            stop()
+
+    threads = [threading.Thread(target=one_run, args=(n,)) for n in ("run-a", "run-b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name, other in (("run-a", "run-b"), ("run-b", "run-a")):
+        text = "\n".join(reporters[name].lines)
+        assert f"plain warning of {name}" in text and "Captioning" in text and text.count("Captioning") == 1
+        assert other not in text
+    logging.getLogger("hercules_core").warning("after both runs")  # nobody listens any more
+    assert not any("after both runs" in line for r in reporters.values() for line in r.lines)

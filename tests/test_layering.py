@@ -71,6 +71,14 @@ def test_no_layer_imports_a_layer_above_it():
     assert not bad, "\n".join(bad)
 
 
+def test_the_cli_lives_in_the_application_layer():
+    """``python -m hercules_core`` is documented; the CLI module itself is ``hercules_run.cli``."""
+    import hercules_run.cli
+
+    assert not (ROOT / "hercules_core" / "cli.py").exists()
+    assert Path(hercules_run.cli.__file__).resolve() == ROOT / "hercules_run" / "cli.py"
+
+
 def test_the_checker_catches_an_upward_import(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("import os\n\ndef f():\n    import model_registry as r\n    from hercules_run.cli import main\n"

@@ -137,3 +137,25 @@ def test_clip_directory_without_weights_fails_clearly(no_clip_weights, tmp_path)
     (tmp_path / "empty-model").mkdir()
     with pytest.raises(EmbeddingError, match="Cannot load the CLIP model"):
         emb.embed_images([str(img)])
+
+
+def test_loading_models_leaves_the_process_environment_alone(no_clip_weights, tmp_path, monkeypatch):
+    """Offline loading is asked of the library (local_files_only), not forced on the whole process."""
+    pytest.importorskip("sentence_transformers")
+    import os
+
+    from PIL import Image
+
+    from hercules_core.clients.sentence_transformer import minilm
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    before = dict(os.environ)
+    img = tmp_path / "a.png"
+    Image.new("RGB", (8, 8), "red").save(img)
+    (tmp_path / "empty-model").mkdir()
+    with pytest.raises(EmbeddingError):
+        clip_local.ClipImageEmbedder(tmp_path / "empty-model", show_progress=False).embed_images([str(img)])
+    if registry.get_entry("minilm", "text_embedder").availability()[0]:
+        assert minilm(show_progress=False).embed(["a short text"]).shape == (1, 384)
+    assert dict(os.environ) == before

@@ -501,7 +501,7 @@ def _all_output(*dirs: Path) -> str:
 
 
 def test_cli_with_openai_env_never_leaks_the_key(tmp_path, monkeypatch, capsys, caplog):
-    from hercules_core import cli
+    from hercules_run import cli
 
     caplog.set_level(logging.DEBUG)
     data = _write_csv(tmp_path / "data.csv")
@@ -527,7 +527,7 @@ def test_cli_with_openai_env_never_leaks_the_key(tmp_path, monkeypatch, capsys, 
 
 
 def test_cli_bad_key_is_one_clear_line(tmp_path, monkeypatch, capsys, caplog):
-    from hercules_core import cli
+    from hercules_run import cli
 
     caplog.set_level(logging.DEBUG)
     data = _write_csv(tmp_path / "data.csv")

@@ -384,8 +384,8 @@ def test_progress_reports_every_batch():
     ds, reqs = text_requests(20)
     seen = []
     s = LLMSummarizer(FakeLLM(), HerculesConfig(llm_initial_batch_size=8, **FAST),
-                      fallback=KeywordSummarizer(ds, ds.texts), progress=lambda d, t: seen.append((d, t)))
-    s.summarize(reqs)
+                      fallback=KeywordSummarizer(ds, ds.texts))
+    s.summarize(reqs, progress=lambda d, t: seen.append((d, t)))
     assert len(seen) == 3 and seen[-1] == (20, 20) and [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 

@@ -1,12 +1,27 @@
-"""The narrow protocols through which hercules_core talks to models.
+"""The narrow protocols through which hercules_core talks to models, and the optional capabilities.
 
 hercules_core never builds an SDK client: embedders, LLMs and captioners are passed in as objects
 that satisfy these protocols (``model_registry.py`` builds the concrete ones from a model id).
+
+A new LLM backend implements :class:`LLM` (``model_id`` and ``complete``) and, where it can, the
+optional capabilities below; the summariser and the cache look for them with ``isinstance``, never
+by probing attributes:
+
+* :class:`UsageReportingLLM`: ``complete_with_usage`` returns the answer and the token counts the
+  server reported (used for the cost report instead of estimates);
+* :class:`ConfigurableLLM`: ``generation_params`` (temperature, max tokens, ...), which shape an
+  answer besides the prompt and so belong to an answer cache's key.
+
+Errors: raise ``errors.LLMError`` for a failure a retry may cure (with ``retry_after`` when the
+server said how long to wait), ``errors.LLMFatalError`` for one it cannot (a bad request), and
+``errors.EndpointFatalError`` when every request to the endpoint would fail alike (bad key, unknown
+model, exhausted quota): the run then stops at once instead of failing item by item. Retries follow
+one policy, :mod:`hercules_core.retry`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 
@@ -37,6 +52,38 @@ class LLM(Protocol):
 
     def complete(self, prompt: str, *, schema: dict[str, Any] | None = None) -> str:
         """Return the model's answer to ``prompt``; ``schema`` is a JSON schema the answer should follow."""
+
+
+class Usage(TypedDict, total=False):
+    """Token counts of one answer as the model reported them (None: not reported)."""
+
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached: bool  # answered from a cache (then both counts are 0)
+
+
+@runtime_checkable
+class UsageReportingLLM(LLM, Protocol):
+    """An LLM that also reports the tokens each answer cost."""
+
+    def complete_with_usage(self, prompt: str, *, schema: dict[str, Any] | None = None) -> tuple[str, Usage]:
+        """The answer and its :class:`Usage`."""
+
+
+@runtime_checkable
+class ConfigurableLLM(LLM, Protocol):
+    """An LLM whose answers depend on generation parameters besides the prompt and schema."""
+
+    @property
+    def generation_params(self) -> dict[str, Any]:
+        """JSON-ready parameters (never a credential): part of an answer cache's key."""
+
+
+def complete_with_usage(llm: LLM, prompt: str, *, schema: dict[str, Any] | None = None) -> tuple[str, Usage | None]:
+    """Ask ``llm``; the usage is None when the model does not report it."""
+    if isinstance(llm, UsageReportingLLM):
+        return llm.complete_with_usage(prompt, schema=schema)
+    return llm.complete(prompt, schema=schema), None
 
 
 @runtime_checkable

@@ -2,7 +2,7 @@
 
 Weights come from ``HERCULES_CLIP_PATH`` (a local sentence-transformers CLIP model directory, e.g. a
 saved ``clip-ViT-B-32``) or, failing that, from a Hugging Face cache that already holds
-``sentence-transformers/clip-ViT-B-32``. Nothing is fetched: ``HF_HUB_OFFLINE=1`` is set before loading.
+``sentence-transformers/clip-ViT-B-32``. Nothing is fetched: the model is loaded with ``local_files_only``.
 """
 
 from __future__ import annotations
@@ -68,12 +68,12 @@ class ClipImageEmbedder:
 
     def _load(self):
         if self._model is None:
-            os.environ["HF_HUB_OFFLINE"] = "1"  # a missing file must fail, not download
-            os.environ["TRANSFORMERS_OFFLINE"] = "1"
             try:
                 from sentence_transformers import SentenceTransformer
 
-                self._model = SentenceTransformer(self.path, device=self.device)
+                # local_files_only: a missing file must fail, not download (and the process's
+                # environment is not ours to change)
+                self._model = SentenceTransformer(self.path, device=self.device, local_files_only=True)
             except Exception as exc:  # many types for a bad or missing model directory
                 raise EmbeddingError(f"Cannot load the CLIP model from {self.path}: {exc}") from exc
         return self._model

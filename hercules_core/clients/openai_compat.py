@@ -2,10 +2,11 @@
 
 * :class:`OpenAICompatLLM` writes cluster summaries. It makes ONE attempt per call: the
   summariser (``LLMSummarizer``) owns retries and backoff, so errors are translated into
-  ``LLMError`` (retryable, with ``retry_after``) or ``LLMFatalError`` (bad key, unknown model,
-  bad request) and raised.
+  ``LLMError`` (retryable, with ``retry_after``), ``LLMFatalError`` (bad request) or
+  ``EndpointFatalError`` (bad key, unknown model, no quota) and raised.
 * :class:`OpenAICompatEmbedder` embeds texts in batches; nothing wraps it, so it retries transient
-  errors itself (3 attempts) and raises ``EmbeddingError``.
+  errors itself (3 attempts, with the shared policy of ``hercules_core.retry``) and raises
+  ``EmbeddingError``.
 * :class:`OpenAICompatCaptioner` captions images through a vision chat model; an image whose
   caption fails after retries gets ``"(caption failed: <reason>)"`` instead of aborting the run.
 
@@ -17,19 +18,20 @@ exception (which holds the request and its headers) is not chained.
 from __future__ import annotations
 
 import base64
+import contextvars
 import email.utils
 import io
 import logging
 import math
-import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from ..errors import EmbeddingError, LLMError, LLMFatalError
+from ..errors import EmbeddingError, EndpointFatalError, LLMError, LLMFatalError
+from ..retry import RETRY_AFTER_CAP, retrying
 
 logger = logging.getLogger("hercules_core")
 
@@ -40,9 +42,9 @@ _NO_KEY = "no-key"  # the SDK insists on a key; local servers ignore it
 _REJECT_STATUS = (400, 404, 415, 422, 500, 501)
 _REJECT_WORDS = ("response_format", "response format", "json_schema", "json schema", "schema", "tool",
                  "function", "grammar", "structured", "not supported", "unsupported", "not implemented")
+_RETRY_MAX_DELAY = 10.0  # seconds between the embedder's or captioner's own attempts (Retry-After may ask more)
 _CONTEXT_WORDS = ("context length", "context_length", "maximum context", "context window", "too many tokens",
                   "exceeds the context", "prompt is too long")
-RETRY_AFTER_CAP = 600.0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -153,22 +155,21 @@ class _Endpoint:
         where = f"The {self.service} at {self.base_url}"
         if isinstance(exc, (o.AuthenticationError, o.PermissionDeniedError)):
             status = getattr(exc, "status_code", "401/403")
-            return _for_every_request(LLMFatalError(
+            return EndpointFatalError(
                 f"{where} rejected the API key (HTTP {status}): set {self._key_env} to a valid key for this "
-                f"server{' (or OPENAI_API_KEY)' if self._key_env == self.key_env_default else ''}."))
+                f"server{' (or OPENAI_API_KEY)' if self._key_env == self.key_env_default else ''}.")
         if isinstance(exc, o.NotFoundError):
             models = self._available_models()
             listed = (f"it serves: {', '.join(models[:20])}{' …' if len(models) > 20 else ''}" if models else
                       f"list the models it serves with: curl {self.base_url}/models")
-            return _for_every_request(LLMFatalError(
+            return EndpointFatalError(
                 f"{where} does not know the model {self.model!r} (HTTP 404: "
                 f"{_short(self._scrub(_server_message(exc)))}). Set {self._model_env} to one of its models "
-                f"({listed}); if the URL is wrong, check that the base URL ends in /v1."))
+                f"({listed}); if the URL is wrong, check that the base URL ends in /v1.")
         if isinstance(exc, o.RateLimitError):
             msg = self._scrub(_server_message(exc))
             if _error_code(exc) == "insufficient_quota" or ("quota" in msg.lower() and "exceeded" in msg.lower()):
-                return _for_every_request(
-                    LLMFatalError(f"{where} says the account's quota is exhausted (HTTP 429): {_short(msg)}"))
+                return EndpointFatalError(f"{where} says the account's quota is exhausted (HTTP 429): {_short(msg)}")
             return LLMError(f"{where} is rate limiting requests (HTTP 429): {_short(msg)}",
                             retry_after=parse_retry_after(getattr(exc.response, "headers", None)))
         if isinstance(exc, o.APITimeoutError):
@@ -192,36 +193,11 @@ class _Endpoint:
         return LLMError(f"{where}: {type(exc).__name__}: {_short(self._scrub(exc))}")
 
 
-def _for_every_request(exc: LLMFatalError) -> LLMFatalError:
-    """Mark an error that every request to this endpoint would hit (bad key, unknown model, no quota)."""
-    exc.endpoint_fatal = True
-    return exc
-
-
-def _retrying(attempts: int, is_transient: Callable[[BaseException], bool], initial: float = 0.5):
-    """A tenacity ``Retrying``: exponential backoff with jitter, at least the server's Retry-After."""
-    from tenacity import Retrying, retry_if_exception, stop_after_attempt
-
-    rng = random.Random()  # timing only
-
-    def wait(state: Any) -> float:
-        delay = min(10.0, initial * 2.0 ** min(state.attempt_number - 1, 30)) + rng.uniform(0, initial)
-        exc = state.outcome.exception() if state.outcome is not None else None
-        ra = getattr(exc, "retry_after", None)
-        return max(delay, float(ra)) if ra else delay
-
-    return Retrying(stop=stop_after_attempt(attempts), wait=wait, retry=retry_if_exception(is_transient),
-                    reraise=True)
-
-
-def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, LLMError) and bool(getattr(exc, "retryable", False))
-
-
 # --------------------------------------------------------------------------- LLM
 
 class OpenAICompatLLM(_Endpoint):
-    """An LLM behind an OpenAI-compatible ``/v1/chat/completions`` endpoint.
+    """An LLM behind an OpenAI-compatible ``/v1/chat/completions`` endpoint (a ``UsageReportingLLM``
+    and a ``ConfigurableLLM``, see ``clients/base.py``).
 
     ``structured`` chooses how the JSON schema is sent: ``json_schema`` (OpenAI structured
     outputs), ``json_object_schema`` (llama.cpp: ``{"type": "json_object", "schema": ...}``),
@@ -430,7 +406,7 @@ class OpenAICompatEmbedder(_Endpoint):
 
     def _embed_batch(self, batch: list[str]) -> np.ndarray:
         try:
-            for attempt in _retrying(self.attempts, _transient, self.retry_wait):
+            for attempt in retrying(self.attempts, base=self.retry_wait, cap=_RETRY_MAX_DELAY):
                 with attempt:
                     return self._request(batch)
         except LLMError as exc:
@@ -510,19 +486,18 @@ class OpenAICompatCaptioner(_Endpoint):
                 return "(caption failed: cancelled after an earlier fatal error)"
             try:
                 return self._caption_one(path)
-            except LLMFatalError as exc:
-                if getattr(exc, "endpoint_fatal", False):  # every image would fail alike: stop the run
-                    abort.set()
-                    fatal.append(exc)
-                    return "(caption failed: fatal error)"
-                return self._failed(path, exc)
+            except EndpointFatalError as exc:  # every image would fail alike: stop the run
+                abort.set()
+                fatal.append(exc)
+                return "(caption failed: fatal error)"
             except Exception as exc:  # unreadable image, ...
                 return self._failed(path, exc)
 
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(paths)),
                                 thread_name_prefix="hercules-caption") as pool:
-            out = list(tqdm(pool.map(one, paths), total=len(paths), desc="captioning", leave=False,
-                            disable=not self.show_progress))
+            # each image in a copy of the caller's context (its log routing, e.g. the app's per-run log)
+            futures = [pool.submit(contextvars.copy_context().run, one, p) for p in paths]
+            out = [f.result() for f in tqdm(futures, desc="captioning", leave=False, disable=not self.show_progress)]
         if fatal:
             raise fatal[0]
         return out
@@ -534,7 +509,7 @@ class OpenAICompatCaptioner(_Endpoint):
 
     def _caption_one(self, path: str) -> str:
         url = self.data_url(path)  # an unreadable image fails here, before any request
-        for attempt in _retrying(self.attempts, _transient, self.retry_wait):
+        for attempt in retrying(self.attempts, base=self.retry_wait, cap=_RETRY_MAX_DELAY):
             with attempt:
                 try:
                     response = self._client.chat.completions.create(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +26,11 @@ class SentenceTransformerEmbedder:
 
     def _load(self):
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a missing file must fail, not download
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             try:
                 from sentence_transformers import SentenceTransformer
 
-                self._model = SentenceTransformer(self.path, device=self.device)
+                # local_files_only: a missing file must fail, not download (without touching os.environ)
+                self._model = SentenceTransformer(self.path, device=self.device, local_files_only=True)
             except Exception as exc:  # the library raises many types for a bad/missing model dir
                 raise EmbeddingError(f"Cannot load the embedding model {self.model_id!r} from {self.path}: {exc}") from exc
         return self._model
