@@ -263,11 +263,13 @@ def tokens_budget(config: HerculesConfig) -> int:
     return int(math.floor((1.0 - config.prompt_token_safety_margin) * config.max_prompt_tokens))
 
 
-def fixed_tokens(level: int, keys: list[str], config: HerculesConfig) -> int:
-    """Tokens of a prompt besides its cluster blocks: the header of ``level`` and the footer naming
-    ``keys``. The pieces are estimated separately; each carries its own overhead, so the sum is at
-    least the estimate of the whole."""
-    return estimate_tokens(prompt_header([level], config)) + estimate_tokens(prompt_footer(keys))
+def fixed_tokens(level: int, keys: list[str], config: HerculesConfig, *, header: int | None = None) -> int:
+    """Tokens of a prompt besides its cluster blocks: the header of ``level`` (``header``: its tokens,
+    when the caller already knows them) and the footer naming ``keys``. The pieces are estimated
+    separately; each carries its own overhead, so the sum is at least the estimate of the whole."""
+    if header is None:
+        header = estimate_tokens(prompt_header([level], config))
+    return header + estimate_tokens(prompt_footer(keys))
 
 
 def plan_batches(requests: list[SummaryRequest], block_tokens: Mapping[str, int], config: HerculesConfig,
@@ -279,21 +281,18 @@ def plan_batches(requests: list[SummaryRequest], block_tokens: Mapping[str, int]
     if config.prompt_style == "compact":  # the compact prompt holds one cluster
         size = 1
     budget = tokens_budget(config)
-    header: dict[int, int] = {}  # the header depends on the level only
-
-    def fixed(level: int, keys: list[str]) -> int:
-        if level not in header:
-            header[level] = estimate_tokens(prompt_header([level], config))
-        return header[level] + estimate_tokens(prompt_footer(keys))
-
+    headers: dict[int, int] = {}  # a header depends on the level only: estimated once per level
     batches: list[list[SummaryRequest]] = []
     cur: list[SummaryRequest] = []
     cur_cost = 0
     for req in requests:
-        if cur and (len(cur) >= size or req.level != cur[0].level or
-                    cur_cost + block_tokens[req.key] + fixed(req.level, [r.key for r in cur] + [req.key]) > budget):
-            batches.append(cur)
-            cur, cur_cost = [], 0
+        if cur:
+            if req.level not in headers:
+                headers[req.level] = estimate_tokens(prompt_header([req.level], config))
+            fixed = fixed_tokens(req.level, [r.key for r in cur] + [req.key], config, header=headers[req.level])
+            if len(cur) >= size or req.level != cur[0].level or cur_cost + block_tokens[req.key] + fixed > budget:
+                batches.append(cur)
+                cur, cur_cost = [], 0
         cur.append(req)
         cur_cost += block_tokens[req.key]
     if cur:

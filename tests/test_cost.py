@@ -142,3 +142,17 @@ def test_reported_tokens_from_the_run_log_and_zero_for_cached_answers(tmp_path):
                                  "tokens_source": "reported"}
     # without kept records only the estimates are known
     assert "prompt_tokens" not in summary_with_usage(RunLog(keep_records=False))
+
+
+@pytest.mark.parametrize("n, cfg", [
+    (10, HerculesConfig(level_cluster_counts=(20, 5))),
+    (60, HerculesConfig(level_cluster_counts=(6, 2))),
+    (100, HerculesConfig(level_cluster_counts=(20, 5, 2), max_levels=2)),
+    (40, HerculesConfig(level_cluster_counts=(8, 3, 2), min_clusters_per_level=3)),
+])
+def test_the_fit_builds_the_levels_the_plan_announces(n, cfg):
+    """One plan (levels.next_level) drives both: the estimate's counts are the fit's, clipping included."""
+    ds = make_text_dataset(n=n)
+    model = Hercules(cfg, text_embedder=FakeEmbedder()).fit(ds)
+    assert [len(lv) for lv in model.hierarchy_.levels[1:]] == plan_levels(n, cfg).counts
+    assert estimate_run(ds, cfg, llm_id="keywords")["clusters_per_level"] == plan_levels(n, cfg).counts
