@@ -346,3 +346,20 @@ def default_llm() -> str:
         if get_entry(model_id, "llm").availability()[0]:
             return model_id
     return "keywords"
+
+
+def embedder_for_model(model_id: str | None, stored_model_id: str | None, kind: str, **kw):
+    """The embedder a saved model needs: the registry entry ``model_id`` when given, else the first
+    available entry of ``kind`` whose built object reports ``stored_model_id`` (the id the model
+    saved; builders are cheap, weights load on first use). ConfigError names the choices otherwise."""
+    if model_id:
+        return _build(model_id, kind, **kw)
+    for e in _all_entries():
+        if e.kind != kind or not e.availability()[0]:
+            continue
+        obj = e.build(**kw)
+        if getattr(obj, "model_id", None) == stored_model_id:
+            return obj
+    known = ", ".join(e.id for e in _all_entries() if e.kind == kind)
+    raise ConfigError(f"The model was built with the {kind.replace('_', ' ')} {stored_model_id!r}, which no "
+                      f"available registry entry provides; name one ({known}) that makes the same vectors.")

@@ -5,6 +5,7 @@ The public API::
     from hercules_core import Hercules, HerculesConfig, prepare, save_model, load_model
 """
 
+from .assign import AssignError, AssignResult, assign, save_assignments
 from .config import HerculesConfig
 from .data import prepare, read_table
 from .dataset import Dataset
@@ -17,6 +18,7 @@ from .io import (RunLog, hierarchy_text, load_model, membership_frame, print_hie
                  save_model)
 
 __all__ = [
+    "AssignError", "AssignResult", "assign", "save_assignments",
     "Cancelled", "Cluster", "ConfigError", "Dataset", "EmbeddingError", "EndpointFatalError", "Hercules",
     "HerculesConfig", "HerculesError", "Hierarchy", "InputError", "LLMError", "LLMFatalError", "Level",
     "ModelFileError", "RunLog",

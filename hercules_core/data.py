@@ -601,7 +601,8 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
             numeric_columns: list[str] | None = None, id_column: str | None = None,
             labels_column: str | None = None, ids: Any = None, labels: Any = None,
             numeric_metadata: dict[str, dict[str, Any]] | None = None, drop_empty_texts: bool = True,
-            extract_dir: str | os.PathLike | None = None, max_items: int | None = None) -> Dataset:
+            extract_dir: str | os.PathLike | None = None, max_items: int | None = None,
+            min_items: int = 2) -> Dataset:
     """Validate texts, image paths (list, folder or zip), numbers, a DataFrame or a table file into a ``Dataset``.
 
     Parameters
@@ -615,6 +616,7 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
     drop_empty_texts : drop empty texts with a note (True) or raise InputError (False).
     extract_dir : where a .zip of images is extracted (required for a zip).
     max_items : refuse inputs with more items.
+    min_items : refuse inputs with fewer usable items (2 to cluster; assigning new items needs 1).
 
     Raises
     ------
@@ -664,8 +666,9 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
         ds.image_paths = _check_images(paths, item_ids)
     else:
         _fill_numeric(ds, ld, numeric_metadata)
-    if len(ds.ids) < 2:
-        raise InputError(f"{ld.what} has {len(ds.ids)} usable item(s); need at least 2 items to cluster.")
+    if len(ds.ids) < min_items:
+        raise InputError(f"{ld.what} has {len(ds.ids)} usable item(s); need at least {min_items} item"
+                         + ("s to cluster." if min_items >= 2 else "."))
     return ds
 
 

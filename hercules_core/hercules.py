@@ -10,6 +10,7 @@ import numpy as np
 
 from . import kmeans as km
 from .clients.base import Captioner, ImageEmbedder, LLM, TextEmbedder
+from .assign import assignment_info
 from .config import HerculesConfig
 from .data import default_l0_descriptions, default_l0_titles
 from .dataset import Dataset
@@ -299,6 +300,7 @@ class Hercules:
         }
         if hasattr(self.run_log, "summary"):
             h.stats["usage"] = self.run_log.summary()
+        h.assign_info = assignment_info(h)  # what assigning new items later needs (saved with the model)
         self._log("run_end", seconds=round(self.timings_["total"], 3), levels=len(levels) - 1)
         self.hierarchy_ = h
         return self

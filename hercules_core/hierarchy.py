@@ -109,6 +109,10 @@ class Hierarchy:
     evaluation: dict[int, dict[str, Any]] = field(default_factory=dict)  # level -> metrics
     stats: dict[str, Any] = field(default_factory=dict)  # timings, token usage, models, notes
     topic_embedding: np.ndarray | None = None  # embedding of config.topic_seed, if any
+    # what assigning new items needs (hercules_core.assign.assignment_info); None for old models
+    assign_info: dict[str, Any] | None = None
+    # cluster id -> {"original": {"title", "description", "source"}, "edited": iso time} (hercules_core.edits)
+    edits: dict[str, dict[str, Any]] = field(default_factory=dict)
     _children_cache: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     _id_index: dict[str, tuple[int, int]] | None = field(default=None, repr=False)
 

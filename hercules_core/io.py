@@ -359,6 +359,9 @@ def _model_document(h: Hierarchy, include_item_vectors: bool, enc: Encoder) -> d
         "evaluation": {str(k): _plain(v, f"evaluation.{k}") for k, v in h.evaluation.items()},
         "stats": _plain(h.stats, "stats"),
         "topic_embedding": None if h.topic_embedding is None else enc(h.topic_embedding),
+        # optional, versioned additions (absent in older files): assignment data and hand edits
+        "assign": None if not h.assign_info else values(h.assign_info, "assign"),
+        "edits": _plain(h.edits, "edits"),
     }
 
 
@@ -454,6 +457,8 @@ def _build(doc: dict[str, Any], path: Path) -> Hierarchy:
         reducers={space: _decode_values(p) for space, p in (doc.get("reducers") or {}).items()},
         evaluation={int(k): v for k, v in (doc.get("evaluation") or {}).items()},
         stats=doc.get("stats") or {}, topic_embedding=_dec(doc.get("topic_embedding")),
+        assign_info=_decode_values(doc["assign"]) if isinstance(doc.get("assign"), dict) else None,
+        edits=doc["edits"] if isinstance(doc.get("edits"), dict) else {},
     )
     try:
         h.validate()

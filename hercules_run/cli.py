@@ -20,6 +20,7 @@ import model_registry as registry
 from hercules_core import Cancelled, HerculesConfig, HerculesError, cost, data
 from hercules_core.cache import default_cache_dir
 
+from . import assign_cli
 from .pipeline import CacheSettings, ModelIds, RunRequest, run_pipeline
 
 EXIT_USAGE = 2
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--debug", action="store_true", help="show tracebacks")
+    assign_cli.add_parser(sub)
     return p
 
 
@@ -196,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return run(args)
+        if args.command == "assign":
+            return assign_cli.run(args)
     except (HerculesError, Cancelled) as exc:
         if getattr(args, "debug", False):
             raise
