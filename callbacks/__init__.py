@@ -16,3 +16,8 @@ def register(app, ctx) -> None:
     page_explore.register(app, ctx)
     page_evaluate.register(app, ctx)
     routes.register(app.server, ctx)
+    from . import assign_panel, edit, reuse_routes
+
+    edit.register(app, ctx)
+    assign_panel.register(app, ctx)
+    reuse_routes.register(app.server, ctx)

@@ -82,3 +82,21 @@ EVAL_CHART = "eval-chart"
 EVAL_CONFUSION = "eval-confusion"
 EVAL_CONFUSION_LEVEL = "eval-confusion-level"
 EVAL_MSG = "eval-msg"
+
+# --- explore page: reuse (callbacks/edit.py, callbacks/assign_panel.py)
+EDIT_BOX = "edit-box"
+EDIT_KEY = "edit-key"  # store: {"key": "L2:3"} of the cluster the form was filled for
+EDIT_TITLE = "edit-title"
+EDIT_DESC = "edit-description"
+EDIT_SAVE = "edit-save"
+EDIT_MSG = "edit-msg"
+ASSIGN_UPLOAD = "assign-upload"
+ASSIGN_MSG = "assign-msg"
+ASSIGN_UPLOAD_STORE = "assign-upload-store"  # {"upload_id", ...} of the staged new data
+ASSIGN_OPTIONS = "assign-options"
+ASSIGN_TEXT_COL = "assign-text-col"
+ASSIGN_ID_COL = "assign-id-col"
+ASSIGN_START = "assign-start"
+ASSIGN_RESULT = "assign-result"  # store: {"run_id", "assign_id"} of the last assignment
+ASSIGN_TABLE = "assign-table"
+ASSIGN_SUMMARY = "assign-summary"

@@ -50,7 +50,8 @@ def controls(ctx, run_id: Any) -> dict[str, Any] | None:
         "spaces": [{"label": s, "value": s} for s in em.spaces()],
         "title": f"{ds.source or 'data'} · {em.h.n_items:,} {ds.modality} items · "
                  f"{', '.join(str(len(lv)) for lv in em.h.levels[1:])} clusters in L1..L{em.top}",
-        "downloads": [(f"/files/{run_id}/download/{name}", label) for name, label in files],
+        "downloads": [(f"/files/{run_id}/download/{name}", label) for name, label in files]
+        + [(f"/files/{run_id}/report.html", "HTML report")],  # made on demand (callbacks/reuse_routes.py)
     }
 
 

@@ -172,6 +172,14 @@ def describe(h: Hierarchy) -> str:
     return f"Description mode: {what} are embedded with {emb}, exactly as in training."
 
 
+def embedders_needed(h: Hierarchy) -> list[str]:
+    """Which embedders assigning to ``h`` needs: ``"text_embedder"`` and/or ``"image_embedder"``."""
+    info = _info(h)
+    if info["representation_mode"] == "direct":
+        return {"text": ["text_embedder"], "image": ["image_embedder"], "numeric": []}[info["modality"]]
+    return [] if (info["modality"] == "image" and info.get("l0_described")) else ["text_embedder"]
+
+
 # ----------------------------------------------------------------------------- input
 def _as_dataset(h: Hierarchy, data: Any, text_column: str | None, id_column: str | None,
                 extract_dir: Any) -> Dataset:

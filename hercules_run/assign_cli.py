@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import model_registry as registry
 
-    from hercules_core.assign import assign, describe, save_assignments
+    from hercules_core.assign import assign, describe, embedders_needed, save_assignments
     from hercules_core.cache import Cache
     from hercules_core.io import load_model
 
@@ -39,12 +39,12 @@ def run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     show = not args.quiet
-    info = h.assign_info
+    info, needed = h.assign_info, embedders_needed(h)
     text_embedder = image_embedder = None
-    if info.get("text_embedder") or args.embedder:
+    if "text_embedder" in needed:
         text_embedder = registry.embedder_for_model(args.embedder, info.get("text_embedder"), "text_embedder",
                                                     show_progress=show)
-    if h.dataset.modality == "image" and (info.get("image_embedder") or args.image_embedder):
+    if "image_embedder" in needed:
         image_embedder = registry.embedder_for_model(args.image_embedder, info.get("image_embedder"),
                                                      "image_embedder", show_progress=show)
     folder = Path(args.cache_dir or os.environ.get("HERCULES_CACHE_DIR") or "~/.cache/hercules").expanduser()

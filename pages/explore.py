@@ -5,7 +5,7 @@ import dash_bootstrap_components as dbc
 import flask
 from dash import dcc, html
 
-from callbacks import figures, ids
+from callbacks import assign_panel, edit, figures, ids
 from callbacks.page_explore import controls, downloads_bar
 
 dash.register_page(__name__, path="/explore", name="Explore", title="HERCULES · explore", order=2)
@@ -41,7 +41,7 @@ def layout(run=None, **_):
         dbc.Row([
             dbc.Col([bar, dcc.Graph(id=ids.SCATTER, config={"scrollZoom": True, "displaylogo": False},
                                     className="scatter")], lg=7),
-            dbc.Col(html.Div(id=ids.PANE, className="pane-box"), lg=5),
+            dbc.Col([html.Div(id=ids.PANE, className="pane-box"), edit.edit_box()], lg=5),
         ], className="mt-2"),
         dbc.Row([
             dbc.Col([dbc.Input(id=ids.SEARCH, placeholder="Search titles, descriptions and items…", size="sm",
@@ -52,4 +52,5 @@ def layout(run=None, **_):
             dbc.Col([html.H6("All clusters by size"),
                      dcc.Graph(id=ids.SUNBURST, config={"displaylogo": False})], lg=7),
         ], className="mt-3 mb-4"),
+        assign_panel.section(),
     ], fluid=True)

@@ -1,0 +1,114 @@
+"""Editing a cluster's title and description from the explore page (a form below the cluster pane).
+
+The form is its own component, filled for the selected cluster. Saving goes through
+``hercules_core.edits.edit_cluster`` (locked re-read-modify-write of only that cluster) and then
+rewrites the run's memberships CSV and hierarchy text under the same lock, so every download shows
+the edit. The run id and the cluster key come from the browser: both are validated here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from hercules_core import HerculesError, io
+from hercules_core.edits import DESCRIPTION_MAX, TITLE_MAX, edit_cluster
+
+from . import figures, ids, runstore
+
+
+def edit_box():
+    return html.Div([dcc.Store(id=ids.EDIT_KEY), html.Div(id=ids.EDIT_BOX)], className="mt-2")
+
+
+def form(em, key: Any):
+    """The edit form for the cluster ``key`` (nothing for items or no selection)."""
+    parsed = em.parse(key)
+    if parsed is None or parsed[0] == 0:
+        return None
+    level, index = parsed
+    lv = em.h.levels[level]
+    return html.Details([
+        html.Summary("Edit title and description", className="small edit-toggle"),
+        dbc.Label(f"Title (one line, at most {TITLE_MAX} characters)", className="small mb-0 mt-1"),
+        dbc.Input(id=ids.EDIT_TITLE, value=lv.titles[index], size="sm", type="text"),
+        dbc.Label(f"Description (at most {DESCRIPTION_MAX:,} characters)", className="small mb-0 mt-1"),
+        dbc.Textarea(id=ids.EDIT_DESC, value=lv.descriptions[index], rows=3, className="form-control-sm"),
+        dbc.Button("Save", id=ids.EDIT_SAVE, size="sm", color="primary", className="mt-1"),
+        html.Span(f"The model's own text is kept in the model file (source becomes \"edited\").",
+                  className="small text-muted ms-2"),
+        html.Div(id=ids.EDIT_MSG, className="small mt-1"),
+    ], className="edit-form", **{"data-key": key})
+
+
+def save(ctx, run: Any, key_store: Any, title: Any, description: Any) -> tuple[str, str]:
+    """Validate and save one edit; (state "ok"/"error", message). Nothing is written on error."""
+    run_id = (run or {}).get("run_id") if isinstance(run, dict) else None
+    if not runstore.valid_id(run_id):
+        return "error", "Not a valid run."
+    try:
+        em = ctx.model(run_id)
+    except (OSError, HerculesError):
+        return "error", "This run has no model to edit."
+    key = key_store.get("key") if isinstance(key_store, dict) else None
+    parsed = em.parse(key)
+    if parsed is None or parsed[0] == 0:
+        return "error", "Select a cluster (level 1 or above) to edit."
+    cluster_id = em.h.levels[parsed[0]].ids[parsed[1]]
+    rdir = runstore.run_dir(ctx.runs_dir, run_id)
+
+    def derived(h) -> None:  # the downloads derived from the model, written under the same lock
+        io.save_memberships(h, rdir / "memberships.csv")
+        io.save_hierarchy_text(h, rdir / "hierarchy.txt")
+
+    try:
+        edit_cluster(Path(rdir) / "model.json", cluster_id, title=title, description=description, on_saved=derived)
+    except HerculesError as e:
+        return "error", str(e)
+    except OSError as e:
+        return "error", f"The edit could not be saved ({e.strerror or 'disk error'}); nothing was changed."
+    return "ok", f"Saved {cluster_id}."
+
+
+def register(app, ctx) -> None:
+    @app.callback(Output(ids.EDIT_BOX, "children"), Output(ids.EDIT_KEY, "data"),
+                  Input(ids.SELECTION, "data"), State(ids.EXPLORE_RUN, "data"))
+    def _form(selection, run):
+        run_id = (run or {}).get("run_id")
+        if not runstore.valid_id(run_id):
+            raise PreventUpdate
+        try:
+            em = ctx.model(run_id)
+        except (OSError, HerculesError):
+            raise PreventUpdate from None
+        key = (selection or {}).get("key") if isinstance(selection, dict) else None
+        box = form(em, key)
+        return box, ({"key": key} if box is not None else None)
+
+    @app.callback(Output(ids.EDIT_MSG, "children"), Output(ids.EXPLORE_RUN, "data", allow_duplicate=True),
+                  Output(ids.SCATTER, "figure", allow_duplicate=True),
+                  Input(ids.EDIT_SAVE, "n_clicks"), State(ids.EXPLORE_RUN, "data"), State(ids.EDIT_KEY, "data"),
+                  State(ids.EDIT_TITLE, "value"), State(ids.EDIT_DESC, "value"), State(ids.VIEW, "data"),
+                  State(ids.SELECTION, "data"), prevent_initial_call=True)
+    def _save(n, run, key_store, title, description, view, selection):
+        if not n:
+            raise PreventUpdate
+        state, message = save(ctx, run, key_store, title, description)
+        if state != "ok":
+            return html.Span(message, className="text-danger edit-error"), no_update, no_update
+        # a new revision of the run store: the pane, the tree and the sunburst re-render from it
+        new_run = {"run_id": run["run_id"], "rev": int(run.get("rev") or 0) + 1}
+        fig = no_update
+        try:  # the scatter shows titles too: redraw the view the browser has (its values are untrusted)
+            em = ctx.model(run["run_id"])
+            sel = (selection or {}).get("key") if isinstance(selection, dict) else None
+            fig, _ = figures.scatter_figure(em, int(view.get("level") or 1), str(view.get("space") or ""),
+                                            int(view.get("color_level") or em.top),
+                                            str(view.get("size_scale") or "sqrt"), sel)
+        except (AttributeError, TypeError, ValueError, OSError, HerculesError):
+            fig = no_update
+        return html.Span(message, className="text-success edit-ok"), new_run, fig
