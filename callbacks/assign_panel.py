@@ -211,7 +211,7 @@ def result_view(ctx, result: Any):
     summary = html.Div([html.Div(text, className="small assign-done"),
                         html.A("Download assignments CSV", href=href, className="btn btn-sm btn-outline-secondary "
                                "mt-1 download-link assign-download", **{"data-file": "assignments.csv"})])
-    cols = [{"field": c} for c in s["columns"]]
+    cols = [{"field": c, "headerName": c} for c in s["columns"]]  # the CSV's own column names
     return summary, s["rows"], cols, {"height": "320px", "display": "block"}
 
 

@@ -55,10 +55,13 @@ def run(args) -> int:
                                    text_column=args.text_column, id_column=args.id_column,
                                    extract_dir=out / "images")
     finally:
+        stats = cache.stats()
         cache.close()
     save_assignments(result, out / "assignments.csv")
     n, n_novel = len(result.frame), int(result.novel.sum())
     print(f"{n:,} items assigned to levels 1..{h.top_level}; {n_novel:,} flagged novel (farther from their "
           f"level-1 centroid than 95% of its training items). {result.how} Wrote {out}/assignments.csv",
           file=sys.stderr)
+    if stats["enabled"]:
+        print(f"cache: {stats['hits']:,} hits, {stats['misses']:,} misses", file=sys.stderr)
     return 0

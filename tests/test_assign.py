@@ -201,3 +201,29 @@ def test_cli_assign_bad_input_is_one_error_line(numeric_model, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "'v2'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "assignments.csv").exists()
+
+
+@pytest.mark.slow
+def test_cli_run_then_assign_with_minilm_reproduces_level1(tmp_path):
+    """Real MiniLM embeddings: the embedder is found in the registry by the id the model saved, and
+    the texts come from the embedding cache the run filled (the assign step embeds nothing new)."""
+    fortune = ROOT.parent / "shared" / "data" / "fortune_dev8.csv"
+    if not fortune.exists():
+        fortune = ROOT / "tests" / "data" / "fortune_sample.csv"
+    cache = tmp_path / "cache"
+    run = subprocess.run([sys.executable, "-m", "hercules_core", "run", fortune, "--text-column", "text",
+                          "--id-column", "id", "--levels", "40,8", "--embedder", "minilm", "--llm", "keywords",
+                          "--cache-dir", cache, "--out", tmp_path / "run", "--quiet"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    proc = cli("assign", tmp_path / "run" / "model.json", fortune, "--id-column", "id", "--cache-dir", cache,
+               "--out", tmp_path / "assigned", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "embedded with all-MiniLM-L6-v2" in proc.stderr
+    n = len(pd.read_csv(fortune))
+    assert f"cache: {n:,} hits, 0 misses" in proc.stderr
+    members = pd.read_csv(tmp_path / "run" / "memberships.csv", dtype=str)
+    out = pd.read_csv(tmp_path / "assigned" / "assignments.csv", dtype=str)
+    assert out["item_id"].tolist() == members["item_id"].tolist()
+    assert (out["L1_cluster_id"] == members["L1_cluster_id"]).mean() >= 0.99
+    assert (out["L2_cluster_id"] == members["L2_cluster_id"]).mean() >= 0.99
