@@ -21,7 +21,7 @@ from dash.exceptions import PreventUpdate
 
 import model_registry as registry
 from hercules_core import HerculesError, assign
-from hercules_core.assign import embedders_needed, save_assignments
+from hercules_core.assign import describe, embedders_needed, save_assignments
 from hercules_core.reduction import project
 
 from . import figures, ids, runstore, uploads
@@ -84,11 +84,17 @@ def staged(ctx, run_id: Any, names: Any, contents: Any) -> dict[str, Any]:
         return {"store": None, "msg": html.Div(msg, className="alert alert-danger py-2 assign-error"),
                 "options": HIDDEN, "text_opts": [], "text": None, "id_opts": [], "id": None, "disabled": True}
     modality = em.h.dataset.modality
+    try:
+        how = describe(em.h)
+    except HerculesError as e:  # an old model without assignment data: say so before any work
+        return {"store": None, "msg": html.Div(str(e), className="alert alert-danger py-2 assign-error"),
+                "options": HIDDEN, "text_opts": [], "text": None, "id_opts": [], "id": None, "disabled": True}
     out = {"store": {"upload_id": desc["upload_id"]}, "options": HIDDEN, "text_opts": [], "text": None,
            "id_opts": [], "id": None, "disabled": False,
            "msg": html.Div([html.Strong("Uploaded: "), ", ".join(desc["names"][:3]),
                             f" (+{len(desc['names']) - 3} more)" if len(desc["names"]) > 3 else "",
-                            f" — {desc.get('n_rows') or len(desc['names']):,} rows/files."],
+                            f" — {desc.get('n_rows') or len(desc['names']):,} rows/files. ",
+                            html.Span(how, className="small")],
                            className="alert alert-success py-2 assign-upload-ok")}
     if desc["kind"] == "table":
         cols, sug = desc["columns"], desc["suggest"]

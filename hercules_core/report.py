@@ -8,8 +8,9 @@ per-level metrics.
 
 Titles, descriptions and item texts come from LLMs, users and uploads: the script inserts them
 with ``textContent`` only (never ``innerHTML``), and the JSON is escaped so that no text can close
-its ``<script>`` element. Items are embedded (as points) only up to ``ITEMS_MAX``; above that each
-level-1 cluster lists its most central items and the report says how many items were left out.
+its ``<script>`` element. At most ``ITEMS_MAX`` items are embedded (as points; a fixed random sample
+above that); every level-1 cluster lists its most central items, and the report says how many items
+were left out.
 """
 
 from __future__ import annotations
@@ -90,11 +91,16 @@ def report_data(h: Hierarchy, *, items_max: int = ITEMS_MAX) -> dict[str, Any]:
             "size": [int(x) for x in lv.size], "parent": [int(x) for x in lv.parent],
             "xy": _r(lv.reductions.get("representation")),
         })
-    embed = h.n_items <= items_max and h.levels[0].reductions.get("representation") is not None
+    xy0 = h.levels[0].reductions.get("representation")
     items = None
-    if embed:
-        items = {"ids": list(h.levels[0].ids), "titles": [_cut(t, 100) for t in h.levels[0].titles],
-                 "l1": [int(x) for x in h.levels[0].parent], "xy": _r(h.levels[0].reductions["representation"])}
+    if xy0 is not None:
+        # above the limit, a fixed random sample of the items is drawn: the density stays visible
+        # and the file stays small; the rest is summarised by cluster sizes and central items
+        pick = np.arange(h.n_items) if h.n_items <= items_max else \
+            np.sort(np.random.default_rng(0).choice(h.n_items, size=items_max, replace=False))
+        lv0 = h.levels[0]
+        items = {"ids": [lv0.ids[i] for i in pick], "titles": [_cut(lv0.titles[i], 100) for i in pick],
+                 "l1": [int(x) for x in lv0.parent[pick]], "xy": _r(xy0[pick])}
     samples = [[[h.levels[0].ids[i], _cut(_item_text(h, i), SAMPLE_CHARS)] for i in idx]
                for idx in _central_items(h, SAMPLES_PER_CLUSTER)]
     metrics = {}
@@ -110,7 +116,7 @@ def report_data(h: Hierarchy, *, items_max: int = ITEMS_MAX) -> dict[str, Any]:
         "meta": {"source": ds.source or "", "modality": ds.modality, "n_items": h.n_items,
                  "clusters": [len(lv) for lv in h.levels[1:]], "models": models,
                  "mode": h.config.representation_mode, "topic_seed": h.config.topic_seed or "",
-                 "items_embedded": h.n_items if embed else 0, "items_max": items_max,
+                 "items_embedded": 0 if items is None else len(items["ids"]), "items_max": items_max,
                  "n_edited": len(h.edits), "generated": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         "levels": levels, "items": items, "samples": samples, "metrics": metrics,
     }

@@ -127,3 +127,14 @@ def test_report_and_assignment_downloads(tmp_path, text_model):
                 f"/files/{run_id}/assign/{'1' * 32}.csv", f"/files/{run_id}/assign/..%2fmodel.csv"):
         r = client.get(url)  # a 404, or Dash's page shell for a path that is no route: never a file
         assert r.status_code == 404 or "Content-Disposition" not in r.headers, url
+
+
+def test_an_old_model_says_assign_needs_a_rerun(tmp_path, text_model):
+    doc = json.loads(text_model[1].read_text())
+    del doc["assign"]
+    ctx = AppContext(runs_dir=tmp_path / "runs")
+    ctx.runs_dir.mkdir()
+    run_id, _ = page_runs.import_model(ctx.runs_dir, "old.json", data_url(json.dumps(doc).encode()))
+    out = stage(ctx, run_id, pd.DataFrame({"text": ["a", "b"]}))
+    assert out["store"] is None and out["disabled"]
+    assert "Re-run the hierarchy with this version to enable assign" in str(out["msg"].children)
