@@ -39,7 +39,7 @@ def form(em, key: Any):
         dbc.Label(f"Description (at most {DESCRIPTION_MAX:,} characters)", className="small mb-0 mt-1"),
         dbc.Textarea(id=ids.EDIT_DESC, value=lv.descriptions[index], rows=3, className="form-control-sm"),
         dbc.Button("Save", id=ids.EDIT_SAVE, size="sm", color="primary", className="mt-1"),
-        html.Span(f"The model's own text is kept in the model file (source becomes \"edited\").",
+        html.Span("The model's own text is kept in the model file (source becomes \"edited\").",
                   className="small text-muted ms-2"),
         html.Div(id=ids.EDIT_MSG, className="small mt-1"),
     ], className="edit-form", **{"data-key": key})

@@ -101,7 +101,7 @@ def click_bubble(page, j: int) -> str:
 
 
 def edit(page, title: str, description: str, expect: str) -> str:
-    if not page.locator(".edit-form").get_attribute("open") is not None:
+    if page.locator(".edit-form").get_attribute("open") is None:
         page.click(".edit-toggle")
     page.fill("#edit-title", title)
     page.fill("#edit-description", description)
