@@ -16,7 +16,7 @@ from typing import Any
 import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 import numpy as np
-from dash import Input, Output, Patch, State, dcc, html, no_update
+from dash import Input, Output, Patch, State, dcc, html
 from dash.exceptions import PreventUpdate
 
 import model_registry as registry
