@@ -19,10 +19,10 @@ import numpy as np
 from dash import Input, Output, Patch, State, dcc, html
 from dash.exceptions import PreventUpdate
 
-import model_registry as registry
-from hercules_core import HerculesError, assign
-from hercules_core.assign import describe, embedders_needed, save_assignments
+from hercules_core import HerculesError
+from hercules_core.assign import describe, save_assignments
 from hercules_core.reduction import project
+from hercules_run.assigning import assign_with_models
 
 from . import figures, ids, runstore, uploads
 from .reuse_routes import assignment_dir
@@ -134,25 +134,13 @@ def _spec(em, desc: dict[str, Any], text_col: Any, id_col: Any) -> dict[str, Any
                              id_column=id_col)
 
 
-def _embedders(ctx, run_id: str, h) -> dict[str, Any]:
-    """The embedders of the run (its spec's registry ids, or the entries matching the model's ids)."""
-    info = h.assign_info or {}
-    chosen = _run_spec(ctx, run_id).get("models") or {}
-    out = {}
-    for kind in embedders_needed(h):
-        out[kind] = registry.embedder_for_model(chosen.get(kind) or None, info.get(kind), kind, show_progress=False)
-    return out
-
-
 def run_assignment(ctx, run: Any, store: Any, text_col: Any, id_col: Any) -> dict[str, Any]:
     """Body of the background callback: ``{"run_id", "assign_id"}`` or ``{"error": message}``."""
-    from . import job
-
     run_id = (run or {}).get("run_id") if isinstance(run, dict) else None
     upload_id = (store or {}).get("upload_id") if isinstance(store, dict) else None
     if not runstore.valid_id(run_id) or not runstore.valid_id(upload_id):
         return {"error": "Upload the new data first."}
-    cache, adir = None, None
+    adir = None
     try:
         em = ctx.model(run_id)
         h = em.h
@@ -162,18 +150,12 @@ def run_assignment(ctx, run: Any, store: Any, text_col: Any, id_col: Any) -> dic
         adir = assignment_dir(ctx.runs_dir, run_id, assign_id)
         adir.mkdir(parents=True)
         ds = uploads.prepare_from_spec(spec, ctx.runs_dir, adir)
-        models = _embedders(ctx, run_id, h)
-        cache = job._open_cache(ctx.runs_dir)
-        if cache is not None:
-            models = {k: registry.wrap_with_cache(v, cache) for k, v in models.items()}
-        result = assign(h, ds, **models)
+        # the run's own embedder ids when it was made here; else the registry entries the model names
+        result, _ = assign_with_models(h, ds, chosen=_run_spec(ctx, run_id).get("models") or {})
     except (OSError, HerculesError) as e:
         if adir is not None:
             shutil.rmtree(adir, ignore_errors=True)  # built from server-made ids only
         return {"error": str(e) if isinstance(e, HerculesError) else "This run has no model to assign to."}
-    finally:
-        if cache is not None:
-            cache.close()
     save_assignments(result, adir / "assignments.csv")
     frame = result.frame
     rows = frame.head(GRID_ROWS).copy()

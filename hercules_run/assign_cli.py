@@ -1,13 +1,13 @@
 """``python -m hercules_core assign MODEL.json DATA --out DIR``: put new items into a saved hierarchy.
 
 Kept apart from the ``run`` command: it loads a model, builds the embedder the model was made with
-(found in the registry by the id stored in the model, or named with ``--embedder``), and writes
+(found in the registry by the id stored in the model, or named with ``--embedder``) behind the
+shared cache (:mod:`hercules_run.assigning`, also used by the app), and writes
 ``DIR/assignments.csv`` (the columns of ``memberships.csv`` plus ``distance`` and ``novel``).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -28,35 +28,21 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import model_registry as registry
-
-    from hercules_core.assign import assign, describe, embedders_needed, save_assignments
-    from hercules_core.cache import Cache
+    from hercules_core.assign import describe, save_assignments
     from hercules_core.io import load_model
+
+    from .assigning import assign_with_models
+    from .pipeline import CacheSettings
 
     h = load_model(args.model)
     describe(h)  # an old model without assignment data stops here, before any work
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    show = not args.quiet
-    info, needed = h.assign_info, embedders_needed(h)
-    text_embedder = image_embedder = None
-    if "text_embedder" in needed:
-        text_embedder = registry.embedder_for_model(args.embedder, info.get("text_embedder"), "text_embedder",
-                                                    show_progress=show)
-    if "image_embedder" in needed:
-        image_embedder = registry.embedder_for_model(args.image_embedder, info.get("image_embedder"),
-                                                     "image_embedder", show_progress=show)
-    folder = Path(args.cache_dir or os.environ.get("HERCULES_CACHE_DIR") or "~/.cache/hercules").expanduser()
-    cache = Cache(folder, enabled=not args.no_cache)
-    try:
-        text_embedder, image_embedder = (registry.wrap_with_cache(m, cache) for m in (text_embedder, image_embedder))
-        result = assign(h, args.data, text_embedder=text_embedder, image_embedder=image_embedder,
-                                   text_column=args.text_column, id_column=args.id_column,
-                                   extract_dir=out / "images")
-    finally:
-        stats = cache.stats()
-        cache.close()
+    cache = CacheSettings(Path(args.cache_dir).expanduser() if args.cache_dir else None, enabled=not args.no_cache)
+    result, stats = assign_with_models(
+        h, args.data, chosen={"text_embedder": args.embedder, "image_embedder": args.image_embedder}, cache=cache,
+        show_progress=not args.quiet, text_column=args.text_column, id_column=args.id_column,
+        extract_dir=out / "images")
     save_assignments(result, out / "assignments.csv")
     n, n_novel = len(result.frame), int(result.novel.sum())
     print(f"{n:,} items assigned to levels 1..{h.top_level}; {n_novel:,} flagged novel (farther from their "
