@@ -37,14 +37,18 @@ def make_manager(runs_dir: Path):
 
 
 def create_app(runs_dir: str | os.PathLike | None = None, *, include_test_models: bool | None = None,
-               manager=None):
-    """A new app whose runs live in ``runs_dir`` (default ``$HERCULES_RUNS_DIR`` or ``./runs``)."""
+               manager=None, host: str | None = None):
+    """A new app whose runs live in ``runs_dir`` (default ``$HERCULES_RUNS_DIR`` or ``./runs``).
+
+    ``host`` is the address the server binds (default ``$HERCULES_HOST``): requests must name it, a
+    loopback name or one of ``$HERCULES_ALLOWED_HOSTS`` in their Host header (``callbacks.http_guard``).
+    """
     import dash
     import dash_bootstrap_components as dbc
     from dash import dcc, html
 
     import callbacks
-    from callbacks import configform, ids, uploads
+    from callbacks import configform, http_guard, ids, uploads
     from callbacks.context import AppContext
 
     runs_dir = Path(runs_dir or os.environ.get("HERCULES_RUNS_DIR") or HERE / "runs").resolve()
@@ -58,6 +62,7 @@ def create_app(runs_dir: str | os.PathLike | None = None, *, include_test_models
     app.server.config["HERCULES"] = ctx
     # base64 makes an upload a third bigger; anything above this is refused by the server itself
     app.server.config["MAX_CONTENT_LENGTH"] = int(uploads.MAX_MODEL_BYTES * 1.4)
+    http_guard.install(app.server, host or os.environ.get("HERCULES_HOST"))
 
     nav = dbc.NavbarSimple(brand="HERCULES", brand_href="/", color="dark", dark=True, className="mb-2", fluid=True,
                            children=[dbc.NavItem(dbc.NavLink("New run", href="/", id="nav-new")),
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs-dir", default=os.environ.get("HERCULES_RUNS_DIR"), help="where runs are stored")
     p.add_argument("--debug", action="store_true", help="Dash debug mode (reloader, dev tools)")
     args = p.parse_args(argv)
-    app = create_app(args.runs_dir)
+    app = create_app(args.runs_dir, host=args.host)
     print(f"HERCULES is running: open http://{args.host}:{args.port}/ in a browser (Ctrl+C stops it).",
           flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):

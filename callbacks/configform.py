@@ -262,7 +262,7 @@ def check_models(models: dict[str, Any], modality: str | None, cfg: HerculesConf
             out[kind] = None
             continue
         allowed = {e.id: e for e in registry.entries(kind, include_tests=include_tests)}
-        if value not in allowed:
+        if not isinstance(value, str) or value not in allowed:
             raise ConfigError(f"Unknown {kind.replace('_', ' ')} {value!r}.")
         ok, why = allowed[value].availability()
         needed = (kind == "text_embedder" and (modality == "text" or cfg.representation_mode == "description")) or \

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hercules_core import Cancelled, HerculesConfig, HerculesError, RunLog
-from hercules_run.pipeline import ModelIds, RunRequest, run_pipeline
+from hercules_run.pipeline import OUTPUT_FILES, ModelIds, RunRequest, run_pipeline
 
 from . import runstore, uploads
 
@@ -162,9 +162,28 @@ def _stage_delay() -> float:
         return 0.0
 
 
+def _write_failed(rdir: Path, exc: OSError) -> dict[str, Any]:
+    """A write failed (often a full disk): drop half-written results, say why (never a server path)."""
+    for name in OUTPUT_FILES:
+        (rdir / name).unlink(missing_ok=True)
+    uploads.discard_extracted(rdir)
+    error = f"The run could not write its files: {runstore.os_error_text(exc)}."
+    try:
+        return runstore.update_status(rdir, state="failed", error=error, finished=runstore.now_iso(),
+                                      finished_ts=time.time())
+    except OSError:  # not even the status fits: the browser still gets the reason
+        return {"state": "failed", "error": error}
+
+
 def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
-    """Execute the run ``run_id`` (its ``spec.json`` must exist); returns the final status."""
+    """Execute the run ``run_id`` (its ``spec.json`` must exist); returns the final status.
+
+    A finished (or imported) run is returned untouched: only a queued or claimed run executes.
+    """
     rdir = runstore.run_dir(runs_dir, run_id)
+    status = runstore.read_status(rdir)
+    if status.get("imported") or status.get("state") in runstore.FINAL_STATES:
+        return status
     spec = runstore.read_json(rdir / "spec.json")
     if not spec:
         return runstore.update_status(rdir, state="failed", error="The run has no spec.json.")
@@ -174,8 +193,12 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
                         stage_delay=_stage_delay())
     stop_capture = capture_warnings(run_id, reporter)
     t0 = time.time()
-    runstore.update_status(rdir, state="running", pid=os.getpid(), host=os.uname().nodename,
-                           started=runstore.now_iso(), started_ts=t0, percent=0, stage="Preparing data")
+    try:
+        runstore.update_status(rdir, state="running", pid=os.getpid(), host=os.uname().nodename,
+                               started=runstore.now_iso(), started_ts=t0, percent=0, stage="Preparing data")
+    except OSError as e:
+        stop_capture()
+        return _write_failed(rdir, e)
     data_spec = spec["data"]
 
     def prepare(out):
@@ -204,17 +227,25 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
                                       clusters_per_level=[len(lv) for lv in h.levels[1:]],
                                       usage=h.stats.get("usage", {}))
     except Cancelled:
+        uploads.discard_extracted(rdir)
         reporter.text = "Cancelled"
         reporter.log("Cancelled.")
         return runstore.update_status(rdir, state="cancelled", error="Cancelled by the user.",
                                       finished=runstore.now_iso(), finished_ts=time.time())
     except HerculesError as e:
+        uploads.discard_extracted(rdir)
         reporter.text = "Failed"
         reporter.log(f"Failed: {e}"[:500])
         return runstore.update_status(rdir, state="failed", error=str(e), finished=runstore.now_iso(),
                                       finished_ts=time.time())
+    except OSError as e:
+        return _write_failed(rdir, e)
     except Exception as e:  # a bug or an environment problem: say so, keep the traceback on disk
-        (rdir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        uploads.discard_extracted(rdir)
+        try:
+            (rdir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        except OSError:
+            pass  # the status below still carries the reason
         reporter.log(f"Internal error: {type(e).__name__}: {e}"[:500])
         return runstore.update_status(rdir, state="failed", finished=runstore.now_iso(), finished_ts=time.time(),
                                       error=f"Internal error ({type(e).__name__}: {e}). The traceback is in the "

@@ -12,7 +12,7 @@ from hercules_core.evaluation import confusion_table
 
 from . import figures, ids
 from .explore_model import ExploreModel
-from .page_explore import load
+from .page_explore import as_int, load
 
 
 GROUPS = (
@@ -59,7 +59,8 @@ def confusion_view(em: ExploreModel, level: int | None):
     if h.dataset.labels is None:
         return html.Div("No ground-truth labels in this run: upload labels (a column or an id,label file) to see "
                         "external metrics and this confusion view.", className="text-muted no-labels")
-    level = em.top if level is None else min(max(int(level), 1), em.top)
+    level = as_int(level)
+    level = em.top if level is None else min(max(level, 1), em.top)
     try:
         table = confusion_table(h, level)
     except HerculesError as e:

@@ -22,8 +22,36 @@ DOWNLOADS = (("model.json", "Model JSON"), ("memberships.csv", "Memberships CSV"
              ("hierarchy.txt", "Hierarchy text"), ("run_log.jsonl", "Run log"))
 
 
+def as_int(value: Any, default: Any = None) -> Any:
+    """A browser value meant as a whole number (int or digit string), else ``default``."""
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and 0 < len(value) < 10 and value.lstrip("-").isdigit():
+        return int(value)
+    return default
+
+
+def selected_key(selection: Any) -> str | None:
+    """The key of a SELECTION store value (parsed later against the model), else None."""
+    key = selection.get("key") if isinstance(selection, dict) else None
+    return key if isinstance(key, str) and len(key) < 40 else None
+
+
+def clean_view(em: ExploreModel, view: Any) -> dict[str, Any] | None:
+    """The VIEW store as the highlight needs it, with a level and space of this model, or None."""
+    if not isinstance(view, dict):
+        return None
+    level = as_int(view.get("level"))
+    if level is None or not 1 <= level <= em.top:
+        return None
+    space = view.get("space") if view.get("space") in em.spaces() else "representation"
+    return dict(view, level=level, space=space, items=view.get("items") is True)
+
+
 def load(ctx, run: dict[str, Any] | None) -> ExploreModel:
-    if not run or not runstore.valid_id(run.get("run_id")):
+    if not isinstance(run, dict) or not runstore.valid_id(run.get("run_id")):
         raise PreventUpdate
     try:
         return ctx.model(run["run_id"])
@@ -60,11 +88,12 @@ def selection_from_trigger(em: ExploreModel, trigger: Any, value: Any) -> Any:
     if trigger == ids.CLEAR:
         return None
     if trigger in (ids.SCATTER, ids.SUNBURST):
-        points = (value or {}).get("points") or []
-        if not points:
+        points = value.get("points") if isinstance(value, dict) else None
+        if not isinstance(points, list) or not points or not isinstance(points[0], dict):
             return no_update
         p = points[0]
-        key = p.get("id") if trigger == ids.SUNBURST else (p.get("customdata") or [None])[0]
+        custom = p.get("customdata")
+        key = p.get("id") if trigger == ids.SUNBURST else (custom[0] if isinstance(custom, list) and custom else None)
         return key if em.parse(key) is not None else no_update
     if isinstance(trigger, dict) and trigger.get("type") in (ids.TREE_SELECT_T, ids.PANE_LINK_T, ids.SEARCH_HIT_T):
         if not value:  # a component that just appeared (n_clicks 0), not a click
@@ -75,7 +104,8 @@ def selection_from_trigger(em: ExploreModel, trigger: Any, value: Any) -> Any:
 
 
 def search_results(em: ExploreModel, query: str | None):
-    hits = em.search(query or "")
+    query = query[:200] if isinstance(query, str) else ""
+    hits = em.search(query)
     if not query or len(query.strip()) < 2:
         return html.Div("Type at least two characters.", className="small text-muted")
     if not hits:
@@ -92,9 +122,9 @@ def register(app, ctx) -> None:
                   Input(ids.SIZE_SCALE, "value"), State(ids.EXPLORE_RUN, "data"), State(ids.SELECTION, "data"))
     def _scatter(level, space, color_level, size_scale, run, selection):
         em = load(ctx, run)
-        fig, view = figures.scatter_figure(em, int(level or 1), space or "representation",
-                                           int(color_level) if color_level else None, size_scale or "sqrt",
-                                           (selection or {}).get("key"))
+        fig, view = figures.scatter_figure(em, as_int(level, 1), space if space in em.spaces() else "representation",
+                                           as_int(color_level), size_scale if size_scale in figures.SIZE_SCALES
+                                           else "sqrt", selected_key(selection))
         return fig, view
 
     @app.callback(Output(ids.SELECTION, "data"),
@@ -117,24 +147,25 @@ def register(app, ctx) -> None:
                   State(ids.VIEW, "data"), State(ids.EXPLORE_RUN, "data"), prevent_initial_call=True)
     def _highlight(selection, view, run):
         em = load(ctx, run)
-        if not view:
+        view = clean_view(em, view)
+        if view is None:
             raise PreventUpdate
-        return figures.highlight_patch(em, view, (selection or {}).get("key"))
+        return figures.highlight_patch(em, view, selected_key(selection))
 
     @app.callback(Output(ids.SUNBURST, "figure"), Input(ids.EXPLORE_RUN, "data"), State(ids.SELECTION, "data"))
     def _sunburst(run, selection):
-        return figures.sunburst_figure(load(ctx, run), (selection or {}).get("key"))
+        return figures.sunburst_figure(load(ctx, run), selected_key(selection))
 
     @app.callback(Output(ids.SUNBURST, "figure", allow_duplicate=True), Input(ids.SELECTION, "data"),
                   State(ids.EXPLORE_RUN, "data"), prevent_initial_call=True)
     def _sunburst_highlight(selection, run):
-        return figures.sunburst_patch(load(ctx, run), (selection or {}).get("key"))
+        return figures.sunburst_patch(load(ctx, run), selected_key(selection))
 
     @app.callback(Output(ids.PANE, "children"), Output(ids.TREE, "children"),
                   Input(ids.SELECTION, "data"), Input(ids.EXPLORE_RUN, "data"))
     def _pane_tree(selection, run):
         em = load(ctx, run)
-        key = (selection or {}).get("key")
+        key = selected_key(selection)
         return pane.cluster_pane(em, key, run["run_id"]), tree.tree(em, key)
 
     @app.callback(Output({"type": ids.TREE_KIDS_T, "key": MATCH}, "children"),
@@ -145,7 +176,8 @@ def register(app, ctx) -> None:
     def _toggle(n, current, run):
         if not n:
             raise PreventUpdate
-        out = tree.toggle(load(ctx, run), dash_ctx.triggered_id["key"], current)
+        trig = dash_ctx.triggered_id
+        out = tree.toggle(load(ctx, run), trig.get("key") if isinstance(trig, dict) else None, current)
         if out is None:
             raise PreventUpdate
         return out

@@ -21,7 +21,10 @@ def _opts(columns: list[str], empty: str | None = None) -> list[dict[str, str]]:
 
 
 def upload_outputs(runs_dir, names, contents) -> dict[str, Any]:
-    """Everything the page shows after an upload (an error message when the upload is rejected)."""
+    """Everything the page shows after an upload (an error message when the upload is rejected).
+
+    The browser's store gets only the upload's opaque id; the server keeps the rest.
+    """
     if isinstance(names, str):
         names, contents = [names], [contents]
     try:
@@ -34,7 +37,7 @@ def upload_outputs(runs_dir, names, contents) -> dict[str, Any]:
                "txt": f"{len(desc['names'])} text file(s)", "images": f"{len(desc['names'])} images",
                "zip": "ZIP archive of images"}[kind]
     out: dict[str, Any] = {
-        "store": desc, "options": SHOWN,
+        "store": {"upload_id": desc["upload_id"]}, "options": SHOWN,
         "msg": html.Div([html.Strong("Uploaded: "), ", ".join(desc["names"][:5]),
                          f" (+{len(desc['names']) - 5} more)" if len(desc["names"]) > 5 else "", f" — {summary}."],
                         className="alert alert-success py-2 upload-ok"),
@@ -49,15 +52,35 @@ def upload_outputs(runs_dir, names, contents) -> dict[str, Any]:
     return out
 
 
+def _pairs(values: Any, id_list: Any, key: str) -> dict[str, Any]:
+    """``{id[key]: value}`` of pattern-matched inputs; browser values of any other shape are dropped."""
+    if not isinstance(values, list) or not isinstance(id_list, list):
+        return {}
+    return {i[key]: v for i, v in zip(id_list, values) if isinstance(i, dict) and isinstance(i.get(key), str)}
+
+
 def form_values(values: list, id_list: list[dict[str, Any]]) -> dict[str, Any]:
-    return {i["name"]: v for i, v in zip(id_list, values)}
+    return _pairs(values, id_list, "name")
 
 
 def model_values(values: list, id_list: list[dict[str, Any]]) -> dict[str, Any]:
-    return {i["kind"]: v for i, v in zip(id_list, values)}
+    return _pairs(values, id_list, "kind")
+
+
+def _text(value: Any) -> str | None:
+    """A form value that must be a string (a column name, a choice): anything else counts as unset."""
+    return value if isinstance(value, str) and value else None
+
+
+def form_choice(what, text_col, num_cols, id_col, label_col, txt_mode) -> dict[str, Any]:
+    """The data choices of the form, with browser values of the wrong type treated as unset."""
+    return {"what": _text(what), "text_column": _text(text_col),
+            "numeric_columns": [c for c in num_cols if isinstance(c, str)] if isinstance(num_cols, list) else [],
+            "id_column": _text(id_col), "label_column": _text(label_col), "txt_mode": _text(txt_mode)}
 
 
 def modality_of(desc: dict[str, Any] | None, what: str | None) -> str | None:
+    """Modality of a server upload record (never a browser value) and the form's choice."""
     if not desc:
         return None
     if desc["kind"] == "table":
@@ -92,16 +115,21 @@ def estimate_text(summary: cost.DataSummary, cfg, models: dict[str, Any]) -> str
     return cost.format_estimate(est).removeprefix("estimate: ") + f" ({summary.n_items:,} items)."
 
 
-def cost_preview(desc, what, cfg_values, levels_mode, models, include_tests, runs_dir=None, choice=None,
+def cost_preview(ref, what, cfg_values, levels_mode, models, include_tests, runs_dir=None, choice=None,
                  summaries=None):
-    """What the run will do and cost, or the first problem with the data or the settings."""
+    """What the run will do and cost, or the first problem with the data or the settings.
+
+    ``ref`` is the browser's upload store: only its id is used, the record is read on the server.
+    """
     try:
+        desc = uploads.load_descriptor(runs_dir, ref) if ref and runs_dir else None
         cfg = configform.config_from_form(cfg_values, levels_mode)
         modality = modality_of(desc, what)
         checked = configform.check_models(models, modality, cfg, include_tests) if modality else models
         if not desc:
             return html.Div("Upload data to see what the run will cost.", className="text-muted")
-        text = estimate_text(data_summary(runs_dir, desc, dict(choice or {}, what=what), summaries), cfg, checked)
+        summary = data_summary(runs_dir, desc, dict(choice or {}, what=_text(what)), summaries)
+        text = estimate_text(summary, cfg, checked)
     except HerculesError as e:
         return html.Div(str(e), className="text-danger config-error")
     return html.Div(text, className="cost-text")
@@ -109,27 +137,46 @@ def cost_preview(desc, what, cfg_values, levels_mode, models, include_tests, run
 
 def recommended_values(llm_id: str | None, id_list: list[dict[str, Any]], values: list) -> list:
     """Form values after choosing an LLM: the registry's recommendations for it (others unchanged)."""
-    rec = configform.registry.recommended_config(llm_id) if llm_id else {}
-    return [rec[i["name"]] if i["name"] in rec and i["name"] in configform.FIELD_BY_NAME else no_update
-            for i, _ in zip(id_list, values)]
+    rec_fn = getattr(configform.registry, "recommended_config", None)
+    try:
+        rec = dict(rec_fn(llm_id)) if callable(rec_fn) and isinstance(llm_id, str) and llm_id else {}
+    except (TypeError, ValueError, KeyError):
+        rec = {}
+    if not isinstance(id_list, list) or not isinstance(values, list) or len(id_list) != len(values):
+        raise PreventUpdate
+    names = [i.get("name") if isinstance(i, dict) else None for i in id_list]
+    return [rec[n] if isinstance(n, str) and n in rec and n in configform.FIELD_BY_NAME else no_update
+            for n in names]
 
 
-def start_run(runs_dir, include_tests: bool, active, desc, labels, choice: dict[str, Any], cfg_values,
+def start_run(runs_dir, include_tests: bool, active, ref, labels, choice: dict[str, Any], cfg_values,
               levels_mode, models) -> tuple[Any, Any]:
-    """Validate everything and create the run; (new ACTIVE_RUN data, message)."""
-    if active and runstore.valid_id(active.get("run_id")):
+    """Validate everything and create the run; (new ACTIVE_RUN data, message).
+
+    The new ACTIVE_RUN data carries the run's start token: the background job starts the run only for
+    it, once (``runstore.claim_start``), so only this page can start (or cancel) the run it created.
+    """
+    if isinstance(active, dict) and runstore.valid_id(active.get("run_id")):
         status = runstore.read_status(runstore.run_dir(runs_dir, active["run_id"]))
         if runstore.effective_state(status) in ("queued", "running"):
             return no_update, html.Div("A run is already in progress in this tab: wait for it or cancel it.",
                                        className="text-danger start-error")
     try:
+        desc = uploads.load_descriptor(runs_dir, ref)
         spec = uploads.data_spec(desc, labels=labels, **choice)
+        if spec.get("labels_upload_id"):
+            uploads.load_descriptor(runs_dir, spec["labels_upload_id"], kinds=("labels",))
         cfg = configform.config_from_form(cfg_values, levels_mode)
         checked = configform.check_models(models, modality_of(desc, choice.get("what")), cfg, include_tests)
         run_id = job.create_run(runs_dir, spec, cfg, checked)
+        token = runstore.issue_token(runstore.run_dir(runs_dir, run_id))
     except HerculesError as e:
         return no_update, html.Div(str(e), className="text-danger start-error")
-    return {"run_id": run_id}, html.Div(["Started run ", html.Code(run_id[:8]), "."], className="text-success")
+    except OSError as e:
+        return no_update, html.Div(f"The run could not be created: {runstore.os_error_text(e)}.",
+                                   className="text-danger start-error")
+    return ({"run_id": run_id, "token": token},
+            html.Div(["Started run ", html.Code(run_id[:8]), "."], className="text-success"))
 
 
 def register(app, ctx) -> None:
@@ -150,11 +197,11 @@ def register(app, ctx) -> None:
 
     @app.callback(Output(ids.PREVIEW, "rowData"), Output(ids.PREVIEW, "columnDefs"),
                   Input(ids.UPLOAD_STORE, "data"), Input(ids.TXT_MODE, "value"), prevent_initial_call=True)
-    def _preview(desc, txt_mode):
-        if not desc:
+    def _preview(ref, txt_mode):
+        if not ref:
             return [], []
         try:
-            rows, cols = uploads.preview_rows(ctx.runs_dir, dict(desc, txt_mode=txt_mode or desc.get("txt_mode")))
+            rows, cols = uploads.preview_rows(ctx.runs_dir, ref, txt_mode)
         except (HerculesError, OSError, ValueError):
             return [], []
         return rows, [{"field": c, "headerName": c, "tooltipField": c} for c in cols]
@@ -162,7 +209,7 @@ def register(app, ctx) -> None:
     @app.callback(Output(ids.PREVIEW, "dashGridOptions"), Input(ids.PREVIEW_SEARCH, "value"),
                   prevent_initial_call=True)
     def _search_preview(text):
-        return {"quickFilterText": text or "", "pagination": True, "paginationPageSize": 10,
+        return {"quickFilterText": text if isinstance(text, str) else "", "pagination": True, "paginationPageSize": 10,
                 "paginationPageSizeSelector": False}
 
     @app.callback(Output(ids.LABELS_STORE, "data"), Output(ids.LABELS_MSG, "children"),
@@ -175,7 +222,8 @@ def register(app, ctx) -> None:
             desc = uploads.stage_labels(ctx.runs_dir, name, contents)
         except HerculesError as e:
             return None, html.Div(str(e), className="text-danger labels-error")
-        return desc, html.Div(f"Labels: {desc['n']:,} ids from {desc['name']}.", className="text-success")
+        return ({"upload_id": desc["upload_id"]},
+                html.Div(f"Labels: {desc['n']:,} ids from {desc['name']}.", className="text-success"))
 
     @app.callback(Output(ids.FIXED_BOX, "style"), Output(ids.AUTO_BOX, "style"), Input(ids.LEVELS_MODE, "value"))
     def _levels_mode(mode):
@@ -184,7 +232,7 @@ def register(app, ctx) -> None:
     @app.callback(Output(ids.ADVANCED, "is_open"), Input(ids.ADVANCED_TOGGLE, "n_clicks"),
                   State(ids.ADVANCED, "is_open"), prevent_initial_call=True)
     def _advanced(n, is_open):
-        return not is_open
+        return not (is_open is True)
 
     @app.callback(Output(ids.COST, "children"),
                   Input(ids.UPLOAD_STORE, "data"), Input(ids.WHAT, "value"),
@@ -195,8 +243,8 @@ def register(app, ctx) -> None:
                   State({"type": ids.CFG_T, "name": ALL}, "id"), State({"type": ids.MODEL_T, "kind": ALL}, "id"))
     def _cost(desc, what, values, levels_mode, mvalues, text_col, num_cols, id_col, label_col, txt_mode, id_list,
               mids):
-        choice = {"text_column": text_col or None, "numeric_columns": num_cols or [], "id_column": id_col or None,
-                  "label_column": label_col or None, "txt_mode": txt_mode}
+        choice = form_choice(what, text_col, num_cols, id_col, label_col, txt_mode)
+        choice.pop("what")
         return cost_preview(desc, what, form_values(values, id_list), levels_mode, model_values(mvalues, mids),
                             ctx.include_test_models, ctx.runs_dir, choice, ctx.summaries)
 
@@ -221,7 +269,6 @@ def register(app, ctx) -> None:
                levels_mode, mvalues, mids):
         if not n:
             raise PreventUpdate
-        choice = {"what": what, "text_column": text_col or None, "numeric_columns": num_cols or [],
-                  "id_column": id_col or None, "label_column": label_col or None, "txt_mode": txt_mode}
+        choice = form_choice(what, text_col, num_cols, id_col, label_col, txt_mode)
         return start_run(ctx.runs_dir, ctx.include_test_models, active, desc, labels, choice,
                          form_values(values, id_list), levels_mode, model_values(mvalues, mids))

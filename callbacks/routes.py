@@ -1,7 +1,9 @@
 """Plain Flask routes: downloads of a run's files and the image thumbnails of image runs.
 
 Run ids are checked with the strict run-id regex and file kinds against a fixed list, so nothing
-from the URL reaches a path unchecked; images are served only from inside the runs directory.
+from the URL reaches a path unchecked. An image is served only when it lies inside the requested
+run's own ``images`` folder (``runstore.inside``): never another run's files, the background cache,
+or wherever an imported model's paths point.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from flask import Response, abort, send_file
 
 from hercules_core import HerculesError
+from hercules_core.data import IMAGE_EXTENSIONS
 
 from . import runstore
 
@@ -66,9 +69,12 @@ def register(server, ctx) -> None:
         paths = em.h.dataset.image_paths
         if not paths or not 0 <= index < len(paths):
             abort(404)
-        path = Path(paths[index]).resolve()
-        root = Path(ctx.runs_dir).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
-            abort(404)  # imported models may point anywhere: only files of our own runs are served
+        images = runstore.run_dir(ctx.runs_dir, run_id) / "images"
+        try:  # a model's paths are absolute; what counts is that they resolve into this run's images
+            path = runstore.inside(images, str(Path(str(paths[index])).resolve().relative_to(images.resolve())))
+        except ValueError:
+            abort(404)
+        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+            abort(404)
         return send_file(path, max_age=3600)
 

@@ -1,16 +1,26 @@
 """Run directories: ids, status files, listing, and a per-process cache of loaded models.
 
 Every run lives in ``<runs_dir>/<run_id>/`` where ``run_id`` is a uuid4 hex made on the server. Any
-run id that comes from a browser is checked against :data:`RUN_ID_RE` before it touches a path.
+run id that comes from a browser is checked against :data:`RUN_ID_RE` before it touches a path, and
+every file name joined to a folder goes through :func:`inside` (resolved, then checked to stay in the
+folder): one mechanism for upload files, run directories and served images.
 ``status.json`` is the source of truth for the runs page; it is replaced atomically.
+
+A run is started (and cancelled) only by the page that created it: ``issue_token`` gives that page a
+random token whose hash is kept in ``status.json``; ``claim_start`` moves ``queued`` to ``running``
+once, for the holder of the token, under the status lock.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import threading
 import time
 import uuid
@@ -51,6 +61,31 @@ def upload_dir(runs_dir: str | os.PathLike, upload_id: Any) -> Path:
     return Path(runs_dir) / UPLOADS / check_id(upload_id)
 
 
+def inside(folder: str | os.PathLike, *parts: Any) -> Path:
+    """``folder/parts...`` resolved, or ValueError when it is not a plain name or leaves ``folder``.
+
+    Resolution (symlinks, ``..``, absolute parts) happens before the check, so no string trick in a
+    stored or submitted name can reach a file outside the folder.
+    """
+    if not parts or not all(isinstance(p, str) and p and "\x00" not in p for p in parts):
+        raise ValueError("Not a file name.")
+    root = Path(folder).resolve()
+    target = root.joinpath(*parts).resolve()
+    if target == root or not target.is_relative_to(root):
+        raise ValueError("The name leaves its folder.")
+    return target
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def os_error_text(exc: OSError) -> str:
+    """What a write failure means for the user, without the server path that ``str(exc)`` carries."""
+    if exc.errno in DISK_FULL:
+        return "the server's disk is full (no space left); free some space or ask the administrator"
+    return exc.strerror or type(exc).__name__
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -71,6 +106,19 @@ def read_status(rdir: str | os.PathLike) -> dict[str, Any]:
     return read_json(Path(rdir) / "status.json", {}) or {}
 
 
+def _write_status(rdir: Path, status: dict[str, Any]) -> None:
+    try:
+        write_json_atomic(rdir / "status.json", status)
+    except OSError as e:
+        if e.errno not in DISK_FULL or not (rdir / "status.json").exists():
+            raise
+        # disk full: the atomic copy needs new blocks; rewriting in place reuses the old file's
+        # blocks, so the run can still say *why* it failed (readers skip a momentarily empty file)
+        with open(rdir / "status.json", "r+", encoding="utf-8") as fh:
+            fh.write(json.dumps(status, ensure_ascii=False, separators=(",", ":"), default=str))
+            fh.truncate()
+
+
 def update_status(rdir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
     """Merge ``fields`` into ``status.json`` (atomic replace) and return the new status.
 
@@ -88,14 +136,57 @@ def update_status(rdir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
         if (rdir / CANCEL_FLAG).exists() and status.get("state") not in ("done", "failed"):
             status["state"] = "cancelled"
         status["updated"] = now_iso()
-        write_json_atomic(rdir / "status.json", status)
+        _write_status(rdir, status)
     finally:
         os.close(fd)
     return status
 
 
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_token(rdir: str | os.PathLike) -> str:
+    """A new secret for the page that created the run (only its hash is stored)."""
+    token = secrets.token_urlsafe(32)
+    update_status(rdir, token_sha256=_token_hash(token))
+    return token
+
+
+def token_ok(status: dict[str, Any], token: Any) -> bool:
+    stored = status.get("token_sha256")
+    return isinstance(stored, str) and isinstance(token, str) and len(token) < 200 \
+        and hmac.compare_digest(stored, _token_hash(token))
+
+
+def claim_start(rdir: str | os.PathLike, token: Any) -> bool:
+    """True once: for the holder of the run's token, while the run is ``queued`` (it becomes running).
+
+    Finished, failed, cancelled, running and imported runs, runs without a token and wrong tokens
+    are left untouched.
+    """
+    rdir = Path(rdir)
+    if not (rdir / "status.json").is_file():
+        return False
+    fd = os.open(rdir / "status.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        status = read_status(rdir)
+        if status.get("state") != "queued" or status.get("imported") or not token_ok(status, token) \
+                or (rdir / CANCEL_FLAG).exists():
+            return False
+        status.update(state="running", stage="Starting", updated=now_iso())
+        _write_status(rdir, status)
+        return True
+    finally:
+        os.close(fd)
+
+
 def request_cancel(rdir: str | os.PathLike) -> dict[str, Any]:
-    """Set the cancel flag (polled by the job between steps) and mark the run cancelled."""
+    """Set the cancel flag (polled by the job between steps) and mark the run cancelled.
+
+    A browser request must show the run's token first (``token_ok``): see ``shell``.
+    """
     rdir = Path(rdir)
     if not (rdir / "status.json").exists():
         return {}
@@ -103,7 +194,8 @@ def request_cancel(rdir: str | os.PathLike) -> dict[str, Any]:
     if status.get("state") in FINAL_STATES:
         return status
     (rdir / CANCEL_FLAG).touch()
-    return update_status(rdir, state="cancelled", error="Cancelled by the user.", finished=now_iso())
+    return update_status(rdir, state="cancelled", error="Cancelled by the user.", finished=now_iso(),
+                         finished_ts=time.time())
 
 
 def cancel_requested(rdir: str | os.PathLike) -> bool:
@@ -129,6 +221,20 @@ def effective_state(status: dict[str, Any]) -> str:
     return state
 
 
+def _mark_interrupted(rdir: Path, status: dict[str, Any]) -> dict[str, Any]:
+    """Record an interruption once, with the time of the run's last sign of life as its end."""
+    try:
+        end = datetime.fromisoformat(status.get("updated")).timestamp()
+    except (TypeError, ValueError):
+        end = time.time()
+    try:
+        return update_status(rdir, state="interrupted", finished=now_iso(), finished_ts=end,
+                             error=status.get("error") or "The worker process stopped before the run ended "
+                                                          "(server restart or out of memory); start it again.")
+    except OSError:
+        return dict(status, state="interrupted", finished_ts=end)
+
+
 def list_runs(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """Every run with a status file, newest first (``state`` is the effective state)."""
     out = []
@@ -141,6 +247,8 @@ def list_runs(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
         status = read_status(entry)
         if not status:
             continue
+        if status.get("state") == "running" and effective_state(status) == "interrupted":
+            status = _mark_interrupted(entry, status)
         status = dict(status, run_id=entry.name, state=effective_state(status))
         out.append(status)
     out.sort(key=lambda s: s.get("created", ""), reverse=True)
@@ -196,5 +304,14 @@ def elapsed(status: dict[str, Any]) -> float | None:
     t = status.get("timings", {}).get("total") if isinstance(status.get("timings"), dict) else None
     if t is not None:
         return float(t)
-    start, end = status.get("started_ts"), status.get("finished_ts") or (time.time() if status.get("started_ts") else None)
-    return None if start is None else float(end) - float(start)
+    start, end = status.get("started_ts"), status.get("finished_ts")
+    if start is None:
+        return None
+    if end is None:  # only a run still going has a growing duration
+        if status.get("state") not in ("running", "queued"):
+            return None
+        end = time.time()
+    try:
+        return float(end) - float(start)
+    except (TypeError, ValueError):
+        return None

@@ -3,6 +3,10 @@
 The run is a Dash background callback (Diskcache or Celery manager): it executes ``job.run`` in a
 worker process and streams ``(percent, label, stage, log)`` through ``set_progress``. Cancel both
 sets the run's cancel flag (polled between steps) and lets Dash terminate the worker.
+
+The ACTIVE_RUN store is a browser value: a run is executed only when ``runstore.claim_start`` accepts
+its token (the run is ``queued`` and this is the page that created it), so a posted id of a finished,
+imported or someone else's run never re-runs or touches it.
 """
 
 from __future__ import annotations
@@ -16,9 +20,16 @@ from dash.exceptions import PreventUpdate
 from . import ids, job, runstore
 
 
+def _active(value: Any) -> tuple[str, Any] | None:
+    """(run id, token) of an ACTIVE_RUN store value, or None when it is not one."""
+    if not isinstance(value, dict) or not runstore.valid_id(value.get("run_id")):
+        return None
+    return value["run_id"], value.get("token")
+
+
 def result_message(done: dict[str, Any] | None):
     """The alert shown when a run ends (or None)."""
-    if not done or not runstore.valid_id(done.get("run_id")):
+    if not isinstance(done, dict) or not runstore.valid_id(done.get("run_id")):
         return None
     run_id, state = done["run_id"], done.get("state")
     if state == "done":
@@ -29,16 +40,23 @@ def result_message(done: dict[str, Any] | None):
                                      className="ms-2")], color="success", className="mb-0 py-2 run-result")
     if state == "cancelled":
         return dbc.Alert("Run cancelled: the work was stopped.", color="warning", className="mb-0 py-2 run-result")
-    return dbc.Alert([html.Strong("Run failed: "), html.Span(done.get("message") or "unknown error",
-                                                              className="run-error")],
+    message = done.get("message")
+    return dbc.Alert([html.Strong("Run failed: "), html.Span(message if isinstance(message, str) and message
+                                                              else "unknown error", className="run-error")],
                      color="danger", className="mb-0 py-2 run-result")
 
 
 def run_in_background(ctx, set_progress, active: dict[str, Any] | None) -> dict[str, Any]:
-    """Body of the background callback (a plain function: testable without Dash)."""
-    if not active or not runstore.valid_id(active.get("run_id")):
+    """Body of the background callback (a plain function: testable without Dash).
+
+    Runs only a ``queued`` run, once, for the page holding its start token; anything else is ignored.
+    """
+    parsed = _active(active)
+    if parsed is None:
         raise PreventUpdate
-    run_id = active["run_id"]
+    run_id, token = parsed
+    if not runstore.claim_start(runstore.run_dir(ctx.runs_dir, run_id), token):
+        raise PreventUpdate
 
     def send(percent: int, stage: str, log: str) -> None:
         set_progress((percent, f"{percent}%", stage, log))
@@ -67,7 +85,7 @@ def register(app, ctx) -> None:
                   Output(ids.JOB_RESULT, "children"),
                   Input(ids.ACTIVE_RUN, "data"), prevent_initial_call=True)
     def _show_panel(active):
-        if not active or not runstore.valid_id(active.get("run_id")):
+        if _active(active) is None:
             raise PreventUpdate
         run_id = active["run_id"]
         title = ["Run ", html.Code(run_id[:8], className="run-id", title=run_id), " · ",
@@ -83,9 +101,13 @@ def register(app, ctx) -> None:
                   Output(ids.STAGE, "children", allow_duplicate=True),
                   Input(ids.CANCEL, "n_clicks"), State(ids.ACTIVE_RUN, "data"), prevent_initial_call=True)
     def _cancel(n, active):
-        if not n or not active or not runstore.valid_id(active.get("run_id")):
+        parsed = _active(active)
+        if not n or parsed is None:
             raise PreventUpdate
-        status = runstore.request_cancel(runstore.run_dir(ctx.runs_dir, active["run_id"]))
+        rdir = runstore.run_dir(ctx.runs_dir, parsed[0])
+        if not runstore.token_ok(runstore.read_status(rdir), parsed[1]):
+            raise PreventUpdate  # only the page that created the run may cancel it
+        status = runstore.request_cancel(rdir)
         if status.get("state") != "cancelled":
             return no_update, no_update
         return result_message({"run_id": active["run_id"], "state": "cancelled"}), "Cancelled"

@@ -1,7 +1,11 @@
 """Uploads: decode, check, store under generated names, preview, and turn into ``prepare`` arguments.
 
 User file names are shown and used as item ids, never joined into a path: each upload is stored as
-``<runs_dir>/_uploads/<upload_id>/f00000.<ext>`` with ``ext`` taken from a fixed list.
+``<runs_dir>/_uploads/<upload_id>/f00000.<ext>`` with ``ext`` taken from a fixed list. The browser
+keeps only the opaque ``upload_id``; everything else about an upload (kind, files, the user's names,
+columns) is read back from its own record, ``upload.json`` in the upload's folder, and every file of
+it is resolved with :func:`runstore.inside` (it must stay in that folder). Error messages name the
+user's files, never the stored names or server paths.
 """
 
 from __future__ import annotations
@@ -79,51 +83,117 @@ def classify(names: list[str]) -> str:
     return "zip" if exts[0] in ZIP_EXTS else "table"
 
 
-def stage(runs_dir: str | Path, names: list[str], contents: list[str],
+def _str_list(value: Any, what: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"The upload arrived damaged ({what}); try again.")
+    return value
+
+
+def user_text(message: str, desc: dict[str, Any], *folders: Path) -> str:
+    """``message`` with stored file names and server folders replaced by what the user knows."""
+    udir = folders[0] if folders else None
+    for name, stored in sorted(zip(desc.get("names") or [desc.get("name")], desc.get("files") or [desc.get("file")]),
+                               key=lambda p: -len(str(p[1]))):
+        if udir is not None and stored:
+            message = message.replace(str(udir.resolve() / stored), name).replace(str(udir / stored), name)
+        if stored:
+            message = message.replace(stored, name)
+    forms = {str(f.resolve()) for f in folders} | {str(f) for f in folders if f.is_absolute()}
+    for form in sorted(forms, key=len, reverse=True):
+        message = message.replace(form + "/", "").replace(form, "")
+    return message
+
+
+def _saved(write, what: str) -> Any:
+    """Run a write; a full disk (or any OS error) becomes a message for the page, not an HTTP 500."""
+    try:
+        return write()
+    except OSError as e:
+        raise InputError(f"{what} could not be saved: {runstore.os_error_text(e)}.") from None
+
+
+def stage(runs_dir: str | Path, names: Any, contents: Any,
           max_bytes: int = MAX_UPLOAD_BYTES) -> dict[str, Any]:
-    """Check and store one upload; returns its small descriptor (kept in a browser store)."""
-    names = [str(n) for n in (names or [])]
-    contents = list(contents or [])
+    """Check and store one upload; returns its record (the browser keeps only ``upload_id``)."""
+    names = _str_list(names or [], "file names")
+    contents = _str_list(contents or [], "contents")
     if len(names) != len(contents):
         raise InputError("The upload arrived incomplete; try again.")
     kind = classify(names)
-    total = sum(encoded_size(c) for c in contents if isinstance(c, str))
+    total = sum(encoded_size(c) for c in contents)
     if total > max_bytes:
         raise InputError(f"The upload is {total / 1024**2:.1f} MB, more than the {max_bytes // 1024**2} MB "
                          "allowed. Sample the data, or run the command-line tool on the full file.")
     upload_id = runstore.new_id()
     udir = runstore.upload_dir(runs_dir, upload_id)
-    udir.mkdir(parents=True)
+    try:
+        return _store(udir, upload_id, kind, names, contents, total)
+    except BaseException:
+        shutil.rmtree(udir, ignore_errors=True)  # keep nothing of a rejected upload (and free the space)
+        raise
+
+
+def _store(udir: Path, upload_id: str, kind: str, names: list[str], contents: list[str], total: int):
+    _saved(lambda: udir.mkdir(parents=True), "The upload")
     stored = []
     for i, (name, data) in enumerate(zip(names, contents)):
         blob = decode_data_url(data)
         fname = f"f{i:05d}{_ext(name)}"
-        (udir / fname).write_bytes(blob)
+        _saved(lambda: runstore.inside(udir, fname).write_bytes(blob), name)
+        del blob
         stored.append(fname)
     desc = {"upload_id": upload_id, "kind": kind, "names": names, "files": stored, "bytes": total}
     if kind == "table":
         try:
             df = read_table(udir / stored[0])
-        except InputError as e:  # name the user's file, not our stored copy, and keep nothing rejected
-            shutil.rmtree(udir, ignore_errors=True)
-            raise InputError(str(e).replace(str(udir / stored[0]), names[0]).replace(stored[0], names[0])) from None
+        except InputError as e:  # name the user's file, not our stored copy
+            raise InputError(user_text(str(e), desc, udir)) from None
         if len(df) == 0:
-            shutil.rmtree(udir, ignore_errors=True)
             raise InputError(f"{names[0]} has no rows.")
         desc.update(columns=[str(c) for c in df.columns], n_rows=int(len(df)), suggest=suggest_columns(df))
     elif kind == "txt":
         desc.update(txt_mode="file" if len(names) > 1 else "line", n_rows=len(names))
     elif kind == "images":
         desc.update(n_rows=len(names))
-    runstore.write_json_atomic(udir / "upload.json", desc)
+    _saved(lambda: runstore.write_json_atomic(udir / "upload.json", desc), "The upload")
     return desc
 
 
-def load_descriptor(runs_dir: str | Path, upload_id: Any) -> dict[str, Any]:
-    desc = runstore.read_json(runstore.upload_dir(runs_dir, upload_id) / "upload.json")
-    if not desc:
+def upload_id_of(ref: Any) -> str | None:
+    """The upload id in a browser store value (``{"upload_id": ...}``), or None."""
+    uid = ref.get("upload_id") if isinstance(ref, dict) else ref
+    return uid if runstore.valid_id(uid) else None
+
+
+def load_descriptor(runs_dir: str | Path, ref: Any, kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:
+    """The server's record of the upload a browser value names; InputError when there is none.
+
+    Only the id of ``ref`` is used. The record is checked to be one of ``kinds``, and each of its files
+    to lie inside the upload's folder.
+    """
+    upload_id = upload_id_of(ref)
+    if upload_id is None:
+        raise InputError("Upload a data file first.")
+    udir = runstore.upload_dir(runs_dir, upload_id)
+    desc = runstore.read_json(udir / "upload.json")
+    if not isinstance(desc, dict) or desc.get("kind", "labels" if "file" in desc else None) not in kinds \
+            or desc.get("upload_id") != upload_id:
         raise InputError("The uploaded data is no longer on the server; upload it again.")
+    files = desc.get("files") if "files" in desc else [desc.get("file")]
+    try:
+        for f in files:
+            runstore.inside(udir, f)
+    except (TypeError, ValueError):
+        raise InputError("The uploaded data is damaged on the server; upload it again.") from None
     return desc
+
+
+def upload_file(runs_dir: str | Path, desc: dict[str, Any], index: int = 0) -> Path:
+    """Stored file ``index`` of a record from :func:`load_descriptor` (checked inside its folder)."""
+    files = desc.get("files") if "files" in desc else [desc["file"]]
+    return runstore.inside(runstore.upload_dir(runs_dir, desc["upload_id"]), files[index])
 
 
 def _is_numeric(s: pd.Series) -> bool:
@@ -151,15 +221,17 @@ def suggest_columns(df: pd.DataFrame) -> dict[str, Any]:
             "label_column": label_col}
 
 
-def preview_rows(runs_dir: str | Path, desc: dict[str, Any], max_rows: int = PREVIEW_ROWS,
+def preview_rows(runs_dir: str | Path, ref: Any, txt_mode: Any = None, max_rows: int = PREVIEW_ROWS,
                  max_chars: int = 300) -> tuple[list[dict[str, Any]], list[str]]:
-    """The first rows of the upload as records for the preview grid, and their column names."""
+    """The first rows of the upload ``ref`` names, as records for the preview grid, and their columns."""
+    desc = load_descriptor(runs_dir, ref)
     udir = runstore.upload_dir(runs_dir, desc["upload_id"])
     kind = desc["kind"]
     if kind == "table":
-        df = read_table(udir / desc["files"][0]).head(max_rows)
+        df = read_table(upload_file(runs_dir, desc)).head(max_rows)
     elif kind == "txt":
-        df = txt_frame(udir, desc, desc.get("txt_mode", "line")).head(max_rows)
+        mode = txt_mode if txt_mode in ("line", "file") else desc.get("txt_mode", "line")
+        df = txt_frame(udir, desc, mode).head(max_rows)
     elif kind == "images":
         df = pd.DataFrame({"file": desc["names"][:max_rows]})
     else:
@@ -183,11 +255,12 @@ def _read_text(path: Path) -> str:
 def txt_frame(udir: Path, desc: dict[str, Any], mode: str) -> pd.DataFrame:
     """``id, text`` from .txt uploads: one item per file (id = file name) or per non-empty line."""
     if mode == "file":
-        return pd.DataFrame({"id": list(desc["names"]), "text": [_read_text(udir / f) for f in desc["files"]]})
+        return pd.DataFrame({"id": list(desc["names"]),
+                             "text": [_read_text(runstore.inside(udir, f)) for f in desc["files"]]})
     ids, texts = [], []
     for name, f in zip(desc["names"], desc["files"]):
         stem = PurePath(name).stem
-        for k, line in enumerate(_read_text(udir / f).splitlines()):
+        for k, line in enumerate(_read_text(runstore.inside(udir, f)).splitlines()):
             if line.strip():
                 ids.append(f"{stem}:{k + 1}" if len(desc["names"]) > 1 else str(k + 1))
                 texts.append(line.strip())
@@ -198,9 +271,20 @@ def data_spec(desc: dict[str, Any] | None, *, what: str | None = None, text_colu
               numeric_columns: list[str] | None = None, id_column: str | None = None,
               label_column: str | None = None, txt_mode: str | None = None,
               labels: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Validate the data choices of the form into a small JSON spec (InputError says what is missing)."""
+    """Validate the data choices of the form into a small JSON spec (InputError says what is missing).
+
+    ``desc`` is the server's record of the upload (:func:`load_descriptor`), never a browser value;
+    the form's choices are browser values and are checked here.
+    """
     if not desc or not runstore.valid_id(desc.get("upload_id")):
         raise InputError("Upload a data file first.")
+    for name, v in (("text column", text_column), ("id column", id_column), ("labels column", label_column),
+                    ("choice", what), ("text mode", txt_mode)):
+        if v is not None and not isinstance(v, str):
+            raise InputError(f"The {name} must be a column name.")
+    if numeric_columns is not None and (not isinstance(numeric_columns, list)
+                                        or not all(isinstance(c, str) for c in numeric_columns)):
+        raise InputError("The numeric columns must be a list of column names.")
     spec: dict[str, Any] = {"upload_id": desc["upload_id"], "kind": desc["kind"], "names": desc["names"][:20],
                             "n_files": len(desc["names"])}
     if desc["kind"] == "table":
@@ -232,26 +316,37 @@ def data_spec(desc: dict[str, Any] | None, *, what: str | None = None, text_colu
     if labels:
         if label_column and desc["kind"] == "table":
             raise InputError("Labels were given twice: a labels column and a labels file; keep one.")
-        if not runstore.valid_id(labels.get("upload_id")):
+        labels_id = upload_id_of(labels)
+        if labels_id is None:
             raise InputError("The labels file is no longer on the server; upload it again.")
-        spec["labels_upload_id"] = labels["upload_id"]
+        spec["labels_upload_id"] = labels_id
     return spec
 
 
-def stage_labels(runs_dir: str | Path, name: str, contents: str) -> dict[str, Any]:
+def stage_labels(runs_dir: str | Path, name: Any, contents: Any) -> dict[str, Any]:
     """Store an ``id,label`` file (any table format) and check it has two usable columns."""
+    if not isinstance(name, str) or not isinstance(contents, str):
+        raise InputError("The labels file arrived damaged; try again.")
     if _ext(name) not in TABLE_EXTS:
         raise InputError(f"The labels file must be a table ({', '.join(TABLE_EXTS)}) with columns id,label.")
     if encoded_size(contents) > MAX_UPLOAD_BYTES:
         raise InputError("The labels file is too large.")
     upload_id = runstore.new_id()
     udir = runstore.upload_dir(runs_dir, upload_id)
-    udir.mkdir(parents=True)
     fname = "labels" + _ext(name)
-    (udir / fname).write_bytes(decode_data_url(contents))
-    mapping = labels_mapping(udir / fname)
-    desc = {"upload_id": upload_id, "name": str(name), "file": fname, "n": len(mapping)}
-    runstore.write_json_atomic(udir / "upload.json", desc)
+    desc = {"upload_id": upload_id, "kind": "labels", "name": name, "file": fname}
+    try:
+        _saved(lambda: udir.mkdir(parents=True), "The labels file")
+        blob = decode_data_url(contents)
+        _saved(lambda: runstore.inside(udir, fname).write_bytes(blob), name)
+        try:
+            desc["n"] = len(labels_mapping(udir / fname))
+        except InputError as e:
+            raise InputError(user_text(str(e), desc, udir)) from None
+        _saved(lambda: runstore.write_json_atomic(udir / "upload.json", desc), "The labels file")
+    except BaseException:
+        shutil.rmtree(udir, ignore_errors=True)
+        raise
     return desc
 
 
@@ -271,19 +366,42 @@ def labels_mapping(path: Path) -> dict[str, str]:
     return dict(zip(ids, df[label_col].astype(str)))
 
 
-def prepare_from_spec(spec: dict[str, Any], runs_dir: str | Path, rdir: Path):
-    """The ``Dataset`` of a run's data spec (images of a ZIP are extracted into the run dir)."""
-    udir = runstore.upload_dir(runs_dir, spec["upload_id"])
+def prepare_from_spec(spec: dict[str, Any], runs_dir: str | Path, rdir: Path | None):
+    """The ``Dataset`` of a run's data spec (images of a ZIP are extracted into the run dir).
+
+    On failure nothing extracted is left behind, and the message names the user's files only.
+    """
     desc = load_descriptor(runs_dir, spec["upload_id"])
+    udir = runstore.upload_dir(runs_dir, desc["upload_id"])
+    folders = [udir] + ([Path(rdir)] if rdir is not None else []) + [Path(runs_dir)]
+    try:
+        return _prepare(spec, desc, runs_dir, udir, rdir)
+    except InputError as e:
+        if rdir is not None:
+            discard_extracted(rdir)
+        raise InputError(user_text(str(e), desc, *folders)) from None
+    except OSError as e:
+        if rdir is not None:
+            discard_extracted(rdir)
+        raise InputError(f"The data could not be prepared: {runstore.os_error_text(e)}.") from None
+
+
+def discard_extracted(rdir: Path) -> None:
+    """Remove the images a failed run copied or extracted into its folder (they can be large)."""
+    shutil.rmtree(Path(rdir) / "images", ignore_errors=True)
+
+
+def _prepare(spec: dict[str, Any], desc: dict[str, Any], runs_dir, udir: Path, rdir: Path | None):
     labels = None
     if spec.get("labels_upload_id"):
-        ldesc = runstore.read_json(runstore.upload_dir(runs_dir, spec["labels_upload_id"]) / "upload.json")
-        if not ldesc:
-            raise InputError("The labels file is no longer on the server; upload it again.")
-        labels = labels_mapping(runstore.upload_dir(runs_dir, spec["labels_upload_id"]) / ldesc["file"])
+        ldesc = load_descriptor(runs_dir, spec["labels_upload_id"], kinds=("labels",))
+        try:
+            labels = labels_mapping(upload_file(runs_dir, ldesc))
+        except InputError as e:
+            raise InputError(user_text(str(e), ldesc, runstore.upload_dir(runs_dir, ldesc["upload_id"]))) from None
     kind = desc["kind"]
     if kind == "table":
-        path = udir / desc["files"][0]
+        path = upload_file(runs_dir, desc)
         kw = dict(id_column=spec.get("id_column"), labels_column=spec.get("label_column"))
         if spec["what"] == "numeric":
             return prepare(path, numeric_columns=spec["numeric_columns"], labels=labels, **kw)
@@ -297,13 +415,13 @@ def prepare_from_spec(spec: dict[str, Any], runs_dir: str | Path, rdir: Path):
     if kind == "images":
         images_dir.mkdir(parents=True, exist_ok=True)
         paths = []
-        for i, f in enumerate(desc["files"]):
-            target = images_dir / f
-            target.write_bytes((udir / f).read_bytes())
+        for f in desc["files"]:
+            target = runstore.inside(images_dir, f)
+            shutil.copyfile(runstore.inside(udir, f), target)
             paths.append(str(target))
         df = pd.DataFrame({"id": desc["names"], "path": paths})
         return prepare(df, text_column="path", id_column="id", labels=labels, modality="image")
-    paths = collect_images(udir / desc["files"][0], extract_dir=images_dir)
+    paths = collect_images(upload_file(runs_dir, desc), extract_dir=images_dir)
     if not paths:
         raise InputError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in {desc['names'][0]}.")
     root = images_dir.resolve()
@@ -322,7 +440,7 @@ def estimate_dataset(spec: dict[str, Any], runs_dir: str | Path) -> Dataset:
     names = list(desc["names"])
     if desc["kind"] == "zip":
         try:
-            with zipfile.ZipFile(runstore.upload_dir(runs_dir, spec["upload_id"]) / desc["files"][0]) as zf:
+            with zipfile.ZipFile(upload_file(runs_dir, desc)) as zf:
                 names = [n for n in zf.namelist() if _ext(n) in IMAGE_EXTENSIONS
                          and not any(p.startswith(".") or p == "__MACOSX" for p in PurePath(n).parts)]
         except (zipfile.BadZipFile, OSError):

@@ -91,7 +91,9 @@ def test_background_body_reports_the_final_state(app_and_runs, tmp_path):
     run_id = _start(tmp_path, "id,text\n" + "\n".join(f"{i},words {i} about topic {i % 4}" for i in range(30)),
                     text_column="text", id_column="id")
     progress = []
-    out = shell.run_in_background(AppContext(runs_dir=tmp_path), progress.append, {"run_id": run_id})
+    token = runstore.issue_token(runstore.run_dir(tmp_path, run_id))  # what the creating page holds
+    out = shell.run_in_background(AppContext(runs_dir=tmp_path), progress.append,
+                                  {"run_id": run_id, "token": token})
     assert out == {"run_id": run_id, "state": "done", "message": None}
     assert progress[-1][0] == 100 and progress[-1][1] == "100%"
     assert shell.result_message(out) is not None

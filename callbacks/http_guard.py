@@ -1,0 +1,131 @@
+"""HTTP hardening of the app's Flask server: Host check, security headers, early size refusal.
+
+``install(server, bind_host)`` is called once from ``app.create_app``:
+
+- **Host check** (DNS rebinding): Flask's ``TRUSTED_HOSTS`` answers 400 to a request whose ``Host``
+  is not ours. Allowed: the loopback names, the address the app binds (and this machine's name and
+  addresses when it binds all interfaces), plus ``HERCULES_ALLOWED_HOSTS`` (comma-separated names;
+  ``.example.org`` allows subdomains; ``*`` turns the check off, e.g. behind a proxy that checks).
+- **Headers**: no framing (``X-Frame-Options: DENY`` and CSP ``frame-ancestors 'none'``), no MIME
+  sniffing, no referrer to other sites.
+- **Size before reading**: a callback request is refused with 413 from its ``Content-Length``
+  before its body is read, with a limit that depends on the callback (read from the first bytes of
+  the body, where the renderer puts ``"output"``): uploads get the upload limit, everything else a
+  small one. A rejected 400 MB request therefore costs kilobytes of memory, not gigabytes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+from typing import Any, Callable
+
+from . import ids, uploads
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+SMALL_REQUEST = 8 * 1024**2  # any callback that carries no file
+_SLACK = 1024**2  # JSON around the base64 payload
+_PEEK = 4096
+_OUTPUT_RE = re.compile(rb'^\s*\{\s*"output"\s*:\s*"((?:[^"\\]|\\.){1,3000})"')
+
+
+def allowed_hosts(bind_host: str | None, env: str | None = None) -> list[str] | None:
+    """The Host names to accept (None: accept any)."""
+    extra = [h.strip() for h in (env if env is not None else os.environ.get("HERCULES_ALLOWED_HOSTS", "")).split(",")
+             if h.strip()]
+    if "*" in extra:
+        return None
+    hosts = list(LOOPBACK) + extra
+    if bind_host in ("0.0.0.0", "::", ""):
+        name = socket.gethostname()
+        hosts.append(name)
+        try:
+            hosts += sorted({info[4][0] for info in socket.getaddrinfo(name, None)})
+        except OSError:
+            pass
+    elif bind_host:
+        hosts.append(bind_host)
+    # werkzeug compares the Host without its port (and cannot match IPv6 literals: use a name)
+    return sorted(set(hosts))
+
+
+def request_limit(output: str) -> int:
+    """Largest body accepted for the callback whose output id is ``output``."""
+    if f"{ids.UPLOAD_STORE}.data" in output or f"{ids.LABELS_STORE}.data" in output:
+        return uploads.MAX_UPLOAD_BYTES * 4 // 3 + _SLACK
+    if f"{ids.MODEL_UPLOAD_MSG}.children" in output:
+        return uploads.MAX_MODEL_BYTES * 4 // 3 + _SLACK
+    return SMALL_REQUEST
+
+
+class _Prefixed(io.RawIOBase):
+    """The bytes already peeked, then the rest of the original input stream."""
+
+    def __init__(self, prefix: bytes, rest):
+        self._prefix, self._rest = prefix, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        if self._prefix:
+            n = min(len(buf), len(self._prefix))
+            buf[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        data = self._rest.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+
+def _too_large(start_response, limit: int):
+    body = (f"Request too large: this action accepts at most {limit // 1024**2} MB. "
+            f"Uploads are limited to {uploads.MAX_UPLOAD_BYTES // 1024**2} MB.").encode()
+    start_response("413 Request Entity Too Large", [("Content-Type", "text/plain; charset=utf-8"),
+                                                    ("Content-Length", str(len(body))), ("Connection", "close")])
+    return [body]
+
+
+class SizeGuard:
+    """WSGI middleware: refuse an oversized callback request from its Content-Length alone."""
+
+    def __init__(self, app: Callable, path: str = "/_dash-update-component"):
+        self.app, self.path = app, path
+
+    def __call__(self, environ: dict[str, Any], start_response):
+        if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO", "").endswith(self.path):
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > SMALL_REQUEST:
+                stream = environ["wsgi.input"]
+                prefix = stream.read(min(_PEEK, length))
+                m = _OUTPUT_RE.match(prefix)
+                limit = request_limit(m.group(1).decode("utf-8", "replace")) if m else SMALL_REQUEST
+                if length > limit:
+                    environ["wsgi.input_terminated"] = False
+                    return _too_large(start_response, limit)
+                environ["wsgi.input"] = io.BufferedReader(_Prefixed(prefix, stream), 1 << 16)
+        return self.app(environ, start_response)
+
+
+def install(server, bind_host: str | None) -> None:
+    """Host check, security headers and the size guard on ``server`` (a Flask app)."""
+    server.config["TRUSTED_HOSTS"] = allowed_hosts(bind_host)
+
+    @server.after_request
+    def _security_headers(response):
+        for k, v in HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    server.wsgi_app = SizeGuard(server.wsgi_app)
