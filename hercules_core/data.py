@@ -32,11 +32,12 @@ logger = logging.getLogger("hercules_core")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp")
 TABLE_EXTENSIONS = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".parquet", ".xlsx", ".xls")
 MODALITY_CHOICES = ("auto", "text", "image", "numeric")
+# The budget of a ZIP of images, checked on its directory before anything is extracted.
 MAX_ZIP_BYTES = 2 * 1024**3
-MAX_ZIP_ENTRIES = 100_000
-MAX_ZIP_RATIO = 200
-# An entry this small cannot be a bomb on its own (the total-size cap covers many of them), and
-# plain formats such as a blank BMP legitimately compress far better than 200:1.
+MAX_ZIP_ENTRIES = 50_000
+MAX_ZIP_RATIO = 200  # per large entry, and for the whole archive
+# An entry this small cannot be a bomb on its own (the whole-archive ratio and size caps cover many
+# of them), and plain formats such as a blank BMP legitimately compress far better than 200:1.
 _ZIP_RATIO_MIN_BYTES = 1 << 20
 _NA_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "-"})
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n")
@@ -284,6 +285,55 @@ def _unsafe_member(name: str, root: Path) -> bool:
     return not target.is_relative_to(root)
 
 
+def _free_bytes(folder: Path) -> int | None:
+    for p in (folder, *folder.parents):
+        if p.exists():
+            try:
+                return shutil.disk_usage(p).free
+            except OSError:
+                return None
+    return None
+
+
+def _check_zip_budget(path: Path, infos: list[zipfile.ZipInfo], dest: Path) -> None:
+    """Refuse a bomb from the archive's directory alone: entries, total size, total and entry ratios,
+    unsafe names and the free space, before a single byte is extracted."""
+    if len(infos) > MAX_ZIP_ENTRIES:
+        raise InputError(f"{path.name} has {len(infos):,} entries, more than the {MAX_ZIP_ENTRIES:,} allowed;"
+                         f" split it or pass an extracted folder.")
+    total = sum(i.file_size for i in infos)
+    packed = sum(i.compress_size for i in infos)
+    if total > MAX_ZIP_BYTES:
+        raise InputError(f"{path.name} would extract to {total / 1024**3:.1f} GiB, more than the 2 GiB allowed;"
+                         f" split it or pass an extracted folder.")
+    if total > _ZIP_RATIO_MIN_BYTES and total > MAX_ZIP_RATIO * max(packed, 1):
+        raise InputError(f"{path.name} has a compression ratio above {MAX_ZIP_RATIO}:1 for the whole archive"
+                         f" ({total / 1024**2:,.0f} MB from {packed / 1024**2:,.1f} MB; possible zip bomb);"
+                         f" refusing to extract it.")
+    root = dest.resolve()
+    for info in infos:
+        if _unsafe_member(info.filename, root):
+            raise InputError(f"{path.name} contains an unsafe entry {info.filename!r} (absolute path or '..'"
+                             f" leaving the extraction folder); refusing to extract this archive.")
+        if info.file_size > _ZIP_RATIO_MIN_BYTES and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
+            raise InputError(f"{path.name}: entry {info.filename!r} has a compression ratio above"
+                             f" {MAX_ZIP_RATIO}:1 (possible zip bomb); refusing to extract this archive.")
+    free = _free_bytes(root)
+    if free is not None and total > free:
+        raise InputError(f"{path.name} would extract to {total / 1024**2:,.0f} MB but the disk has only"
+                         f" {free / 1024**2:,.0f} MB free.")
+
+
+def _copy_bounded(src, dst, limit: int) -> None:
+    """Copy at most ``limit`` bytes (the size the archive declares); more means a lying archive."""
+    left = limit
+    while chunk := src.read(min(1 << 20, left + 1)):
+        left -= len(chunk)
+        if left < 0:
+            raise InputError("the entry is larger than the archive says")
+        dst.write(chunk)
+
+
 def _extract_zip(path: Path, dest: Path) -> tuple[list[str], list[str]]:
     try:
         zf = zipfile.ZipFile(path)
@@ -291,38 +341,41 @@ def _extract_zip(path: Path, dest: Path) -> tuple[list[str], list[str]]:
         raise InputError(f"{path.name} is not a readable zip archive ({exc}). Re-create the archive.") from exc
     with zf:
         infos = zf.infolist()
-        if len(infos) > MAX_ZIP_ENTRIES:
-            raise InputError(f"{path.name} has {len(infos):,} entries, more than the {MAX_ZIP_ENTRIES:,} allowed;"
-                             f" split it or pass an extracted folder.")
-        total = sum(i.file_size for i in infos)
-        if total > MAX_ZIP_BYTES:
-            raise InputError(f"{path.name} would extract to {total / 1024**3:.1f} GiB, more than the 2 GiB allowed;"
-                             f" split it or pass an extracted folder.")
+        _check_zip_budget(path, infos, dest)
         root = dest.resolve()
-        root.mkdir(parents=True, exist_ok=True)
         chosen, skipped = [], []
         for info in infos:
-            if _unsafe_member(info.filename, root):
-                raise InputError(f"{path.name} contains an unsafe entry {info.filename!r} (absolute path or '..'"
-                                 f" leaving the extraction folder); refusing to extract this archive.")
-            if info.file_size > _ZIP_RATIO_MIN_BYTES and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
-                raise InputError(f"{path.name}: entry {info.filename!r} has a compression ratio above"
-                                 f" {MAX_ZIP_RATIO}:1 (possible zip bomb); refusing to extract this archive.")
             if info.is_dir() or _junk(info.filename):
                 continue
             (chosen if _has_image_ext(info.filename) else skipped).append(info)
-        out = []
-        for info in sorted(chosen, key=lambda i: i.filename):
-            target = (root / PurePosixPath(info.filename.replace("\\", "/"))).resolve()
-            if str(target) in out:  # a name repeated in the archive: keep one copy, not two items
-                continue
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-            except Exception as exc:  # encrypted entry, CRC error, truncated archive, disk full
-                raise InputError(f"{path.name}: cannot extract {info.filename!r} ({exc}).") from exc
-            out.append(str(target))
+        out: list[str] = []
+        created = [p for p in (root, *root.parents) if not p.exists()]
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            for info in sorted(chosen, key=lambda i: i.filename):
+                target = (root / PurePosixPath(info.filename.replace("\\", "/"))).resolve()
+                if str(target) in out:  # a name repeated in the archive: keep one copy, not two items
+                    continue
+                for d in reversed(target.parents):
+                    if d.is_relative_to(root) and not d.exists():
+                        created.append(d)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    out.append(str(target))
+                    with zf.open(info) as src, open(target, "wb") as dst:
+                        _copy_bounded(src, dst, info.file_size)
+                except Exception as exc:  # encrypted entry, CRC error, truncated archive, disk full
+                    raise InputError(f"{path.name}: cannot extract {info.filename!r} ({exc}).") from exc
+        except BaseException:
+            # leave nothing behind: the files written, then the folders this call made (deepest first)
+            for f in out:
+                Path(f).unlink(missing_ok=True)
+            for d in sorted(set(created), key=lambda d: len(d.parts), reverse=True):
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+            raise
     return out, [i.filename for i in skipped]
 
 
