@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -120,6 +121,9 @@ def _config(args) -> HerculesConfig:
             base = json.loads(Path(args.config).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise HerculesError(f"Cannot read the config file {args.config}: {exc}") from None
+        if not isinstance(base, dict):
+            raise HerculesError(f"The config file {args.config} must hold a JSON object of settings, such as "
+                                f'{{"random_state": 1}}; it holds a {type(base).__name__}.')
     if isinstance(base, dict) and args.llm:
         for key, value in registry.recommended_config(args.llm).items():
             base.setdefault(key, value)  # what the user's --config says wins
@@ -154,8 +158,22 @@ def _prepare(args, metadata, out: Path):
     )
 
 
+def _output_dir(text: str) -> Path:
+    """``--out`` as a writable folder (created if missing), or one clear error."""
+    out = Path(text)
+    if out.exists() and not out.is_dir():
+        raise HerculesError(f"--out {out} is an existing file; give a folder (it is created if missing).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise HerculesError(f"--out {out} cannot be written ({exc.strerror or exc}); choose another folder.") from None
+    return out
+
+
 def run(args) -> int:
-    out = Path(args.out)
+    out = _output_dir(args.out)
     if args.llm is None:
         args.llm = default_llm()
     cfg = _config(args)
@@ -178,6 +196,8 @@ def run(args) -> int:
     finally:
         progress.close()
     h, ds = result.hierarchy, result.dataset
+    for note in h.stats.get("notes", [])[len(ds.notes):]:  # the data's own notes were logged already
+        print(f"note: {note}", file=sys.stderr)
     top = h.top_level
     print(f"{len(ds)} {ds.modality} items -> {', '.join(str(len(lv)) for lv in h.levels[1:])} clusters "
           f"(levels 1..{top}) in {result.timings['total']:.1f} s; wrote {out}/model.json, memberships.csv, "
@@ -208,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the environment, not a bug: a full disk, a folder that vanished
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: cannot write the results: {exc.strerror or exc}"
+              + (f" ({exc.filename})" if exc.filename else ""), file=sys.stderr)
+        return EXIT_USAGE
     except Exception as exc:  # a bug: say so in one line, trace with --debug
         if getattr(args, "debug", False):
             raise
