@@ -18,6 +18,7 @@ JOB_RESULT = "job-result"
 # --- new run page
 UPLOAD = "data-upload"
 UPLOAD_MSG = "data-upload-msg"
+UPLOAD_SIZE_MSG = "data-upload-size-msg"  # written by assets/03_upload_limit.js only (never by a callback)
 UPLOAD_STORE = "data-upload-store"  # {"upload_id", "kind", "names", "columns", "n_rows"}
 DATA_OPTIONS = "data-options"
 WHAT = "data-what"  # "text" | "numeric" for tables
@@ -32,6 +33,7 @@ PREVIEW = "data-preview"
 PREVIEW_SEARCH = "data-preview-search"
 LABELS_UPLOAD = "labels-upload"
 LABELS_MSG = "labels-upload-msg"
+LABELS_SIZE_MSG = "labels-upload-size-msg"
 LABELS_STORE = "labels-store"
 CFG_T = "cfg"  # pattern: {"type": CFG_T, "name": <HerculesConfig field or form-only name>}
 MODEL_T = "model"  # pattern: {"type": MODEL_T, "kind": <registry kind>}
@@ -50,6 +52,7 @@ RUNS_REFRESH = "runs-refresh"
 RUNS_INTERVAL = "runs-interval"
 MODEL_UPLOAD = "model-upload"
 MODEL_UPLOAD_MSG = "model-upload-msg"
+MODEL_SIZE_MSG = "model-upload-size-msg"
 
 # --- explore page
 EXPLORE_RUN = "explore-run"  # store: {"run_id"}

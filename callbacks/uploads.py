@@ -39,6 +39,21 @@ LIMITS_TEXT = (f"Up to {MAX_UPLOAD_BYTES // 1024**2} MB per upload. Tables: CSV,
                "(at most 100,000 entries and 2 GB unpacked).")
 
 
+def limited(upload, max_bytes: int, msg_id: str):
+    """``upload`` (a dcc.Upload) refusing files above ``max_bytes`` in the browser, before sending.
+
+    dcc.Upload's ``max_size`` drops such a file silently; assets/03_upload_limit.js reads the
+    wrapper's data attributes, stops the file before the component sees it and writes the reason
+    into the ``msg_id`` element.
+    """
+    from dash import html
+
+    upload.max_size = max_bytes
+    return html.Div([upload, html.Div(id=msg_id, className="alert alert-danger py-2 upload-too-large",
+                                      style={"display": "none"})],
+                    **{"data-max-bytes": str(max_bytes), "data-msg-id": msg_id})
+
+
 def _ext(name: str) -> str:
     return PurePath(str(name)).suffix.lower()
 

@@ -18,8 +18,9 @@ def _select(cid, label, **kw):
 def layout(**_):
     data = dbc.Card(dbc.CardBody([
         html.H5("1. Data", className="card-title"),
-        dcc.Upload(id=ids.UPLOAD, multiple=True, className="upload-box",
-                   children=html.Div(["Drag and drop files here, or ", html.A("browse", className="link-primary")])),
+        uploads.limited(dcc.Upload(id=ids.UPLOAD, multiple=True, className="upload-box", children=html.Div(
+            ["Drag and drop files here, or ", html.A("browse", className="link-primary")])),
+            uploads.MAX_UPLOAD_BYTES, ids.UPLOAD_SIZE_MSG),
         html.Div(uploads.LIMITS_TEXT, className="form-text small mb-2 upload-limits"),
         html.Div(id=ids.UPLOAD_MSG),
         html.Div(id=ids.DATA_OPTIONS, style={"display": "none"}, children=[
@@ -51,8 +52,9 @@ def layout(**_):
         ]),
         html.Hr(),
         html.Div([html.Span("Optional ground-truth labels file (columns id,label): ", className="small"),
-                  dcc.Upload(id=ids.LABELS_UPLOAD, className="upload-inline",
-                             children=html.A("choose a labels file", className="link-primary small"))]),
+                  uploads.limited(dcc.Upload(id=ids.LABELS_UPLOAD, className="upload-inline",
+                                             children=html.A("choose a labels file", className="link-primary small")),
+                                  uploads.MAX_UPLOAD_BYTES, ids.LABELS_SIZE_MSG)]),
         html.Div(id=ids.LABELS_MSG, className="small"),
         dcc.Store(id=ids.UPLOAD_STORE), dcc.Store(id=ids.LABELS_STORE),
     ]), className="mb-3")
