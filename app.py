@@ -57,7 +57,7 @@ def create_app(runs_dir: str | os.PathLike | None = None, *, include_test_models
         include_test_models = configform.include_test_models()
     app = dash.Dash(__name__, use_pages=True, pages_folder=str(HERE / "pages"), assets_folder=str(HERE / "assets"),
                     background_callback_manager=manager or make_manager(runs_dir), suppress_callback_exceptions=True,
-                    title="HERCULES", update_title=None, serve_locally=True)
+                    title="HERCULES", update_title=None, serve_locally=True, on_error=http_guard.callback_error)
     ctx = AppContext(runs_dir=runs_dir, include_test_models=include_test_models)
     app.server.config["HERCULES"] = ctx
     # base64 makes an upload a third bigger; anything above this is refused by the server itself

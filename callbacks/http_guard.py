@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import socket
@@ -34,6 +35,7 @@ HEADERS = {
 SMALL_REQUEST = 8 * 1024**2  # any callback that carries no file
 _SLACK = 1024**2  # JSON around the base64 payload
 _PEEK = 4096
+logger = logging.getLogger("hercules.http")
 _OUTPUT_RE = re.compile(rb'^\s*\{\s*"output"\s*:\s*"((?:[^"\\]|\\.){1,3000})"')
 
 
@@ -116,6 +118,29 @@ class SizeGuard:
                     return _too_large(start_response, limit)
                 environ["wsgi.input"] = io.BufferedReader(_Prefixed(prefix, stream), 1 << 16)
         return self.app(environ, start_response)
+
+
+def callback_error(err: Exception) -> None:
+    """Dash's ``on_error``: a callback that still raises on a browser value answers "no update".
+
+    Every callback of the app validates its inputs; this is the backstop (Dash's own page router
+    raises on a tampered pathname). The traceback goes to the server log, never to the client; the
+    callback fuzzer fails on any such line for one of our callbacks.
+    """
+    import dash
+
+    try:
+        outputs = dash.ctx.outputs_list
+    except Exception:  # no callback context: nothing to name
+        outputs = None
+    logger.warning("callback error: %s: %s: %s", json_ids(outputs), type(err).__name__, err, exc_info=err)
+    return None
+
+
+def json_ids(outputs: Any) -> str:
+    items = outputs if isinstance(outputs, list) else [outputs]
+    flat = [o for i in items for o in (i if isinstance(i, list) else [i]) if isinstance(o, dict)]
+    return ",".join(f"{o.get('id')}.{o.get('property')}" for o in flat)[:300]
 
 
 def install(server, bind_host: str | None) -> None:
