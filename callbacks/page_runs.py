@@ -70,20 +70,25 @@ def runs_table(runs: list[dict[str, Any]]):
 
 def import_model(runs_dir, name: str, contents: str) -> tuple[str | None, str]:
     """Store an uploaded model JSON as a new finished run; (run id or None, message)."""
-    if not str(name).lower().endswith(".json"):
+    if not isinstance(name, str) or not isinstance(contents, str):
+        return None, "The model file arrived damaged; try again."
+    if not name.lower().endswith(".json"):
         return None, "A model file is a .json file written by HERCULES (model.json)."
     if uploads.encoded_size(contents) > uploads.MAX_MODEL_BYTES:
         return None, f"The model file is larger than {uploads.MAX_MODEL_BYTES // 1024**2} MB."
     run_id = runstore.new_id()
     rdir = runstore.run_dir(runs_dir, run_id)
-    rdir.mkdir(parents=True)
     try:
+        rdir.mkdir(parents=True)
         (rdir / "model.json").write_bytes(uploads.decode_data_url(contents))
         h = load_model(rdir / "model.json")
+        save_outputs(h, rdir, write_model=False)  # the uploaded model.json stays as it was
     except HerculesError as e:
         shutil.rmtree(rdir, ignore_errors=True)  # rdir is built from a server-made id, never from input
-        return None, str(e).replace(str(rdir / "model.json"), name)
-    save_outputs(h, rdir, write_model=False)  # the uploaded model.json stays as it was
+        return None, uploads.user_text(str(e), {"names": [name], "files": ["model.json"]}, rdir)
+    except OSError as e:  # a full disk: say so, keep nothing half-written
+        shutil.rmtree(rdir, ignore_errors=True)
+        return None, f"{name} could not be saved: {runstore.os_error_text(e)}."
     cfg = h.config
     counts = cfg.level_cluster_counts
     runstore.update_status(rdir, state="done", imported=True, created=runstore.now_iso(), percent=100,

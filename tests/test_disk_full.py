@@ -71,6 +71,11 @@ def test_an_upload_that_fills_the_disk_is_refused_with_the_reason(small_disk):
     labels = dash_client.find(dash_client.callbacks(lambda p: client.get(p).get_json()), "labels-store.data")
     r = client.post("/_dash-update-component", json=labels.body([data_url(big), "labels.csv"]))
     assert r.status_code == 200 and "disk is full" in r.get_data(as_text=True)
+    model = dash_client.find(dash_client.callbacks(lambda p: client.get(p).get_json()), "model-upload-msg.children")
+    r = client.post("/_dash-update-component", json=model.body([data_url(b"{" + b" " * 3_000_000 + b"}"),
+                                                                 "model.json"]))
+    assert r.status_code == 200 and "disk is full" in r.get_data(as_text=True)
+    assert [p for p in runs.iterdir() if runstore.valid_id(p.name)] == []
 
 
 def test_a_run_on_a_full_disk_fails_with_the_reason_and_cannot_be_opened(small_disk):
