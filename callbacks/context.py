@@ -8,7 +8,7 @@ from pathlib import Path
 from hercules_core import ModelFileError
 
 from .explore_model import ExploreModel
-from .runstore import LRU, ModelCache, read_status, run_dir
+from .runstore import LRU, ModelCache, effective_state, read_status, run_dir
 
 
 @dataclass
@@ -27,7 +27,7 @@ class AppContext:
         """
         rdir = run_dir(self.runs_dir, run_id)
         status = read_status(rdir)
-        state = status.get("state")
+        state = effective_state(status) if status else None
         if state != "done":
             why = status.get("error")
             raise ModelFileError(f"This run cannot be opened: it is {state or 'unknown'}"
