@@ -229,7 +229,8 @@ def test_cancelled_and_interrupted_runs_stop_their_clock(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- 10. wrong types
-def test_callbacks_answer_wrong_types_without_an_error(app_client, finished_and_imported):
+def test_callbacks_answer_wrong_types_without_an_error(app_client, finished_and_imported, caplog):
+    """Each callback checks its inputs itself: the app's on_error backstop is never needed."""
     app, client, cbs, runs = app_client
     done_runs, done_id, _ = finished_and_imported
     app.server.config["HERCULES"].runs_dir = done_runs  # explore a real finished run
@@ -242,6 +243,11 @@ def test_callbacks_answer_wrong_types_without_an_error(app_client, finished_and_
               [("bad", 1)], [("bad", 1)], 7, [("bad", 1)], [("bad", 1)]]
     r = _post(client, start, values)
     assert r.status_code in (200, 204)
+    pane = dash_client.find(cbs, "explore-pane.children")
+    for selection in ({"key": 5}, {"key": ["L1:0"]}, "L1:0", {"key": "L1:99999"}):
+        r = _post(client, pane, [selection, {"run_id": done_id}])
+        assert r.status_code == 200, selection
+    assert [r.getMessage() for r in caplog.records if "callback error" in r.getMessage()] == []
 
 
 # ----------------------------------------------------------------------------- 9. headers, Host
