@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from hercules_core import Dataset, InputError
+from hercules_core import data as core_data
 from hercules_core.data import IMAGE_EXTENSIONS, collect_images, prepare, read_table
 
 from . import runstore
@@ -36,7 +37,7 @@ KINDS = ("table", "txt", "images", "zip")
 LIMITS_TEXT = (f"Up to {MAX_UPLOAD_BYTES // 1024**2} MB per upload. Tables: CSV, TSV, JSON, JSONL, Parquet, "
                "Excel (one file). Texts: .txt files (one item per file, or one per line). Images: several "
                f"image files ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) or one ZIP of a folder "
-               "(at most 100,000 entries and 2 GB unpacked).")
+               f"(at most {core_data.MAX_ZIP_ENTRIES:,} entries and {core_data.MAX_ZIP_BYTES // 1024**3} GB unpacked).")
 
 
 def limited(upload, max_bytes: int, msg_id: str):
