@@ -6,13 +6,14 @@ and samples from uploads, so nothing is ever interpreted as HTML or markdown.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import dash_bootstrap_components as dbc
 import numpy as np
 from dash import html
 
-from . import ids
+from . import ids, runstore
 from .explore_model import ExploreModel, make_key
 
 SAMPLES = 6
@@ -70,11 +71,20 @@ def _stats_table(rows: list[dict[str, Any]]):
     return dbc.Table([head, body], size="sm", striped=True, className="small mb-2 stats-table")
 
 
+def _image(em: ExploreModel, run_id: str | None, i: int, css: str):
+    """The item's picture when the run's image route serves it (an imported model's images live
+    elsewhere and are not served): otherwise a note instead of a broken link."""
+    paths = em.h.dataset.image_paths or []
+    if run_id and em.path and i < len(paths) and runstore.run_image(Path(em.path).parent, paths[i]) is not None:
+        return html.Img(src=f"/files/{run_id}/image/{i}", className=css, alt=em.h.levels[0].ids[i])
+    return html.Div("(image not stored with this run)", className=f"{css} small text-muted no-image")
+
+
 def _sample(em: ExploreModel, run_id: str | None, i: int):
     ds = em.h.dataset
     item_id = em.h.levels[0].ids[i]
     if ds.modality == "image":
-        body = [html.Img(src=f"/files/{run_id}/image/{i}", className="thumb", alt=item_id) if run_id else None,
+        body = [_image(em, run_id, i, "thumb"),
                 html.Div(item_id, className="small text-muted")]
         return html.Div(body, className="sample sample-image", id={"type": ids.PANE_LINK_T, "key": make_key(0, i)},
                         n_clicks=0, role="button")
@@ -92,7 +102,7 @@ def _raw(em: ExploreModel, run_id: str | None, i: int):
     if ds.modality == "text":
         return html.Pre(ds.texts[i], className="raw-text")
     if ds.modality == "image":
-        return html.Img(src=f"/files/{run_id}/image/{i}", className="thumb-large", alt=em.h.levels[0].ids[i])
+        return _image(em, run_id, i, "thumb-large")
     return _stats_table([{"variable": n, "unit": ((ds.numeric_metadata or {}).get(n) or {}).get("unit", ""),
                           "mean": float(v), "std": None, "min": None, "max": None}
                          for n, v in zip((ds.feature_names or [])[:MAX_VARS], ds.numeric_raw[i])])

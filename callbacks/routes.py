@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import csv
 import io as _io
-from pathlib import Path
 
 from flask import Response, abort, send_file
 
 from hercules_core import HerculesError
-from hercules_core.data import IMAGE_EXTENSIONS
 
 from . import runstore
 
@@ -69,12 +67,8 @@ def register(server, ctx) -> None:
         paths = em.h.dataset.image_paths
         if not paths or not 0 <= index < len(paths):
             abort(404)
-        images = runstore.run_dir(ctx.runs_dir, run_id) / "images"
-        try:  # a model's paths are absolute; what counts is that they resolve into this run's images
-            path = runstore.inside(images, str(Path(str(paths[index])).resolve().relative_to(images.resolve())))
-        except ValueError:
-            abort(404)
-        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+        path = runstore.run_image(runstore.run_dir(ctx.runs_dir, run_id), paths[index])
+        if path is None:
             abort(404)
         return send_file(path, max_age=3600)
 

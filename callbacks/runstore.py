@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from hercules_core.data import IMAGE_EXTENSIONS
 from hercules_core.io import atomic_write
 
 RUN_ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -74,6 +75,18 @@ def inside(folder: str | os.PathLike, *parts: Any) -> Path:
     if target == root or not target.is_relative_to(root):
         raise ValueError("The name leaves its folder.")
     return target
+
+
+def run_image(rdir: str | os.PathLike, image_path: Any) -> Path | None:
+    """The file of a model's image path when it is one of the run's own images (``rdir/images``),
+    else None: imported models and tampered paths may point anywhere."""
+    images = Path(rdir) / "images"
+    try:
+        rel = Path(str(image_path)).resolve().relative_to(images.resolve())
+        path = inside(images, str(rel))
+    except (ValueError, OSError):
+        return None
+    return path if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file() else None
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)

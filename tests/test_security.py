@@ -8,7 +8,6 @@ callbacks given values of the wrong type.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from dash.exceptions import PreventUpdate
 
 from callbacks import job, page_runs, runstore, shell, uploads
 from callbacks.context import AppContext
-from hercules_core import ModelFileError, io, save_model
+from hercules_core import ModelFileError, save_model
 from hercules_core.reduction import reduce_hierarchy
 from tests import dash_client
 from tests.factories import make_hierarchy
@@ -179,6 +178,13 @@ def test_image_route_serves_only_the_runs_own_images(app_client):
         r = client.get(f"/files/{rid}/image/{i}")
         assert r.status_code == 404, (i, h.dataset.image_paths[i])
         assert b"root:" not in r.data and b"other run" not in r.data
+    # the pane links only what the route serves: others get a note, not a broken image
+    from dash import html
+
+    from callbacks import pane
+    em = app.server.config["HERCULES"].model(rid)
+    assert isinstance(pane._image(em, rid, 0, "thumb"), html.Img)
+    assert all(not isinstance(pane._image(em, rid, i, "thumb"), html.Img) for i in range(1, 6))
 
 
 # ----------------------------------------------------------------------------- 4/6. refusing runs, leaks

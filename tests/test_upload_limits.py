@@ -4,7 +4,6 @@ still arrives over the limit is refused from its Content-Length, costing the ser
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import threading
 import time
