@@ -137,11 +137,7 @@ def cost_preview(ref, what, cfg_values, levels_mode, models, include_tests, runs
 
 def recommended_values(llm_id: str | None, id_list: list[dict[str, Any]], values: list) -> list:
     """Form values after choosing an LLM: the registry's recommendations for it (others unchanged)."""
-    rec_fn = getattr(configform.registry, "recommended_config", None)
-    try:
-        rec = dict(rec_fn(llm_id)) if callable(rec_fn) and isinstance(llm_id, str) and llm_id else {}
-    except (TypeError, ValueError, KeyError):
-        rec = {}
+    rec = configform.registry.recommended_config(llm_id) if isinstance(llm_id, str) and llm_id else {}
     if not isinstance(id_list, list) or not isinstance(values, list) or len(id_list) != len(values):
         raise PreventUpdate
     names = [i.get("name") if isinstance(i, dict) else None for i in id_list]
