@@ -228,7 +228,7 @@ def register(app, ctx) -> None:
     def _upload(contents, names, run):
         if not contents or not names:
             raise PreventUpdate
-        o = staged(ctx, (run or {}).get("run_id"), names, contents)
+        o = staged(ctx, run.get("run_id") if isinstance(run, dict) else None, names, contents)
         return (o["store"], o["msg"], o["options"], o["text_opts"], o["text"], o["id_opts"], o["id"],
                 o["disabled"])
 

@@ -78,7 +78,7 @@ def register(app, ctx) -> None:
     @app.callback(Output(ids.EDIT_BOX, "children"), Output(ids.EDIT_KEY, "data"),
                   Input(ids.SELECTION, "data"), State(ids.EXPLORE_RUN, "data"))
     def _form(selection, run):
-        run_id = (run or {}).get("run_id")
+        run_id = run.get("run_id") if isinstance(run, dict) else None
         if not runstore.valid_id(run_id):
             raise PreventUpdate
         try:
@@ -101,7 +101,9 @@ def register(app, ctx) -> None:
         if state != "ok":
             return html.Span(message, className="text-danger edit-error"), no_update, no_update
         # a new revision of the run store: the pane, the tree and the sunburst re-render from it
-        new_run = {"run_id": run["run_id"], "rev": int(run.get("rev") or 0) + 1}
+        rev = run.get("rev")
+        new_run = {"run_id": run["run_id"], "rev": (rev if isinstance(rev, int) and not isinstance(rev, bool)
+                                                    and 0 <= rev < 10**9 else 0) + 1}
         fig = no_update
         try:  # the scatter shows titles too: redraw the view the browser has (its values are untrusted)
             em = ctx.model(run["run_id"])
