@@ -41,8 +41,9 @@ def section():
             html.P("Upload new items of the same kind (a table, .txt files, images or a ZIP). Each gets its "
                    "cluster at every level, its distance to its level-1 centroid, and a 'novel' flag when it is "
                    "farther than 95% of that cluster's own items. No LLM is called.", className="small text-muted"),
-            dcc.Upload(id=ids.ASSIGN_UPLOAD, multiple=True, className="upload-box",
-                       children=html.Div(["Drag and drop new data here, or ", html.A("browse", className="link-primary")])),
+            uploads.limited(dcc.Upload(id=ids.ASSIGN_UPLOAD, multiple=True, className="upload-box", children=html.Div(
+                ["Drag and drop new data here, or ", html.A("browse", className="link-primary")])),
+                uploads.MAX_UPLOAD_BYTES, ids.ASSIGN_SIZE_MSG),
             html.Div(id=ids.ASSIGN_MSG, className="mt-1"),
             html.Div(id=ids.ASSIGN_OPTIONS, style=HIDDEN, children=dbc.Row([
                 dbc.Col([dbc.Label("Text column", className="small mb-0"),

@@ -95,6 +95,7 @@ EDIT_SAVE = "edit-save"
 EDIT_MSG = "edit-msg"
 ASSIGN_UPLOAD = "assign-upload"
 ASSIGN_MSG = "assign-msg"
+ASSIGN_SIZE_MSG = "assign-upload-size-msg"
 ASSIGN_UPLOAD_STORE = "assign-upload-store"  # {"upload_id", ...} of the staged new data
 ASSIGN_OPTIONS = "assign-options"
 ASSIGN_TEXT_COL = "assign-text-col"

@@ -275,3 +275,18 @@ def test_security_headers_and_host_check(app_client, monkeypatch):
     for host, code in (("hercules.lab.example", 200), ("a.corp.example:443", 200), ("10.1.2.3:8050", 200),
                        ("evil.example", 400)):
         assert other.get("/", headers={"Host": host}).status_code == code, host
+
+
+def test_every_upload_callback_gets_the_upload_limit(app_client):
+    """The size guard reads the callback from the request's head: each callback fed by a dcc.Upload's
+    contents must be allowed a full upload, and the others only the small limit."""
+    from callbacks import http_guard
+
+    _, _, cbs, _ = app_client
+    fed = [c for c in cbs if any(prop == "contents" for _, prop in c.args())]
+    assert len(fed) >= 4, [c.output for c in fed]  # data, labels, model import, assign
+    for cb in fed:
+        assert http_guard.request_limit(cb.output) >= uploads.MAX_UPLOAD_BYTES * 4 // 3, cb.output
+    for cb in cbs:
+        if cb not in fed:
+            assert http_guard.request_limit(cb.output) == http_guard.SMALL_REQUEST, cb.output
