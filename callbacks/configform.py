@@ -97,7 +97,8 @@ FIELDS: tuple[Field, ...] = (
           "Advanced", True),
     Field("max_prompt_tokens", "Max prompt tokens", "int", "Batches are split to stay below this.", "Advanced", True),
     Field("prompt_style", "Prompt style", "select", "full: the paper's prompt, several clusters per call; compact: "
-          "one cluster per call, for tiny models.", "Advanced", True, PROMPT_STYLES),
+          "one cluster per call, for tiny models; grounded: compact, with candidate titles from the cluster's own words "
+          "kept by self-retrieval.", "Advanced", True, PROMPT_STYLES),
     Field("evaluation_sample_size", "Silhouette sample", "int", "Silhouette is computed on at most this many "
           "points.", "Advanced", True),
     Field("calculate_llm_internal_metrics", "Description-space metrics", "switch", "Also score clusters in the "

@@ -14,7 +14,7 @@ SAMPLE_STRATEGIES = ("centroid_closest", "random")
 CHILD_SAMPLE_STRATEGIES = ("largest", "centroid_closest", "random")
 KMEANS_BACKENDS = ("auto", "sklearn", "faiss", "minibatch")
 CENTROID_NORMALIZATION = ("auto", "yes", "no")
-PROMPT_STYLES = ("full", "compact")
+PROMPT_STYLES = ("full", "compact", "grounded")
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,8 @@ class HerculesConfig:
     prompt_numeric_stats_precision: int = 2
     prompt_title_max_words: int = 7
     prompt_style: str = "full"  # "full": Appendix A, several clusters per call; "compact": one cluster
-    # per call in a short prompt without the JSON example (tiny models copy the example otherwise)
+    # per call in a short prompt without the JSON example (tiny models copy the example otherwise);
+    # "grounded": compact, plus candidate titles built from the cluster's own words (see grounded.py)
     max_prompt_tokens: int = 6000
     prompt_token_safety_margin: float = 0.2  # keep estimated tokens under (1 - margin) * max
     llm_initial_batch_size: int = 8

@@ -20,6 +20,7 @@ from sklearn import metrics as skm
 
 from .errors import InputError
 from .hierarchy import Hierarchy
+from .title_quality import title_quality
 
 INTERNAL = ("silhouette_score", "davies_bouldin_score", "calinski_harabasz_score")
 EXTERNAL = ("adjusted_rand_score", "normalized_mutual_info_score", "homogeneity_score",
@@ -258,8 +259,12 @@ def evaluate_level(h: Hierarchy, level: int, labels: Any = None, *, sample_size:
     return out
 
 
-def evaluate_all(h: Hierarchy, labels: Any = None) -> dict[int, dict[str, Any]]:
-    """Evaluate every level >= 1, store the results in ``h.evaluation`` and return them."""
+def evaluate_all(h: Hierarchy, labels: Any = None, *, text_embedder: Any = None) -> dict[int, dict[str, Any]]:
+    """Evaluate every level >= 1, store the results in ``h.evaluation`` and return them.
+
+    Each level also gets the ``title_*`` figures of :func:`hercules_core.title_quality.title_quality`
+    (self-retrieval needs ``text_embedder``, the run's text embedder).
+    """
     shared = None
     X = h.levels[0].vectors
     if X is not None and h.top_level >= 2 and np.isfinite(X).all():
@@ -267,6 +272,10 @@ def evaluate_all(h: Hierarchy, labels: Any = None) -> dict[int, dict[str, Any]]:
                                np.random.default_rng(h.config.random_state))
     results = {level: evaluate_level(h, level, labels, random_state=h.config.random_state, _shared=shared)
                for level in range(1, h.top_level + 1)}
+    for level, quality in title_quality(h, text_embedder).items():
+        notes = quality.pop("title_notes")
+        results[level].update(quality)
+        results[level]["notes"] += notes
     h.evaluation.update(results)
     return results
 

@@ -20,7 +20,7 @@ TITLE_MAX_CHARS = 120
 DESCRIPTION_MAX_CHARS = 1000
 # Part of every cached LLM answer's key (hercules_core/cache.py): bump it whenever the prompt text
 # or the answer handling changes, so that old cached answers are not replayed.
-PROMPT_TEMPLATE_VERSION = 1
+PROMPT_TEMPLATE_VERSION = 2
 KEYWORDS_MAX = 10  # keywords shown in a cluster block
 _TOKEN_OVERHEAD = 4  # per estimated piece: BOS/role tokens and rounding
 
@@ -124,6 +124,8 @@ def render_block(req: SummaryRequest, config: HerculesConfig) -> str:
         for child_id, title, desc in req.children:
             lines.append(f'- Child ID {clean_text(child_id, 100)}: "{clean_text(title, TITLE_MAX_CHARS)}" - '
                          f"{clean_text(desc, config.prompt_child_desc_trunc_len)}")
+    if req.feedback:
+        lines.append(f"Note: {clean_text(req.feedback, 600)}")
     if req.numeric_stats:
         p = config.prompt_numeric_stats_precision
         shown = req.numeric_stats[: config.prompt_max_stats_vars]
@@ -161,6 +163,9 @@ def build_compact_prompt(req: SummaryRequest, config: HerculesConfig) -> str:
         lines += [f"- {clean_text(text)}" for _, text in req.samples]
     if req.children:
         lines.append("Subgroups: " + "; ".join(clean_text(t, 80) for _, t, _ in req.children))
+    siblings = [w for w in (clean_text(k, 40) for k in req.sibling_keywords[:KEYWORDS_MAX]) if w]
+    if siblings:
+        lines.append(f"Other groups (not this one): {', '.join(siblings)}")
     if req.numeric_stats:
         p = config.prompt_numeric_stats_precision
         lines.append("Averages: " + "; ".join(
@@ -168,6 +173,8 @@ def build_compact_prompt(req: SummaryRequest, config: HerculesConfig) -> str:
             + (f" {clean_text(st.get('unit'), 20)}" if st.get("unit") else "")
             for st in req.numeric_stats[: config.prompt_max_stats_vars]))
     what = "this text" if req.level == 0 else "the topic these examples share (not a quote)"
+    if req.feedback:
+        lines += ["", clean_text(req.feedback, 600)]
     lines += ["", f"Write a title of 2 to {config.prompt_title_max_words} words naming {what}, and a "
               "one-sentence description. Answer as JSON with the keys title and description."]
     return "\n".join(lines)
@@ -177,7 +184,7 @@ def build_prompt(requests: list[SummaryRequest], config: HerculesConfig) -> str:
     """The full Appendix-A prompt for one batch. The last line names the expected keys as a JSON list."""
     if not requests:
         raise ValueError("build_prompt needs at least one request")
-    if config.prompt_style == "compact":
+    if config.prompt_style in ("compact", "grounded"):
         if len(requests) != 1:
             raise ValueError("the compact prompt style takes one cluster per call")
         return build_compact_prompt(requests[0], config)
@@ -204,7 +211,7 @@ def json_schema_for(keys: list[str], config: HerculesConfig, *, level: int | Non
         "required": ["title", "description"],
         "additionalProperties": False,
     }
-    if config.prompt_style == "compact" and len(keys) == 1:
+    if config.prompt_style in ("compact", "grounded") and len(keys) == 1:
         return entry  # one cluster per call: the answer is the entry itself
     return {
         "type": "object",
@@ -275,7 +282,7 @@ def _drop_trailing_commas(text: str) -> str:
 def _loads(candidate: str) -> Any:
     for attempt in (candidate, _drop_trailing_commas(candidate)):
         try:
-            return json.loads(attempt)
+            return json.loads(attempt, strict=False)  # small models put raw newlines in strings
         except (ValueError, RecursionError):
             continue
     return None

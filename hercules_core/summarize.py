@@ -27,8 +27,10 @@ from .errors import Cancelled, LLMError
 from .hierarchy import Level
 from .prompts import (build_prompt, clean_text, estimate_tokens, json_schema_for, parse_response,
                       prompt_footer, prompt_header, render_block)
+from .grounded import grounded_answer
 from .retry import is_transient, retrying
 from .summarize_types import KeywordSource, ProgressFn, RunLogLike, Summarizer, Summary, SummaryRequest
+from .title_quality import Grounding, gate_answers
 
 __all__ = [
     "build_requests", "build_l0_requests", "build_prompt", "json_schema_for", "estimate_tokens",
@@ -50,7 +52,10 @@ _COPY_OPENING_WORDS = 8  # a title is compared with about this many opening word
 _COPY_MIN_WORDS = 3  # shorter titles (e.g. "Weather") may well open a sample without being copied
 _COPY_SHARE = (4, 5)  # more than 4/5 of the title's words
 _COPY_FUZZY_MIN_WORDS = 5  # "Linux operating system" may use a sample's opening words without copying it
+_HEADING_MAX_WORDS = 6  # a title this short may quote a sample's heading ("Humor in the Court: ...")
+_HEADING_END = re.compile(r"\s*[:.!?;\u2014\u2013]")
 _WORD_RE = re.compile(r"\w+")
+SIBLINGS_SHOWN = 3  # one-cluster prompts show the keywords of this many nearest other clusters
 
 
 # --------------------------------------------------------------------------- requests
@@ -278,7 +283,7 @@ def plan_batches(requests: list[SummaryRequest], block_tokens: Mapping[str, int]
     with the compact prompt), one level per prompt, and every prompt's estimate
     (:func:`fixed_tokens` plus ``block_tokens[key]`` of its requests) under the token budget. The cost
     estimate plans with this same function."""
-    if config.prompt_style == "compact":  # the compact prompt holds one cluster
+    if config.prompt_style in ("compact", "grounded"):  # these prompts hold one cluster
         size = 1
     budget = tokens_budget(config)
     headers: dict[int, int] = {}  # a header depends on the level only: estimated once per level
@@ -310,7 +315,8 @@ def copied_title(title: str, samples: list[tuple[str, str]]) -> bool:
     Compared lowercased without punctuation: a title equal to a whole sample, or of at least three
     words that opens a sample, or of at least five words more than 80% of which occur among the
     opening words of a longer sample (a title that adds one word to four copied ones, like the test
-    fakes' "Fake" + four words, passes).
+    fakes' "Fake" + four words, passes). A short title that is a whole heading or first sentence of a
+    sample ("Humor in the Court" of "Humor in the Court: Q. ...") names it and is not a copy.
     """
     t = _words(title)
     if not t:
@@ -323,19 +329,33 @@ def copied_title(title: str, samples: list[tuple[str, str]]) -> bool:
             return True
         if len(t) < _COPY_MIN_WORDS or len(s) <= len(t):
             continue
-        if s[:len(t)] == t:
+        if s[:len(t)] == t and not _quotes_heading(t, text):
             return True
         if len(t) < _COPY_FUZZY_MIN_WORDS:
             continue
         opening = set(s[:max(_COPY_OPENING_WORDS, len(t) + 2)])
-        if _COPY_SHARE[1] * sum(w in opening for w in t) > _COPY_SHARE[0] * len(t):
+        if _COPY_SHARE[1] * sum(w in opening for w in t) > _COPY_SHARE[0] * len(t) and not _quotes_heading(t, text):
             return True
     return False
+
+
+def _quotes_heading(title_words: list[str], text: str) -> bool:
+    """Whether a short title is the whole heading (or first sentence) a sample opens with: the words
+    of the title are followed in the sample by a colon, a full stop or a dash, not by more words."""
+    if len(title_words) > _HEADING_MAX_WORDS:
+        return False
+    m = re.match(r"\W*" + r"\W+".join(map(re.escape, title_words)), str(text), re.IGNORECASE)
+    return bool(m and _HEADING_END.match(str(text), m.end()))
 
 
 def copied_example(title: str, description: str) -> bool:
     """Whether an answer is the prompt's example placeholder ("Title A", "Desc A.", "Title 2") copied."""
     return any(_PLACEHOLDER.fullmatch(" ".join(_words(text))) for text in (title, description))
+
+
+def _short(reason: str) -> str:
+    """A gate reason without its advice to the model (for logs and the fallback's error)."""
+    return reason.split(". ", 1)[0].replace("Your title", "title")
 
 
 class _Aborted(Exception):
@@ -379,6 +399,10 @@ class LLMSummarizer:
         self.cancel = cancel
         self.model_id = llm.model_id
         self._log_lock = threading.Lock()  # run logs need not be thread-safe
+        # a title_quality.Grounding (the items' text embeddings), set by the estimator when it has one:
+        # the gate then rejects ungrounded titles and the grounded prompt style ranks its candidates
+        self.grounding: Grounding | None = None
+        self._level_requests: list[SummaryRequest] = []
         self._budget = tokens_budget(config)
 
     # --- planning (main thread only, so batches never depend on thread timing) ---
@@ -410,7 +434,7 @@ class LLMSummarizer:
         return sleep
 
     def _call(self, batch: list[SummaryRequest], prompt: str, shrunk: list[str], attempt: int,
-              abort: threading.Event) -> str:
+              abort: threading.Event, schema: dict[str, Any] | None = None) -> str:
         if abort.is_set():
             raise _Aborted()
         if self.cancel is not None and self.cancel():
@@ -421,7 +445,7 @@ class LLMSummarizer:
         error = None
         t0 = time.perf_counter()
         try:
-            schema = json_schema_for(keys, self.config, level=batch[0].level)
+            schema = schema or json_schema_for(keys, self.config, level=batch[0].level)
             response, usage = complete_with_usage(self.llm, prompt, schema=schema)  # usage: the server's counts
             return response
         except BaseException as exc:
@@ -443,21 +467,33 @@ class LLMSummarizer:
     def _run_batch(self, batch: list[SummaryRequest], shrunk: set[str],
                    abort: threading.Event) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
         """Parsed answers of one batch and, for the keys without an accepted answer, why."""
-        prompt = build_prompt(batch, self.config)
         shrunk_keys = [r.key for r in batch if r.key in shrunk]
-        attempts = retrying(self.config.llm_retries + 1, base=self.config.llm_retry_delay,
-                            cap=self.config.llm_retry_max_delay, sleep=self._sleeper(abort))
-        try:
-            for attempt in attempts:
-                with attempt:
-                    response = self._call(batch, prompt, shrunk_keys, attempt.retry_state.attempt_number, abort)
-        except LLMError as exc:
-            if not is_transient(exc):
-                raise
-            reason = f"LLM call failed after {self.config.llm_retries + 1} attempt(s): {exc}"
-            return {}, {r.key: reason for r in batch}
+        failed: list[str] = []
+
+        def ask(prompt: str, schema: dict[str, Any] | None = None) -> str | None:
+            attempts = retrying(self.config.llm_retries + 1, base=self.config.llm_retry_delay,
+                                cap=self.config.llm_retry_max_delay, sleep=self._sleeper(abort))
+            try:
+                for attempt in attempts:
+                    with attempt:
+                        return self._call(batch, prompt, shrunk_keys, attempt.retry_state.attempt_number, abort,
+                                          schema)
+            except LLMError as exc:
+                if not is_transient(exc):
+                    raise
+                failed.append(f"LLM call failed after {self.config.llm_retries + 1} attempt(s): {exc}")
+            return None
+
+        if self.config.prompt_style == "grounded" and len(batch) == 1 and batch[0].level >= 1:
+            response = self._grounded(batch[0], ask)
+        else:
+            response = ask(build_prompt(batch, self.config))
+        if failed:
+            return {}, {r.key: failed[0] for r in batch}
         parsed = parse_response(response, [r.key for r in batch])
         reason = "missing from the LLM answer" if parsed else "the LLM answer could not be parsed"
+        if response is None:  # the grounded path had nothing to ground a title on
+            reason = "no distinctive words to ground a title on"
         reasons = {r.key: reason for r in batch if r.key not in parsed}
         for r in batch:
             if r.key not in parsed:
@@ -471,6 +507,52 @@ class LLMSummarizer:
             del parsed[r.key]
         return parsed, reasons
 
+    def _grounded(self, req: SummaryRequest, ask: Callable[..., str | None]) -> str | None:
+        """prompt_style="grounded": candidate titles from the cluster's own words, the best kept."""
+        grounding, level = self.grounding, self._level_requests
+        choose = None
+        if grounding is not None and level:
+            def choose(titles: list[str]) -> int:
+                return grounding.best(req.key, titles, level)
+        return grounded_answer(req, self.config, ask, choose)
+
+    def _gate(self, pool: ThreadPoolExecutor, answers: dict[str, tuple[str, str]],
+              fitted: dict[str, SummaryRequest], shrunk: set[str], abort: threading.Event) -> dict[str, str]:
+        """The title gate (title_quality.gate_answers) on the answers of clusters; a rejected answer is
+        asked again once with the reason, and what fails again is returned (key -> why) for the fallback."""
+        level = self._level_requests or [fitted[k] for k in answers]
+        first = {k: a for k, a in answers.items() if fitted[k].level >= 1}
+        rejected = gate_answers(first, fitted, level, self.grounding)
+        if not rejected:
+            return {}
+        for key in rejected:
+            del answers[key]
+        self._write({"event": "title_rejected", "model": self.model_id, "keys": list(rejected),
+                     "reasons": rejected})
+        again = [dataclasses.replace(fitted[k], feedback=why) for k, why in rejected.items()]
+        futures = {pool.submit(contextvars.copy_context().run, self._run_batch, [r], shrunk, abort): r for r in again}
+        new: dict[str, tuple[str, str]] = {}
+        final: dict[str, str] = {}
+        try:
+            for fut in futures:
+                parsed, why = fut.result()
+                key = futures[fut].key
+                if key in parsed:
+                    new[key] = parsed[key]
+                else:
+                    final[key] = f"{_short(rejected[key])}; asked again: {why.get(key, 'no answer')}"
+        except BaseException:
+            abort.set()
+            for fut in futures:
+                fut.cancel()
+            raise
+        kept = {k: a[0] for k, a in answers.items() if fitted[k].level >= 1}
+        for key, why in gate_answers(new, fitted, level, self.grounding, accepted=kept).items():
+            final[key] = f"{_short(rejected[key])}; asked again: {_short(why)}"
+            del new[key]
+        answers.update(new)
+        return final
+
     # --- public ---
     def summarize(self, requests: list[SummaryRequest], *, level_requests: list[SummaryRequest] | None = None,
                   progress: ProgressFn | None = None) -> dict[str, Summary]:
@@ -482,6 +564,7 @@ class LLMSummarizer:
         if len(by_key) != len(requests):
             raise ValueError("summary request keys must be unique")
         cfg = self.config
+        self._level_requests = [r for r in (level_requests or requests) if r.level >= 1]
         fitted, shrunk = {}, set()
         for r in self._with_keywords(requests, level_requests):
             fitted[r.key], was_shrunk = self._fit(r)
@@ -524,6 +607,9 @@ class LLMSummarizer:
                 if not pending or size <= cfg.llm_min_batch_size:
                     break
                 size = max(cfg.llm_min_batch_size, int(size / cfg.llm_batch_reduction_factor))
+            gated = self._gate(pool, answers, fitted, shrunk, abort)
+            reasons.update(gated)
+            pending = [k for k in by_key if k not in answers]
 
         results = {}
         for key, (title, desc) in answers.items():
@@ -541,9 +627,17 @@ class LLMSummarizer:
         """The requests with the fallback's keywords (when it is a ``KeywordSource``) for the prompt."""
         if not isinstance(self.fallback, KeywordSource):
             return requests
-        kw = self.fallback.keywords_for(requests, level_requests or requests)
-        return [dataclasses.replace(r, keywords=list(kw[r.key])) if kw.get(r.key) and not r.keywords else r
-                for r in requests]
+        keywords_for = self.fallback.keywords_for
+        kw = keywords_for(requests, level_requests or requests)
+        out = [dataclasses.replace(r, keywords=list(kw[r.key])) if kw.get(r.key) and not r.keywords else r
+               for r in requests]
+        if self.config.prompt_style == "full" or self.grounding is None or len(self._level_requests) < 2:
+            return out
+        # one-cluster prompts also show what the nearest other clusters are about
+        every = keywords_for(self._level_requests, self._level_requests)
+        return [dataclasses.replace(r, sibling_keywords=[w for n in self.grounding.neighbours(
+                    r.key, self._level_requests, SIBLINGS_SHOWN) for w in every.get(n, [])[:2]])
+                if r.level >= 1 and not r.sibling_keywords else r for r in out]
 
     def _fall_back(self, failed: list[SummaryRequest], reasons: dict[str, str],
                    level_requests: list[SummaryRequest]) -> dict[str, Summary]:

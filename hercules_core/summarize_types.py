@@ -27,6 +27,9 @@ class SummaryRequest:
     # numeric_stats entries: {"name", "unit", "description", "mean", "std", "min", "max"}
     n_numeric_vars: int = 0  # how many variables exist (to say "... more variables exist")
     keywords: list[str] = field(default_factory=list)  # distinctive words, shown as a "Keywords:" line
+    # the nearest other clusters' keywords ("Not about:" in the compact prompts), set by the summariser
+    sibling_keywords: list[str] = field(default_factory=list)
+    feedback: str = ""  # why the previous answer was rejected, shown when the cluster is asked again
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 import model_registry as registry
-from hercules_core import Cancelled, HerculesConfig, HerculesError, cost, data
+from hercules_core import Cancelled, HerculesConfig, HerculesError, cost, data, title_quality
 from hercules_core.cache import default_cache_dir
 
 from . import assign_cli
@@ -206,6 +206,8 @@ def run(args) -> int:
     if ev.get("adjusted_rand_score") is not None:
         print(f"top level L{top}: ARI={ev['adjusted_rand_score']:.3f} NMI={ev['normalized_mutual_info_score']:.3f}",
               file=sys.stderr)
+    for line in title_quality.format_lines(h.evaluation):
+        print(line, file=sys.stderr)
     for line in cost.format_report(result.report):
         print(line, file=sys.stderr)
     return 0

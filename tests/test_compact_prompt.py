@@ -22,7 +22,10 @@ class KeywordEcho:
     def complete(self, prompt, *, schema=None):
         self.prompts.append((prompt, schema))
         words = next((l.split(":", 1)[1] for l in prompt.splitlines() if l.startswith("Keywords:")), "none")
-        return json.dumps({"title": "About " + words.split(",")[0].strip(), "description": f"Items on {words}."})
+        # numbered: two clusters of one topic share their first keyword, and the title gate rejects
+        # duplicate titles among siblings (tests/test_title_gate.py)
+        title = f"About {words.split(',')[0].strip()} {len(self.prompts)}"
+        return json.dumps({"title": title, "description": f"Items on {words}."})
 
 
 def test_compact_prompt_has_content_and_no_example():

@@ -161,5 +161,6 @@ def test_item_embedded_once_per_model():
     emb = FakeEmbedder()
     ds = make_text_dataset(n=50)
     Hercules(HerculesConfig(level_cluster_counts=(5, 2)), text_embedder=emb).fit(ds)
-    # 50 items once, plus 5 + 2 cluster descriptions: nothing embedded twice
-    assert emb.texts_embedded == 50 + 5 + 2
+    # 50 items once, plus 5 + 2 cluster descriptions, plus 5 + 2 titles alone (the title-quality
+    # score's self-retrieval): nothing embedded twice
+    assert emb.texts_embedded == 50 + (5 + 2) + (5 + 2)

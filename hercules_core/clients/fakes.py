@@ -91,8 +91,16 @@ class FakeLLM:
             block = _block_for(prompt, cid)
             words = _WORD.findall(block)[:4]
             title = " ".join(words) if words else cid
+            if _has_children(prompt, cid):  # a parent's closest sample is often its child's: say "etc."
+                title = title[:50] + " etc."
             answer[cid] = {"title": f"Fake {title}"[:60], "description": f"Fake summary of {cid}: {' '.join(words)}."}
         return answer
+
+
+def _has_children(prompt: str, cid: str) -> bool:
+    start = prompt.find(f"ID: {cid} ")
+    end = prompt.find("--- End", start)
+    return start >= 0 and "- Child ID " in prompt[start:end if end > 0 else None]
 
 
 def _block_for(prompt: str, cid: str) -> str:

@@ -1,0 +1,130 @@
+"""Grounded titles for tiny local models (``prompt_style="grounded"``).
+
+A 135M-parameter model asked for a title mostly copies a sample or writes about the prompt ("The 58
+Text Items"). Here it writes a few short candidate titles, each grammar-constrained (a regex pattern
+in the JSON schema, which llama.cpp turns into a grammar) to open with one of the cluster's own
+distinctive phrases and to continue with at most two more of the cluster's own words, optionally
+joined by a function word: "Doctor patient health", "Linux kernel", "Cats and dogs". The candidate
+whose embedding is closest to its own cluster, relative to the nearest other cluster (self-retrieval
+margin), is kept; then one more call writes the description for that title. Without a text embedder
+the first candidate is kept.
+
+The model still chooses the words, their order and the joining words; the grammar only keeps it on
+the cluster's vocabulary. Titles are therefore short and literal, not idiomatic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import Any, Callable
+
+from .config import HerculesConfig
+from .prompts import build_compact_prompt, clean_text
+from .summarize_types import SummaryRequest
+
+CANDIDATES = 3  # candidate titles per cluster (one call each; the prompt prefix is reused by llama.cpp)
+MAX_EXTRA_WORDS = 2  # words after the opening phrase
+VOCABULARY = 60  # distinct words of the cluster offered to the grammar
+DESCRIPTION_MAX_CHARS = 200
+FUNCTION_WORDS = ("and", "of", "in", "for", "with", "the", "on", "at", "to", "from", "vs")
+_TOKEN = re.compile(r"[a-z]{3,14}")
+
+
+def _stop_words() -> frozenset[str]:
+    from .keywords import STOP_WORDS
+
+    return STOP_WORDS
+
+
+def lead_phrases(req: SummaryRequest, count: int = CANDIDATES) -> list[str]:
+    """The cluster's first keywords (phrases), letters and spaces only, as title openings."""
+    out: list[str] = []
+    for k in req.keywords:
+        phrase = " ".join(re.findall(r"[A-Za-z]+", k))
+        if phrase and phrase.lower() not in (p.lower() for p in out):
+            out.append(phrase[:1].upper() + phrase[1:])
+        if len(out) == count:
+            break
+    return out
+
+
+def vocabulary(req: SummaryRequest, limit: int = VOCABULARY) -> list[str]:
+    """Content words of the cluster: its keywords' words, then the samples' most frequent words."""
+    stop = _stop_words()
+    counts: Counter = Counter()
+    for _, text in req.samples:
+        counts.update(w for w in _TOKEN.findall(str(text).lower()) if w not in stop)
+    words = [w for k in req.keywords for w in _TOKEN.findall(k.lower())]
+    words += [w for w, _ in counts.most_common(limit)]
+    return sorted(dict.fromkeys(words[:limit]))
+
+
+def title_schema(lead: str, vocab: list[str]) -> dict[str, Any]:
+    """A JSON string schema: ``lead`` then up to MAX_EXTRA_WORDS words of ``vocab``, each optionally
+    preceded by a function word."""
+    step = "(( (" + "|".join(FUNCTION_WORDS) + "))?( (" + "|".join(vocab) + ")))"
+    return {"type": "string", "pattern": "^" + re.escape(lead).replace("\\ ", " ") + step + "{0," +
+            str(MAX_EXTRA_WORDS) + "}$"}
+
+
+def description_schema() -> dict[str, Any]:
+    return {"type": "object", "properties": {"description": {"type": "string", "minLength": 1,
+                                                             "maxLength": DESCRIPTION_MAX_CHARS}},
+            "required": ["description"], "additionalProperties": False}
+
+
+def _title_prompt(req: SummaryRequest, config: HerculesConfig) -> str:
+    base = build_compact_prompt(req, config).rsplit("\n\n", 1)[0]
+    return base + "\n\nWrite a short title (2 to 4 words) naming the topic these examples share."
+
+
+def _description_prompt(req: SummaryRequest, config: HerculesConfig, title: str) -> str:
+    base = build_compact_prompt(req, config).rsplit("\n\n", 1)[0]
+    return (base + f'\n\nTitle: "{clean_text(title, 80)}". Write one sentence saying what these examples are about. '
+            "Answer as JSON with the key description.")
+
+
+def _titled(text: str) -> str:
+    t = clean_text(text, 80)
+    return t[:1].upper() + t[1:]
+
+
+def grounded_answer(req: SummaryRequest, config: HerculesConfig, call: Callable[[str, dict], str | None],
+                    choose: Callable[[list[str]], int] | None = None) -> str | None:
+    """The answer for one cluster as a ``{"title", "description"}`` JSON string (None if a call failed).
+
+    ``call(prompt, schema)`` asks the model (None when it failed for good); ``choose(titles)`` picks
+    the index of the best candidate (e.g. by self-retrieval margin); default: the first.
+    """
+    leads = lead_phrases(req)
+    if not leads:
+        return None  # no distinctive words: nothing to ground a title on (the caller falls back)
+    vocab = vocabulary(req)
+    prompt = _title_prompt(req, config)
+    titles = []
+    for lead in leads:
+        raw = call(prompt, title_schema(lead, vocab))
+        if raw is None:
+            return None
+        try:
+            value = json.loads(raw, strict=False)
+        except ValueError:
+            value = None
+        if isinstance(value, str) and value.strip():
+            titles.append(_titled(value))
+    titles = list(dict.fromkeys(titles))
+    if not titles:
+        return None
+    title = titles[choose(titles) if choose is not None and len(titles) > 1 else 0]
+    raw = call(_description_prompt(req, config, title), description_schema())
+    if raw is None:
+        return None
+    try:
+        desc = json.loads(raw, strict=False).get("description")
+    except (ValueError, AttributeError):
+        desc = None
+    if not isinstance(desc, str) or not desc.strip():
+        return None
+    return json.dumps({"title": title, "description": clean_text(desc, DESCRIPTION_MAX_CHARS)})

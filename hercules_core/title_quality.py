@@ -1,0 +1,334 @@
+"""Titles people can trust: a measured title-quality score per level, and the gate every LLM title passes.
+
+**Title self-retrieval.** Embed each title with the run's text embedder and rank the level's cluster
+centroids by cosine similarity to it; the rank of the title's own cluster gives top-1 (share ranked
+first) and MRR (mean of 1/rank). The centroids are the means of the items' text embeddings (texts,
+captions or LLM-written item descriptions), so the figure is the same whatever space the clusters
+were built in. It rewards a title that shares words and meaning with its own items more than with
+the other clusters' items: lexical overlap scores well even when the title is clumsy, and a title that
+is right but abstract ("Family life") may lose to a listing of words. It is one signal, not the truth.
+
+The other figures count what a reader notices at once: titles not written by the model (fallbacks),
+bare keyword lists ("Eat, Food, Like"), meta-text about the prompt or format ("JSON", "The 58 Text
+Items"), duplicate titles among siblings, and parents titled like one of their children.
+
+The gate (:func:`gate_answers`) applies the same tests to every LLM answer before it becomes a title.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from .summarize_types import SummaryRequest
+
+GROUNDED_TOP = 3  # an LLM title must rank its own cluster among this many (of the level's clusters)
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+_ARTICLES = {"the", "a", "an"}
+# words that describe the prompt, the answer format or the data set rather than a subject
+_META_WORDS = {"json", "title", "titles", "description", "descriptions", "cluster", "clusters", "keyword",
+               "keywords", "summary", "summaries", "subgroup", "subgroups"}
+_META_PHRASES = re.compile(
+    r"\b(this|these|the|a|each) (group|groups|cluster|texts?|examples?|items?|topics?|category|categories|samples?)\b"
+    r"|\b\d+[\s-]+(?:[a-z]+[\s-]+)?(items?|texts?|examples?|samples?|words?|quotes?|entries|sentences?)\b"
+    r"|\btext items?\b|\bkeys?\b.*\bvalues?\b", re.IGNORECASE)
+# a title made only of these names a file type, not what the images show
+_FILE_WORDS = {"image", "images", "img", "png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff", "file", "files",
+               "photo", "photos", "picture", "pictures", "item", "items", "and", "of"}
+# "Eat, Food, Like": two or more comma-separated parts of at most two words each, nothing else
+_KEYWORD_LIST = re.compile(r"^\s*[\w'’-]+(?: [\w'’-]+)?(?:\s*,\s*[\w'’-]+(?: [\w'’-]+)?)+\s*$")
+
+
+# --------------------------------------------------------------------------- single-title tests
+
+def words(text: Any) -> list[str]:
+    return _WORD.findall(str(text or "").lower())
+
+
+def norm_title(title: Any) -> str:
+    """Lowercase words without punctuation or a leading article: what makes two titles "the same"."""
+    w = words(title)
+    while len(w) > 1 and w[0] in _ARTICLES:
+        w = w[1:]
+    return " ".join(w)
+
+
+def meta_reason(title: Any) -> str | None:
+    """Why ``title`` talks about the prompt, the format or the data set instead of a subject (None if not)."""
+    w = words(title)
+    if not w:
+        return "the title is empty"
+    hit = next((x for x in w if x in _META_WORDS), None)
+    if hit:
+        return f'the title mentions "{hit}"'
+    m = _META_PHRASES.search(str(title))
+    if m:
+        return f'the title says "{m.group(0)}"'
+    if all(x in _FILE_WORDS or x.isdigit() for x in w):
+        return "the title names only a file type"
+    return None
+
+
+def is_keyword_list(title: Any) -> bool:
+    """A bare keyword list such as "Eat, Food, Like" (not a phrase a person would write)."""
+    return bool(_KEYWORD_LIST.match(str(title or "")))
+
+
+# --------------------------------------------------------------------------- self-retrieval
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(n > 0, n, 1.0)
+
+
+def member_centroids(item_vectors: np.ndarray, members: Sequence[np.ndarray]) -> np.ndarray:
+    """Unit-length mean of the item vectors of each cluster (``members``: item indices per cluster)."""
+    X = np.asarray(item_vectors, dtype=np.float64)
+    out = np.zeros((len(members), X.shape[1]))
+    for j, m in enumerate(members):
+        m = np.asarray(m, dtype=np.int64)
+        if len(m):
+            out[j] = X[m].mean(axis=0)
+    return _unit(out)
+
+
+def retrieval_ranks(title_vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """1-based rank of each title's own centroid (row i's own is centroid i) among all centroids."""
+    sim = _unit(title_vectors) @ _unit(centroids).T
+    own = np.diag(sim)
+    return 1 + (sim > own[:, None] + 1e-9).sum(axis=1)
+
+
+class Grounding:
+    """What the gate needs to measure self-retrieval while a level is being summarised.
+
+    ``item_vectors``: the items' text embeddings (L0 description embeddings) from ``embedder``. The
+    centroids of a level are computed from its requests' member indices, once per level.
+    """
+
+    def __init__(self, embedder: Any, item_vectors: np.ndarray):
+        self.embedder = embedder
+        self.item_vectors = np.asarray(item_vectors)
+        self._level: tuple[tuple[str, ...], np.ndarray] | None = None
+
+    @classmethod
+    def build(cls, embedder: Any, item_vectors: np.ndarray | None) -> "Grounding | None":
+        """A grounding when both a text embedder and item text embeddings exist, else None."""
+        if embedder is None or item_vectors is None or np.ndim(item_vectors) != 2:
+            return None
+        return cls(embedder, item_vectors)
+
+    def centroids(self, level_requests: list[SummaryRequest]) -> tuple[dict[str, int], np.ndarray]:
+        keys = tuple(r.key for r in level_requests)
+        if self._level is None or self._level[0] != keys:
+            self._level = (keys, member_centroids(self.item_vectors, [r.member_indices for r in level_requests]))
+        return {k: i for i, k in enumerate(keys)}, self._level[1]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return _unit(np.asarray(self.embedder.embed(list(texts)), dtype=np.float64))
+
+    def scores(self, titles: dict[str, str], level_requests: list[SummaryRequest]) -> dict[str, tuple[int, float]]:
+        """Per key: (rank of its own cluster, own similarity minus the best other cluster's)."""
+        if not titles:
+            return {}
+        index, C = self.centroids(level_requests)
+        keys = [k for k in titles if k in index]
+        if not keys:
+            return {}
+        sim = self.embed([titles[k] for k in keys]) @ C.T
+        out = {}
+        for row, k in zip(sim, keys):
+            own = row[index[k]]
+            others = np.delete(row, index[k])
+            out[k] = (int(1 + (others > own + 1e-9).sum()), float(own - (others.max() if len(others) else 0.0)))
+        return out
+
+    def best(self, key: str, titles: list[str], level_requests: list[SummaryRequest]) -> int:
+        """The index of the candidate title with the largest self-retrieval margin for cluster ``key``."""
+        index, C = self.centroids(level_requests)
+        if key not in index or not titles:
+            return 0
+        sim = self.embed(titles) @ C.T
+        own = sim[:, index[key]]
+        others = np.delete(sim, index[key], axis=1)
+        margin = own - (others.max(axis=1) if others.shape[1] else 0.0)
+        return int(np.argmax(margin))
+
+    def neighbours(self, key: str, level_requests: list[SummaryRequest], count: int) -> list[str]:
+        """The keys of the ``count`` clusters of the level whose centroids are closest to ``key``'s."""
+        index, C = self.centroids(level_requests)
+        if key not in index:
+            return []
+        sim = C @ C[index[key]]
+        sim[index[key]] = -np.inf
+        keys = list(index)
+        return [keys[i] for i in np.argsort(-sim, kind="stable")[:count]]
+
+
+def attach_grounding(summarizer: Any, grounding: Grounding | None) -> None:
+    """Give ``grounding`` to a summariser and to its fallback (those that take one)."""
+    for obj in (summarizer, getattr(summarizer, "fallback", None)):
+        if obj is not None and hasattr(obj, "grounding"):
+            obj.grounding = grounding
+
+
+# --------------------------------------------------------------------------- the gate
+
+def _reason_meta(title: str, why: str) -> str:
+    return (f'Your title "{title}" was rejected: {why}, which describes the request, not the texts. '
+            "Name the subject the texts share.")
+
+
+def gate_answers(answers: dict[str, tuple[str, str]], requests: dict[str, SummaryRequest],
+                 level_requests: list[SummaryRequest], grounding: Grounding | None,
+                 accepted: dict[str, str] | None = None) -> dict[str, str]:
+    """Which of ``answers`` (key -> (title, description)) must not become titles, and why.
+
+    Tests, in order: meta-text; a parent titled like one of its children (those shown in its
+    prompt); ungrounded (its own cluster not among the ``GROUNDED_TOP`` closest to the title, when a
+    grounding exists and the level has more clusters than that); the same title as another cluster
+    of the level (the later key, or the less grounded one, is rejected). ``accepted`` are titles
+    of the level already accepted earlier (key -> title): a new answer may not repeat them.
+    The reasons are written to be shown to the model when it is asked again.
+    """
+    reasons: dict[str, str] = {}
+    for key, (title, _) in answers.items():
+        req = requests[key]
+        why = meta_reason(title)
+        if why:
+            reasons[key] = _reason_meta(title, why)
+            continue
+        kids = {norm_title(t): t for _, t, _ in req.children if t}
+        if norm_title(title) in kids:
+            shown = "; ".join(t for _, t, _ in req.children[:6] if t)
+            reasons[key] = (f'Your title "{title}" was rejected: it is the title of one of its subgroups. '
+                            f"Name what the subgroups have in common: {shown}.")
+    live = {k: a[0] for k, a in answers.items() if k not in reasons}
+    scores = grounding.scores(live, level_requests) if grounding is not None else {}
+    if grounding is not None and len(level_requests) > GROUNDED_TOP:
+        for key, (rank, _) in scores.items():
+            if rank > GROUNDED_TOP:
+                kw = ", ".join(requests[key].keywords[:6])
+                reasons[key] = (f'Your title "{live[key]}" was rejected: it fits other groups better than this one. '
+                                "The title must name what distinguishes this group from its siblings"
+                                + (f": {kw}." if kw else "."))
+    # duplicates: earlier accepted titles win; among new ones the best grounded (then first key) wins
+    taken = {norm_title(t): k for k, t in (accepted or {}).items()}
+    order = sorted((k for k in live if k not in reasons), key=lambda k: (-scores.get(k, (0, 0.0))[1],
+                                                                         list(requests).index(k)))
+    for key in order:
+        n = norm_title(live[key])
+        if n in taken:
+            kw = ", ".join(requests[key].keywords[:6])
+            reasons[key] = (f'Your title "{live[key]}" was rejected: another group already has that title. '
+                            "Name what distinguishes this group" + (f": {kw}." if kw else "."))
+        else:
+            taken[n] = key
+    return reasons
+
+
+# --------------------------------------------------------------------------- the score
+
+def _siblings_duplicates(titles: list[str], parent: np.ndarray) -> int:
+    """How many titles equal another title under the same parent (all clusters when no parent)."""
+    seen: dict[tuple[int, str], int] = {}
+    for t, p in zip(titles, parent):
+        key = (int(p), norm_title(t))
+        seen[key] = seen.get(key, 0) + 1
+    return int(sum(c for c in seen.values() if c > 1))
+
+
+def level_title_quality(h: Any, level: int, title_vectors: np.ndarray | None,
+                        item_vectors: np.ndarray | None) -> dict[str, Any]:
+    """The title-quality figures of one level (see the module docstring); JSON-serialisable."""
+    lv = h.levels[level]
+    k = len(lv)
+    titles = list(lv.titles)
+    fallback = np.asarray(lv.fallback, dtype=bool)
+    sources = list(lv.sources)
+    written = [not fb and s not in ("keywords", "none") for fb, s in zip(fallback, sources)]
+    out: dict[str, Any] = {
+                "title_self_retrieval_top1": None, "title_self_retrieval_mrr": None,
+        "title_model_written": int(sum(written)), "title_model_written_share": float(np.mean(written)) if k else None,
+        "title_fallbacks": int(fallback.sum()),
+        "title_meta_text": int(sum(meta_reason(t) is not None for t in titles)),
+        "title_keyword_lists": int(sum(is_keyword_list(t) for t in titles)),
+        "title_duplicates_among_siblings": _siblings_duplicates(titles, lv.parent),
+        "title_parent_equals_child": None,
+        "title_notes": [],
+    }
+    out["title_keyword_list_share"] = out["title_keyword_lists"] / k if k else None
+    if level >= 2:
+        below = h.levels[level - 1]
+        kids: dict[int, set[str]] = {}
+        for t, p in zip(below.titles, below.parent):
+            kids.setdefault(int(p), set()).add(norm_title(t))
+        out["title_parent_equals_child"] = int(sum(norm_title(t) in kids.get(j, set()) for j, t in enumerate(titles)))
+    if title_vectors is not None and item_vectors is not None and k >= 2:
+        assign = h.assignments(level)
+        order = np.argsort(assign, kind="stable")
+        bounds = np.searchsorted(assign[order], np.arange(k + 1))
+        C = member_centroids(item_vectors, [order[bounds[j]:bounds[j + 1]] for j in range(k)])
+        ranks = retrieval_ranks(title_vectors, C)
+        out["title_self_retrieval_top1"] = float(np.mean(ranks == 1))
+        out["title_self_retrieval_mrr"] = float(np.mean(1.0 / ranks))
+    elif k < 2:
+        out["title_notes"].append("self-retrieval needs at least 2 clusters.")
+    return out
+
+
+def title_quality(h: Any, text_embedder: Any = None) -> dict[int, dict[str, Any]]:
+    """Title-quality figures of every level >= 1 (the ``title_*`` keys of each level in ``evaluation.json``).
+
+    Self-retrieval needs a text embedder and the items' text embeddings from it (text runs, images
+    with captions, items described by an LLM); otherwise it is None and a note says why, and the
+    counts are still given.
+    """
+    items = h.levels[0].desc_embeddings
+    note = None
+    if text_embedder is None:
+        note = "self-retrieval not computed: the run has no text embedder."
+    elif items is None:
+        note = ("self-retrieval not computed: the items have no text to embed (e.g. images without captions, "
+                "numeric rows); the counts below are.")
+    vecs: dict[int, np.ndarray] = {}
+    if note is None:
+        levels = range(1, h.top_level + 1)
+        flat = [t for lv in levels for t in h.levels[lv].titles]
+        emb = np.asarray(text_embedder.embed(flat), dtype=np.float64) if flat else np.zeros((0, 1))
+        if emb.ndim != 2 or emb.shape[1] != np.shape(items)[1]:
+            note = "self-retrieval not computed: the item embeddings come from another model than the titles'."
+        else:
+            start = 0
+            for lv in levels:
+                n = len(h.levels[lv])
+                vecs[lv] = emb[start:start + n]
+                start += n
+    out = {}
+    for lv in range(1, h.top_level + 1):
+        q = level_title_quality(h, lv, vecs.get(lv), items if vecs else None)
+        if note:
+            q["title_notes"].insert(0, note)
+        out[lv] = q
+    return out
+
+
+def format_lines(evaluation: dict[Any, dict[str, Any]]) -> list[str]:
+    """One closing line per level for the CLI: ``titles L1: self-retrieval 0.92 (MRR 0.95), ...``."""
+    lines = []
+    for lv in sorted(int(k) for k in evaluation):
+        q = evaluation.get(lv) or evaluation.get(str(lv)) or {}
+        if "title_model_written" not in q:
+            continue
+        n = q.get("n_clusters") or 0
+        sr = ("self-retrieval n/a" if q.get("title_self_retrieval_top1") is None else
+              f"self-retrieval {q['title_self_retrieval_top1']:.2f} (MRR {q['title_self_retrieval_mrr']:.2f})")
+        parts = [sr, f"{q['title_model_written']}/{n} written by the model", f"{q['title_meta_text']} meta-text",
+                 f"{q['title_keyword_lists']} keyword lists", f"{q['title_duplicates_among_siblings']} duplicates"]
+        if q.get("title_parent_equals_child") is not None:
+            parts.append(f"{q['title_parent_equals_child']} titled like a child")
+        lines.append(f"titles L{lv}: " + ", ".join(parts))
+    return lines
