@@ -6,11 +6,14 @@ own when no LLM is configured. Deterministic and vectorised: one sparse product 
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
 from .config import HerculesConfig
 from .dataset import Dataset
@@ -18,6 +21,27 @@ from .prompts import clean_text
 from .summarize_types import ProgressFn, Summary, SummaryRequest
 
 _WORDS = re.compile(r"\S+")
+# words with inner apostrophes stay whole ("pudd'nhead", "don't": the latter is a stop word)
+_TOKEN = re.compile(r"(?u)\b[^\W\d_]{2,}(?:['’][^\W\d_]+)*\b")
+_CLAUSE = re.compile(r"[.,;:!?()\[\]\"“”…/\n\t-]+|\s--\s|\d+")
+# conversational filler that c-TF-IDF ranks high in short texts but that names no subject
+FILLER_WORDS = frozenset("""
+said says say saying like likes liked people just got get gets getting going goes go went gone come comes
+came know knows knew think thinks thought make makes made want wants wanted really thing things way lot
+lots good bad great little big new old sure maybe actually probably pretty kind sort stuff tell told ask
+asked let yes oh ok okay yeah gonna wanna need needs needed use used using try tried look looks looked
+seen see sees saw dont don't didn't doesn't isn't wasn't aren't won't can't couldn't wouldn't shouldn't
+it's i'm i've i'll i'd you're you've you'll he's she's that's there's what's let's we're they're
+ll ve don didn doesn isn wasn aren won mr mrs ms dr st day days time times year years man men woman
+one two three first second last long right left end best better
+""".split())
+STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | FILLER_WORDS
+_CANDIDATES = 12  # best terms per cluster considered for its title
+_MMR_LAMBDA = 0.7
+# file-name words that say nothing about an image's content
+_FILE_NOISE = frozenset("image images img pic pics picture pictures photo photos file files scan scans "
+                        "screenshot dsc dscn dcim jpg jpeg png gif bmp tif tiff webp copy final new".split())
+_PATH_TOKEN = re.compile(r"[^\W\d_]{3,}")
 _SAMPLE_CHARS = 150
 _MIN_Z = 0.1  # variables closer than this (in standard deviations) to the overall mean are "typical"
 
@@ -28,6 +52,120 @@ def _first_words(text: str, n: int, max_chars: int) -> str:
 
 def _cap(word: str) -> str:
     return word[:1].upper() + word[1:]
+
+
+def _terms_of(text: str) -> list[str]:
+    """Words and two-word phrases of ``text`` without stop or filler words; a phrase is two words
+    that stand side by side in one clause (never across a stop word or punctuation)."""
+    out = []
+    for clause in _CLAUSE.split(str(text).lower()):
+        prev = None
+        for m in _TOKEN.finditer(clause):
+            w = m.group(0)
+            if w in STOP_WORDS:
+                prev = None
+                continue
+            out.append(w)
+            if prev is not None and prev[1] == m.start() - 1:  # one space apart
+                out.append(f"{prev[0]} {w}")
+            prev = (w, m.end())
+    return out
+
+
+def _stem(term: str) -> str:
+    w = term.lower()
+    for suffix in ("ies", "es", "s", "ing", "ed", "ren"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            return w[: -len(suffix)]
+    return w
+
+
+def _same_stem(a: str, b: str) -> bool:
+    """Two terms that read as a repetition in one title: "dog"/"dogs", "child"/"children",
+    "mark twain"/"twain"."""
+    sa, sb = {_stem(w) for w in a.split()}, {_stem(w) for w in b.split()}
+    return bool(sa & sb)
+
+
+def _distinct_stems(terms: list[str], n: int) -> list[str]:
+    out: list[str] = []
+    for t in terms:
+        if not any(_same_stem(t, o) for o in out):
+            out.append(t)
+        if len(out) == n:
+            break
+    return out
+
+
+def _title_terms(terms: list[str], n_words: int) -> list[str]:
+    """The first terms of ``terms`` that together have at most ``n_words`` words (at least one term)."""
+    out: list[str] = []
+    used = 0
+    for t in terms:
+        w = len(t.split())
+        if out and used + w > n_words:
+            break
+        out.append(t)
+        used += w
+    return out
+
+
+def _title_key(terms: list[str]) -> str:
+    return " ".join(sorted(terms))
+
+
+def _coverage(term: str, children: list[tuple[str, str, str]]) -> float:
+    """Share of the (shown) children whose title or description uses every word of ``term``."""
+    words = set(term.split())
+    hits = sum(words <= set(re.findall(r"[^\W\d_]+(?:['’][^\W\d_]+)*", f"{t} {d}".lower()))
+               for _, t, d in children)
+    return hits / len(children)
+
+
+def _merge_phrases(vocab: np.ndarray, idx: np.ndarray, data: np.ndarray, counts: np.ndarray,
+                   limit: int) -> list[tuple[str, float]]:
+    """The best ``limit`` (term, score) of one cluster, best first, where a two-word phrase takes the
+    place of its words when most items using them use the phrase ("mark twain", not "mark", "twain")."""
+    if not len(idx):
+        return []
+    top = np.lexsort((idx, -data))[: limit * 3]  # ties broken alphabetically (vocabulary is sorted)
+    terms = [(str(vocab[idx[k]]), float(data[k]), float(counts[idx[k]])) for k in top]
+    count_of = {t: c for t, _, c in terms}
+    score_of = {t: sc for t, sc, _ in terms}
+    covered: set[str] = set()
+    for t, sc, c in terms:
+        parts = t.split()
+        if len(parts) != 2:
+            continue
+        if (all(p in count_of for p in parts) and not covered & set(parts)
+                and c >= 0.5 * min(count_of[p] for p in parts)):
+            score_of[t] = max(sc, *(score_of[p] for p in parts)) * 1.01
+            covered.update(parts)
+        else:  # a chain ("cats dogs", "dogs pets") keeps its first phrase and the remaining words
+            score_of.pop(t)
+    ranked = sorted(((t, sc) for t, sc in score_of.items() if t not in covered), key=lambda x: (-x[1], x[0]))
+    return ranked[:limit]
+
+
+def image_texts(dataset: Dataset, l0_texts: list[str]) -> tuple[list[str], bool]:
+    """The texts the keywords of an image run come from, and whether they are captions.
+
+    Captions when there are some; otherwise the informative words of each image's folders and file
+    name ("cats/tabby_03.jpg" -> "cats tabby"): words that are not file-type noise and not shared by
+    every image (a common root folder says nothing about a cluster).
+    """
+    from .data import default_l0_descriptions
+
+    paths = list(dataset.image_paths or [])
+    if l0_texts and list(l0_texts) != default_l0_descriptions(dataset):
+        return list(l0_texts), True
+    root = os.path.commonpath([str(Path(p).parent) for p in paths]) if paths else ""
+    token_lists = []
+    for p in paths:
+        rel = os.path.relpath(str(Path(p).with_suffix("")), root) if root else Path(p).stem
+        token_lists.append([w for w in _PATH_TOKEN.findall(rel.lower()) if w not in _FILE_NOISE])
+    everywhere = set.intersection(*(set(t) for t in token_lists)) if len(token_lists) > 1 else set()
+    return [" ".join(w for w in t if w not in everywhere) for t in token_lists], False
 
 
 def _indicator(requests: list[SummaryRequest], n_items: int) -> sp.csr_matrix:
@@ -62,12 +200,16 @@ class KeywordSummarizer:
         self._numeric = dataset.modality == "numeric" and dataset.numeric is not None
         self._vocab = np.empty(0, dtype=object)
         self._dtm: sp.csr_matrix | None = None
-        if not self._numeric and self.l0_texts:
-            # fitted once: every level reuses the same document-term matrix
-            vectorizer = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[^\W\d_]{2,}\b",
-                                         min_df=1, max_features=20000, dtype=np.float64, binary=True)
+        self.grounding: Any = None  # a title_quality.Grounding, set by the estimator when it has one
+        self._captioned = True
+        texts = self.l0_texts
+        if dataset.modality == "image" and dataset.image_paths:
+            texts, self._captioned = image_texts(dataset, self.l0_texts)
+        if not self._numeric and texts:
+            # fitted once: every level reuses the same document-term matrix; words and two-word phrases
+            vectorizer = CountVectorizer(analyzer=_terms_of, max_features=50000, dtype=np.float64, binary=True)
             try:
-                self._dtm = vectorizer.fit_transform(self.l0_texts).tocsr()
+                self._dtm = vectorizer.fit_transform(texts).tocsr()
                 self._vocab = vectorizer.get_feature_names_out()
             except ValueError:  # empty vocabulary: every word is a stop word or too short
                 self._dtm = None
@@ -101,7 +243,7 @@ class KeywordSummarizer:
         if self._numeric or not clusters:
             return {}
         base = [r for r in (level_requests or clusters) if r.level != 0] or clusters
-        return {r.key: terms for r, terms in zip(clusters, self._top_terms(clusters, base)) if terms}
+        return {r.key: terms for r, terms in zip(clusters, self._terms(clusters, base)) if terms}
 
     # --- text ---
     def _item_text(self, r: SummaryRequest) -> str:
@@ -117,8 +259,37 @@ class KeywordSummarizer:
         desc = clean_text(text, self.config.l0_description_max_chars) or "Empty item."
         return Summary(title=title, description=desc, source=self.model_id)
 
+    def _terms(self, requests: list[SummaryRequest], base: list[SummaryRequest]) -> list[list[str]]:
+        """:meth:`_top_terms` reordered so that the first ``n_title_words`` (the title) of each cluster
+        differ from every sibling's and child's: the biggest clusters choose first, a title a sibling already has
+        moves on to the next terms. Decided over the whole level, so a subset gets the same answer."""
+        base_keys = {r.key for r in base}
+        rows = base + [r for r in requests if r.key not in base_keys]
+        all_terms = self._top_terms(rows, base)
+        n = self.n_title_words
+        taken: set[str] = set()
+        for i in sorted(range(len(base)), key=lambda i: (-base[i].n_items, i)):
+            terms = all_terms[i]
+            head = _title_terms(terms, n)
+            options = [head] + [head[:-1] + [t] for t in terms[len(head):]
+                                if len(" ".join(head[:-1] + [t]).split()) <= n] if head else [[]]
+            # a parent is not titled like one of its children either
+            kids = {_title_key([w.strip().lower() for w in t.split(",")]) for _, t, _ in base[i].children}
+            pick = next((o for o in options if _title_key(o) not in taken | kids), options[0])
+            taken.add(_title_key(pick))
+            all_terms[i] = pick + [t for t in terms if t not in pick]
+        by_key = dict(zip((r.key for r in rows), all_terms))
+        return [by_key[r.key] for r in requests]
+
     def _top_terms(self, requests: list[SummaryRequest], base: list[SummaryRequest]) -> list[list[str]]:
-        """The ``n_desc_words`` best c-TF-IDF terms of each request, best first."""
+        """The ``n_desc_words`` best terms (words or two-word phrases) of each request, best first.
+
+        c-TF-IDF over the level, then: a phrase replaces its words when they mostly occur together;
+        at levels >= 2 terms that several children use weigh more than one child's words; with a
+        grounding (the items' embeddings) the terms are picked MMR-style (relevant to this cluster
+        rather than to its nearest siblings, and not near-synonyms of each other); words sharing a
+        stem with a better one (dog / dogs) are skipped.
+        """
         if self._dtm is None:
             return [[] for _ in requests]
         n_items = self._dtm.shape[0]
@@ -132,34 +303,71 @@ class KeywordSummarizer:
         idf = np.log1p(avg_words / np.where(freq > 0, freq, 1.0))
         weights = (tf @ sp.diags(idf)).tocsr()
         row_of = {r.key: i for i, r in enumerate(rows)}
-        n = self.n_desc_words
-        out = []
+        cands = []
         for r in requests:
-            lo, hi = weights.indptr[row_of[r.key]], weights.indptr[row_of[r.key] + 1]
+            i = row_of[r.key]
+            lo, hi = weights.indptr[i], weights.indptr[i + 1]
             data, idx = weights.data[lo:hi], weights.indices[lo:hi]
+            counts = tf[i].toarray().ravel()
             # A word counts (binary) once per item; in a cluster of several items, a word that only
             # one item uses describes that item, not the cluster (c-TF-IDF alone favours such rare words).
             keep = data > 0
             if r.n_items >= 4:
-                keep &= tf[row_of[r.key]].toarray().ravel()[idx] >= 2
+                keep &= counts[idx] >= 2
             data, idx = data[keep], idx[keep]
-            if len(data) > n:
-                # exact top n, ties broken alphabetically (vocabulary indices are sorted)
-                cut = np.partition(data, len(data) - n)[len(data) - n]
-                sel = data >= cut
-                data, idx = data[sel], idx[sel]
-            order = np.lexsort((idx, -data))[:n]
-            out.append([str(self._vocab[i]) for i in idx[order]])
+            if r.level >= 2 and r.children:
+                data = data * np.array([0.5 + _coverage(str(self._vocab[j]), r.children) for j in idx])
+            cands.append(_merge_phrases(self._vocab, idx, data, counts, _CANDIDATES))
+        if self.grounding is not None and base and all(r.level >= 1 for r in base):
+            return self._mmr(requests, base, cands)
+        return [_distinct_stems([t for t, _ in c], self.n_desc_words) for c in cands]
+
+    def _mmr(self, requests: list[SummaryRequest], base: list[SummaryRequest],
+             cands: list[list[tuple[str, float]]]) -> list[list[str]]:
+        """Maximal marginal relevance over the term embeddings (see :meth:`_top_terms`)."""
+        index, C = self.grounding.centroids(base)
+        terms = sorted({t for c in cands for t, _ in c})
+        if not terms:
+            return [[] for _ in requests]
+        E = self.grounding.embed(terms)
+        row = {t: i for i, t in enumerate(terms)}
+        out = []
+        for r, c in zip(requests, cands):
+            if not c or r.key not in index:
+                out.append(_distinct_stems([t for t, _ in c], self.n_desc_words))
+                continue
+            vec = E[[row[t] for t, _ in c]]
+            sim = vec @ C.T
+            own = sim[:, index[r.key]]
+            other = np.delete(sim, index[r.key], axis=1).max(axis=1) if C.shape[0] > 1 else 0.0
+            score = np.array([sc for _, sc in c])
+            rel = score / score.max() + (own - other)
+            chosen: list[int] = []
+            while len(chosen) < min(self.n_desc_words, len(c)):
+                red = (vec @ vec[chosen].T).max(axis=1) if chosen else np.zeros(len(c))
+                mmr = _MMR_LAMBDA * rel - (1 - _MMR_LAMBDA) * red
+                pick = next((int(j) for j in np.argsort(-mmr, kind="stable") if int(j) not in chosen
+                             and not any(_same_stem(c[j][0], c[k][0]) for k in chosen)), None)
+                if pick is None:
+                    break
+                chosen.append(pick)
+            out.append([c[j][0] for j in chosen])
         return out
 
     def _text_summaries(self, requests: list[SummaryRequest], base: list[SummaryRequest]) -> dict[str, Summary]:
         out = {}
-        for r, terms in zip(requests, self._top_terms(requests, base)):
+        all_terms = self._terms(requests, base)
+        for i, (r, terms) in enumerate(zip(requests, all_terms)):
             sample = clean_text(r.samples[0][1], _SAMPLE_CHARS) if r.samples else ""
             central = f' Most central: "{sample}"' if sample else ""
             if terms:
-                title = ", ".join(_cap(t) for t in terms[: self.n_title_words])
+                title = ", ".join(_cap(t) for t in _title_terms(terms, self.n_title_words))
                 desc = f"Items about {', '.join(terms)}.{central}"
+            elif self.dataset.modality == "image" and not self._captioned:
+                shown = ", ".join(f"#{clean_text(item_id, 30)}" for item_id, _ in r.samples[:3])
+                title = f"Images like {shown}" if shown else f"Images of cluster {r.key}"
+                desc = (f"{r.n_items} images without captions or informative file names; the most central: "
+                        f"{shown or 'none'}. Add a captioner for titles about their content.")
             elif sample:  # no usable keyword: the most central sample speaks for the cluster
                 title = _first_words(sample, max(self.n_title_words, 5), 80)
                 desc = f"{r.n_items} items such as:{central}"

@@ -11,7 +11,7 @@ import model_registry as registry
 from hercules_run.cli import _config, build_parser, default_llm
 from hercules_core.clients.fakes import FakeLLM
 from hercules_core.config import HerculesConfig
-from hercules_core.keywords import KeywordSummarizer
+from hercules_core.keywords import KeywordSummarizer, _title_terms
 from hercules_core.summarize import COPIED_TITLE, LLMSummarizer, build_prompt, build_requests, copied_title
 from hercules_core.summarize_types import SummaryRequest
 from tests.factories import FAST, ListLog, make_text_dataset
@@ -110,7 +110,8 @@ def test_keywords_for_reuses_the_keyword_titles():
     assert set(words) == {r.key for r in reqs}
     for r in reqs:
         assert 0 < len(words[r.key]) <= kw.n_desc_words
-        assert titles[r.key].title == ", ".join(w[:1].upper() + w[1:] for w in words[r.key][:kw.n_title_words])
+        # the title is the first keywords (words or phrases) holding at most n_title_words words
+        assert titles[r.key].title == ", ".join(w[:1].upper() + w[1:] for w in _title_terms(words[r.key], kw.n_title_words))
     assert kw.keywords_for([], reqs) == {}
     from hercules_core.summarize import build_l0_requests
     assert kw.keywords_for(build_l0_requests(ds, HerculesConfig())) == {}
