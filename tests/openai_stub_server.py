@@ -22,6 +22,9 @@ Every POST consumes the next behaviour of ``script`` (then ``default``):
 ``reject_json_schema`` HTTP 500 when ``response_format.type == "json_schema"`` (as llama.cpp does),
                        otherwise ``ok``; use it as ``default`` to make the rejection permanent
 
+``titles`` (a list, or ``push_titles``) scripts the content of ``ok`` answers: each id of a summary
+prompt gets the next scripted title (then ``Stub title <id>``), e.g. meta-text to exercise the gate.
+
 A request naming a model not in ``models`` gets HTTP 404 (``model_not_found``). With ``api_key``
 set, a request with another bearer token gets HTTP 401. ``latency`` seconds are slept before every
 answer. ``counts`` counts requests by behaviour; ``requests`` records each request (path, behaviour,
@@ -81,8 +84,9 @@ class _Server(ThreadingHTTPServer):
 class StubServer:
     def __init__(self, script: Iterable[str] = (), *, default: str = "ok", latency: float = 0.0,
                  hang_seconds: float = 5.0, retry_after: str = "1", models: Iterable[str] = ("stub-model",),
-                 api_key: str | None = None, embed_dim: int = 16):
+                 api_key: str | None = None, embed_dim: int = 16, titles: Iterable[str] = ()):
         script = list(script)
+        self._titles = deque(titles)
         for b in [*script, default]:
             if b not in BEHAVIOURS:
                 raise ValueError(f"unknown behaviour {b!r}; known: {', '.join(BEHAVIOURS)}")
@@ -130,6 +134,15 @@ class StubServer:
         """Append behaviours to the script."""
         with self._lock:
             self._script.extend(behaviours)
+
+    def push_titles(self, *titles: str) -> None:
+        """Append scripted titles (see the module docstring)."""
+        with self._lock:
+            self._titles.extend(titles)
+
+    def _title(self, cid: str) -> str:
+        with self._lock:
+            return self._titles.popleft() if self._titles else f"Stub title {cid}"
 
     @property
     def remaining(self) -> int:
@@ -251,7 +264,7 @@ class StubServer:
                 elif ids:
                     if behaviour == "missing_ids":
                         ids = ids[:-1]
-                    content = json.dumps({cid: {"title": f"Stub title {cid}",
+                    content = json.dumps({cid: {"title": stub._title(cid),
                                                 "description": f"Stub description of cluster {cid}."}
                                           for cid in ids})
                 else:  # not a summary prompt (e.g. a caption request)

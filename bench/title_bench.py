@@ -1,0 +1,127 @@
+"""Title quality benchmark: the offline default LLM against the keyword summariser, in one run.
+
+Both summarisers title the same hierarchy input (same data, levels, seed, embeddings) and are scored
+by ``hercules_core.title_quality`` (self-retrieval with the run's MiniLM embedder, model-written
+share, meta-text, bare keyword lists, duplicates, parents titled like a child). The seconds per
+cluster are the summarising stages' time divided by the number of clusters (LLM answers are never
+read from a cache here: the cache lives in a fresh temporary folder and holds only embeddings).
+
+Targets (issue 10, fortune_dev8 at levels 24,8, offline default, no endpoint): L1 self-retrieval
+>= 0.85, L2 >= 0.75, 0 meta-text titles, <= 10% bare keyword lists, <= 1 top-level title equal to a
+child's, >= 80% of titles written by the model, <= 5 s per cluster.
+
+Usage: .venv/bin/python bench/title_bench.py [--data CSV] [--levels 24,8] [--llm smollm2] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import model_registry as registry  # noqa: E402
+from hercules_core import HerculesConfig, prepare  # noqa: E402
+from hercules_core.cache import Cache  # noqa: E402
+from hercules_core.hercules import Hercules  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fortune_dev8.csv"
+
+
+def run(ds, levels, llm_id: str | None, cache: Cache) -> dict:
+    cfg = {"level_cluster_counts": levels}
+    llm = None
+    if llm_id:
+        cfg.update(registry.recommended_config(llm_id))
+        llm = registry.get_llm(llm_id)
+    embedder = registry.wrap_with_cache(registry.get_text_embedder("minilm", show_progress=False), cache)
+    t0 = time.perf_counter()
+    model = Hercules(HerculesConfig.from_dict(cfg), text_embedder=embedder, llm=llm).fit(ds)
+    h = model.hierarchy_
+    n_clusters = sum(len(lv) for lv in h.levels[1:])
+    summarising = sum(v for k, v in model.timings_.items() if k.startswith("summarizing level"))
+    return {"llm": llm_id or "keywords", "model_id": getattr(llm, "model_id", "keywords"), "config": cfg,
+            "seconds_total": round(time.perf_counter() - t0, 1), "seconds_summarising": round(summarising, 1),
+            "seconds_per_cluster": round(summarising / max(n_clusters, 1), 2),
+            "levels": {lv: {k: v for k, v in h.evaluation[lv].items() if k.startswith("title_") or k == "n_clusters"}
+                       for lv in range(1, h.top_level + 1)},
+            "titles": {lv: list(h.levels[lv].titles) for lv in range(1, h.top_level + 1)},
+            "fallback_errors": sorted({e for e in (h.stats.get("notes") or []) if "fallback" in e})}
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def table(runs: list[dict], top: int) -> list[str]:
+    names = [r["llm"] for r in runs]
+    rows = [("L1 self-retrieval top-1 (>= 0.85)", lambda r: r["levels"][1]["title_self_retrieval_top1"]),
+            ("L1 self-retrieval MRR", lambda r: r["levels"][1]["title_self_retrieval_mrr"])]
+    if top >= 2:
+        rows += [(f"L{top} self-retrieval top-1 (>= 0.75)", lambda r: r["levels"][top]["title_self_retrieval_top1"]),
+                 (f"L{top} self-retrieval MRR", lambda r: r["levels"][top]["title_self_retrieval_mrr"])]
+    total = lambda r, key: sum(q[key] for q in r["levels"].values())  # noqa: E731
+    n = lambda r: sum(q["n_clusters"] for q in r["levels"].values())  # noqa: E731
+    rows += [
+        ("meta-text titles (0)", lambda r: total(r, "title_meta_text")),
+        ("bare keyword lists (<= 10%)", lambda r: f"{total(r, 'title_keyword_lists')}/{n(r)} "
+                                                  f"({100 * total(r, 'title_keyword_lists') / n(r):.0f}%)"),
+        (f"L{top} titles equal to a child's (<= 1)", lambda r: r["levels"][top]["title_parent_equals_child"]),
+        ("duplicates among siblings", lambda r: total(r, "title_duplicates_among_siblings")),
+        ("written by the model (>= 80%)", lambda r: f"{total(r, 'title_model_written')}/{n(r)} "
+                                                    f"({100 * total(r, 'title_model_written') / n(r):.0f}%)"),
+        ("seconds per cluster (<= 5)", lambda r: r["seconds_per_cluster"]),
+    ]
+    width = max(len(label) for label, _ in rows)
+    out = [f"{'':<{width}} | " + " | ".join(f"{nm:>16}" for nm in names)]
+    for label, get in rows:
+        out.append(f"{label:<{width}} | " + " | ".join(f"{_fmt(get(r)):>16}" for r in runs))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--levels", default="24,8")
+    p.add_argument("--llm", default="smollm2", help="the LLM compared with the keyword summariser")
+    p.add_argument("--json", help="write the figures and titles to this file")
+    args = p.parse_args(argv)
+    if not Path(args.data).is_file():
+        print(f"skipped: {args.data} does not exist", file=sys.stderr)
+        return 0
+    ok, why = registry.get_entry(args.llm, "llm").availability()
+    if not ok:
+        print(f"skipped: the LLM {args.llm!r} is not available ({why})", file=sys.stderr)
+        return 0
+    levels = tuple(int(x) for x in args.levels.split(","))
+    ds = prepare(args.data, text_column="text", id_column="id", labels_column="label")
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Cache(Path(tmp) / "cache")  # embeddings shared by both runs; LLM answers never reused
+        runs = [run(ds, levels, None, cache), run(ds, levels, args.llm, cache)]
+        cache.close()
+    load_after = os.getloadavg()
+    top = len(levels)
+    print(f"title_bench: {len(ds)} texts from {Path(args.data).name}, levels {args.levels}; "
+          f"{os.cpu_count()} cores, load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    print("\n".join(table(runs, top)))
+    for r in runs:
+        print(f"\n{r['llm']} ({r['model_id']}): {r['seconds_total']} s in all, {r['seconds_summarising']} s summarising")
+        for lv, titles in sorted(r["titles"].items(), reverse=True):
+            print(f"  L{lv}: " + " | ".join(titles))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"load": [load_before, load_after], "runs": runs}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
