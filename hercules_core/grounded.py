@@ -46,7 +46,7 @@ def lead_phrases(req: SummaryRequest, count: int = CANDIDATES) -> list[str]:
     """The cluster's first keywords (phrases), letters and spaces only, as title openings."""
     out: list[str] = []
     for k in req.keywords:
-        phrase = " ".join(re.findall(r"[A-Za-z]+", k))
+        phrase = " ".join(re.findall(r"[A-Za-z]+(?:'[A-Za-z]+)*", re.sub(r"['’]s\b", "", k)))
         if phrase and phrase.lower() not in (p.lower() for p in out):
             out.append(phrase[:1].upper() + phrase[1:])
         if len(out) == count:
@@ -91,7 +91,21 @@ def _description_prompt(req: SummaryRequest, config: HerculesConfig, title: str)
 
 
 def _titled(text: str) -> str:
-    t = clean_text(text, 80)
+    """Capitalised, without repeated words: the grammar cannot forbid "Linux and linux in unix", so a
+    repeated word is dropped with the function word before it ("Linux in unix")."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for w in clean_text(text, 80).split():
+        low = w.lower()
+        if low in seen and low not in FUNCTION_WORDS:
+            if out and out[-1].lower() in FUNCTION_WORDS:
+                out.pop()
+            continue
+        seen.add(low)
+        out.append(w)
+    while len(out) > 1 and out[-1].lower() in FUNCTION_WORDS:
+        out.pop()
+    t = " ".join(out)
     return t[:1].upper() + t[1:]
 
 

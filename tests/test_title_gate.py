@@ -241,3 +241,32 @@ def test_fake_llm_run_passes_the_gate_and_the_cli_prints_the_score(tmp_path):
     assert "written by the model" in lines[0] and "self-retrieval" in lines[0]
     ev = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert ev["2"]["title_meta_text"] == 0 and ev["2"]["title_model_written"] >= 1
+
+
+# --------------------------------------------------------------------------- grounded titles (tiny models)
+
+def test_grounded_answer_keeps_the_best_candidate_and_cleans_repeats():
+    import re
+
+    from hercules_core.grounded import NoGroundedTitle, grounded_answer, title_schema
+    from hercules_core.summarize_types import SummaryRequest
+
+    req = SummaryRequest("L1_0", 1, 20, "text", np.arange(20), samples=[("a", "Linux kernel hackers"),
+                                                                         ("b", "The linux kernel panics")],
+                         keywords=["linux kernel", "pudd'nhead wilson's", "unix"])
+    schemas = []
+    answers = iter(['"Linux kernel and linux in unix"', '"Pudd\'nhead wilson"', '"Unix"', '"About the kernel."'])
+
+    def call(prompt, schema):
+        schemas.append(schema)
+        return next(answers)
+
+    out = json.loads(grounded_answer(req, HerculesConfig(), call, choose=lambda titles: 0))
+    assert out == {"title": "Linux kernel in unix", "description": "About the kernel."}
+    leads = [re.match(r"\^([^(]+)", s["pattern"]).group(1) for s in schemas[:3]]
+    assert leads == ["Linux kernel", "Pudd'nhead wilson", "Unix"]
+    assert schemas[3]["type"] == "string" and schemas[3]["maxLength"] <= 200  # no whitespace padding
+    pattern = re.compile(title_schema("Cats", ["dogs", "pets"])["pattern"])
+    assert pattern.match("Cats and dogs") and pattern.match("Cats") and not pattern.match("Cats and dogs and pets too")
+    with pytest.raises(NoGroundedTitle):
+        grounded_answer(SummaryRequest("L1_1", 1, 3, "text", np.arange(3)), HerculesConfig(), call)

