@@ -17,6 +17,7 @@ from . import ids, runstore
 from .explore_model import ExploreModel, make_key
 
 SAMPLES = 6
+MOSAIC = 9  # representative images in a cluster's mosaic
 MAX_VARS = 30
 
 
@@ -97,6 +98,17 @@ def _sample(em: ExploreModel, run_id: str | None, i: int):
                     id={"type": ids.PANE_LINK_T, "key": make_key(0, i)}, n_clicks=0, role="button")
 
 
+def mosaic(em: ExploreModel, level: int, index: int, run_id: str | None, count: int = MOSAIC):
+    """A grid of the cluster's most representative images: for image runs, what the cluster looks
+    like says more than a title made from file names or "Images like #..." (None for other runs)."""
+    if em.h.dataset.modality != "image" or level < 1 or not run_id:
+        return None
+    ids0 = em.h.levels[0].ids
+    return html.Div([html.Img(src=f"/files/{run_id}/image/{int(i)}", className="mosaic-thumb", alt=ids0[int(i)],
+                              title=ids0[int(i)]) for i in representatives(em, level, index, count)],
+                    className="image-mosaic")
+
+
 def _raw(em: ExploreModel, run_id: str | None, i: int):
     ds = em.h.dataset
     if ds.modality == "text":
@@ -117,7 +129,7 @@ def cluster_pane(em: ExploreModel, key: str, run_id: str | None = None):
     h = em.h
     lv = h.levels[level]
     source = lv.sources[index]
-    header = [html.H5(lv.titles[index], className="pane-title"),
+    header = [html.H5(lv.titles[index], className="pane-title"), mosaic(em, level, index, run_id),
               html.Div([html.Span(lv.ids[index], className="badge bg-dark me-1 pane-id"),
                         html.Span(f"level {level}", className="badge bg-info text-dark me-1"),
                         html.Span(f"{int(lv.size[index]):,} item{'s' if lv.size[index] != 1 else ''}",

@@ -50,14 +50,15 @@ def test_compact_style_one_call_per_cluster_with_flat_answers():
     assert all(c.title.startswith("About ") for c in h.iter_clusters())
 
 
-def test_smollm2_recommends_the_compact_style():
-    assert model_registry.recommended_config("smollm2")["prompt_style"] == "compact"
+def test_smollm2_recommends_a_one_cluster_style():
+    # "grounded": the compact prompt plus candidate titles from the cluster's own words (grounded.py)
+    assert model_registry.recommended_config("smollm2")["prompt_style"] == "grounded"
 
 
-def test_app_form_takes_the_compact_style_when_smollm2_is_chosen():
+def test_app_form_takes_the_recommended_style_when_smollm2_is_chosen():
     from callbacks import ids
     from callbacks.page_new_run import recommended_values
 
     id_list = [{"type": ids.CFG_T, "name": "prompt_style"}, {"type": ids.CFG_T, "name": "random_state"}]
     values = recommended_values("smollm2", id_list, ["full", 0])
-    assert values[0] == "compact"
+    assert values[0] == "grounded"

@@ -270,3 +270,49 @@ def test_grounded_answer_keeps_the_best_candidate_and_cleans_repeats():
     assert pattern.match("Cats and dogs") and pattern.match("Cats") and not pattern.match("Cats and dogs and pets too")
     with pytest.raises(NoGroundedTitle):
         grounded_answer(SummaryRequest("L1_1", 1, 3, "text", np.arange(3)), HerculesConfig(), call)
+
+
+# --------------------------------------------------------------------------- shown in the app
+
+def test_evaluate_page_and_image_mosaic(tmp_path):
+    from callbacks import page_evaluate, pane
+    from callbacks.explore_model import ExploreModel, make_key
+    from tests.test_app_explore import _texts
+
+    h, _ = topic_run()
+    table = _texts(page_evaluate.metrics_table(h.evaluation))
+    assert "Titles (self-retrieval" in table and "title_self_retrieval_top1" in table
+    assert f"{h.evaluation[1]['title_self_retrieval_top1']:.4f}" in table
+    em = ExploreModel.from_hierarchy(h)
+    assert pane.mosaic(em, 1, 0, "run1") is None  # texts: no mosaic
+    h.dataset.modality = "image"
+    h.dataset.image_paths = [f"/x/{i}.png" for i in range(len(h.dataset.ids))]
+    shown = pane.mosaic(em, 1, 0, "run1")
+    members = set(h.members(1, 0).tolist())
+    srcs = [img.src for img in shown.children]
+    assert 0 < len(srcs) <= pane.MOSAIC and all(int(s.rsplit("/", 1)[1]) in members for s in srcs)
+    assert any(getattr(c, "className", "") == "image-mosaic" for c in pane.cluster_pane(em, make_key(1, 0), "run1").children)
+
+
+def test_image_clusters_without_captions_get_honest_distinct_titles(tmp_path):
+    from hercules_core.dataset import Dataset
+    from hercules_core.keywords import image_texts
+
+    # informative folders: titles from them
+    paths = [str(tmp_path / "photos" / folder / f"IMG_{i:04d}.png") for folder in ("cats", "boats") for i in range(10)]
+    ds = Dataset(ids=[f"p{i}" for i in range(20)], modality="image", image_paths=paths)
+    from hercules_core.data import default_l0_descriptions
+
+    texts, captioned = image_texts(ds, default_l0_descriptions(ds))
+    assert not captioned and texts[0] == "cats" and texts[-1] == "boats"  # "photos", "img", digits dropped
+    reqs = build_requests(1, ["L1_0", "L1_1"], None, np.repeat([0, 1], 10), None, ds, default_l0_descriptions(ds),
+                          HerculesConfig(prompt_l0_sample_strategy="random"), np.random.default_rng(0))
+    out = KeywordSummarizer(ds, default_l0_descriptions(ds)).summarize(reqs)
+    assert [out["L1_0"].title, out["L1_1"].title] == ["Cats", "Boats"]
+    # meaningless names: "Images like #..." naming central images, different for every cluster
+    paths = [str(tmp_path / f"{i:04d}.png") for i in range(20)]
+    ds = Dataset(ids=[f"p{i}" for i in range(20)], modality="image", image_paths=paths)
+    out = KeywordSummarizer(ds, default_l0_descriptions(ds)).summarize(reqs)
+    titles = [out[k].title for k in ("L1_0", "L1_1")]
+    assert all(t.startswith("Images like #p") for t in titles) and len(set(titles)) == 2
+    assert "Png" not in " ".join(titles) and all(meta_reason(t) is None for t in titles)
