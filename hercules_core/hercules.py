@@ -206,7 +206,7 @@ class Hercules:
         level0, item_vectors = self._level0(dataset, summarizer, l0_descriptions)
         if dataset.modality == "image":  # keywords come from the captions when there are captions
             summarizer = self._summarizer(dataset, level0.descriptions)
-        attach_grounding(summarizer, Grounding.build(self.text_embedder, level0.desc_embeddings))
+        attach_grounding(summarizer, Grounding.build(self.text_embedder, level0))
         levels = [level0]
         normalize = cfg.normalize_centroids == "yes" or (
             cfg.normalize_centroids == "auto" and np.allclose(np.linalg.norm(item_vectors[:1000], axis=1), 1.0, atol=1e-3))

@@ -24,6 +24,7 @@ import numpy as np
 
 from .summarize_types import SummaryRequest
 
+_PLACEHOLDER_SOURCES = ("values", "file name")  # level-0 sources of default numeric / image descriptions
 GROUNDED_TOP = 3  # an LLM title must rank its own cluster among this many (of the level's clusters)
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _ARTICLES = {"the", "a", "an"}
@@ -102,6 +103,15 @@ def retrieval_ranks(title_vectors: np.ndarray, centroids: np.ndarray) -> np.ndar
     return 1 + (sim > own[:, None] + 1e-9).sum(axis=1)
 
 
+def items_have_text(level0: Any) -> bool:
+    """Whether the items' description embeddings embed real text: texts, captions, LLM descriptions;
+    not the placeholders of numeric rows ("v0=1.2, ...") or uncaptioned images ("Image x.png")."""
+    emb = getattr(level0, "desc_embeddings", None)
+    if emb is None or np.ndim(emb) != 2:
+        return False
+    return not all(src in _PLACEHOLDER_SOURCES for src in level0.sources)
+
+
 class Grounding:
     """What the gate needs to measure self-retrieval while a level is being summarised.
 
@@ -115,11 +125,12 @@ class Grounding:
         self._level: tuple[tuple[str, ...], np.ndarray] | None = None
 
     @classmethod
-    def build(cls, embedder: Any, item_vectors: np.ndarray | None) -> "Grounding | None":
-        """A grounding when both a text embedder and item text embeddings exist, else None."""
-        if embedder is None or item_vectors is None or np.ndim(item_vectors) != 2:
+    def build(cls, embedder: Any, level0: Any) -> "Grounding | None":
+        """A grounding when there is a text embedder and the items have text embeddings (see
+        :func:`items_have_text`), else None."""
+        if embedder is None or not items_have_text(level0):
             return None
-        return cls(embedder, item_vectors)
+        return cls(embedder, level0.desc_embeddings)
 
     def centroids(self, level_requests: list[SummaryRequest]) -> tuple[dict[str, int], np.ndarray]:
         keys = tuple(r.key for r in level_requests)
@@ -291,7 +302,7 @@ def title_quality(h: Any, text_embedder: Any = None) -> dict[int, dict[str, Any]
     note = None
     if text_embedder is None:
         note = "self-retrieval not computed: the run has no text embedder."
-    elif items is None:
+    elif not items_have_text(h.levels[0]):
         note = ("self-retrieval not computed: the items have no text to embed (e.g. images without captions, "
                 "numeric rows); the counts below are.")
     vecs: dict[int, np.ndarray] = {}

@@ -158,9 +158,23 @@ def test_progress_reports_every_stage():
 
 
 def test_item_embedded_once_per_model():
-    emb = FakeEmbedder()
+    from collections import Counter
+
+    class Recording(FakeEmbedder):
+        def embed(self, texts):
+            self.seen = getattr(self, "seen", []) + list(texts)
+            return super().embed(texts)
+
+    emb = Recording()
     ds = make_text_dataset(n=50)
-    Hercules(HerculesConfig(level_cluster_counts=(5, 2)), text_embedder=emb).fit(ds)
-    # 50 items once, plus 5 + 2 cluster descriptions, plus 5 + 2 titles alone (the title-quality
-    # score's self-retrieval): nothing embedded twice
-    assert emb.texts_embedded == 50 + (5 + 2) + (5 + 2)
+    h = Hercules(HerculesConfig(level_cluster_counts=(5, 2)), text_embedder=emb).fit(ds).hierarchy_
+    counts = Counter(emb.seen)
+    # the 50 items once; then per cluster its "title. description" once and its title alone once (the
+    # title-quality score); the rest are the keyword summariser's candidate terms (short, lowercase)
+    assert all(counts[t] == 1 for t in ds.texts)
+    summaries = [f"{t}. {d}" for lv in h.levels[1:] for t, d in zip(lv.titles, lv.descriptions)]
+    titles = [t for lv in h.levels[1:] for t in lv.titles]
+    assert all(counts[t] == 1 for t in summaries) and all(counts[t] >= 1 for t in titles)
+    rest = set(counts) - set(ds.texts) - set(summaries) - set(titles)
+    assert all(t == t.lower() and len(t.split()) <= 2 for t in rest)
+    assert emb.texts_embedded == len(emb.seen) < 50 + 2 * 7 + 12 * 7  # bounded: 12 candidate terms a cluster

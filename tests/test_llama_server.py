@@ -1,7 +1,7 @@
 """End to end against a real OpenAI-compatible server: llama.cpp serving SmolLM2-135M (offline).
 
 SmolLM2 is tiny: with the paper's prompt it answers "Title A" from the prompt's example, so this run
-uses the compact one-cluster prompt its registry entry recommends. Every call must get schema-valid
+uses the one-cluster prompt style its registry entry recommends (grounded candidate titles). Every call must get schema-valid
 JSON from the server, the model must write titles of its own, and every other cluster must carry a
 keyword fallback for a copied answer (never an unexplained failure).
 """
@@ -60,15 +60,19 @@ def test_cli_run_through_the_openai_client(llama_server, tmp_path):
     log = [json.loads(line) for line in (out / "run_log.jsonl").read_text().splitlines()]
     calls = [r for r in log if r.get("event") == "llm_call" and r.get("response") is not None]
     assert calls, "no LLM call reached the server"
-    # grammar-constrained: every answer is valid JSON with the requested key
+    # grammar-constrained: every answer is valid JSON (the grounded style's title candidates and
+    # descriptions are bare JSON strings; a whole answer carries the requested key)
     for r in calls:
-        assert set(parse_response(r["response"], r["keys"])) == set(r["keys"]), r["response"]
+        value = json.loads(r["response"], strict=False)
+        assert isinstance(value, str) or set(parse_response(r["response"], r["keys"])) == set(r["keys"]), r["response"]
     errors = {e for r in log if r.get("event") == "llm_fallback" for e in r["errors"].values()}
     per_call = sorted(r["seconds"] for r in calls)
     print(f"\nllama server: started in {LLAMA_SERVER_STATS.get('start_seconds', float('nan')):.1f} s; CLI run "
           f"{seconds:.0f} s; {len(calls)} calls, median {per_call[len(per_call) // 2]:.1f} s per cluster; "
           f"{written}/8 titles written by the model, {8 - written} fallbacks ({sorted(errors)})")
-    # SmolLM2-135M sometimes copies a sample: those answers are rejected and keyword titles take their
-    # place. Any other failure (a refused request, an unparseable answer) would mean the path is broken.
-    assert errors <= {COPIED_EXAMPLE, COPIED_TITLE}, errors
+    # SmolLM2-135M sometimes copies a sample or writes a title the gate rejects (hercules_core/
+    # title_quality.py): keyword titles take their place. Any other failure (a refused request, an
+    # unparseable answer) would mean the path is broken.
+    assert all(e in (COPIED_EXAMPLE, COPIED_TITLE) or "rejected" in e or "no distinctive words" in e
+               or "no candidate title" in e for e in errors), errors
     assert written >= 1, "the model wrote no title of its own"
