@@ -73,6 +73,7 @@ class HerculesConfig:
     prompt_style: str = "full"  # "full": Appendix A, several clusters per call; "compact": one cluster
     # per call in a short prompt without the JSON example (tiny models copy the example otherwise);
     # "grounded": compact, plus candidate titles built from the cluster's own words (see grounded.py)
+    title_gate: bool = True  # LLM titles must pass title_quality.gate_answers (else asked again, then fallback)
     max_prompt_tokens: int = 6000
     prompt_token_safety_margin: float = 0.2  # keep estimated tokens under (1 - margin) * max
     llm_initial_batch_size: int = 8

@@ -172,6 +172,8 @@ def estimate_run(data: Dataset | DataSummary, config: HerculesConfig, *, llm_id:
         texts += n  # level-0 descriptions
     if has_embedder:
         texts += sum(counts)  # every cluster's "title. description"
+        if dataset.modality == "text" or described:
+            texts += sum(counts)  # every title alone, for the title-quality score (title_quality.py)
         if config.topic_seed:
             texts += 1
     images = n if dataset.modality == "image" and config.representation_mode == "direct" else 0

@@ -22,7 +22,7 @@ from .levels import LevelStep, next_level
 from .reduction import reduce_hierarchy
 from .summarize import LLMSummarizer, build_l0_requests, build_requests
 from .summarize_types import RunLogLike, Summarizer
-from .title_quality import Grounding, attach_grounding
+from .title_quality import Grounding, MemoEmbedder, attach_grounding
 
 log = logging.getLogger("hercules_core")
 
@@ -206,7 +206,9 @@ class Hercules:
         level0, item_vectors = self._level0(dataset, summarizer, l0_descriptions)
         if dataset.modality == "image":  # keywords come from the captions when there are captions
             summarizer = self._summarizer(dataset, level0.descriptions)
-        attach_grounding(summarizer, Grounding.build(self.text_embedder, level0))
+        # titles are embedded once: by the gate (LLM runs), then read back by the title-quality score
+        title_embedder = MemoEmbedder(self.text_embedder) if self.text_embedder is not None else None
+        attach_grounding(summarizer, Grounding.build(title_embedder, level0))
         levels = [level0]
         normalize = cfg.normalize_centroids == "yes" or (
             cfg.normalize_centroids == "auto" and np.allclose(np.linalg.norm(item_vectors[:1000], axis=1), 1.0, atol=1e-3))
@@ -278,7 +280,7 @@ class Hercules:
             self.progress("reduction", 1, 1)
         with self._stage("evaluation"):
             self.progress("evaluation", 0, 1)
-            evaluate_all(h, labels, text_embedder=self.text_embedder)
+            evaluate_all(h, labels, text_embedder=title_embedder)
             self.progress("evaluation", 1, 1)
         h.validate()
         self.timings_["total"] = time.perf_counter() - t_start

@@ -322,14 +322,26 @@ class KeywordSummarizer:
             return self._mmr(requests, base, cands)
         return [_distinct_stems([t for t, _ in c], self.n_desc_words) for c in cands]
 
+    def _term_vectors(self, terms: list[str]) -> np.ndarray:
+        """A term's embedding: the unit mean of the text embeddings of the items that use it (no
+        embedder call: the items' embeddings are already there)."""
+        if not hasattr(self, "_column"):
+            self._column = {str(t): i for i, t in enumerate(self._vocab)}
+        cols = [self._column[t] for t in terms]
+        use = self._dtm[:, cols].T.tocsr()  # terms x items, binary
+        X = np.asarray(use @ np.asarray(self.grounding.item_vectors, dtype=np.float64))
+        n = np.linalg.norm(X, axis=1, keepdims=True)
+        return X / np.where(n > 0, n, 1.0)
+
     def _mmr(self, requests: list[SummaryRequest], base: list[SummaryRequest],
              cands: list[list[tuple[str, float]]]) -> list[list[str]]:
-        """Maximal marginal relevance over the term embeddings (see :meth:`_top_terms`)."""
+        """Maximal marginal relevance over the term embeddings (see :meth:`_top_terms` and
+        :meth:`_term_vectors`)."""
         index, C = self.grounding.centroids(base)
         terms = sorted({t for c in cands for t, _ in c})
         if not terms:
             return [[] for _ in requests]
-        E = self.grounding.embed(terms)
+        E = self._term_vectors(terms)
         row = {t: i for i, t in enumerate(terms)}
         out = []
         for r, c in zip(requests, cands):

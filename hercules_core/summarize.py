@@ -608,9 +608,9 @@ class LLMSummarizer:
                 if not pending or size <= cfg.llm_min_batch_size:
                     break
                 size = max(cfg.llm_min_batch_size, int(size / cfg.llm_batch_reduction_factor))
-            gated = self._gate(pool, answers, fitted, shrunk, abort)
-            reasons.update(gated)
-            pending = [k for k in by_key if k not in answers]
+            if cfg.title_gate:
+                reasons.update(self._gate(pool, answers, fitted, shrunk, abort))
+                pending = [k for k in by_key if k not in answers]
 
         results = {}
         for key, (title, desc) in answers.items():

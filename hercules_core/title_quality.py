@@ -26,6 +26,7 @@ from .summarize_types import SummaryRequest
 
 _PLACEHOLDER_SOURCES = ("values", "file name")  # level-0 sources of default numeric / image descriptions
 GROUNDED_TOP = 3  # an LLM title must rank its own cluster among this many (of the level's clusters)
+GROUNDED_TOLERANCE = 0.05  # ... where a cluster only counts as closer by more than this cosine (noise)
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _ARTICLES = {"the", "a", "an"}
 # words that describe the prompt, the answer format or the data set rather than a subject
@@ -103,6 +104,26 @@ def retrieval_ranks(title_vectors: np.ndarray, centroids: np.ndarray) -> np.ndar
     return 1 + (sim > own[:, None] + 1e-9).sum(axis=1)
 
 
+class MemoEmbedder:
+    """A text embedder that embeds each distinct text once per run: the gate embeds the titles it
+    accepts, and the title-quality score then finds them here."""
+
+    def __init__(self, embedder: Any):
+        self.embedder = embedder
+        self.model_id = getattr(embedder, "model_id", "text-embedder")
+        self._memo: dict[str, np.ndarray] = {}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        texts = [str(t) for t in texts]
+        new = list(dict.fromkeys(t for t in texts if t not in self._memo))
+        if new:
+            for t, v in zip(new, np.asarray(self.embedder.embed(new))):
+                self._memo[t] = v
+        if not texts:
+            return np.zeros((0, 1), dtype=np.float32)
+        return np.stack([self._memo[t] for t in texts])
+
+
 def items_have_text(level0: Any) -> bool:
     """Whether the items' description embeddings embed real text: texts, captions, LLM descriptions;
     not the placeholders of numeric rows ("v0=1.2, ...") or uncaptioned images ("Image x.png")."""
@@ -141,8 +162,10 @@ class Grounding:
     def embed(self, texts: list[str]) -> np.ndarray:
         return _unit(np.asarray(self.embedder.embed(list(texts)), dtype=np.float64))
 
-    def scores(self, titles: dict[str, str], level_requests: list[SummaryRequest]) -> dict[str, tuple[int, float]]:
-        """Per key: (rank of its own cluster, own similarity minus the best other cluster's)."""
+    def scores(self, titles: dict[str, str], level_requests: list[SummaryRequest],
+               tolerance: float = 0.0) -> dict[str, tuple[int, float]]:
+        """Per key: (rank of its own cluster, counting only clusters more similar to the title by more
+        than ``tolerance``; own similarity minus the best other cluster's)."""
         if not titles:
             return {}
         index, C = self.centroids(level_requests)
@@ -154,7 +177,8 @@ class Grounding:
         for row, k in zip(sim, keys):
             own = row[index[k]]
             others = np.delete(row, index[k])
-            out[k] = (int(1 + (others > own + 1e-9).sum()), float(own - (others.max() if len(others) else 0.0)))
+            out[k] = (int(1 + (others > own + max(tolerance, 1e-9)).sum()),
+                      float(own - (others.max() if len(others) else 0.0)))
         return out
 
     def best(self, key: str, titles: list[str], level_requests: list[SummaryRequest]) -> int:
@@ -200,7 +224,8 @@ def gate_answers(answers: dict[str, tuple[str, str]], requests: dict[str, Summar
 
     Tests, in order: meta-text; a parent titled like one of its children (those shown in its
     prompt); ungrounded (its own cluster not among the ``GROUNDED_TOP`` closest to the title, when a
-    grounding exists and the level has more clusters than that); the same title as another cluster
+    grounding exists, the level has more clusters than that and the cluster's own keywords do rank it
+    there, so that a better title exists); the same title as another cluster
     of the level (the later key, or the less grounded one, is rejected). ``accepted`` are titles
     of the level already accepted earlier (key -> title): a new answer may not repeat them.
     The reasons are written to be shown to the model when it is asked again.
@@ -218,14 +243,20 @@ def gate_answers(answers: dict[str, tuple[str, str]], requests: dict[str, Summar
             reasons[key] = (f'Your title "{title}" was rejected: it is the title of one of its subgroups. '
                             f"Name what the subgroups have in common: {shown}.")
     live = {k: a[0] for k, a in answers.items() if k not in reasons}
-    scores = grounding.scores(live, level_requests) if grounding is not None else {}
+    scores = grounding.scores(live, level_requests, GROUNDED_TOLERANCE) if grounding is not None else {}
     if grounding is not None and len(level_requests) > GROUNDED_TOP:
-        for key, (rank, _) in scores.items():
-            if rank > GROUNDED_TOP:
-                kw = ", ".join(requests[key].keywords[:6])
-                reasons[key] = (f'Your title "{live[key]}" was rejected: it fits other groups better than this one. '
-                                "The title must name what distinguishes this group from its siblings"
-                                + (f": {kw}." if kw else "."))
+        far = [k for k, (rank, _) in scores.items() if rank > GROUNDED_TOP]
+        # ... unless the cluster's own keywords do no better: then no title could (e.g. several
+        # clusters of one topic) and asking again would only waste a call
+        kw_titles = {k: " ".join(requests[k].keywords[:3]) for k in far if requests[k].keywords}
+        kw_scores = grounding.scores(kw_titles, level_requests, GROUNDED_TOLERANCE) if kw_titles else {}
+        for key in far:
+            if key in kw_scores and kw_scores[key][0] > GROUNDED_TOP:
+                continue
+            kw = ", ".join(requests[key].keywords[:6])
+            reasons[key] = (f'Your title "{live[key]}" was rejected: it fits other groups better than this one. '
+                            "The title must name what distinguishes this group from its siblings"
+                            + (f": {kw}." if kw else "."))
     # duplicates: earlier accepted titles win; among new ones the best grounded (then first key) wins
     taken = {norm_title(t): k for k, t in (accepted or {}).items()}
     order = sorted((k for k in live if k not in reasons), key=lambda k: (-scores.get(k, (0, 0.0))[1],

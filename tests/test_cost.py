@@ -27,7 +27,8 @@ def test_fixed_levels_follow_the_batch_arithmetic():
     assert est["clusters_per_level"] == [20, 5] and not est["upper_bound"]
     assert [p["calls"] for p in est["per_level"]] == [3, 1]  # ceil(20/8) + ceil(5/8)
     assert est["llm_calls"] == 4
-    assert est["texts_to_embed"] == 200 + 25  # the items, then every cluster's description
+    # the items, then every cluster's description, then every title alone (the title-quality score)
+    assert est["texts_to_embed"] == 200 + 25 + 25
     est = estimate_run(ds, HerculesConfig(level_cluster_counts=(20, 5), llm_initial_batch_size=3), llm_id="fake")
     assert [p["calls"] for p in est["per_level"]] == [7, 2]
     line = format_estimate(est)
@@ -38,7 +39,7 @@ def test_no_llm_means_no_calls_and_topic_seed_is_embedded():
     ds = make_text_dataset(n=100)
     est = estimate_run(ds, HerculesConfig(level_cluster_counts=(10, 3), topic_seed="pets"), llm_id="keywords")
     assert est["llm"] is None and est["llm_calls"] == 0 and est["prompt_tokens"] == 0
-    assert est["texts_to_embed"] == 100 + 13 + 1
+    assert est["texts_to_embed"] == 100 + 13 + 13 + 1  # + every title alone
     assert "no LLM calls" in format_estimate(est)
 
 
@@ -50,7 +51,7 @@ def test_numeric_without_embedder_and_l0_descriptions():
     est = estimate_run(ds, HerculesConfig(level_cluster_counts=(8, 2), use_llm_for_l0_descriptions=True),
                        llm_id="fake")
     assert est["per_level"][0] == {**est["per_level"][0], "level": 0, "clusters": 80, "calls": 10}
-    assert est["texts_to_embed"] == 80 + 10
+    assert est["texts_to_embed"] == 80 + 10 + 10  # + every title alone
 
 
 def test_auto_k_plans_the_upper_bound():
@@ -72,7 +73,8 @@ def test_fixed_levels_stop_where_the_run_stops():
 @pytest.mark.parametrize("max_prompt_tokens", [6000, 1200])
 def test_estimate_matches_a_real_fake_run(max_prompt_tokens):
     ds = make_text_dataset(n=200)
-    cfg = HerculesConfig(level_cluster_counts=(20, 5), max_prompt_tokens=max_prompt_tokens)
+    # the estimate plans the calls; the title gate's re-asks (tests/test_title_gate.py) come on top
+    cfg = HerculesConfig(level_cluster_counts=(20, 5), max_prompt_tokens=max_prompt_tokens, title_gate=False)
     est = estimate_run(ds, cfg, llm_id="fake")
     model, log, emb, llm = _run(ds, cfg)
     summary = log.summary()
@@ -89,14 +91,15 @@ def test_estimate_matches_a_real_fake_run(max_prompt_tokens):
 
 def test_run_report_counts_what_reached_the_models(tmp_path):
     ds = make_text_dataset(n=150)
-    cfg = HerculesConfig(level_cluster_counts=(12, 4))
+    cfg = HerculesConfig(level_cluster_counts=(12, 4), title_gate=False)  # calls as planned: no re-asks
     cache = Cache(tmp_path)
     model, log, _, llm = _run(ds, cfg, cache)
     first = run_report(model.hierarchy_, log.summary(), cache.stats(), model.timings_)
     assert first["llm"]["calls"] == first["llm"]["requests"] == llm.calls == 3
     assert first["llm"]["prompt_tokens"] == log.summary()["prompt_tokens_est"] > 0
     assert first["llm"]["tokens_source"] == "estimate"
-    assert first["embedding"]["texts_embedded"] == 150 + 16 and first["embedding"]["cache_hits"] == 0
+    # items, every cluster's "title. description", every title alone (the title-quality score)
+    assert first["embedding"]["texts_embedded"] == 150 + 16 + 16 and first["embedding"]["cache_hits"] == 0
     assert first["clusters_per_level"] == [12, 4]
     assert set(first["seconds"]) >= {"embedding", "clustering", "summarizing"}
     assert math.isclose(first["total_seconds"], model.timings_["total"], abs_tol=1e-3)
@@ -129,7 +132,7 @@ def test_reported_tokens_from_the_run_log_and_zero_for_cached_answers(tmp_path):
             return self.complete(prompt, schema=schema), {"prompt_tokens": 100, "completion_tokens": 10}
 
     ds = make_text_dataset(n=150)
-    cfg = HerculesConfig(level_cluster_counts=(12, 4))
+    cfg = HerculesConfig(level_cluster_counts=(12, 4), title_gate=False)  # calls as planned: no re-asks
     reports = []
     for _ in range(2):
         cache, log = Cache(tmp_path), RunLog()

@@ -173,8 +173,8 @@ class MapEmbedder:
     def __init__(self, vectors):
         self.vectors = vectors
 
-    def embed(self, texts):
-        return np.stack([self.vectors[t] for t in texts]).astype(np.float32)
+    def embed(self, texts):  # anything else (the clusters' keywords) is equally close to every cluster
+        return np.stack([self.vectors.get(t, np.ones(6)) for t in texts]).astype(np.float32)
 
 
 def test_ungrounded_title_is_rejected_when_a_text_embedder_exists():
