@@ -22,6 +22,7 @@ from .config import HerculesConfig
 from .dataset import Dataset
 from .levels import LevelPlan, plan_levels
 from .prompts import build_prompt, estimate_tokens, render_block
+from . import grounded
 from .summarize import build_l0_requests, plan_batches
 from .summarize_types import SummaryRequest
 
@@ -109,7 +110,12 @@ def _level_cost(requests: list[SummaryRequest], config: HerculesConfig) -> dict[
         batch = next(b for b in batches if len(b) == size)  # batches of one size cost alike
         prompt_tokens += count * estimate_tokens(build_prompt(batch, config))
         completion_tokens += count * _fake_answer_tokens([r.key for r in batch], config)
-    return {"calls": len(batches), "batch_size": len(batches[0]), "prompt_tokens": prompt_tokens,
+    calls = len(batches)
+    if config.prompt_style == "grounded" and requests[0].level >= 1:
+        # grounded.py: CANDIDATES title calls and one description call per cluster, on one prompt
+        per = grounded.CANDIDATES + 1
+        calls, prompt_tokens, completion_tokens = calls * per, prompt_tokens * per, completion_tokens
+    return {"calls": calls, "batch_size": len(batches[0]), "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens}
 
 

@@ -102,3 +102,15 @@ def test_gguf_client_answers_schema_constrained(clean_env):
                                     schema=title_schema("Cats", ["dogs", "pets", "purring"])))
     words = title.split()
     assert words[0] == "Cats" and set(words[1:]) <= {"dogs", "pets", "purring", "and", "of", "in", "for", "with"}
+
+
+def test_estimate_counts_the_grounded_calls():
+    from hercules_core.config import HerculesConfig
+    from hercules_core.cost import estimate_run
+    from hercules_core.grounded import CANDIDATES
+    from tests.factories import make_text_dataset
+
+    ds = make_text_dataset(60)
+    compact = estimate_run(ds, HerculesConfig(level_cluster_counts=(6, 2), prompt_style="compact"), llm_id="fake")
+    grounded = estimate_run(ds, HerculesConfig(level_cluster_counts=(6, 2), prompt_style="grounded"), llm_id="fake")
+    assert compact["llm_calls"] == 6 + 2 and grounded["llm_calls"] == (6 + 2) * (CANDIDATES + 1)
