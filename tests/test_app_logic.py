@@ -187,7 +187,8 @@ def test_cost_estimate_counts_llm_work(tmp_path):
     summary = page_new_run.data_summary(tmp_path, desc, {"what": "text", "text_column": "text", "id_column": "id"})
     cfg = configform.config_from_form({"levels_text": "20,5"}, "fixed")
     free = cost.estimate_run(summary, cfg, llm_id="keywords", with_text_embedder=True)
-    assert free["llm_calls"] == 0 and sum(free["clusters_per_level"]) == 25 and free["texts_to_embed"] == 1025
+    # items, every "title. description", every title alone (the title-quality score)
+    assert free["llm_calls"] == 0 and sum(free["clusters_per_level"]) == 25 and free["texts_to_embed"] == 1000 + 25 + 25
     paid = cost.estimate_run(summary, cfg, llm_id="fake", with_text_embedder=True)
     assert paid["llm_calls"] == 4 and paid["prompt_tokens"] > 0
     assert "4 LLM call(s) to fake" in page_new_run.estimate_text(summary, cfg, {"llm": "fake", "text_embedder": "minilm"})
