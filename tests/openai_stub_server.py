@@ -23,7 +23,7 @@ Every POST consumes the next behaviour of ``script`` (then ``default``):
                        otherwise ``ok``; use it as ``default`` to make the rejection permanent
 
 ``titles`` (a list, or ``push_titles``) scripts the content of ``ok`` answers: each id of a summary
-prompt gets the next scripted title (then ``Stub title <id>``), e.g. meta-text to exercise the gate.
+prompt gets the next scripted title (then ``Stub answer <id>``), e.g. meta-text to exercise the gate.
 
 A request naming a model not in ``models`` gets HTTP 404 (``model_not_found``). With ``api_key``
 set, a request with another bearer token gets HTTP 401. ``latency`` seconds are slept before every
@@ -142,7 +142,7 @@ class StubServer:
 
     def _title(self, cid: str) -> str:
         with self._lock:
-            return self._titles.popleft() if self._titles else f"Stub title {cid}"
+            return self._titles.popleft() if self._titles else f"Stub answer {cid}"
 
     @property
     def remaining(self) -> int:

@@ -83,7 +83,7 @@ def prompt_of(record: dict) -> str:
 def assert_all_titled(out: dict, n: int) -> None:
     assert len(out) == n
     for key, s in out.items():
-        assert s.title == f"Stub title {key}" and s.source == MODEL and not s.fallback, (key, s)
+        assert s.title == f"Stub answer {key}" and s.source == MODEL and not s.fallback, (key, s)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -113,7 +113,7 @@ def test_ok_returns_text_and_usage():
         llm = OpenAICompatLLM(s.base_url, MODEL, KEY)
         text, usage = llm.complete_with_usage('hi\nGenerate the JSON output for the 1 cluster ID(s): ["L1_0"]',
                                               schema={"type": "object"})
-    assert json.loads(text)["L1_0"]["title"] == "Stub title L1_0"
+    assert json.loads(text)["L1_0"]["title"] == "Stub answer L1_0"
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
     assert s.requests[0]["body"]["max_tokens"] == 1024 and s.requests[0]["body"]["temperature"] == 0.2
 
@@ -259,7 +259,7 @@ def test_fixed_structured_mode_is_not_walked():
         assert "HERCULES_LLM_STRUCTURED=auto" in str(info.value) and len(s.requests) == 1
         for mode in ("json_object_schema", "tool", "json_object", "text"):
             text = OpenAICompatLLM(s.base_url, MODEL, structured=mode).complete(prompt, schema={"type": "object"})
-            assert json.loads(text)["L1_0"]["title"] == "Stub title L1_0"
+            assert json.loads(text)["L1_0"]["title"] == "Stub answer L1_0"
     assert s.response_formats() == ["json_schema", "json_object_schema", "tool", "json_object", None]
     tool_body = s.requests[2]["body"]
     assert tool_body["tool_choice"]["function"]["name"] == tool_body["tools"][0]["function"]["name"]
@@ -506,7 +506,8 @@ def test_cli_with_openai_env_never_leaks_the_key(tmp_path, monkeypatch, capsys, 
     caplog.set_level(logging.DEBUG)
     data = _write_csv(tmp_path / "data.csv")
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"llm_retry_delay": 0.01, "llm_retry_max_delay": 0.05}))
+    # the stub's embeddings are hashes, meaningless to the title gate (tests/test_title_gate.py covers it)
+    cfg.write_text(json.dumps({"llm_retry_delay": 0.01, "llm_retry_max_delay": 0.05, "title_gate": False}))
     out = tmp_path / "out"
     with StubServer(script=["ok", "500", "invalid_json", "429"], retry_after="0.1", api_key=KEY,
                     models=(MODEL, "stub-embed")) as s:
@@ -517,11 +518,11 @@ def test_cli_with_openai_env_never_leaks_the_key(tmp_path, monkeypatch, capsys, 
     captured = capsys.readouterr()
     assert code == 0, captured.err
     h = load_model(out / "model.json")
-    assert all(t.startswith("Stub title") for t in h.levels[1].titles + h.levels[2].titles)
+    assert all(t.startswith("Stub answer") for t in h.levels[1].titles + h.levels[2].titles)
     assert s.counts["500"] == 1 and s.counts["invalid_json"] == 1 and s.counts["429"] == 1
     assert any(r["path"] == "/v1/embeddings" for r in s.requests)
     files = _all_output(out, tmp_path / "cache")
-    assert "Stub title" in files and MODEL in files
+    assert "Stub answer" in files and MODEL in files
     for text in (files, captured.out, captured.err, caplog.text):
         assert KEY not in text and KEY[-12:] not in text
 
