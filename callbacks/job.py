@@ -10,6 +10,7 @@ live log, and ``send(percent, stage_text, log_text)``, throttled progress for th
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -214,6 +215,11 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
         return runstore.update_status(rdir, state="failed", error=str(e), finished=runstore.now_iso(),
                                       finished_ts=time.time())
     except Exception as e:  # a bug or an environment problem: say so, keep the traceback on disk
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:  # the run's files were not saved
+            reporter.log("Failed: disk full")
+            return runstore.update_status(rdir, state="failed", finished=runstore.now_iso(), finished_ts=time.time(),
+                                          error="Disk full: the results could not be saved. Free space on the "
+                                                "runs volume, then start the run again.")
         (rdir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
         reporter.log(f"Internal error: {type(e).__name__}: {e}"[:500])
         return runstore.update_status(rdir, state="failed", finished=runstore.now_iso(), finished_ts=time.time(),
