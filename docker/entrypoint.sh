@@ -29,7 +29,15 @@ case "$role" in
     celery -A app:celery_app worker --loglevel="${HERCULES_WORKER_LOGLEVEL:-info}" \
       --concurrency="${HERCULES_WORKER_CONCURRENCY:-1}" --without-gossip --without-mingle "$@" &
     child=$!
-    trap 'kill -QUIT "$child" 2>/dev/null; sleep 2; kill -KILL "$child" 2>/dev/null' TERM INT
+    stop() {
+      kill -QUIT "$child" 2>/dev/null
+      for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+        kill -0 "$child" 2>/dev/null || return 0
+        sleep 0.1
+      done
+      kill -KILL "$child" 2>/dev/null
+    }
+    trap stop TERM INT
     set +e
     wait "$child"
     status=$?
