@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
     runs_dir = startup.runs_dir_of(args.runs_dir, HERE / "runs")
     startup.run_or_exit("web", host=args.host, runs_dir=runs_dir)
-    os.environ["HERCULES_RUNS_DIR"] = str(runs_dir)  # the app of every gunicorn worker reads it
+    # the app of every gunicorn worker reads these (the Host check needs the bind address)
+    os.environ.update(HERCULES_RUNS_DIR=str(runs_dir), HERCULES_HOST=args.host)
 
     from gunicorn.app.base import BaseApplication
 
