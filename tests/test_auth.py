@@ -191,3 +191,41 @@ def test_unwritable_runs_dir_and_unreachable_redis_refuse_to_start(tmp_path):
     assert "s3cret-redis" not in line
     res = _start(["-m", "callbacks.startup", "worker"], tmp_path, HERCULES_RUNS_DIR=str(tmp_path / "runs"))
     _one_error_line(res, "REDIS_URL")
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_browser_logs_in_and_the_app_works_behind_gunicorn(tmp_path):
+    """Headless Chromium against serve.py with a password: the login form, then the Dash app itself
+    (its callbacks carry the SameSite=Strict cookie), and a wrong password stays out."""
+    if not os.path.exists(bs.CHROMIUM):
+        pytest.skip(f"{bs.CHROMIUM} is missing (scripts/setup.sh installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from tests import procs
+
+    env = procs.app_env(tmp_path / "runs", redis_url="", HERCULES_PASSWORD=PASSWORD)
+    env.pop("REDIS_URL")
+    (tmp_path / "runs").mkdir()
+    web, url = procs.web_server(env, tmp_path)
+    try:
+        with sync_api.sync_playwright() as p:
+            b = p.chromium.launch(executable_path=bs.CHROMIUM, args=bs.CHROMIUM_ARGS)
+            page = b.new_page()
+            page.goto(url + "/runs")
+            assert "/login" in page.url
+            page.fill("#password", "not it")
+            page.click("#login-submit")
+            assert "Wrong password." in page.inner_text("#login-error")
+            page.fill("#password", PASSWORD)
+            page.click("#login-submit")
+            page.wait_for_url(url + "/runs")
+            # the runs table is filled by a callback: it ran with the session cookie
+            page.wait_for_selector("#runs-table", timeout=60_000)
+            page.wait_for_function("document.querySelector('#runs-table').innerText.includes('No runs yet')",
+                                   timeout=60_000)
+            cookies = {c["name"]: c for c in page.context.cookies()}
+            assert cookies["hercules_session"]["httpOnly"] and cookies["hercules_session"]["sameSite"] == "Strict"
+            b.close()
+        assert PASSWORD not in web.tail(100_000)
+    finally:
+        web.stop()
