@@ -33,7 +33,7 @@ def gunicorn_options(args: argparse.Namespace) -> dict:
         "bind": f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}",
         "workers": args.workers, "threads": args.threads, "worker_class": "gthread",
         # uploads of up to 200 MB and loading a big model take a while; a stop must be quick (≤ 3 s)
-        "timeout": 300, "graceful_timeout": 2, "keepalive": 5,
+        "timeout": 300, "graceful_timeout": 1, "keepalive": 5,
         "accesslog": "-" if os.environ.get("HERCULES_ACCESS_LOG", "1") != "0" else None, "errorlog": "-",
         "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
         "forwarded_allow_ips": os.environ.get("HERCULES_FORWARDED_ALLOW_IPS", "127.0.0.1"),

@@ -29,20 +29,18 @@ case "$role" in
     celery -A app:celery_app worker --loglevel="${HERCULES_WORKER_LOGLEVEL:-info}" \
       --concurrency="${HERCULES_WORKER_CONCURRENCY:-1}" --without-gossip --without-mingle "$@" &
     child=$!
+    # (the shell reaps the child in the wait below; a timer sends SIGKILL if it is not gone in 2 s)
     stop() {
       kill -QUIT "$child" 2>/dev/null
-      for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
-        kill -0 "$child" 2>/dev/null || return 0
-        sleep 0.1
-      done
-      kill -KILL "$child" 2>/dev/null
+      (sleep 2; kill -KILL "$child" 2>/dev/null) &
     }
     trap stop TERM INT
     set +e
-    wait "$child"
-    status=$?
-    # wait again: the first wait returns early when the trap ran
-    kill -0 "$child" 2>/dev/null && wait "$child"
+    while :; do  # a trap interrupts wait: wait again until the worker is gone
+      wait "$child"
+      status=$?
+      kill -0 "$child" 2>/dev/null || break
+    done
     exit "$status" ;;
   *)
     exec "$role" "$@" ;;

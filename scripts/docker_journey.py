@@ -105,7 +105,7 @@ def main() -> int:
         h = load_model(Path(tmp) / "model.json")
         rows = list(csv.DictReader(io.StringIO((Path(tmp) / "memberships.csv").read_text())))
     assert h.n_items == 200 and len(rows) == 200 and len(h.levels) == 3, (h.n_items, len(rows), len(h.levels))
-    titles = [c.title for c in h.levels[1]]
+    titles = [c.title + (" (fallback)" if c.fallback else "") for c in h.clusters(1)]
     step(f"downloaded model.json ({h.n_items} items, levels {[len(lv) for lv in h.levels[1:]]}; "
          f"titles {titles}) and memberships.csv ({len(rows)} rows)")
 
