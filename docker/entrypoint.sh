@@ -29,10 +29,10 @@ case "$role" in
     celery -A app:celery_app worker --loglevel="${HERCULES_WORKER_LOGLEVEL:-info}" \
       --concurrency="${HERCULES_WORKER_CONCURRENCY:-1}" --without-gossip --without-mingle "$@" &
     child=$!
-    # (the shell reaps the child in the wait below; a timer sends SIGKILL if it is not gone in 2 s)
+    # (the shell reaps the child in the wait below; a timer sends SIGKILL if it is not gone in 1 s)
     stop() {
       kill -QUIT "$child" 2>/dev/null
-      (sleep 2; kill -KILL "$child" 2>/dev/null) &
+      (sleep 1; kill -KILL "$child" 2>/dev/null) &
     }
     trap stop TERM INT
     set +e
