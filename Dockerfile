@@ -45,6 +45,7 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY app.py serve.py model_registry.py ./
 COPY hercules_core ./hercules_core
+COPY hercules_run ./hercules_run
 COPY callbacks ./callbacks
 COPY pages ./pages
 COPY assets ./assets
