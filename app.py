@@ -3,7 +3,7 @@
     python app.py [--host 127.0.0.1] [--port 8050] [--runs-dir runs]
 
 (or ``HERCULES_HOST`` / ``HERCULES_PORT`` / ``HERCULES_RUNS_DIR``). ``create_app()`` builds the app;
-``server`` (for a WSGI server, e.g. ``gunicorn app:server``) is the Flask server of a default app.
+``server`` (for a WSGI server) is the Flask server of a default app; ``serve.py`` runs it behind gunicorn.
 Background runs use Dash's DiskcacheManager (cache under the runs directory) unless ``REDIS_URL`` is
 set, in which case they go to Celery workers (``celery -A app:celery_app worker``).
 """
@@ -48,7 +48,7 @@ def create_app(runs_dir: str | os.PathLike | None = None, *, include_test_models
     from dash import dcc, html
 
     import callbacks
-    from callbacks import configform, http_guard, ids, uploads
+    from callbacks import auth, configform, http_guard, ids, uploads
     from callbacks.context import AppContext
 
     runs_dir = Path(runs_dir or os.environ.get("HERCULES_RUNS_DIR") or HERE / "runs").resolve()
@@ -84,6 +84,7 @@ def create_app(runs_dir: str | os.PathLike | None = None, *, include_test_models
         nav, dbc.Container(job_panel, fluid="lg"), dash.page_container,
     ])
     callbacks.register(app, ctx)
+    auth.register(app.server)  # a login for every request when HERCULES_PASSWORD(_FILE) is set
     return app
 
 
@@ -111,11 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs-dir", default=os.environ.get("HERCULES_RUNS_DIR"), help="where runs are stored")
     p.add_argument("--debug", action="store_true", help="Dash debug mode (reloader, dev tools)")
     args = p.parse_args(argv)
-    app = create_app(args.runs_dir, host=args.host)
+    from callbacks import startup
+
+    # a public bind without a password, an unwritable runs directory, an unreachable Redis: one line, exit 2
+    runs_dir = startup.runs_dir_of(args.runs_dir, HERE / "runs")
+    startup.run_or_exit("web", host=args.host, runs_dir=runs_dir)
+    app = create_app(runs_dir, host=args.host)
     print(f"HERCULES is running: open http://{args.host}:{args.port}/ in a browser (Ctrl+C stops it).",
           flush=True)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print("warning: the app has no login; anyone who can reach this address can use it.", file=sys.stderr)
     app.run(host=args.host, port=args.port, debug=args.debug)
     return 0
 

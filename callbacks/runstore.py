@@ -37,6 +37,12 @@ STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
 UPLOADS = "_uploads"
 CANCEL_FLAG = "cancel.flag"
+# A running job refreshes ``heartbeat_ts`` in its status this often; a run whose heartbeat is older than
+# HEARTBEAT_STALE seconds lost its process (a killed worker, possibly in another container or machine).
+HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_STALE = 30.0
+INTERRUPTED_MESSAGE = ("The process running this run stopped before it finished (killed, crashed or "
+                       "restarted): start the run again.")
 
 
 def new_id() -> str:
@@ -225,11 +231,19 @@ def _alive(pid: Any) -> bool:
         return False
 
 
+def _heartbeat_stale(status: dict[str, Any]) -> bool:
+    try:
+        return time.time() - float(status["heartbeat_ts"]) > HEARTBEAT_STALE
+    except (KeyError, TypeError, ValueError):
+        return False  # a run of an older version, without heartbeat: only the pid check applies
+
+
 def effective_state(status: dict[str, Any]) -> str:
-    """The state to show: a "running" run whose process is gone was interrupted."""
+    """The state to show: a "running" run whose process is gone (same machine: its pid; any machine
+    or container: its heartbeat stopped) was interrupted."""
     state = status.get("state", "unknown")
-    if state == "running" and status.get("pid") and status.get("host") == os.uname().nodename \
-            and not _alive(status["pid"]):
+    if state == "running" and ((status.get("pid") and status.get("host") == os.uname().nodename
+                                and not _alive(status["pid"])) or _heartbeat_stale(status)):
         return "interrupted"
     return state
 
@@ -242,10 +256,36 @@ def _mark_interrupted(rdir: Path, status: dict[str, Any]) -> dict[str, Any]:
         end = time.time()
     try:
         return update_status(rdir, state="interrupted", finished=now_iso(), finished_ts=end,
-                             error=status.get("error") or "The worker process stopped before the run ended "
-                                                          "(server restart or out of memory); start it again.")
+                             error=status.get("error") or INTERRUPTED_MESSAGE)
     except OSError:
         return dict(status, state="interrupted", finished_ts=end)
+
+
+class Heartbeat:
+    """Refreshes ``heartbeat_ts`` of a run's status every ``interval`` seconds from a daemon thread,
+    while the job runs (``with Heartbeat(rdir): ...``). A failed write (a full disk) is skipped."""
+
+    def __init__(self, rdir: str | os.PathLike, interval: float = HEARTBEAT_SECONDS):
+        self.rdir, self.interval = Path(rdir), interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="hercules-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                update_status(self.rdir, heartbeat_ts=time.time())
+            except OSError:
+                pass
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def list_runs(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ imported or someone else's run never re-runs or touches it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -18,6 +19,8 @@ from dash import Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
 from . import ids, job, runstore
+
+_logger = logging.getLogger("hercules.job")
 
 
 def _active(value: Any) -> tuple[str, Any] | None:
@@ -59,9 +62,14 @@ def run_in_background(ctx, set_progress, active: dict[str, Any] | None) -> dict[
         raise PreventUpdate
 
     def send(percent: int, stage: str, log: str) -> None:
-        set_progress((percent, f"{percent}%", stage, log))
+        try:
+            set_progress((percent, f"{percent}%", stage, log))
+        except Exception as e:  # progress goes through Redis with Celery: an outage must not fail the run
+            _logger.warning("progress update lost (%s); the run goes on", type(e).__name__)
 
-    status = job.run(ctx.runs_dir, run_id, send)
+    # the heartbeat lets every web process (any container) see when this worker dies mid-run
+    with runstore.Heartbeat(runstore.run_dir(ctx.runs_dir, run_id)):
+        status = job.run(ctx.runs_dir, run_id, send)
     return {"run_id": run_id, "state": status.get("state"), "message": status.get("error")}
 
 

@@ -1,0 +1,173 @@
+"""Access control for the web app: one shared password (or token) for the whole team.
+
+No password configured (the default, bound to loopback): no login, as before. With ``HERCULES_PASSWORD``
+or ``HERCULES_PASSWORD_FILE`` (a secret file, e.g. a Docker secret) every request needs it, except
+``/login`` and ``/healthz``:
+
+- browsers log in on ``/login`` (a form with a CSRF token) and get a signed session cookie (HttpOnly,
+  SameSite=Strict, so no other site can send it; ``HERCULES_COOKIE_SECURE=1`` behind HTTPS);
+- scripts send ``Authorization: Bearer <password>``;
+- anything else gets 401 (a page navigation is redirected to the login form instead).
+
+The session is signed with a key derived from the password (``HERCULES_SECRET_KEY`` overrides it), so
+every gunicorn worker and every web replica accepts the same cookie, and changing the password logs
+everyone out. The password is never logged, echoed, or written anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from datetime import timedelta
+from urllib.parse import quote
+
+from flask import Response, redirect, request, session
+from markupsafe import escape
+
+PASSWORD_ENV, PASSWORD_FILE_ENV = "HERCULES_PASSWORD", "HERCULES_PASSWORD_FILE"
+PUBLIC_PATHS = ("/login", "/healthz")
+SESSION_MARK, CSRF_KEY = "hercules_auth", "hercules_csrf"
+FAILED_LOGIN_DELAY = 1.0  # seconds: slows down guessing, one thread at a time
+log = logging.getLogger("hercules.auth")
+
+
+class AuthConfigError(ValueError):
+    """The password setting is unusable (message names the variable, never the value)."""
+
+
+def configured_password() -> str | None:
+    """The password from ``HERCULES_PASSWORD_FILE`` (first) or ``HERCULES_PASSWORD``; None if unset."""
+    path = os.environ.get(PASSWORD_FILE_ENV, "").strip()
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                value = fh.read().strip("\r\n")
+        except OSError as e:
+            raise AuthConfigError(f"{PASSWORD_FILE_ENV}={path} cannot be read ({e.strerror}).") from None
+        if not value.strip():
+            raise AuthConfigError(f"{PASSWORD_FILE_ENV}={path} is empty: put the password in it.")
+        return value
+    value = os.environ.get(PASSWORD_ENV, "")
+    return value if value.strip() else None
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8")).digest()
+
+
+def password_matches(given: str | None, password: str) -> bool:
+    """Constant-time comparison (of digests, so the length does not leak either)."""
+    return isinstance(given, str) and hmac.compare_digest(_digest(given), _digest(password))
+
+
+def _mark(password: str) -> str:
+    """What a logged-in session holds: ties the cookie to the current password."""
+    return hmac.new(_digest(password), b"hercules-login-v1", hashlib.sha256).hexdigest()[:32]
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to return to after login; anything else (other hosts, schemes) becomes ``/``."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>HERCULES · log in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:system-ui,sans-serif;background:#f4f5f7;display:flex;justify-content:center;
+padding-top:12vh}}form{{background:#fff;padding:2rem;border-radius:8px;box-shadow:0 1px 4px #0002;width:20rem}}
+input{{width:100%;padding:.5rem;margin:.5rem 0 1rem;box-sizing:border-box}}button{{padding:.5rem 1rem}}
+.error{{color:#b00020;margin-bottom:1rem}}</style></head>
+<body><form method="post" action="/login" class="login-form">
+<h1>HERCULES</h1><div class="error" id="login-error">{error}</div>
+<label for="password">Team password</label>
+<input type="password" id="password" name="password" autocomplete="current-password" autofocus required>
+<input type="hidden" name="csrf_token" value="{csrf}"><input type="hidden" name="next" value="{next}">
+<button type="submit" id="login-submit">Log in</button></form></body></html>"""
+
+
+def _login_page(error: str = "", status: int = 200) -> Response:
+    token = session.get(CSRF_KEY) or secrets.token_urlsafe(32)
+    session[CSRF_KEY] = token
+    nxt = safe_next(request.values.get("next"))
+    body = LOGIN_PAGE.format(error=escape(error), csrf=escape(token), next=escape(nxt))
+    resp = Response(body, status=status, mimetype="text/html")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _same_origin() -> bool:
+    """A login POST must come from this site's own form (Origin, when the browser sends it)."""
+    origin = request.headers.get("Origin")
+    if not origin or origin == "null":
+        return origin is None
+    return origin.split("://", 1)[-1] == request.host
+
+
+def register(server, password: str | None = None) -> bool:
+    """Add ``/healthz`` and, when a password is configured, the login and the check of every request.
+
+    Returns whether access control is on. Raises AuthConfigError for an unreadable password file.
+    """
+    @server.route("/healthz")
+    def hercules_healthz():
+        return Response("ok\n", mimetype="text/plain")
+
+    password = password if password is not None else configured_password()
+    if not password:
+        return False
+    server.secret_key = os.environ.get("HERCULES_SECRET_KEY") or hmac.new(
+        _digest(password), b"hercules-session-key-v1", hashlib.sha256).hexdigest()
+    server.config.update(SESSION_COOKIE_NAME="hercules_session", SESSION_COOKIE_HTTPONLY=True,
+                         SESSION_COOKIE_SAMESITE="Strict",
+                         SESSION_COOKIE_SECURE=os.environ.get("HERCULES_COOKIE_SECURE", "") == "1",
+                         PERMANENT_SESSION_LIFETIME=timedelta(hours=12))
+    mark = _mark(password)
+
+    def authorized() -> bool:
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            return password_matches(header[7:].strip(), password)
+        return hmac.compare_digest(str(session.get(SESSION_MARK, "")), mark)
+
+    @server.before_request
+    def hercules_require_login():
+        if request.path in PUBLIC_PATHS or authorized():
+            return None
+        if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
+            return redirect("/login?next=" + quote(safe_next(request.full_path.rstrip("?")), safe="/?=&"))
+        return Response("Authentication required: log in at /login, or send 'Authorization: Bearer <password>'.\n",
+                        status=401, mimetype="text/plain", headers={"WWW-Authenticate": 'Bearer realm="HERCULES"'})
+
+    @server.route("/login", methods=["GET", "POST"])
+    def hercules_login():
+        if request.method == "GET":
+            return _login_page()
+        token = session.get(CSRF_KEY)
+        if not token or not _same_origin() or not hmac.compare_digest(str(request.form.get("csrf_token", "")),
+                                                                       str(token)):
+            session.pop(CSRF_KEY, None)
+            return _login_page("The login form expired: please try again.", 400)
+        if not password_matches(request.form.get("password"), password):
+            log.warning("failed login from %s", request.remote_addr)
+            time.sleep(FAILED_LOGIN_DELAY)
+            return _login_page("Wrong password.", 401)
+        nxt = safe_next(request.form.get("next"))
+        session.clear()  # a fresh session (and CSRF token) after login
+        session[SESSION_MARK] = mark
+        session.permanent = True
+        return redirect(nxt)
+
+    @server.route("/logout", methods=["POST"])
+    def hercules_logout():
+        if not _same_origin():
+            return Response("Cross-site logout refused.\n", status=400, mimetype="text/plain")
+        session.clear()
+        return redirect("/login")
+
+    return True

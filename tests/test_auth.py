@@ -1,0 +1,231 @@
+"""Access control (callbacks/auth.py) and the startup checks (callbacks/startup.py): what a team relies on
+when the app is reachable from other machines. Flask test client for the rules, real processes for the
+"refuses to start" lines."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from callbacks import runstore
+from hercules_core import io, save_model
+from tests import browser_support as bs
+from tests.factories import make_hierarchy
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path, monkeypatch):
+    monkeypatch.setenv("HERCULES_CACHE_DIR", str(tmp_path / "model-cache"))
+    for var in ("HERCULES_PASSWORD", "HERCULES_PASSWORD_FILE", "HERCULES_SECRET_KEY", "HERCULES_COOKIE_SECURE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def _app_with_run(runs, monkeypatch, password: str | None = PASSWORD):
+    from app import create_app
+
+    if password is not None:
+        monkeypatch.setenv("HERCULES_PASSWORD", password)
+    app = create_app(runs, include_test_models=True)
+    run_id = runstore.new_id()
+    rdir = runs / run_id
+    if not rdir.exists():
+        rdir.mkdir(parents=True)
+        h = make_hierarchy(ks=(6, 2))
+        save_model(h, rdir / "model.json")
+        io.save_memberships(h, rdir / "memberships.csv")
+        runstore.update_status(rdir, state="done", created=runstore.now_iso())
+    return app, run_id
+
+
+def _login(client, password: str = PASSWORD, next_path: str = "/", headers=None):
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return client.post("/login", data={"password": password, "csrf_token": token, "next": next_path},
+                       headers=headers or {})
+
+
+def test_without_a_password_nothing_asks_for_one(tmp_path, monkeypatch):
+    app, run_id = _app_with_run(tmp_path / "runs", monkeypatch, password=None)
+    c = app.server.test_client()
+    assert c.get("/").status_code == 200
+    assert c.get("/_dash-layout").status_code == 200
+    assert c.get(f"/files/{run_id}/download/model.json").status_code == 200
+
+
+def test_every_page_callback_and_download_needs_the_password(tmp_path, monkeypatch):
+    app, run_id = _app_with_run(tmp_path / "runs", monkeypatch)
+    c = app.server.test_client()
+    deps_body = {"output": "runs-table.children", "outputs": {"id": "runs-table", "property": "children"},
+                 "inputs": [], "state": [], "changedPropIds": []}
+    refused = [c.get("/_dash-layout"), c.get("/_dash-dependencies"), c.post("/_dash-update-component", json=deps_body),
+               c.get(f"/files/{run_id}/download/model.json"), c.get(f"/files/{run_id}/download/memberships.csv"),
+               c.get(f"/files/{run_id}/image/0"), c.get("/assets/02_hercules.css"), c.get("/runs"),
+               c.get("/_dash-component-suites/dash/dcc/dash_core_components.js")]
+    for r in refused:
+        assert r.status_code == 401, (r.request.path, r.status_code)
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        assert PASSWORD not in r.get_data(as_text=True)
+    # a browser navigating to a page is sent to the login form, and back afterwards
+    r = c.get("/explore?run=" + run_id, headers={"Accept": "text/html,application/xhtml+xml"})
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login?next=/explore")
+    assert c.get("/healthz").status_code == 200  # the container's health check needs no login
+
+
+def test_bearer_token_for_scripts(tmp_path, monkeypatch):
+    app, run_id = _app_with_run(tmp_path / "runs", monkeypatch)
+    c = app.server.test_client()
+    ok = {"Authorization": f"Bearer {PASSWORD}"}
+    assert c.get("/_dash-layout", headers=ok).status_code == 200
+    r = c.get(f"/files/{run_id}/download/model.json", headers=ok)
+    assert r.status_code == 200 and r.get_json()["format"]
+    for bad in (f"Bearer {PASSWORD}x", "Bearer ", f"Basic {PASSWORD}", PASSWORD):
+        assert c.get("/_dash-layout", headers={"Authorization": bad}).status_code == 401, bad
+
+
+def test_browser_login_sets_a_strict_httponly_session(tmp_path, monkeypatch):
+    app, run_id = _app_with_run(tmp_path / "runs", monkeypatch)
+    c = app.server.test_client()
+    r = _login(c, next_path=f"/explore?run={run_id}")
+    assert r.status_code == 302 and r.headers["Location"] == f"/explore?run={run_id}"
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and PASSWORD not in cookie
+    assert c.get("/_dash-layout").status_code == 200
+    assert c.get(f"/files/{run_id}/download/memberships.csv").status_code == 200
+    c.post("/logout")
+    assert c.get("/_dash-layout").status_code == 401
+
+
+def test_login_refuses_wrong_password_missing_csrf_and_other_sites(tmp_path, monkeypatch, caplog):
+    from callbacks import auth
+
+    monkeypatch.setattr(auth, "FAILED_LOGIN_DELAY", 0.0)
+    app, _ = _app_with_run(tmp_path / "runs", monkeypatch)
+    c = app.server.test_client()
+    with caplog.at_level(logging.DEBUG):
+        r = _login(c, password="guess")
+    assert r.status_code == 401 and "Wrong password." in r.get_data(as_text=True)
+    assert c.get("/_dash-layout").status_code == 401
+    # no CSRF token (a forged form): refused even with the right password
+    r = c.post("/login", data={"password": PASSWORD})
+    assert r.status_code == 400 and c.get("/_dash-layout").status_code == 401
+    # the right token, but posted from another site
+    r = _login(c, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 400 and c.get("/_dash-layout").status_code == 401
+    # an open redirect is not possible through ?next=
+    r = _login(c, next_path="//evil.example/x")
+    assert r.status_code == 302 and r.headers["Location"] == "/"
+    assert PASSWORD not in caplog.text and "guess" not in caplog.text
+
+
+def test_one_login_works_on_every_replica_until_the_password_changes(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    a, _ = _app_with_run(runs, monkeypatch)
+    b, _ = _app_with_run(runs, monkeypatch)  # a second web process over the same runs
+    ca, cb = a.server.test_client(), b.server.test_client()
+    r = _login(ca)
+    cookie = re.search(r"hercules_session=([^;]+)", r.headers["Set-Cookie"]).group(1)
+    cb.set_cookie("hercules_session", cookie)
+    assert cb.get("/_dash-layout").status_code == 200
+    c2, _ = _app_with_run(runs, monkeypatch, password="a new password")
+    cc = c2.server.test_client()
+    cc.set_cookie("hercules_session", cookie)
+    assert cc.get("/_dash-layout").status_code == 401
+
+
+def test_password_file(tmp_path, monkeypatch):
+    from callbacks import auth
+
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD + "\n")
+    monkeypatch.setenv("HERCULES_PASSWORD_FILE", str(secret))
+    assert auth.configured_password() == PASSWORD
+    secret.write_text("\n")
+    with pytest.raises(auth.AuthConfigError, match="is empty"):
+        auth.configured_password()
+    monkeypatch.setenv("HERCULES_PASSWORD_FILE", str(tmp_path / "missing"))
+    with pytest.raises(auth.AuthConfigError, match="cannot be read"):
+        auth.configured_password()
+
+
+# --- bad configuration ends with one clear line ------------------------------------------------------
+
+def _start(cmd: list[str], tmp_path, **env) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("HERCULES_PASSWORD", "REDIS_URL"))}
+    return subprocess.run([sys.executable, *cmd], cwd=bs.ROOT, env=dict(base, HF_HUB_OFFLINE="1", **env),
+                          capture_output=True, text=True, timeout=120)
+
+
+def _one_error_line(res: subprocess.CompletedProcess, *words: str) -> str:
+    assert res.returncode == 2, (res.returncode, res.stdout[-500:], res.stderr[-2000:])
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert "Traceback" not in res.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("entry", ["app.py", "serve.py"])
+def test_public_bind_without_password_refuses_to_start(entry, tmp_path):
+    res = _start([entry, "--host", "0.0.0.0", "--port", str(bs.free_port()), "--runs-dir", str(tmp_path / "runs")],
+                 tmp_path)
+    _one_error_line(res, "0.0.0.0", "HERCULES_PASSWORD")
+
+
+def test_unwritable_runs_dir_and_unreachable_redis_refuse_to_start(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    res = _start(["serve.py", "--port", str(bs.free_port()), "--runs-dir", str(blocker / "runs")], tmp_path)
+    _one_error_line(res, "not writable", "HERCULES_RUNS_DIR")
+    url = f"redis://:s3cret-redis@127.0.0.1:{bs.free_port()}/0"
+    res = _start(["app.py", "--port", str(bs.free_port()), "--runs-dir", str(tmp_path / "runs")], tmp_path,
+                 REDIS_URL=url, HERCULES_REDIS_WAIT="1")
+    line = _one_error_line(res, "Redis at", "unreachable", "REDIS_URL")
+    assert "s3cret-redis" not in line
+    res = _start(["-m", "callbacks.startup", "worker"], tmp_path, HERCULES_RUNS_DIR=str(tmp_path / "runs"))
+    _one_error_line(res, "REDIS_URL")
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_browser_logs_in_and_the_app_works_behind_gunicorn(tmp_path):
+    """Headless Chromium against serve.py with a password: the login form, then the Dash app itself
+    (its callbacks carry the SameSite=Strict cookie), and a wrong password stays out."""
+    if not os.path.exists(bs.CHROMIUM):
+        pytest.skip(f"{bs.CHROMIUM} is missing (scripts/setup.sh installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from tests import procs
+
+    env = procs.app_env(tmp_path / "runs", redis_url="", HERCULES_PASSWORD=PASSWORD)
+    env.pop("REDIS_URL")
+    (tmp_path / "runs").mkdir()
+    web, url = procs.web_server(env, tmp_path)
+    try:
+        with sync_api.sync_playwright() as p:
+            b = p.chromium.launch(executable_path=bs.CHROMIUM, args=bs.CHROMIUM_ARGS)
+            page = b.new_page()
+            page.goto(url + "/runs")
+            assert "/login" in page.url
+            page.fill("#password", "not it")
+            page.click("#login-submit")
+            assert "Wrong password." in page.inner_text("#login-error")
+            page.fill("#password", PASSWORD)
+            page.click("#login-submit")
+            page.wait_for_url(url + "/runs")
+            # the runs table is filled by a callback: it ran with the session cookie
+            page.wait_for_selector("#runs-table", timeout=60_000)
+            page.wait_for_function("document.querySelector('#runs-table').innerText.includes('No runs yet')",
+                                   timeout=60_000)
+            cookies = {c["name"]: c for c in page.context.cookies()}
+            assert cookies["hercules_session"]["httpOnly"] and cookies["hercules_session"]["sameSite"] == "Strict"
+            b.close()
+        assert PASSWORD not in web.tail(100_000)
+    finally:
+        web.stop()
