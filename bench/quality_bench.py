@@ -121,6 +121,24 @@ def summarize(name, runs, base=None):
     return out
 
 
+def umap_threads(X):
+    """Seconds of one UMAP fit (compiled already) with random_state (one thread, repeatable) and
+    without it (all cores, a different result every run)."""
+    import umap
+
+    params = reduction.umap_params(HerculesConfig(), len(X), "cosine")
+    out = {}
+    for label, extra in (("random_state (1 thread)", {}), ("no random_state (all cores)", {"random_state": None})):
+        times = []
+        for _ in range(2):  # the first multi-threaded fit also compiles numba's parallel code
+            t = time.perf_counter()
+            umap.UMAP(**{**params, **extra}).fit_transform(X)
+            times.append(time.perf_counter() - t)
+        out[label] = min(times)
+    print("  UMAP fit after compilation: " + ", ".join(f"{k} {v:.1f} s" for k, v in out.items()), flush=True)
+    return out
+
+
 def text_rows(seeds):
     ds, X, emb = fortune()
     y = ds.labels
@@ -128,6 +146,9 @@ def text_rows(seeds):
     rows = [summarize("flat KMeans(8)", [flat(X, y, 8, s) for s in range(seeds)])]
     base = rows[0]["top_ari"]
     rows.append(summarize("UMAP + flat KMeans(8)", [umap_flat(X, y, 8, s, "cosine", len(X)) for s in range(seeds)], base))
+    for k in (20, 100):  # what the finer levels of a hierarchy compare with
+        rows.append(summarize(f"flat KMeans({k})", [flat(X, y, k, s) for s in range(seeds)]))
+        rows.append(summarize(f"UMAP + flat KMeans({k})", [umap_flat(X, y, k, s, "cosine", len(X)) for s in range(seeds)]))
     for levels in ((100, 20, 8), (20, 8)):
         for reduce in ("auto", "none"):
             label = f"HERCULES {list(levels)} " + ("defaults (UMAP)" if reduce == "auto" else "--reduce none")
@@ -137,6 +158,7 @@ def text_rows(seeds):
         label = "HERCULES " + ("defaults (UMAP)" if reduce == "auto" else "--reduce none") + " auto-k"
         runs = [hercules(ds, s, emb, level_cluster_counts=None, reduce_method=reduce) for s in range(seeds)]
         rows.append(summarize(label, runs, base))
+    rows.append({"umap_seconds": umap_threads(X)})
     return rows
 
 
@@ -173,8 +195,11 @@ def other_rows(seeds):
         print(f"{name}: {X.shape[0]} x {X.shape[1]}, {k} labels", flush=True)
         base_row = summarize(f"flat KMeans({k})", [flat(X, y, k, s) for s in range(seeds)])
         rows.append({"set": name, **base_row})
-        for reduce in ("auto", "umap"):
-            label = f"HERCULES {list(levels)} " + ("defaults (no UMAP)" if reduce == "auto" else "--reduce umap")
+        default = reduction.choose_method(HerculesConfig(), "numeric", *X.shape)[0]
+        other = "none" if default == "umap" else "umap"
+        for reduce in ("auto", other):
+            label = f"HERCULES {list(levels)} " + (f"defaults ({'UMAP' if default == 'umap' else 'no UMAP'})"
+                                                   if reduce == "auto" else f"--reduce {other}")
             runs = [hercules(ds, s, level_cluster_counts=levels, reduce_method=reduce) for s in range(seeds)]
             rows.append({"set": name, **summarize(label, runs, base_row["top_ari"])})
     paths, y = digits_pngs(RESULTS / "digits_png")

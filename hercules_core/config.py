@@ -38,8 +38,8 @@ class HerculesConfig:
     auto_k_sample_size: int = 3000  # the metric is computed on at most this many points
 
     # --- clustering space: a representation step before level 1 (see reduction.py) ---
-    # "auto": UMAP for embeddings (text, images, description mode) of at least reduce_min_items
-    # items, nothing for numeric tables; "umap": always; "none": cluster the vectors as they are.
+    # "auto": UMAP for embeddings (text, images, description mode) and for wide numeric tables (16+
+    # columns) of at least reduce_min_items items; "umap": always; "none": the vectors as they are.
     # Level 1 clusters the reduced vectors and the levels above cluster their reduced centroids;
     # every stored vector (centroids, summaries' samples, evaluation, PCA views) stays in the
     # original space.

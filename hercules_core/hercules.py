@@ -183,7 +183,7 @@ class Hercules:
         ``"umap"``. Everything stored in the hierarchy stays in the original space.
         """
         cfg = self.config
-        method, why = reduction.choose_method(cfg, ds.modality, len(vectors))
+        method, why = reduction.choose_method(cfg, ds.modality, len(vectors), vectors.shape[1])
         embeddings = ds.modality != "numeric" or cfg.representation_mode == "description"
         params = reduction.umap_params(cfg, len(vectors), "cosine" if embeddings else "euclidean")
         if method == "none":

@@ -162,16 +162,18 @@ def reduce_hierarchy(h: Hierarchy, n_components: int, random_state: int) -> None
 CLUSTERING = "clustering"  # key in Hierarchy.reducers
 CLUSTERING_VERSION = 1  # of the dict stored under that key
 _MIN_UMAP_ITEMS = 10  # below this UMAP's spectral layout is not defined; such runs are not reduced
+_MIN_NUMERIC_COLUMNS = 16  # "auto" reduces numeric tables with at least this many columns
 
 
-def choose_method(config, modality: str, n: int) -> tuple[str, str]:
+def choose_method(config, modality: str, n: int, dims: int) -> tuple[str, str]:
     """The reducer a run uses (``"none"`` or ``"umap"``) and why, in words for the run's notes.
 
     ``"auto"`` reduces embeddings (text, images, and description mode, whose vectors are text
     embeddings): there k-means in the raw space splits topics along directions the labels do not
-    follow, and UMAP's neighbour graph keeps the topics apart (measured in the README). Numeric
-    tables are left as they are: their few standardised columns are already the space the user
-    chose, and on a small table (wine) UMAP made k-means worse.
+    follow, and UMAP's neighbour graph keeps the topics apart (measured in the README). A numeric
+    table is reduced only when it is wide (pixels, spectra, many measurements: a high-dimensional
+    space with structure on a manifold, as in digits and breast_cancer); a table of a dozen columns
+    is already a low-dimensional space the user chose (UMAP made k-means worse on wine).
     """
     method = config.reduce_method
     if method == "none":
@@ -180,11 +182,12 @@ def choose_method(config, modality: str, n: int) -> tuple[str, str]:
         return "none", f"{n} items are too few for UMAP (at least {_MIN_UMAP_ITEMS}); clustered as they are"
     if method == "umap":
         return "umap", "reduce_method='umap'"
-    if modality == "numeric" and config.representation_mode != "description":
-        return "none", "auto: numeric tables are clustered as they are"
+    if modality == "numeric" and config.representation_mode != "description" and dims < _MIN_NUMERIC_COLUMNS:
+        return "none", f"auto: a numeric table of {dims} columns (< {_MIN_NUMERIC_COLUMNS}) is clustered as it is"
     if n < config.reduce_min_items:
         return "none", f"auto: {n} items < reduce_min_items={config.reduce_min_items}; clustered as they are"
-    return "umap", f"auto: {modality} embeddings of {n} items"
+    what = f"{n} rows x {dims} columns" if modality == "numeric" else f"{modality} embeddings of {n} items"
+    return "umap", f"auto: {what}"
 
 
 def umap_params(config, n: int, metric: str) -> dict[str, Any]:

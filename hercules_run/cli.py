@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cluster upper levels on unweighted centroids (the paper's original method)")
     shape.add_argument("--seed", type=int, default=0)
     shape.add_argument("--reduce", choices=("auto", "none", "umap"),
-                       help="space level 1 clusters in: UMAP of the embeddings ('auto': for text and image "
-                            "embeddings of at least 300 items) or the vectors as they are ('none')")
+                       help="space level 1 clusters in: UMAP of the vectors ('auto': text and image embeddings and "
+                            "numeric tables of 16+ columns, with at least 300 items) or the vectors as they are")
     shape.add_argument("--reduce-dims", type=int, help="UMAP dimensions (default 5)")
     shape.add_argument("--reduce-neighbors", type=int, help="UMAP neighbours (default 30)")
     models = r.add_argument_group("models")

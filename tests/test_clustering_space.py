@@ -141,14 +141,16 @@ def test_without_a_reducer_new_items_stay_as_they_are():
 
 def test_auto_reduces_embeddings_of_enough_items_only():
     cfg = HerculesConfig()
-    assert reduction.choose_method(cfg, "text", 1225)[0] == "umap"
-    assert reduction.choose_method(cfg, "image", 1797)[0] == "umap"
-    assert reduction.choose_method(cfg, "numeric", 5000)[0] == "none"
-    method, why = reduction.choose_method(cfg, "text", 100)
+    assert reduction.choose_method(cfg, "text", 1225, 384)[0] == "umap"
+    assert reduction.choose_method(cfg, "image", 1797, 297)[0] == "umap"
+    assert reduction.choose_method(cfg, "numeric", 5000, 13)[0] == "none"  # a narrow table: as it is
+    assert reduction.choose_method(cfg, "numeric", 1797, 64)[0] == "umap"  # a wide one (pixels): reduced
+    assert reduction.choose_method(cfg.replace(representation_mode="description"), "numeric", 500, 3)[0] == "umap"
+    method, why = reduction.choose_method(cfg, "text", 100, 384)
     assert method == "none" and "reduce_min_items" in why
-    assert reduction.choose_method(cfg.replace(reduce_method="umap"), "numeric", 100)[0] == "umap"
-    assert reduction.choose_method(cfg.replace(reduce_method="umap"), "text", 5)[0] == "none"
-    assert reduction.choose_method(cfg.replace(reduce_method="none"), "text", 5000)[0] == "none"
+    assert reduction.choose_method(cfg.replace(reduce_method="umap"), "numeric", 100, 3)[0] == "umap"
+    assert reduction.choose_method(cfg.replace(reduce_method="umap"), "text", 5, 384)[0] == "none"
+    assert reduction.choose_method(cfg.replace(reduce_method="none"), "text", 5000, 384)[0] == "none"
     h = fit(make_numeric_dataset(n=400), level_cluster_counts=(8, 2))
     assert "clustering" not in h.reducers and h.stats["clustering_space"] == {"method": "none"}
 
