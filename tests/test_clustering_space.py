@@ -186,3 +186,12 @@ def test_hierarchy_invariants_hold_in_the_reduced_space(n, ks, seed, weighted):
     h = fit(ds, level_cluster_counts=ks, random_state=seed, weight_by_size=weighted, reduce_method="umap",
             reduce_neighbors=5)
     check_invariants(h)
+
+
+def test_progress_says_what_the_reduction_step_is_doing(text_ds):
+    seen = []
+    Hercules(HerculesConfig(level_cluster_counts=(6,), **UMAP), text_embedder=FakeEmbedder(32),
+             progress=lambda stage, done, total: seen.append(stage)).fit(text_ds)
+    umap_stages = [s for s in seen if "UMAP" in s]
+    assert umap_stages and "compiles" in umap_stages[0]  # the ~20 s of numba compilation is announced
+    assert seen.index(umap_stages[0]) < seen.index("clustering level 1")
