@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from hercules_core import io, reduction
 from hercules_core.cache import Cache
-from hercules_core.cli import _config, build_parser
+from hercules_run.cli import _config, build_parser
 from hercules_core.clients.fakes import FakeEmbedder
 from hercules_core.config import HerculesConfig
 from hercules_core.errors import ConfigError, InputError
