@@ -49,6 +49,8 @@ class HerculesConfig:
     reduce_min_dist: float = 0.0  # packed clusters: what clustering (not plotting) wants
     reduce_min_items: int = 300  # "auto" leaves smaller sets alone: the neighbour graph would
     # span a large share of the items and the manifold estimate is noise
+    reduce_max_items: int = 50_000  # ... and larger ones too: UMAP's time grows with n (single-
+    # threaded when seeded) until it outweighs the whole run; "umap" still forces it
 
     # --- k-means (§3.3) ---
     weight_by_size: bool = True  # upper levels: weight each child by its number of L0 items
@@ -131,7 +133,7 @@ class HerculesConfig:
             "prompt_l0_sample_trunc_len", "prompt_l0_numeric_repr_max_vals", "prompt_child_desc_trunc_len",
             "prompt_max_stats_vars", "prompt_title_max_words", "max_prompt_tokens",
             "llm_initial_batch_size", "llm_min_batch_size", "llm_concurrency", "evaluation_sample_size",
-            "kmeans_large_threshold", "reduce_components", "reduce_min_items",
+            "kmeans_large_threshold", "reduce_components", "reduce_min_items", "reduce_max_items",
         ):
             self._positive_int(name)
         for name in ("prompt_l0_sample_size", "prompt_immediate_child_sample_size", "llm_retries",

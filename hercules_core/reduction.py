@@ -186,6 +186,9 @@ def choose_method(config, modality: str, n: int, dims: int) -> tuple[str, str]:
         return "none", f"auto: a numeric table of {dims} columns (< {_MIN_NUMERIC_COLUMNS}) is clustered as it is"
     if n < config.reduce_min_items:
         return "none", f"auto: {n} items < reduce_min_items={config.reduce_min_items}; clustered as they are"
+    if n > config.reduce_max_items:
+        return "none", (f"auto: {n} items > reduce_max_items={config.reduce_max_items} (UMAP would take longer "
+                        "than the rest of the run); clustered as they are, --reduce umap forces it")
     what = f"{n} rows x {dims} columns" if modality == "numeric" else f"{modality} embeddings of {n} items"
     return "umap", f"auto: {what}"
 

@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     shape.add_argument("--seed", type=int, default=0)
     shape.add_argument("--reduce", choices=("auto", "none", "umap"),
                        help="space level 1 clusters in: UMAP of the vectors ('auto': text and image embeddings and "
-                            "numeric tables of 16+ columns, with at least 300 items) or the vectors as they are")
+                            "numeric tables of 16+ columns, with 300 to 50,000 items) or the vectors as they are")
     shape.add_argument("--reduce-dims", type=int, help="UMAP dimensions (default 5)")
     shape.add_argument("--reduce-neighbors", type=int, help="UMAP neighbours (default 30)")
     models = r.add_argument_group("models")
