@@ -1,5 +1,5 @@
 """The clustering space (UMAP before level 1): shapes, determinism, the cache, the saved record,
-placing new items into it, and the hierarchy invariants when clustering in it."""
+what assigning new items relies on, and the hierarchy invariants when clustering in it."""
 
 import json
 
@@ -13,7 +13,7 @@ from hercules_core.cache import Cache
 from hercules_run.cli import _config, build_parser
 from hercules_core.clients.fakes import FakeEmbedder
 from hercules_core.config import HerculesConfig
-from hercules_core.errors import ConfigError, InputError
+from hercules_core.errors import ConfigError
 from hercules_core.hercules import Hercules
 from tests.factories import make_numeric_dataset, make_text_dataset
 from tests.test_hercules import check_invariants
@@ -114,29 +114,19 @@ def test_a_model_saved_before_the_clustering_space_loads_as_unreduced(tmp_path):
     np.testing.assert_array_equal(reduction.clustering_centroids(g, 1), g.levels[1].vectors)
 
 
-def test_new_items_are_placed_near_their_own_cluster(text_ds, umap_h):
-    h = umap_h
-    items = h.levels[0].vectors
-    placed = reduction.to_clustering_space(h, items)
-    assert placed.shape == (240, 5) and placed.dtype == np.float32
-    nearest = ((placed[:, None, :] - reduction.clustering_centroids(h, 1)[None]) ** 2).sum(-1).argmin(1)
-    # 12 clusters cut 3 fuzzy topics: the neighbours' mean moves some border items across
-    assert np.mean(nearest == h.assignments(1)) >= 0.8
-    # deterministic, and a new text of a known topic lands in a cluster of that topic
-    new = FakeEmbedder(32).embed(["Item 999 about cats dogs pets. Extra words 5."])
-    again = reduction.to_clustering_space(h, new)
-    np.testing.assert_array_equal(again, reduction.to_clustering_space(h, new))
-    j = int(((again - reduction.clustering_centroids(h, 1)) ** 2).sum(-1).argmin())
-    members = np.flatnonzero(h.assignments(1) == j)
-    assert np.mean([h.dataset.labels[i] == "cats" for i in members]) > 0.5
-    with pytest.raises(InputError, match="dimensions"):
-        reduction.to_clustering_space(h, np.zeros((2, 7), np.float32))
-
-
-def test_without_a_reducer_new_items_stay_as_they_are():
+def test_without_a_reducer_the_clustering_centroids_are_the_level_vectors():
     h = fit(make_text_dataset(n=40), level_cluster_counts=(4,), reduce_method="none")
-    x = np.ones((2, 32), np.float32)
-    np.testing.assert_array_equal(reduction.to_clustering_space(h, x), x)
+    assert "clustering" not in h.reducers
+    np.testing.assert_array_equal(reduction.clustering_centroids(h, 1), h.levels[1].vectors)
+
+
+def test_original_space_level1_centroids_hold_their_items(umap_h):
+    # what assign relies on: the nearest stored (original-space) level-1 centroid of an item is,
+    # for nearly every item, the cluster it was put in by k-means in the reduced space
+    h = umap_h
+    items, C = h.levels[0].vectors, h.levels[1].vectors
+    nearest = ((items[:, None, :] - C[None]) ** 2).sum(-1).argmin(1)
+    assert np.mean(nearest == h.assignments(1)) >= 0.9
 
 
 def test_auto_reduces_embeddings_of_enough_items_only():
