@@ -17,7 +17,7 @@ from dash import html
 import model_registry as registry
 from hercules_core import HerculesConfig
 from hercules_core.config import (AUTO_K_METHODS, CENTROID_NORMALIZATION, CHILD_SAMPLE_STRATEGIES, KMEANS_BACKENDS,
-                                  PROMPT_STYLES, REPRESENTATION_MODES, SAMPLE_STRATEGIES)
+                                  PROMPT_STYLES, REDUCE_METHODS, REPRESENTATION_MODES, SAMPLE_STRATEGIES)
 from hercules_core.errors import ConfigError
 
 from . import ids
@@ -49,6 +49,9 @@ FIELDS: tuple[Field, ...] = (
           "embeddings of their descriptions (description).", "Hierarchy", options=REPRESENTATION_MODES),
     Field("auto_k_method", "Auto-k method", "select", "Score used to pick k at each level.", "Hierarchy",
           options=AUTO_K_METHODS),
+    Field("reduce_method", "Clustering space", "select", "auto: level 1 clusters a UMAP of text and image embeddings "
+          "(and of tables with 16+ columns) of 300-50,000 items; none: the vectors as they are.", "Hierarchy",
+          options=REDUCE_METHODS),
     Field("auto_k_min", "Auto-k: smallest k", "int", "Lower end of the k range tried.", "Hierarchy"),
     Field("auto_k_max", "Auto-k: largest k", "int", "Upper end of the k range tried.", "Hierarchy"),
     Field("max_levels", "Max levels", "int", "Stop after this many levels (auto-k).", "Hierarchy"),
@@ -80,6 +83,8 @@ FIELDS: tuple[Field, ...] = (
           "Advanced", True, CENTROID_NORMALIZATION),
     Field("kmeans_backend", "k-means backend", "select", "auto picks by problem size.", "Advanced", True,
           KMEANS_BACKENDS),
+    Field("reduce_components", "UMAP dimensions", "int", "Dimensions of the clustering space.", "Advanced", True),
+    Field("reduce_neighbors", "UMAP neighbours", "int", "More = a more global view of the data.", "Advanced", True),
     Field("kmeans_n_init", "k-means restarts (level 1)", "int", "k-means++ restarts at the finest level.",
           "Advanced", True),
     Field("kmeans_upper_n_init", "k-means restarts (upper)", "int", "Restarts at levels 2 and up.", "Advanced", True),

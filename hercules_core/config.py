@@ -15,6 +15,7 @@ CHILD_SAMPLE_STRATEGIES = ("largest", "centroid_closest", "random")
 KMEANS_BACKENDS = ("auto", "sklearn", "faiss", "minibatch")
 CENTROID_NORMALIZATION = ("auto", "yes", "no")
 PROMPT_STYLES = ("full", "compact", "grounded")
+REDUCE_METHODS = ("auto", "none", "umap")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,21 @@ class HerculesConfig:
     auto_k_max: int = 50
     auto_k_min_reduction: float = 2.0  # each level has at most n_children / factor clusters
     auto_k_sample_size: int = 3000  # the metric is computed on at most this many points
+
+    # --- clustering space: a representation step before level 1 (see reduction.py) ---
+    # "auto": UMAP for embeddings (text, images, description mode) and for wide numeric tables (16+
+    # columns) of at least reduce_min_items items; "umap": always; "none": the vectors as they are.
+    # Level 1 clusters the reduced vectors and the levels above cluster their reduced centroids;
+    # every stored vector (centroids, summaries' samples, evaluation, PCA views) stays in the
+    # original space.
+    reduce_method: str = "auto"
+    reduce_components: int = 5  # BERTopic's choice: enough for k-means, cheap to cluster
+    reduce_neighbors: int = 30  # umap-learn's clustering guide; more = a more global view
+    reduce_min_dist: float = 0.0  # packed clusters: what clustering (not plotting) wants
+    reduce_min_items: int = 300  # "auto" leaves smaller sets alone: the neighbour graph would
+    # span a large share of the items and the manifold estimate is noise
+    reduce_max_items: int = 50_000  # ... and larger ones too: UMAP's time grows with n (single-
+    # threaded when seeded) until it outweighs the whole run; "umap" still forces it
 
     # --- k-means (§3.3) ---
     weight_by_size: bool = True  # upper levels: weight each child by its number of L0 items
@@ -111,6 +127,7 @@ class HerculesConfig:
         self._choice("kmeans_backend", KMEANS_BACKENDS)
         self._choice("normalize_centroids", CENTROID_NORMALIZATION)
         self._choice("prompt_style", PROMPT_STYLES)
+        self._choice("reduce_method", REDUCE_METHODS)
         for name in (
             "max_levels", "min_clusters_per_level", "auto_k_min", "auto_k_max", "auto_k_sample_size",
             "kmeans_n_init", "kmeans_upper_n_init", "kmeans_max_iter", "resampling_iterations",
@@ -118,7 +135,7 @@ class HerculesConfig:
             "prompt_l0_sample_trunc_len", "prompt_l0_numeric_repr_max_vals", "prompt_child_desc_trunc_len",
             "prompt_max_stats_vars", "prompt_title_max_words", "max_prompt_tokens",
             "llm_initial_batch_size", "llm_min_batch_size", "llm_concurrency", "evaluation_sample_size",
-            "kmeans_large_threshold",
+            "kmeans_large_threshold", "reduce_components", "reduce_min_items", "reduce_max_items",
         ):
             self._positive_int(name)
         for name in ("prompt_l0_sample_size", "prompt_immediate_child_sample_size", "llm_retries",
@@ -128,6 +145,9 @@ class HerculesConfig:
             raise ConfigError(f"auto_k_min ({self.auto_k_min}) is larger than auto_k_max ({self.auto_k_max}).")
         if self.min_clusters_per_level < 1:
             raise ConfigError("min_clusters_per_level must be at least 1.")
+        self._positive_int("reduce_neighbors", minimum=2)
+        if isinstance(self.reduce_min_dist, bool) or not (isinstance(self.reduce_min_dist, (int, float)) and 0.0 <= self.reduce_min_dist <= 1.0):
+            raise ConfigError(f"reduce_min_dist must be a number in [0, 1]; got {self.reduce_min_dist!r}.")
         if not self.kmeans_upper_work_budget > 0:
             raise ConfigError("kmeans_upper_work_budget must be > 0.")
         if not self.auto_k_min_reduction >= 1.0:

@@ -18,6 +18,7 @@ from .errors import Cancelled, ConfigError, InputError
 from .evaluation import evaluate_all
 from .hierarchy import Hierarchy, Level, cluster_id
 from .keywords import KeywordSummarizer
+from . import reduction
 from .levels import LevelStep, next_level
 from .reduction import reduce_hierarchy
 from .summarize import LLMSummarizer, build_l0_requests, build_requests
@@ -47,6 +48,8 @@ class Hercules:
     run_log : receives one record per LLM call and per stage (see ``io.RunLog``).
     progress : called as ``progress(stage, done, total)``.
     cancel : polled between steps; returning True stops the run with ``Cancelled``.
+    cache : a ``hercules_core.cache.Cache`` for results other than model answers (the reduced
+        vectors of the clustering space); ``None`` recomputes them.
 
     After ``fit``: ``hierarchy_`` (the result), ``timings_`` (seconds per stage).
     """
@@ -54,7 +57,8 @@ class Hercules:
     def __init__(self, config: HerculesConfig | None = None, *, text_embedder: TextEmbedder | None = None,
                  image_embedder: ImageEmbedder | None = None, llm: LLM | None = None,
                  captioner: Captioner | None = None, run_log: RunLogLike | None = None,
-                 progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None):
+                 progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
+                 cache=None):
         self.config = config or HerculesConfig()
         self.text_embedder = text_embedder
         self.image_embedder = image_embedder
@@ -63,6 +67,7 @@ class Hercules:
         self.run_log = run_log
         self.progress = progress or _no_progress
         self.cancel = cancel
+        self.cache = cache
 
     # ------------------------------------------------------------------ helpers
     def _check_cancel(self) -> None:
@@ -171,6 +176,32 @@ class Hercules:
                        titles, descriptions, fallback, sources)
         return level0, vectors
 
+    # ------------------------------------------------------------------ clustering space
+    def _clustering_space(self, ds: Dataset, vectors: np.ndarray, notes: list[str]):
+        """The representation step before level 1: the vectors level 1 clusters, and how they were made.
+
+        Returns ``(vectors, method, params)``; ``method`` is ``"none"`` (the vectors as they are) or
+        ``"umap"``. Everything stored in the hierarchy stays in the original space.
+        """
+        cfg = self.config
+        method, why = reduction.choose_method(cfg, ds.modality, len(vectors), vectors.shape[1])
+        embeddings = ds.modality != "numeric" or cfg.representation_mode == "description"
+        params = reduction.umap_params(cfg, len(vectors), "cosine" if embeddings else "euclidean")
+        if method == "none":
+            self._log("clustering_space", method="none", reason=why)
+            return vectors, "none", {}
+        stage = f"reducing {len(vectors)} vectors to {params['n_components']} dimensions (UMAP)"
+        with self._stage("clustering space"):
+            # UMAP's first use in a process compiles numba code (~20 s): say so while it happens
+            self.progress(stage + ": the first run in a process compiles code, ~20 s", 0, 1)
+            reduced, cached = reduction.fit_umap(vectors, params, cache=self.cache)
+            self.progress(stage, 1, 1)
+        notes.append(f"Level 1 clustered {params['n_components']}-d UMAP vectors ({why}; "
+                     f"{params['n_neighbors']} neighbours, {params['metric']}){' from the cache' if cached else ''}.")
+        self._log("clustering_space", method="umap", reason=why, cached=cached,
+                  seconds=round(self.timings_.get("clustering space", 0.0), 3), **params)
+        return reduced, "umap", params
+
     # ------------------------------------------------------------------ k per level
     def _choose_k(self, step: LevelStep, X: np.ndarray, weights: np.ndarray, rng: np.random.Generator,
                   notes: list[str]) -> int | None:
@@ -213,8 +244,9 @@ class Hercules:
         normalize = cfg.normalize_centroids == "yes" or (
             cfg.normalize_centroids == "auto" and np.allclose(np.linalg.norm(item_vectors[:1000], axis=1), 1.0, atol=1e-3))
 
+        current, space, space_params = self._clustering_space(dataset, item_vectors, notes)
+        reduced_items, reduced_centroids = current, {}
         item_assign = np.arange(len(dataset))
-        current = item_vectors
         while (step := next_level(len(levels), len(current), cfg)) is not None:
             self._check_cancel()
             li = step.level
@@ -236,6 +268,13 @@ class Hercules:
                                                 points_per_cluster=cfg.resampling_points_per_cluster,
                                                 sample_weight=weights)
                 centroids = result.centroids
+                if space != "none" and (li == 1 or cfg.representation_mode == "direct"):
+                    # clustered in the reduced space: keep its centroids for the next level, and
+                    # store the original-space centroids (weighted means of what is below)
+                    reduced_centroids[li] = centroids
+                    below_vectors = item_vectors if li == 1 else below.vectors
+                    centroids = km.weighted_means(below_vectors, result.labels, k,
+                                                  below.size.astype(np.float64))
                 if normalize:
                     norms = np.linalg.norm(centroids, axis=1, keepdims=True)
                     centroids = centroids / np.where(norms > 0, norms, 1.0)
@@ -264,7 +303,7 @@ class Hercules:
                                 [s.title for s in summaries], [s.description for s in summaries],
                                 np.array([s.fallback for s in summaries], dtype=bool),
                                 [s.source for s in summaries]))
-            current = desc_emb if cfg.representation_mode == "description" else centroids
+            current = desc_emb if cfg.representation_mode == "description" else reduced_centroids.get(li, centroids)
 
         if len(levels) == 1:
             raise InputError(
@@ -272,6 +311,9 @@ class Hercules:
                 f"(min_clusters_per_level={cfg.min_clusters_per_level}); give more items or smaller k.")
 
         h = Hierarchy(levels=levels, config=cfg, dataset=dataset)
+        if space != "none":
+            h.reducers[reduction.CLUSTERING] = reduction.clustering_record(
+                space, space_params, reduced_items, reduced_centroids, f"levels[0].vectors: {len(dataset)} rows")
         if cfg.topic_seed and self.text_embedder is not None:
             h.topic_embedding = self._embed_texts([cfg.topic_seed], "embedding topic seed")[0]
         with self._stage("reduction"):
@@ -299,6 +341,7 @@ class Hercules:
             "clusters_per_level": [len(lv) for lv in levels[1:]],
             "auto_k_scores": {str(k): v for k, v in self.auto_k_scores_.items()},
             "centroids_normalized": bool(normalize),
+            "clustering_space": {"method": space, **space_params},
             "n_fallback_summaries": n_fallback,
             "notes": notes,
         }

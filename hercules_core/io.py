@@ -443,9 +443,18 @@ def _load_level(i: int, d: dict[str, Any]) -> Level:
     return lv
 
 
+def _config_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """The saved config, with the defaults of fields added later set to what older models did."""
+    config = doc["config"]
+    if isinstance(config, dict) and "reduce_method" not in config:
+        # models saved before the clustering space existed clustered the vectors as they were
+        config = {**config, "reduce_method": "none"}
+    return config
+
+
 def _build(doc: dict[str, Any], path: Path) -> Hierarchy:
     try:
-        config = HerculesConfig.from_dict(doc["config"])
+        config = HerculesConfig.from_dict(_config_of(doc))
     except (HerculesError, TypeError, ValueError) as e:
         raise ModelFileError(f"{path} has an invalid config: {e}") from None
     dataset = _load_dataset(doc["dataset"])

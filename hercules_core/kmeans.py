@@ -56,6 +56,13 @@ def _weighted_means(X: np.ndarray, labels: np.ndarray, k: int, weights: np.ndarr
     return out.astype(np.float32)
 
 
+def weighted_means(X: np.ndarray, labels: np.ndarray, k: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """The (weighted) mean of the rows of ``X`` in each of the ``k`` groups (zeros for an empty group):
+    a parent's centroid from its children weighted by their item counts is the mean of its items."""
+    X = np.asarray(X, dtype=np.float32)
+    return _weighted_means(X, labels, k, weights, np.zeros((k, X.shape[1]), np.float32))
+
+
 def choose_backend(n: int, k: int, backend: str, large_threshold: int) -> str:
     if backend != "auto":
         return backend

@@ -1,12 +1,27 @@
-"""PCA per vector space for plots (paper §3.6): fitted once, applied to whole arrays.
+"""Reducers: PCA per vector space for plots (paper §3.6), and the clustering space.
 
 A reducer is a plain dict of arrays (``mean``, ``components``, ...) so that it is saved with the
 model and applied again later without scikit-learn objects. The reference implementation projected
 one vector at a time; here every level is projected with one matrix product per block of rows.
+
+The clustering space (second half of this file) is a representation step before level 1: UMAP to
+a few dimensions. Level 1 clusters the reduced item vectors and the levels above cluster their
+reduced centroids; it is stored as ``h.reducers["clustering"]`` (the reduced items and every
+level's reduced centroids: :func:`clustering_centroids`). Every stored level vector stays in the
+original space, and new items are assigned there, to the nearest level-1 centroid in
+``h.levels[1].vectors`` (``hercules_core.assign``): on fortune_dev8 (100 clusters) that centroid is
+the item's own cluster for 97% of the items, while placing an item into the UMAP space from its
+neighbours (umap-learn's first guess for a new point; a fitted UMAP object cannot be stored in the
+JSON model) agreed for only 55-66% (leave-one-out). So no transform of new points is kept.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -14,6 +29,8 @@ from sklearn.decomposition import PCA
 
 from .errors import InputError
 from .hierarchy import Hierarchy
+
+log = logging.getLogger("hercules_core")
 
 SPACES = ("representation", "description")
 _BLOCK_ROWS = 1 << 16  # rows centred at a time: bounds the temporary copy for 200k x 384 inputs
@@ -142,3 +159,129 @@ def reduce_hierarchy(h: Hierarchy, n_components: int, random_state: int) -> None
                         done[key] = project(params, arr)
                     lv.reductions[space] = done[key]
                     break
+
+
+# --------------------------------------------------------------------------- clustering space
+
+CLUSTERING = "clustering"  # key in Hierarchy.reducers
+CLUSTERING_VERSION = 1  # of the dict stored under that key
+_MIN_UMAP_ITEMS = 10  # below this UMAP's spectral layout is not defined; such runs are not reduced
+_MIN_NUMERIC_COLUMNS = 16  # "auto" reduces numeric tables with at least this many columns
+
+
+def choose_method(config, modality: str, n: int, dims: int) -> tuple[str, str]:
+    """The reducer a run uses (``"none"`` or ``"umap"``) and why, in words for the run's notes.
+
+    ``"auto"`` reduces embeddings (text, images, and description mode, whose vectors are text
+    embeddings): there k-means in the raw space splits topics along directions the labels do not
+    follow, and UMAP's neighbour graph keeps the topics apart (measured in the README). A numeric
+    table is reduced only when it is wide (pixels, spectra, many measurements: a high-dimensional
+    space with structure on a manifold, as in digits and breast_cancer); a table of a dozen columns
+    is already a low-dimensional space the user chose (UMAP made k-means worse on wine).
+    """
+    method = config.reduce_method
+    if method == "none":
+        return "none", "reduce_method='none'"
+    if n < _MIN_UMAP_ITEMS:
+        return "none", f"{n} items are too few for UMAP (at least {_MIN_UMAP_ITEMS}); clustered as they are"
+    if method == "umap":
+        return "umap", "reduce_method='umap'"
+    if modality == "numeric" and config.representation_mode != "description" and dims < _MIN_NUMERIC_COLUMNS:
+        return "none", f"auto: a numeric table of {dims} columns (< {_MIN_NUMERIC_COLUMNS}) is clustered as it is"
+    if n < config.reduce_min_items:
+        return "none", f"auto: {n} items < reduce_min_items={config.reduce_min_items}; clustered as they are"
+    if n > config.reduce_max_items:
+        return "none", (f"auto: {n} items > reduce_max_items={config.reduce_max_items} (UMAP would take longer "
+                        "than the rest of the run); clustered as they are, --reduce umap forces it")
+    what = f"{n} rows x {dims} columns" if modality == "numeric" else f"{modality} embeddings of {n} items"
+    return "umap", f"auto: {what}"
+
+
+def umap_params(config, n: int, metric: str) -> dict[str, Any]:
+    """umap-learn's parameters for ``n`` items (neighbours and dimensions clamped to what n allows)."""
+    return {"n_components": int(min(config.reduce_components, n - 2)),
+            "n_neighbors": int(min(config.reduce_neighbors, n - 1)),
+            "min_dist": float(config.reduce_min_dist), "metric": metric,
+            "random_state": int(config.random_state)}
+
+
+def _cache_key(X: np.ndarray, params: dict[str, Any], version: str) -> tuple:
+    h = hashlib.sha256()
+    h.update(json.dumps({"params": params, "shape": list(X.shape)}, sort_keys=True).encode())
+    h.update(np.ascontiguousarray(X, dtype="<f4").tobytes())
+    return ("red", f"umap-learn {version}", h.hexdigest())
+
+
+def _numba_cache_dir(cache: Any) -> None:
+    """Let numba keep its compiled code in the project's cache folder (umap-learn compiles ~20 s of
+    code per process; what numba can cache, it then loads). Only before numba's first import."""
+    directory = getattr(cache, "directory", None)
+    if directory is not None and getattr(cache, "enabled", False) and "NUMBA_CACHE_DIR" not in os.environ:
+        os.environ["NUMBA_CACHE_DIR"] = str(os.path.join(str(directory), "numba"))
+
+
+def fit_umap(X: np.ndarray, params: dict[str, Any], *, cache: Any = None) -> tuple[np.ndarray, bool]:
+    """UMAP of the rows of ``X`` with ``params`` (see :func:`umap_params`): float32 (n, n_components).
+
+    With a ``cache`` (``hercules_core.cache.Cache``), the result is looked up and stored under
+    ``("red", "umap-learn <version>", sha256(params, shape, X))``: the same vectors with the same
+    parameters and seed are reduced once. Returns ``(reduced, from_cache)``.
+    ``random_state`` makes umap-learn single-threaded, and its result repeatable.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    try:
+        from importlib.metadata import version as _version
+
+        umap_version = _version("umap-learn")
+    except Exception:  # pragma: no cover - not installed: the import below says so
+        umap_version = "unknown"
+    key = _cache_key(X, params, umap_version)
+    if cache is not None:
+        hit = cache.get(key)
+        if isinstance(hit, dict) and tuple(hit.get("shape", ())) == (len(X), params["n_components"]):
+            return np.frombuffer(hit["data"], dtype="<f4").reshape(hit["shape"]).astype(np.float32), True
+    _numba_cache_dir(cache)
+    try:
+        import umap
+    except ImportError:
+        raise InputError("reduce_method='umap' needs umap-learn: pip install 'umap-learn>=0.5.7,<0.6', "
+                         "or run with --reduce none.") from None
+    with warnings.catch_warnings():
+        # "n_jobs value 1 overridden to 1 by setting random_state": the price of repeatable results
+        warnings.filterwarnings("ignore", message=".*n_jobs.*", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*disconnected.*", category=UserWarning)
+        reduced = umap.UMAP(**params).fit_transform(X)
+    reduced = np.ascontiguousarray(reduced, dtype=np.float32)
+    if reduced.shape != (len(X), params["n_components"]) or not np.all(np.isfinite(reduced)):
+        raise InputError(f"UMAP returned an unusable result (shape {reduced.shape}, non-finite values); "
+                         "run with --reduce none.")
+    if cache is not None:
+        cache.set(key, {"shape": reduced.shape, "data": reduced.astype("<f4").tobytes()})
+    return reduced, False
+
+
+def clustering_record(method: str, params: dict[str, Any], items: np.ndarray,
+                      centroids: dict[int, np.ndarray], fitted_on: str) -> dict[str, Any]:
+    """The dict stored as ``h.reducers["clustering"]`` (arrays are saved with the model)."""
+    record: dict[str, Any] = {"version": CLUSTERING_VERSION, "method": method, "fitted_on": fitted_on,
+                              **{k: v for k, v in params.items()}, "items": np.asarray(items, np.float32)}
+    for level, c in centroids.items():
+        record[f"centroids_L{level}"] = np.asarray(c, np.float32)
+    return record
+
+
+def clustering_centroids(h: Hierarchy, level: int) -> np.ndarray:
+    """The centroids of ``level`` in the space its clusters were formed in.
+
+    With no clustering reducer (``reduce_method="none"``, older models) that is the level's own
+    representation vectors; with UMAP, the reduced centroids stored with the model (or the
+    original-space vectors for a level that was clustered in the original space, e.g. the upper
+    levels of description mode).
+    """
+    rec = h.reducers.get(CLUSTERING)
+    if rec is not None and rec.get("method") != "none" and f"centroids_L{level}" in rec:
+        return np.asarray(rec[f"centroids_L{level}"], np.float32)
+    vectors = h.levels[level].vectors
+    if vectors is None:
+        raise InputError(f"Level {level} has no representation vectors in this model.")
+    return np.asarray(vectors, np.float32)

@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     shape.add_argument("--no-weights", action="store_true",
                        help="cluster upper levels on unweighted centroids (the paper's original method)")
     shape.add_argument("--seed", type=int, default=0)
+    shape.add_argument("--reduce", choices=("auto", "none", "umap"),
+                       help="space level 1 clusters in: UMAP of the vectors ('auto': text and image embeddings and "
+                            "numeric tables of 16+ columns, with 300 to 50,000 items) or the vectors as they are")
+    shape.add_argument("--reduce-dims", type=int, help="UMAP dimensions (default 5)")
+    shape.add_argument("--reduce-neighbors", type=int, help="UMAP neighbours (default 30)")
     models = r.add_argument_group("models")
     models.add_argument("--embedder", default="minilm", help="text embedder id ('none' for numeric data)")
     models.add_argument("--image-embedder", default="image-features", help="image embedder id")
@@ -132,6 +137,10 @@ def _config(args) -> HerculesConfig:
                 auto_k_method=args.auto_k_method, use_llm_for_l0_descriptions=args.llm_l0)
     if args.no_weights:
         base["weight_by_size"] = False
+    for flag, key in (("reduce", "reduce_method"), ("reduce_dims", "reduce_components"),
+                      ("reduce_neighbors", "reduce_neighbors")):
+        if getattr(args, flag, None) is not None:
+            base[key] = getattr(args, flag)
     if args.topic_seed:
         base["topic_seed"] = args.topic_seed
     if args.auto_k:

@@ -153,7 +153,7 @@ def run_pipeline(request: RunRequest, *, progress: ProgressFn | None = None, can
     cache = open_cache(request.cache)
     try:
         wrapped = {kind: registry.wrap_with_cache(m, cache) for kind, m in models.items()}
-        model = Hercules(cfg, **wrapped, run_log=run_log, progress=progress, cancel=cancel).fit(ds)
+        model = Hercules(cfg, **wrapped, run_log=run_log, progress=progress, cancel=cancel, cache=cache).fit(ds)
     finally:
         cache_stats = cache.stats()
         cache.close()

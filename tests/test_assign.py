@@ -86,7 +86,9 @@ def test_columns_are_taken_by_name_not_position(numeric_model):
 
 def test_text_direct_and_the_embedding_cache(tmp_path):
     ds = make_text_dataset(n=300)
-    h = fit(ds, FakeEmbedder(32), level_cluster_counts=(12, 3))
+    # reduce_method="none": k-means cells in the stored space, so assignment reproduces level 1
+    # exactly (with the UMAP space, tests/test_clustering_space.py measures how nearly)
+    h = fit(ds, FakeEmbedder(32), level_cluster_counts=(12, 3), reduce_method="none")
     save_model(h, tmp_path / "model.json")
     loaded = load_model(tmp_path / "model.json")
     inner = FakeEmbedder(32)
@@ -105,7 +107,8 @@ def test_text_direct_and_the_embedding_cache(tmp_path):
 def test_numeric_description_mode_embeds_the_same_value_strings(numeric_model):
     h0, _, path, df = numeric_model
     ds = prepare(path, numeric_columns=[c for c in df.columns if c != "id"], id_column="id")
-    h = fit(ds, FakeEmbedder(64), representation_mode="description", level_cluster_counts=(10, 3))
+    h = fit(ds, FakeEmbedder(64), representation_mode="description", level_cluster_counts=(10, 3),
+            reduce_method="none")
     result = assign(h, path, text_embedder=FakeEmbedder(64), id_column="id")
     assert level1_agreement(h, result) >= 0.99
     assert "value strings" in result.how and "exactly as in training" in result.how
@@ -213,7 +216,7 @@ def test_cli_run_then_assign_with_minilm_reproduces_level1(tmp_path):
     cache = tmp_path / "cache"
     run = subprocess.run([sys.executable, "-m", "hercules_core", "run", fortune, "--text-column", "text",
                           "--id-column", "id", "--levels", "40,8", "--embedder", "minilm", "--llm", "keywords",
-                          "--cache-dir", cache, "--out", tmp_path / "run", "--quiet"], cwd=ROOT, capture_output=True,
+                          "--reduce", "none", "--cache-dir", cache, "--out", tmp_path / "run", "--quiet"], cwd=ROOT, capture_output=True,
                          text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     proc = cli("assign", tmp_path / "run" / "model.json", fortune, "--id-column", "id", "--cache-dir", cache,

@@ -1,0 +1,270 @@
+"""Hierarchy quality, measured side by side in one run (numbers go into the README).
+
+Texts: fortune_dev8 (1,225 short texts, 8 labels), MiniLM embeddings computed once and cached in
+bench/results/. For seeds 0..N-1, every row uses the same embeddings:
+  - flat KMeans(8) on the embeddings, and UMAP (HERCULES's default parameters) + flat KMeans(8);
+  - HERCULES [100,20,8] and [20,8] with the default settings (UMAP clustering space), and with
+    --reduce none (the previous default), top-level and level-1 ARI / NMI;
+  - HERCULES --auto-k: the k chosen per level, and the top level's ARI.
+Numeric (sklearn wine, digits as a table) and images (digits saved as PNGs, image-features
+embedder): flat KMeans(#labels) against HERCULES with its defaults and with the other setting.
+Optionally (--cli) a whole CLI run on fortune_dev8 with a cold and then a warm cache, against the
+same with --reduce none.
+
+Usage: .venv/bin/python bench/quality_bench.py [--seeds 5] [--cli]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from core_bench import FORTUNE, RESULTS, LookupEmbedder  # noqa: E402
+from sklearn.cluster import KMeans  # noqa: E402
+from sklearn.metrics import adjusted_rand_score as ari  # noqa: E402
+from sklearn.metrics import normalized_mutual_info_score as nmi  # noqa: E402
+
+from hercules_core import reduction  # noqa: E402
+from hercules_core.clients.fakes import FakeEmbedder  # noqa: E402
+from hercules_core.config import HerculesConfig  # noqa: E402
+from hercules_core.dataset import Dataset  # noqa: E402
+from hercules_core.hercules import Hercules  # noqa: E402
+
+
+class MemoryCache:
+    """The get/set part of hercules_core.cache.Cache, in memory: one UMAP per (vectors, seed) per run."""
+
+    def __init__(self):
+        self.store = {}
+
+    def get(self, key, default=None):
+        return self.store.get(key, default)
+
+    def set(self, key, value):
+        self.store[key] = value
+
+
+CACHE = MemoryCache()
+
+
+def fortune():
+    import pandas as pd
+
+    from hercules_core.clients.sentence_transformer import minilm
+
+    df = pd.read_csv(FORTUNE)
+    texts = df.text.astype(str).tolist()
+    path = RESULTS / "fortune_minilm.npy"
+    if path.exists():
+        X = np.load(path)
+    else:
+        X = np.asarray(minilm(show_progress=False).embed(texts), np.float32)
+        np.save(path, X)
+    ds = Dataset(ids=df.id.astype(str).tolist(), modality="text", texts=texts, labels=df.label.astype(str).tolist())
+    return ds, X, LookupEmbedder(texts, X, FakeEmbedder(384))
+
+
+def hercules(ds, seed, embedder=None, image_embedder=None, **cfg):
+    t = time.perf_counter()
+    model = Hercules(HerculesConfig(random_state=seed, **cfg), text_embedder=embedder, image_embedder=image_embedder,
+                     cache=CACHE).fit(ds, labels=ds.labels)
+    h = model.hierarchy_
+    top, one = h.evaluation[h.top_level], h.evaluation[1]
+    return {"top_ari": top["adjusted_rand_score"], "top_nmi": top["normalized_mutual_info_score"],
+            "l1_ari": one["adjusted_rand_score"], "l1_nmi": one["normalized_mutual_info_score"],
+            "ks": [len(lv) for lv in h.levels[1:]], "seconds": time.perf_counter() - t}
+
+
+def flat(X, y, k, seed):
+    lab = KMeans(k, random_state=seed).fit(X).labels_
+    return {"top_ari": ari(y, lab), "top_nmi": nmi(y, lab)}
+
+
+def umap_flat(X, y, k, seed, metric, n):
+    params = reduction.umap_params(HerculesConfig(random_state=seed), n, metric)
+    R, _ = reduction.fit_umap(X, params, cache=CACHE)
+    return flat(R, y, k, seed)
+
+
+def summarize(name, runs, base=None):
+    out = {"name": name}
+    for key in ("top_ari", "top_nmi", "l1_ari", "l1_nmi", "seconds"):
+        vals = [r[key] for r in runs if key in r]
+        if vals:
+            out[key], out[key + "_sd"] = float(np.mean(vals)), float(np.std(vals))
+    if "ks" in runs[0]:
+        out["ks"] = [r["ks"] for r in runs]
+    if base is not None:
+        out["ratio"] = out["top_ari"] / base
+    line = f"  {name:<44} top ARI {out['top_ari']:.3f} ± {out['top_ari_sd']:.3f}  NMI {out['top_nmi']:.3f}"
+    if "l1_ari" in out:
+        line += f"  L1 ARI {out['l1_ari']:.3f} NMI {out['l1_nmi']:.3f}"
+    if base is not None:
+        line += f"  = {out['ratio']:.2f}x flat"
+    if "seconds" in out:
+        line += f"  {out['seconds']:.1f} s"
+    if "ks" in out and name.endswith("auto-k"):
+        line += f"  k per level {out['ks']}"
+    print(line, flush=True)
+    return out
+
+
+def umap_threads(X):
+    """Seconds of one UMAP fit (compiled already) with random_state (one thread, repeatable) and
+    without it (all cores, a different result every run)."""
+    import umap
+
+    params = reduction.umap_params(HerculesConfig(), len(X), "cosine")
+    out = {}
+    for label, extra in (("random_state (1 thread)", {}), ("no random_state (all cores)", {"random_state": None})):
+        times = []
+        for _ in range(2):  # the first multi-threaded fit also compiles numba's parallel code
+            t = time.perf_counter()
+            umap.UMAP(**{**params, **extra}).fit_transform(X)
+            times.append(time.perf_counter() - t)
+        out[label] = min(times)
+    print("  UMAP fit after compilation: " + ", ".join(f"{k} {v:.1f} s" for k, v in out.items()), flush=True)
+    return out
+
+
+def text_rows(seeds):
+    ds, X, emb = fortune()
+    y = ds.labels
+    print(f"fortune_dev8: {len(ds)} texts, {len(set(y))} labels, MiniLM, seeds 0..{seeds - 1}", flush=True)
+    rows = [summarize("flat KMeans(8)", [flat(X, y, 8, s) for s in range(seeds)])]
+    base = rows[0]["top_ari"]
+    rows.append(summarize("UMAP + flat KMeans(8)", [umap_flat(X, y, 8, s, "cosine", len(X)) for s in range(seeds)], base))
+    for k in (20, 100):  # what the finer levels of a hierarchy compare with
+        rows.append(summarize(f"flat KMeans({k})", [flat(X, y, k, s) for s in range(seeds)]))
+        rows.append(summarize(f"UMAP + flat KMeans({k})", [umap_flat(X, y, k, s, "cosine", len(X)) for s in range(seeds)]))
+    for levels in ((100, 20, 8), (20, 8)):
+        for reduce in ("auto", "none"):
+            label = f"HERCULES {list(levels)} " + ("defaults (UMAP)" if reduce == "auto" else "--reduce none")
+            runs = [hercules(ds, s, emb, level_cluster_counts=levels, reduce_method=reduce) for s in range(seeds)]
+            rows.append(summarize(label, runs, base))
+    for reduce in ("auto", "none"):
+        label = "HERCULES " + ("defaults (UMAP)" if reduce == "auto" else "--reduce none") + " auto-k"
+        runs = [hercules(ds, s, emb, level_cluster_counts=None, reduce_method=reduce) for s in range(seeds)]
+        rows.append(summarize(label, runs, base))
+    rows.append({"umap_seconds": umap_threads(X)})
+    return rows
+
+
+def digits_pngs(folder: Path):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, img in enumerate(d.images):
+        p = folder / f"d{i:04d}.png"
+        if not p.exists():
+            Image.fromarray((img * 255 / 16).astype(np.uint8)).resize((32, 32), Image.NEAREST).save(p)
+        paths.append(str(p))
+    return paths, [str(t) for t in d.target]
+
+
+def other_rows(seeds):
+    from sklearn.datasets import load_digits, load_wine
+
+    from hercules_core.clients.image_features import ImageFeatureEmbedder
+
+    rows = []
+    for name, loader, levels in (("wine (numeric)", load_wine, (12, 3)), ("digits (numeric)", load_digits, (50, 10))):
+        d = loader()
+        raw = np.asarray(d.data, np.float64)
+        mean, scale = raw.mean(0), np.where(raw.std(0) > 0, raw.std(0), 1.0)
+        X = ((raw - mean) / scale).astype(np.float32)
+        y = [str(t) for t in d.target]
+        ds = Dataset(ids=[str(i) for i in range(len(X))], modality="numeric", numeric=X, numeric_raw=raw,
+                     feature_names=[f"x{j}" for j in range(X.shape[1])], scaler_mean=mean, scaler_scale=scale, labels=y)
+        k = levels[-1]
+        print(f"{name}: {X.shape[0]} x {X.shape[1]}, {k} labels", flush=True)
+        base_row = summarize(f"flat KMeans({k})", [flat(X, y, k, s) for s in range(seeds)])
+        rows.append({"set": name, **base_row})
+        default = reduction.choose_method(HerculesConfig(), "numeric", *X.shape)[0]
+        other = "none" if default == "umap" else "umap"
+        for reduce in ("auto", other):
+            label = f"HERCULES {list(levels)} " + (f"defaults ({'UMAP' if default == 'umap' else 'no UMAP'})"
+                                                   if reduce == "auto" else f"--reduce {other}")
+            runs = [hercules(ds, s, level_cluster_counts=levels, reduce_method=reduce) for s in range(seeds)]
+            rows.append({"set": name, **summarize(label, runs, base_row["top_ari"])})
+    paths, y = digits_pngs(RESULTS / "digits_png")
+    emb = ImageFeatureEmbedder(show_progress=False)
+    X = np.asarray(emb.embed_images(paths), np.float32)
+    print(f"digits (PNG images, image-features): {len(paths)} images, 10 labels", flush=True)
+    ds = Dataset(ids=[Path(p).stem for p in paths], modality="image", image_paths=paths, labels=y)
+
+    class Precomputed:  # the features computed above, looked up by path (embedding is not measured here)
+        model_id = emb.model_id
+        table = {p: i for i, p in enumerate(paths)}
+
+        def embed_images(self, ps):
+            return X[[self.table[p] for p in ps]]
+
+    base_row = summarize("flat KMeans(10)", [flat(X, y, 10, s) for s in range(seeds)])
+    rows.append({"set": "digits (images)", **base_row})
+    for reduce in ("auto", "none"):
+        label = "HERCULES [50, 10] " + ("defaults (UMAP)" if reduce == "auto" else "--reduce none")
+        runs = [hercules(ds, s, image_embedder=Precomputed(), level_cluster_counts=(50, 10), reduce_method=reduce)
+                for s in range(seeds)]
+        rows.append({"set": "digits (images)", **summarize(label, runs, base_row["top_ari"])})
+    return rows
+
+
+def cli_rows():
+    """Whole CLI runs on fortune_dev8 (keyword titles, no LLM): cold cache, then warm, per setting."""
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for reduce in ("none", "auto"):
+            cache = Path(tmp) / f"cache-{reduce}"
+            times = []
+            for attempt in ("cold", "warm", "warm"):
+                cmd = [sys.executable, "-m", "hercules_core", "run", str(FORTUNE), "--out", str(Path(tmp) / reduce),
+                       "--text-column", "text", "--labels-column", "label", "--levels", "100,20,8",
+                       "--llm", "keywords", "--quiet", "--cache-dir", str(cache), "--reduce", reduce]
+                t = time.perf_counter()
+                subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                times.append(time.perf_counter() - t)
+            out[reduce] = {"cold": times[0], "warm": min(times[1:])}
+            print(f"  CLI --reduce {reduce}: cold {times[0]:.1f} s, warm {min(times[1:]):.1f} s", flush=True)
+    print(f"  warm CLI time, default / --reduce none = {out['auto']['warm'] / out['none']['warm']:.2f}x", flush=True)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--cli", action="store_true", help="also time whole CLI runs (cold and warm cache)")
+    p.add_argument("--skip-other", action="store_true", help="fortune_dev8 only")
+    args = p.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    report = {}
+    if FORTUNE.exists():
+        report["fortune"] = text_rows(args.seeds)
+    else:
+        print(f"fortune_dev8 skipped: {FORTUNE} not found")
+    if not args.skip_other:
+        report["other"] = other_rows(args.seeds)
+    if args.cli and FORTUNE.exists():
+        report["cli"] = cli_rows()
+    print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    (RESULTS / "quality_bench.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
