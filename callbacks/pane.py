@@ -72,11 +72,18 @@ def _stats_table(rows: list[dict[str, Any]]):
     return dbc.Table([head, body], size="sm", striped=True, className="small mb-2 stats-table")
 
 
+def _served(em: ExploreModel, run_id: str | None, i: int) -> bool:
+    """Whether the run's image route serves item ``i``'s picture (an imported model's images live
+    elsewhere and are not served)."""
+    paths = em.h.dataset.image_paths or []
+    return bool(run_id and em.path and 0 <= i < len(paths)
+                and runstore.run_image(Path(em.path).parent, paths[i]) is not None)
+
+
 def _image(em: ExploreModel, run_id: str | None, i: int, css: str):
     """The item's picture when the run's image route serves it (an imported model's images live
     elsewhere and are not served): otherwise a note instead of a broken link."""
-    paths = em.h.dataset.image_paths or []
-    if run_id and em.path and i < len(paths) and runstore.run_image(Path(em.path).parent, paths[i]) is not None:
+    if _served(em, run_id, i):
         return html.Img(src=f"/files/{run_id}/image/{i}", className=css, alt=em.h.levels[0].ids[i])
     return html.Div("(image not stored with this run)", className=f"{css} small text-muted no-image")
 
@@ -104,9 +111,11 @@ def mosaic(em: ExploreModel, level: int, index: int, run_id: str | None, count: 
     if em.h.dataset.modality != "image" or level < 1 or not run_id:
         return None
     ids0 = em.h.levels[0].ids
-    return html.Div([html.Img(src=f"/files/{run_id}/image/{int(i)}", className="mosaic-thumb", alt=ids0[int(i)],
-                              title=ids0[int(i)]) for i in representatives(em, level, index, count)],
-                    className="image-mosaic")
+    shown = [int(i) for i in representatives(em, level, index, count) if _served(em, run_id, int(i))]
+    if not shown:  # e.g. an imported model: no broken pictures
+        return None
+    return html.Div([html.Img(src=f"/files/{run_id}/image/{i}", className="mosaic-thumb", alt=ids0[i],
+                              title=ids0[i]) for i in shown], className="image-mosaic")
 
 
 def _raw(em: ExploreModel, run_id: str | None, i: int):

@@ -287,6 +287,12 @@ def test_evaluate_page_and_image_mosaic(tmp_path):
     assert pane.mosaic(em, 1, 0, "run1") is None  # texts: no mosaic
     h.dataset.modality = "image"
     h.dataset.image_paths = [f"/x/{i}.png" for i in range(len(h.dataset.ids))]
+    em.path = str(tmp_path / "model.json")
+    assert pane.mosaic(em, 1, 0, "run1") is None  # images the run does not hold: no broken pictures
+    (tmp_path / "images").mkdir()
+    for i in range(len(h.dataset.ids)):
+        (tmp_path / "images" / f"{i}.png").write_bytes(b"png")
+    h.dataset.image_paths = [str(tmp_path / "images" / f"{i}.png") for i in range(len(h.dataset.ids))]
     shown = pane.mosaic(em, 1, 0, "run1")
     members = set(h.members(1, 0).tolist())
     srcs = [img.src for img in shown.children]
