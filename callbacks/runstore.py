@@ -194,7 +194,8 @@ def claim_start(rdir: str | os.PathLike, token: Any) -> bool:
         if status.get("state") != "queued" or status.get("imported") or not token_ok(status, token) \
                 or (rdir / CANCEL_FLAG).exists():
             return False
-        status.update(state="running", stage="Starting", updated=now_iso())
+        # the claiming process runs the job: its pid lets every page see if it dies before the job starts
+        status.update(state="running", stage="Starting", updated=now_iso(), pid=os.getpid(), host=os.uname().nodename)
         _write_status(rdir, status)
         return True
     finally:
