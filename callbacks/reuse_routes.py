@@ -6,13 +6,12 @@ id is made on the server the same way); anything else is a 404.
 
 from __future__ import annotations
 
-from flask import Response, abort, send_file
+from flask import abort, send_file
 
-from hercules_core import HerculesError
 from hercules_core.report import report_html
 
 from . import runstore
-from .routes import download_name
+from .routes import attachment, download_name, model_or_404
 
 ASSIGN_DIR = "assign"
 
@@ -25,14 +24,7 @@ def assignment_dir(runs_dir, run_id, assign_id):
 def register(server, ctx) -> None:
     @server.route("/files/<run_id>/report.html")
     def hercules_report(run_id: str):
-        if not runstore.valid_id(run_id):
-            abort(404)
-        try:
-            em = ctx.model(run_id)
-        except (OSError, HerculesError):
-            abort(404)
-        return Response(report_html(em.h), mimetype="text/html", headers={
-            "Content-Disposition": f'attachment; filename="{download_name(run_id, "report.html")}"'})
+        return attachment(report_html(model_or_404(ctx, run_id).h), "text/html", run_id, "report.html")
 
     @server.route("/files/<run_id>/assign/<assign_id>.csv")
     def hercules_assignment(run_id: str, assign_id: str):

@@ -38,6 +38,22 @@ def download_name(run_id: str, kind: str) -> str:
     return f"hercules-{run_id}-{kind}"
 
 
+def model_or_404(ctx, run_id: str):
+    """The explorer's model of a finished run named in a URL; a bad id or any other run is a 404."""
+    if not runstore.valid_id(run_id):
+        abort(404)
+    try:
+        return ctx.model(run_id)
+    except (OSError, HerculesError):
+        abort(404)
+
+
+def attachment(body: str, mimetype: str, run_id: str, kind: str) -> Response:
+    """``body`` as a download named after the run."""
+    return Response(body, mimetype=mimetype,
+                    headers={"Content-Disposition": f'attachment; filename="{download_name(run_id, kind)}"'})
+
+
 def register(server, ctx) -> None:
     @server.route("/files/<run_id>/download/<kind>")
     def hercules_download(run_id: str, kind: str):
@@ -48,8 +64,7 @@ def register(server, ctx) -> None:
             ev = runstore.read_json(rdir / "evaluation.json")
             if ev is None:
                 abort(404)
-            return Response(evaluation_csv(ev), mimetype="text/csv", headers={
-                "Content-Disposition": f'attachment; filename="{download_name(run_id, kind)}"'})
+            return attachment(evaluation_csv(ev), "text/csv", run_id, kind)
         path = rdir / kind
         if not path.is_file():
             abort(404)
@@ -58,12 +73,7 @@ def register(server, ctx) -> None:
 
     @server.route("/files/<run_id>/image/<int:index>")
     def hercules_image(run_id: str, index: int):
-        if not runstore.valid_id(run_id):
-            abort(404)
-        try:
-            em = ctx.model(run_id)
-        except (OSError, HerculesError):
-            abort(404)
+        em = model_or_404(ctx, run_id)
         paths = em.h.dataset.image_paths
         if not paths or not 0 <= index < len(paths):
             abort(404)
