@@ -5,7 +5,7 @@ bench/results/. For seeds 0..N-1, every row uses the same embeddings:
   - flat KMeans(8) on the embeddings, and UMAP (HERCULES's default parameters) + flat KMeans(8);
   - HERCULES [100,20,8] and [20,8] with the default settings (UMAP clustering space), and with
     --reduce none (the previous default), top-level and level-1 ARI / NMI;
-  - HERCULES --auto-k: the k chosen per level, and the top level's ARI.
+  - HERCULES --auto-k: the top level's k (against the number of labels) and its ARI.
 Numeric (sklearn wine, digits as a table) and images (digits saved as PNGs, image-features
 embedder): flat KMeans(#labels) against HERCULES with its defaults and with the other setting.
 Optionally (--cli) a whole CLI run on fortune_dev8 with a cold and then a warm cache, against the
@@ -116,7 +116,8 @@ def summarize(name, runs, base=None):
     if "seconds" in out:
         line += f"  {out['seconds']:.1f} s"
     if "ks" in out and name.endswith("auto-k"):
-        line += f"  k per level {out['ks']}"
+        out["top_k"] = [ks[-1] for ks in out["ks"]]
+        line += f"  top k {out['top_k']}, levels {out['ks'][0]} (seed 0)"
     print(line, flush=True)
     return out
 
@@ -178,12 +179,13 @@ def digits_pngs(folder: Path):
 
 
 def other_rows(seeds):
-    from sklearn.datasets import load_digits, load_wine
+    from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 
     from hercules_core.clients.image_features import ImageFeatureEmbedder
 
     rows = []
-    for name, loader, levels in (("wine (numeric)", load_wine, (12, 3)), ("digits (numeric)", load_digits, (50, 10))):
+    for name, loader, levels in (("wine (numeric)", load_wine, (12, 3)), ("breast_cancer (numeric)", load_breast_cancer, (20, 2)),
+                                 ("digits (numeric)", load_digits, (50, 10))):
         d = loader()
         raw = np.asarray(d.data, np.float64)
         mean, scale = raw.mean(0), np.where(raw.std(0) > 0, raw.std(0), 1.0)
@@ -202,6 +204,8 @@ def other_rows(seeds):
                                                    if reduce == "auto" else f"--reduce {other}")
             runs = [hercules(ds, s, level_cluster_counts=levels, reduce_method=reduce) for s in range(seeds)]
             rows.append({"set": name, **summarize(label, runs, base_row["top_ari"])})
+        runs = [hercules(ds, s, level_cluster_counts=None) for s in range(seeds)]
+        rows.append({"set": name, **summarize("HERCULES defaults auto-k", runs, base_row["top_ari"])})
     paths, y = digits_pngs(RESULTS / "digits_png")
     emb = ImageFeatureEmbedder(show_progress=False)
     X = np.asarray(emb.embed_images(paths), np.float32)
@@ -222,6 +226,8 @@ def other_rows(seeds):
         runs = [hercules(ds, s, image_embedder=Precomputed(), level_cluster_counts=(50, 10), reduce_method=reduce)
                 for s in range(seeds)]
         rows.append({"set": "digits (images)", **summarize(label, runs, base_row["top_ari"])})
+    runs = [hercules(ds, s, image_embedder=Precomputed(), level_cluster_counts=None) for s in range(seeds)]
+    rows.append({"set": "digits (images)", **summarize("HERCULES defaults auto-k", runs, base_row["top_ari"])})
     return rows
 
 

@@ -47,13 +47,16 @@ def _default(name: str) -> Any:
 FIELDS: tuple[Field, ...] = (
     Field("representation_mode", "Representation", "select", "Cluster the items' own vectors (direct) or the "
           "embeddings of their descriptions (description).", "Hierarchy", options=REPRESENTATION_MODES),
-    Field("auto_k_method", "Auto-k method", "select", "Score used to pick k at each level.", "Hierarchy",
+    Field("auto_k_method", "Auto-k method", "select", "Score used to pick the top level's k (on the items).",
+          "Hierarchy",
           options=AUTO_K_METHODS),
     Field("reduce_method", "Clustering space", "select", "auto: level 1 clusters a UMAP of text and image embeddings "
           "(and of tables with 16+ columns) of 300-50,000 items; none: the vectors as they are.", "Hierarchy",
           options=REDUCE_METHODS),
     Field("auto_k_min", "Auto-k: smallest k", "int", "Lower end of the k range tried.", "Hierarchy"),
     Field("auto_k_max", "Auto-k: largest k", "int", "Upper end of the k range tried.", "Hierarchy"),
+    Field("auto_k_branching", "Auto-k: children per cluster", "float", "Levels below the top have about this "
+          "many times the clusters of the level above.", "Hierarchy"),
     Field("max_levels", "Max levels", "int", "Stop after this many levels (auto-k).", "Hierarchy"),
     Field("topic_seed", "Topic seed", "text", "Optional theme the titles are oriented towards; topic alignment "
           "is measured against it.", "Summaries"),
@@ -110,7 +113,7 @@ FIELDS: tuple[Field, ...] = (
           "description embedding space.", "Advanced", True),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
-AUTO_FIELDS = ("auto_k_method", "auto_k_min", "auto_k_max", "max_levels")
+AUTO_FIELDS = ("auto_k_method", "auto_k_min", "auto_k_max", "auto_k_branching", "max_levels")
 _CONFIG_FIELDS = {f.name for f in fields(HerculesConfig)}
 assert all(f.name in _CONFIG_FIELDS for f in FIELDS)
 

@@ -32,9 +32,12 @@ class HerculesConfig:
     max_levels: int = 5
     min_clusters_per_level: int = 2
     auto_k_method: str = "silhouette"
-    auto_k_min: int = 2
+    # automatic k (level_cluster_counts=None, see levels.py): the top level's k is scored on the items
+    # in the clustering space; the levels below have auto_k_branching times the clusters of the one above
+    auto_k_min: int = 3  # a top level of 2 is one yes/no split (on fortune_dev8: one isolated group)
     auto_k_max: int = 50
-    auto_k_min_reduction: float = 2.0  # each level has at most n_children / factor clusters
+    auto_k_min_reduction: float = 2.0  # the top level has at most n_items / factor clusters
+    auto_k_branching: float = 5.0  # children per cluster between levels (and level 1 >= this many items each)
     auto_k_sample_size: int = 3000  # the metric is computed on at most this many points
 
     # --- clustering space: a representation step before level 1 (see reduction.py) ---
@@ -150,6 +153,10 @@ class HerculesConfig:
             raise ConfigError(f"reduce_min_dist must be a number in [0, 1]; got {self.reduce_min_dist!r}.")
         if not self.kmeans_upper_work_budget > 0:
             raise ConfigError("kmeans_upper_work_budget must be > 0.")
+        if isinstance(self.auto_k_branching, bool) or not (isinstance(self.auto_k_branching, (int, float))
+                                                            and self.auto_k_branching >= 1.5):
+            raise ConfigError(f"auto_k_branching must be a number >= 1.5 (children per cluster); "
+                              f"got {self.auto_k_branching!r}.")
         if not self.auto_k_min_reduction >= 1.0:
             raise ConfigError("auto_k_min_reduction must be >= 1 (each level at most n/factor clusters).")
         if not self.llm_batch_reduction_factor > 1.0:

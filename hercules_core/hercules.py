@@ -19,7 +19,7 @@ from .evaluation import evaluate_all
 from .hierarchy import Hierarchy, Level, cluster_id
 from .keywords import KeywordSummarizer
 from . import reduction
-from .levels import LevelStep, next_level
+from .levels import auto_counts, next_level, top_candidates
 from .reduction import reduce_hierarchy
 from .summarize import LLMSummarizer, build_l0_requests, build_requests
 from .summarize_types import RunLogLike, Summarizer
@@ -203,19 +203,24 @@ class Hercules:
         return reduced, "umap", params
 
     # ------------------------------------------------------------------ k per level
-    def _choose_k(self, step: LevelStep, X: np.ndarray, weights: np.ndarray, rng: np.random.Generator,
-                  notes: list[str]) -> int | None:
-        """The k of a planned level (``levels.next_level``): the fixed one, or the best-scoring candidate."""
+    def _level_counts(self, X: np.ndarray, rng: np.random.Generator, notes: list[str]) -> tuple[int, ...] | None:
+        """Clusters per level (finest first): the configured counts, or with automatic k the top
+        level's best-scoring k on ``X`` (the items in the clustering space) and the levels below it
+        (``levels.auto_counts``). None when no candidate k fits these items."""
         cfg = self.config
-        if step.k is not None:
-            if step.note:
-                notes.append(step.note)
-            return step.k
-        k, scores = km.choose_k(X, list(step.candidates), method=cfg.auto_k_method, rng=rng,
-                                sample_weight=weights if cfg.weight_by_size else None,
-                                sample_size=cfg.auto_k_sample_size)
-        self.auto_k_scores_[step.level] = {str(c): round(s, 6) for c, s in scores.items()}
-        return k
+        if cfg.level_cluster_counts is not None:
+            return tuple(cfg.level_cluster_counts)
+        candidates = list(top_candidates(len(X), cfg))
+        k, scores = km.choose_k(X, candidates, method=cfg.auto_k_method, rng=rng, sample_size=cfg.auto_k_sample_size)
+        if k is None:
+            return None
+        counts = auto_counts(len(X), k, cfg)
+        self.auto_k_scores_[len(counts)] = {str(c): round(s, 6) for c, s in scores.items()}
+        rule = ", the smallest within one standard error of the best" if cfg.auto_k_method == "silhouette" else ""
+        notes.append(f"Automatic k: top level k={k} by {cfg.auto_k_method} on {min(len(X), cfg.auto_k_sample_size)} "
+                     f"items ({len(scores)} candidates {min(scores)}-{max(scores)}{rule}); levels "
+                     f"{list(counts)}, about {cfg.auto_k_branching:g} children per cluster.")
+        return counts
 
     # ------------------------------------------------------------------ main loop
     def fit(self, dataset: Dataset, labels=None) -> "Hercules":
@@ -247,15 +252,17 @@ class Hercules:
         current, space, space_params = self._clustering_space(dataset, item_vectors, notes)
         reduced_items, reduced_centroids = current, {}
         item_assign = np.arange(len(dataset))
-        while (step := next_level(len(levels), len(current), cfg)) is not None:
+        with self._stage("clustering level 1"):
+            counts = self._level_counts(current, rng, notes)
+        while counts is not None and (step := next_level(len(levels), len(current), cfg, counts)) is not None:
             self._check_cancel()
             li = step.level
             below = levels[-1]
             weights = below.size.astype(np.float64) if (cfg.weight_by_size and li > 1) else None
             with self._stage(f"clustering level {li}"):
-                k = self._choose_k(step, current, below.size.astype(np.float64), rng, notes)
-                if k is None or k <= 1:
-                    break
+                k = step.k
+                if step.note:
+                    notes.append(step.note)
                 self.progress(f"clustering level {li}", 0, 1)
                 n_init = cfg.kmeans_n_init
                 if li > 1:  # restarts are cheap on the few points of an upper level, but not free
@@ -306,9 +313,11 @@ class Hercules:
             current = desc_emb if cfg.representation_mode == "description" else reduced_centroids.get(li, centroids)
 
         if len(levels) == 1:
-            raise InputError(
-                f"No clusters could be built from {len(dataset)} items with these settings "
-                f"(min_clusters_per_level={cfg.min_clusters_per_level}); give more items or smaller k.")
+            auto = (f"automatic k tries k from auto_k_min={cfg.auto_k_min} up to n_items / "
+                    f"{cfg.auto_k_min_reduction:g}" if cfg.level_cluster_counts is None
+                    else f"min_clusters_per_level={cfg.min_clusters_per_level}")
+            raise InputError(f"No clusters could be built from {len(dataset)} items with these settings ({auto}); "
+                             "give more items or smaller k.")
 
         h = Hierarchy(levels=levels, config=cfg, dataset=dataset)
         if space != "none":

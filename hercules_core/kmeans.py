@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_samples
 
 from .errors import ConfigError
 
@@ -206,7 +206,13 @@ def k_candidates(n: int, k_min: int, k_max: int, min_reduction: float, max_candi
 def choose_k(X: np.ndarray, candidates: list[int], *, method: str, rng: np.random.Generator,
              sample_weight: np.ndarray | None = None, sample_size: int = 3000) -> tuple[int | None, dict[int, float]]:
     """Pick k among ``candidates`` by a clustering metric computed on a sample of at most
-    ``sample_size`` points (silhouette is O(n^2), so large levels are always sampled)."""
+    ``sample_size`` points (silhouette is O(n^2), so large levels are always sampled).
+
+    Silhouette takes the smallest k whose mean score is within one standard error of the best
+    (the standard error of the mean of the points' silhouettes): neighbouring k often score within
+    noise of each other, and the simpler partition is then preferred (Breiman's one-SE rule).
+    The other metrics take their best value.
+    """
     X = np.asarray(X, dtype=np.float32)
     if not candidates:
         return None, {}
@@ -217,6 +223,7 @@ def choose_k(X: np.ndarray, candidates: list[int], *, method: str, rng: np.rando
     else:
         Xs, ws = X, sample_weight
     scores: dict[int, float] = {}
+    errors: dict[int, float] = {}
     for k in candidates:
         if k >= len(Xs):
             continue
@@ -224,7 +231,8 @@ def choose_k(X: np.ndarray, candidates: list[int], *, method: str, rng: np.rando
         if len(np.unique(res.labels)) < 2:
             continue
         if method == "silhouette":
-            scores[k] = float(silhouette_score(Xs, res.labels))
+            s = silhouette_samples(Xs, res.labels)
+            scores[k], errors[k] = float(s.mean()), float(s.std() / np.sqrt(len(s)))
         elif method == "davies_bouldin":
             scores[k] = -float(davies_bouldin_score(Xs, res.labels))  # lower is better
         else:
@@ -232,4 +240,6 @@ def choose_k(X: np.ndarray, candidates: list[int], *, method: str, rng: np.rando
     if not scores:
         return None, {}
     best = max(scores, key=lambda k: (scores[k], -k))
+    if errors:
+        best = min(k for k in scores if scores[k] >= scores[best] - errors[best])
     return best, scores

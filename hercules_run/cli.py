@@ -81,10 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     shape = r.add_argument_group("hierarchy")
     levels = shape.add_mutually_exclusive_group()
     levels.add_argument("--levels", type=_int_list, help="clusters per level, finest first, e.g. 100,20,5")
-    levels.add_argument("--auto-k", action="store_true", help="choose k at every level automatically")
+    levels.add_argument("--auto-k", action="store_true", help="choose the top level's k automatically (on the items); the "
+                        "levels below it get --auto-k-branching times its clusters each")
     shape.add_argument("--auto-k-method", choices=("silhouette", "davies_bouldin", "calinski_harabasz"),
                        default="silhouette")
-    shape.add_argument("--k-range", type=_int_list, help="auto-k range MIN,MAX (default 2,50)")
+    shape.add_argument("--k-range", type=_int_list, help="auto-k range of the top level MIN,MAX (default 3,50)")
+    shape.add_argument("--auto-k-branching", type=float, help="auto-k: children per cluster between levels (default 5)")
     shape.add_argument("--max-levels", type=int, default=5)
     shape.add_argument("--mode", choices=("direct", "description"), default="direct")
     shape.add_argument("--resampling", action="store_true", help="Vo et al. resampling refinement")
@@ -147,6 +149,8 @@ def _config(args) -> HerculesConfig:
         base["level_cluster_counts"] = None
     elif args.levels:
         base["level_cluster_counts"] = args.levels
+    if args.auto_k_branching is not None:
+        base["auto_k_branching"] = args.auto_k_branching
     if args.k_range:
         if len(args.k_range) != 2:
             raise HerculesError("--k-range takes two numbers: MIN,MAX")

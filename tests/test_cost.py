@@ -9,7 +9,7 @@ from hercules_core.cache import Cache, CachedEmbedder, CachedLLM
 from hercules_core.clients.fakes import FakeEmbedder, FakeLLM
 from hercules_core.cost import (estimate_run, format_estimate, format_report, plan_levels,
                                 run_report)
-from hercules_core.kmeans import k_candidates
+from hercules_core.levels import auto_counts, top_candidates
 from tests.factories import make_numeric_dataset, make_text_dataset
 
 
@@ -55,14 +55,26 @@ def test_numeric_without_embedder_and_l0_descriptions():
 
 
 def test_auto_k_plans_the_upper_bound():
+    """Automatic k: the estimate plans the candidate top k whose levels have the most clusters,
+    so the clusters a run summarises never exceed the estimate's."""
     ds = make_text_dataset(n=300)
     cfg = HerculesConfig(level_cluster_counts=None, auto_k_max=40, max_levels=3)
     counts, auto = plan_levels(len(ds), cfg)
-    assert auto and counts[0] == max(k_candidates(300, 2, 40, 2.0)) == 40
-    assert counts == [40, 20, 10]
+    plans = [list(auto_counts(300, k, cfg)) for k in top_candidates(300, cfg)]
+    assert auto and counts in plans and sum(counts) == max(map(sum, plans))
+    assert counts == [60, 12]  # 12 * 5 = 60 clusters of >= 5 items; 16 would need 80 * 5 > 300
     model, _, _, _ = _run(ds, cfg)
     actual = [len(lv) for lv in model.hierarchy_.levels[1:]]
-    assert len(actual) <= len(counts) and all(a <= c for a, c in zip(actual, counts))
+    assert actual in plans and sum(actual) <= sum(counts)
+
+
+def test_auto_counts_branch_below_the_top_level():
+    cfg = HerculesConfig(level_cluster_counts=None)
+    assert auto_counts(1225, 12, cfg) == (60, 12)  # 300 clusters would hold 4 items each (< 5)
+    assert auto_counts(100_000, 10, cfg) == (6250, 1250, 250, 50, 10)  # max_levels=5
+    assert auto_counts(30, 8, cfg) == (8,)
+    assert auto_counts(1000, 4, HerculesConfig(auto_k_branching=2.5)) == (155, 62, 25, 10, 4)
+    assert top_candidates(1225, cfg)[:18] == tuple(range(3, 21))  # every k up to 20, then a grid
 
 
 def test_fixed_levels_stop_where_the_run_stops():

@@ -177,3 +177,43 @@ def test_item_embedded_once_per_model():
     assert all(counts[t] == summaries.count(t) for t in summaries) and all(counts[t] == 1 for t in titles)
     assert set(counts) == set(ds.texts) | set(summaries) | set(titles)
     assert emb.texts_embedded == len(emb.seen) == 50 + 7 + len(set(titles))
+
+
+def _blobs(centres, per_blob, spread, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = np.asarray(centres, np.float64)
+    y = np.repeat(np.arange(len(centres)), per_blob)
+    raw = centres[y] + rng.normal(scale=spread, size=(len(y), centres.shape[1]))
+    mean, scale = np.zeros(raw.shape[1]), np.ones(raw.shape[1])  # clustered as planted, not rescaled
+    from hercules_core.dataset import Dataset
+
+    return Dataset(ids=[str(i) for i in range(len(y))], modality="numeric",
+                   numeric=raw.astype(np.float32), numeric_raw=raw,
+                   feature_names=[f"v{j}" for j in range(centres.shape[1])], scaler_mean=mean, scaler_scale=scale,
+                   labels=[str(t) for t in y], source="test"), y
+
+
+def test_auto_k_top_level_finds_the_planted_groups_and_builds_levels_below():
+    ds, y = _blobs(12 * np.eye(8), per_blob=75, spread=1.0)
+    h = fit(ds, level_cluster_counts=None)
+    assert [len(lv) for lv in h.levels[1:]] == [40, 8]  # the top k, and 5 children per cluster below
+    assert h.evaluation[2]["adjusted_rand_score"] > 0.95
+    assert set(h.stats["auto_k_scores"]) == {"2"}
+    assert any("Automatic k: top level k=8" in note for note in h.stats["notes"])
+    check_invariants(h)
+
+
+def test_auto_k_sees_past_one_isolated_group():
+    """One group far from six others: scoring the split into 2 (the old auto-k) made a top level of
+    two clusters; the top level now has the seven groups."""
+    centres = np.vstack([3 * np.eye(6, 7), [[0, 0, 0, 0, 0, 0, 60.0]]])
+    ds, y = _blobs(centres, per_blob=60, spread=0.5, seed=1)
+    h = fit(ds, level_cluster_counts=None)
+    assert len(h.levels[h.top_level]) == 7
+    assert h.evaluation[h.top_level]["adjusted_rand_score"] > 0.9
+
+
+def test_auto_k_with_too_few_items_says_what_to_change():
+    ds = make_numeric_dataset(n=5)
+    with pytest.raises(InputError, match="auto_k_min=3"):
+        fit(ds, level_cluster_counts=None)
