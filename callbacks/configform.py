@@ -53,8 +53,8 @@ FIELDS: tuple[Field, ...] = (
     Field("reduce_method", "Clustering space", "select", "auto: level 1 clusters a UMAP of text and image embeddings "
           "(and of tables with 16+ columns) of 300-50,000 items; none: the vectors as they are.", "Hierarchy",
           options=REDUCE_METHODS),
-    Field("auto_k_min", "Auto-k: smallest k", "int", "Lower end of the k range tried.", "Hierarchy"),
-    Field("auto_k_max", "Auto-k: largest k", "int", "Upper end of the k range tried.", "Hierarchy"),
+    Field("auto_k_min", "Auto-k: smallest k", "int", "Lower end of the top level's k range.", "Hierarchy"),
+    Field("auto_k_max", "Auto-k: largest k", "int", "Upper end of the top level's k range.", "Hierarchy"),
     Field("auto_k_branching", "Auto-k: children per cluster", "float", "Levels below the top have about this "
           "many times the clusters of the level above.", "Hierarchy"),
     Field("max_levels", "Max levels", "int", "Stop after this many levels (auto-k).", "Hierarchy"),
