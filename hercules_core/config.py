@@ -37,7 +37,8 @@ class HerculesConfig:
     auto_k_min: int = 3  # a top level of 2 is one yes/no split (on fortune_dev8: one isolated group)
     auto_k_max: int = 50
     auto_k_min_reduction: float = 2.0  # the top level has at most n_items / factor clusters
-    auto_k_branching: float = 5.0  # children per cluster between levels (and level 1 >= this many items each)
+    auto_k_branching: float = 5.0  # children per cluster between levels
+    auto_k_min_cluster_size: int = 10  # a level is added below while its clusters hold this many items on average
     auto_k_sample_size: int = 3000  # the metric is computed on at most this many points
 
     # --- clustering space: a representation step before level 1 (see reduction.py) ---
@@ -133,6 +134,7 @@ class HerculesConfig:
         self._choice("reduce_method", REDUCE_METHODS)
         for name in (
             "max_levels", "min_clusters_per_level", "auto_k_min", "auto_k_max", "auto_k_sample_size",
+            "auto_k_min_cluster_size",
             "kmeans_n_init", "kmeans_upper_n_init", "kmeans_max_iter", "resampling_iterations",
             "resampling_points_per_cluster", "l0_title_max_chars", "l0_description_max_chars",
             "prompt_l0_sample_trunc_len", "prompt_l0_numeric_repr_max_vals", "prompt_child_desc_trunc_len",

@@ -51,12 +51,13 @@ def top_candidates(n_items: int, config: HerculesConfig) -> tuple[int, ...]:
 def auto_counts(n_items: int, k_top: int, config: HerculesConfig) -> tuple[int, ...]:
     """Clusters per level (finest first) below a top level of ``k_top``: each level has
     ``auto_k_branching`` times the clusters of the level above, as long as level 1 keeps at least
-    ``auto_k_branching`` items per cluster on average, and at most ``max_levels`` levels."""
+    ``auto_k_min_cluster_size`` items per cluster on average (a summary of fewer items says little,
+    and costs an LLM call all the same), and at most ``max_levels`` levels."""
     b = config.auto_k_branching
     counts = [int(k_top)]
     while len(counts) < config.max_levels:
         k = int(round(counts[0] * b))
-        if k * b > n_items:
+        if k * config.auto_k_min_cluster_size > n_items:
             break
         counts.insert(0, k)
     return tuple(counts)

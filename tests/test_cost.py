@@ -62,7 +62,7 @@ def test_auto_k_plans_the_upper_bound():
     counts, auto = plan_levels(len(ds), cfg)
     plans = [list(auto_counts(300, k, cfg)) for k in top_candidates(300, cfg)]
     assert auto and counts in plans and sum(counts) == max(map(sum, plans))
-    assert counts == [60, 12]  # 12 * 5 = 60 clusters of >= 5 items; 16 would need 80 * 5 > 300
+    assert counts == [40]  # the plan with the most clusters: 200 below 40 would hold 1.5 items each
     model, _, _, _ = _run(ds, cfg)
     actual = [len(lv) for lv in model.hierarchy_.levels[1:]]
     assert actual in plans and sum(actual) <= sum(counts)
@@ -70,10 +70,12 @@ def test_auto_k_plans_the_upper_bound():
 
 def test_auto_counts_branch_below_the_top_level():
     cfg = HerculesConfig(level_cluster_counts=None)
-    assert auto_counts(1225, 12, cfg) == (60, 12)  # 300 clusters would hold 4 items each (< 5)
+    assert auto_counts(1225, 12, cfg) == (60, 12)  # 300 clusters would hold 4 items each (< 10)
+    assert auto_counts(1225, 9, cfg) == (45, 9)  # not 225: 5 items each
     assert auto_counts(100_000, 10, cfg) == (6250, 1250, 250, 50, 10)  # max_levels=5
     assert auto_counts(30, 8, cfg) == (8,)
-    assert auto_counts(1000, 4, HerculesConfig(auto_k_branching=2.5)) == (155, 62, 25, 10, 4)
+    assert auto_counts(1000, 4, HerculesConfig(auto_k_branching=2.5)) == (62, 25, 10, 4)
+    assert auto_counts(1000, 4, HerculesConfig(auto_k_min_cluster_size=5)) == (100, 20, 4)
     assert top_candidates(1225, cfg)[:18] == tuple(range(3, 21))  # every k up to 20, then a grid
 
 
