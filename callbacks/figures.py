@@ -268,6 +268,21 @@ def metrics_figure(evaluation: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         "legend": {"orientation": "h", "y": -0.25}}}
 
 
+def auto_k_figure(scores: dict[int, float], chosen: int, method: str) -> dict[str, Any]:
+    """The score of every k automatic k tried for the top level, the chosen k marked."""
+    ks = sorted(scores)
+    return {"data": [{"type": "scatter", "mode": "lines+markers", "name": method, "x": ks,
+                      "y": [scores[k] for k in ks], "hovertemplate": "k=%{x}: %{y:.4f}<extra></extra>"},
+                     {"type": "scatter", "mode": "markers", "name": f"chosen: k={chosen}", "x": [chosen],
+                      "y": [scores.get(chosen)], "marker": {"size": 14, "symbol": "star", "color": "#d62728"},
+                      "hoverinfo": "skip"}],
+            "layout": {"height": 300, "margin": {"l": 50, "r": 10, "t": 10, "b": 40},
+                       "xaxis": {"title": {"text": "k of the top level"}},
+                       "yaxis": {"title": {"text": f"{method.replace('_', '-')}"
+                                                   f"{' (negated: higher is better)' if method == 'davies_bouldin' else ''}"}},
+                       "legend": {"orientation": "h", "y": 1.12}}}
+
+
 def confusion_figure(table, titles: dict[str, str] | None = None, max_rows: int = 60) -> dict[str, Any]:
     """Heatmap of item counts: clusters (rows) against ground-truth labels (columns)."""
     t = table.iloc[:max_rows]

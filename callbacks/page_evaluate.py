@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -59,6 +60,41 @@ def metrics_table(evaluation: dict[Any, dict[str, Any]]):
                      html.Ul([html.Li(n, className="small text-muted") for n in notes[:30]])])
 
 
+def _auto_k_scores(h) -> tuple[int, dict[int, float]] | None:
+    """The level automatic k chose and its candidates' scores, from the run's stats (a model file
+    may come from anywhere: anything malformed is treated as absent)."""
+    stats = h.stats if isinstance(h.stats, dict) else {}
+    raw = stats.get("auto_k_scores")
+    if not isinstance(raw, dict):
+        return None
+    levels = [k for k in raw if as_int(k) is not None and 1 <= as_int(k) <= h.top_level and isinstance(raw[k], dict)]
+    if not levels:
+        return None
+    key = max(levels, key=as_int)  # runs before the top-down auto-k scored every level: show the top one
+    scores = {}
+    for k, v in raw[key].items():
+        if as_int(k) is not None and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            scores[as_int(k)] = float(v)
+    return (as_int(key), scores) if scores else None
+
+
+def auto_k_view(h) -> list:
+    """How automatic k chose the top level (a chart of the scores): empty for fixed levels."""
+    found = _auto_k_scores(h)
+    if found is None:
+        return []
+    level, scores = found
+    chosen = len(h.levels[level])
+    cfg = h.config
+    rule = (", the smallest k within one standard error of the best" if cfg.auto_k_method == "silhouette" else "")
+    text = (f"L{level} has k={chosen}: the {cfg.auto_k_method.replace('_', '-')} score of the items' clustering "
+            f"for every k tried{rule}. The levels below have about {getattr(cfg, 'auto_k_branching', 5):g} "
+            f"children per cluster.")
+    return [html.H5("How automatic k chose the top level"), html.P(text, className="small auto-k-text"),
+            dcc.Graph(figure=figures.auto_k_figure(scores, chosen, cfg.auto_k_method), config={"displaylogo": False},
+                      id="eval-auto-k-graph")]
+
+
 def confusion_view(em: ExploreModel, level: int | None):
     h = em.h
     if h.dataset.labels is None:
@@ -79,12 +115,12 @@ def confusion_view(em: ExploreModel, level: int | None):
 def register(app, ctx) -> None:
     @app.callback(Output(ids.EVAL_TABLE, "children"), Output(ids.EVAL_CHART, "figure"),
                   Output(ids.EVAL_CONFUSION_LEVEL, "options"), Output(ids.EVAL_CONFUSION_LEVEL, "value"),
-                  Input(ids.EVAL_RUN, "data"))
+                  Output(ids.EVAL_AUTO_K, "children"), Input(ids.EVAL_RUN, "data"))
     def _metrics(run):
         em = load(ctx, run)
         ev = em.h.evaluation
         opts = [{"label": f"L{lv}", "value": lv} for lv in range(1, em.top + 1)]
-        return metrics_table(ev), figures.metrics_figure(ev), opts, em.top
+        return metrics_table(ev), figures.metrics_figure(ev), opts, em.top, auto_k_view(em.h)
 
     @app.callback(Output(ids.EVAL_CONFUSION, "children"), Input(ids.EVAL_CONFUSION_LEVEL, "value"),
                   State(ids.EVAL_RUN, "data"), prevent_initial_call=True)

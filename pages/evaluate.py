@@ -21,6 +21,7 @@ def layout(run=None, **_):
         html.H5("Metrics per level"),
         html.Div(id=ids.EVAL_TABLE),
         dcc.Graph(id=ids.EVAL_CHART, config={"displaylogo": False}),
+        html.Div(id=ids.EVAL_AUTO_K),
         html.H5("Clusters against labels"),
         dbc.Row(dbc.Col([dbc.Label("Level", className="small fw-semibold mb-0"),
                          dbc.Select(id=ids.EVAL_CONFUSION_LEVEL, size="sm")], md=2)),

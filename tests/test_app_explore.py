@@ -208,3 +208,42 @@ def test_rendered_components_never_use_raw_html(em):
         blob = json.dumps(comp, cls=plotly.utils.PlotlyJSONEncoder)
         assert "dangerouslySetInnerHTML" not in blob and "Markdown" not in blob
     assert isinstance(pane.overview(em), html.Div)
+
+
+def _graph_figure(children):
+    graphs = [c for c in children if getattr(c, "id", None) == "eval-auto-k-graph"]
+    return graphs[0].figure if graphs else None
+
+
+def test_evaluate_page_shows_how_automatic_k_chose_the_top_level(tmp_path):
+    from hercules_core import Hercules, HerculesConfig
+    from hercules_core.dataset import Dataset
+    from hercules_core.io import load_model, save_model
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(6), 60)
+    X = (10 * np.eye(6)[y] + rng.normal(size=(len(y), 6))).astype(np.float32)
+    ds = Dataset(ids=[str(i) for i in range(len(y))], modality="numeric", numeric=X, numeric_raw=X.astype(float),
+                 feature_names=[f"v{j}" for j in range(6)], scaler_mean=np.zeros(6), scaler_scale=np.ones(6))
+    h = Hercules(HerculesConfig(level_cluster_counts=None)).fit(ds).hierarchy_
+    save_model(h, tmp_path / "m.json")
+    for model in (h, load_model(tmp_path / "m.json")):  # also from a saved model
+        view = page_evaluate.auto_k_view(model)
+        assert "has k=6" in _texts(html.Div(view)) and "silhouette" in _texts(html.Div(view))
+        fig = _graph_figure(view)
+        assert fig["data"][1]["x"] == [6]  # the chosen k is marked
+        assert fig["data"][0]["x"][:4] == [3, 4, 5, 6] and max(fig["data"][0]["y"]) == fig["data"][1]["y"][0]
+    fixed = Hercules(HerculesConfig(level_cluster_counts=(12, 6))).fit(ds).hierarchy_
+    assert page_evaluate.auto_k_view(fixed) == []
+
+
+@pytest.mark.parametrize("scores", [None, "x", {"9": {"3": 0.5}}, {"x": {"3": 0.5}}, {"1": {"a": "b", "3": "nan"}},
+                                    {"1": {"3": float("nan")}}, {"1": []}, {True: {"3": 1.0}}])
+def test_auto_k_view_ignores_malformed_stats(em, scores):
+    h = em.h
+    saved = h.stats
+    try:
+        h.stats = {**(saved or {}), "auto_k_scores": scores}
+        assert page_evaluate.auto_k_view(h) == []
+    finally:
+        h.stats = saved
