@@ -33,6 +33,7 @@ NOVEL_QUANTILE = 0.95
 # a cluster with fewer training items than this borrows the level-wide threshold: the 95th
 # percentile of one or two distances says nothing about what is usual
 MIN_ITEMS_FOR_OWN_THRESHOLD = 5
+AGREEMENT_OK = 0.95  # below this share of training items placed in their own cluster, assign says "approximate"
 _DEFAULT_SOURCES = {"snippet", "values", "file name"}
 
 
@@ -104,6 +105,10 @@ def assignment_info(h: Hierarchy) -> dict[str, Any]:
     members = h.levels[0].parent
     diff = X - C[members]
     dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    # how often the rule used for new items (nearest level-1 centroid) gives a training item its own
+    # cluster: 1.0 when level 1 was clustered in this space, less when it was clustered in a UMAP space
+    nearest, _ = nearest_centroids(X, C)
+    agreement = float(np.mean(nearest == members)) if len(X) else 1.0
     k = len(C)
     level_wide = float(np.quantile(dist, NOVEL_QUANTILE)) if len(dist) else 0.0
     thresholds = np.full(k, level_wide, dtype=np.float64)
@@ -125,6 +130,7 @@ def assignment_info(h: Hierarchy) -> dict[str, Any]:
         "image_embedder": stats_models.get("image_embedder"),
         "novel_quantile": NOVEL_QUANTILE,
         "thresholds": thresholds.astype(np.float32),
+        "training_agreement": round(agreement, 4),
     }
 
 
@@ -149,8 +155,19 @@ def _info(h: Hierarchy) -> dict[str, Any]:
 
 
 def describe(h: Hierarchy) -> str:
-    """One sentence: how new items are turned into vectors for this model (shown by the CLI and app)."""
+    """How new items are turned into vectors for this model, and how faithful the placement is on
+    the training items when the model recorded it (shown by the CLI and app)."""
     info = _info(h)
+    text = _how(info)
+    agreement = info.get("training_agreement")
+    if isinstance(agreement, (int, float)) and not isinstance(agreement, bool) and 0.0 <= agreement <= 1.0:
+        text += (f" Placed by the nearest level-1 centroid, a training item lands in its own cluster "
+                 f"{agreement:.1%} of the time")
+        text += "." if agreement >= AGREEMENT_OK else ": treat the clusters given to new items as approximate."
+    return text
+
+
+def _how(info: dict[str, Any]) -> str:
     mod, mode = info["modality"], info["representation_mode"]
     emb = info.get("text_embedder")
     if mode == "direct":

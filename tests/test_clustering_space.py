@@ -187,3 +187,24 @@ def test_progress_says_what_the_reduction_step_is_doing(text_ds):
     umap_stages = [s for s in seen if "UMAP" in s]
     assert umap_stages and "compiles" in umap_stages[0]  # the ~20 s of numba compilation is announced
     assert seen.index(umap_stages[0]) < seen.index("clustering level 1")
+
+
+def test_assign_reports_how_often_it_reproduces_level1_and_the_figure_survives_saving(tmp_path, text_ds, umap_h):
+    """New items go to the nearest original-space level-1 centroid; for a model clustered in UMAP
+    space that is not always an item's own cluster, and assign says how often it is, measured at fit."""
+    from hercules_core.assign import assign, describe
+
+    agreement = umap_h.assign_info["training_agreement"]
+    result = assign(umap_h, text_ds, text_embedder=FakeEmbedder(32))
+    assert agreement == pytest.approx(np.mean(result.labels[:, 0] == umap_h.levels[0].parent), abs=1e-4)
+    assert f"{agreement:.1%} of the time" in describe(umap_h) and f"{agreement:.1%}" in result.how
+    io.save_model(umap_h, tmp_path / "m.json")
+    assert describe(io.load_model(tmp_path / "m.json")) == describe(umap_h)
+    unreduced = fit(text_ds, level_cluster_counts=(12, 3), reduce_method="none")
+    assert unreduced.assign_info["training_agreement"] >= 0.99 and "approximate" not in describe(unreduced)
+    low = dict(umap_h.assign_info, training_agreement=0.7)
+    umap_h.assign_info, saved = low, umap_h.assign_info
+    try:
+        assert describe(umap_h).endswith("70.0% of the time: treat the clusters given to new items as approximate.")
+    finally:
+        umap_h.assign_info = saved
