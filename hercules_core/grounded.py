@@ -29,7 +29,18 @@ MAX_EXTRA_WORDS = 2  # words after the opening phrase
 VOCABULARY = 60  # distinct words of the cluster offered to the grammar
 DESCRIPTION_MAX_CHARS = 160
 FUNCTION_WORDS = ("and", "of", "in", "for", "with")
-_TOKEN = re.compile(r"[a-z]{3,14}")
+_WORD = re.compile(r"[a-z]+(?:['’][a-z]+)*")
+
+
+def _words(text: str) -> list[str]:
+    """Whole words of 3-14 letters, possessive 's dropped; a word with another apostrophe
+    ("pudd'nhead", "ain't") is skipped whole, not cut into fragments ("nhead", "ain")."""
+    out = []
+    for w in _WORD.findall(str(text).lower()):
+        w = re.sub(r"['’]s$", "", w)
+        if w.isalpha() and 3 <= len(w) <= 14:
+            out.append(w)
+    return out
 
 
 def _stop_words() -> frozenset[str]:
@@ -61,8 +72,8 @@ def vocabulary(req: SummaryRequest, limit: int = VOCABULARY) -> list[str]:
     counts: Counter = Counter()
     texts = [t for _, t in req.samples] + [t for _, t, _ in req.children]
     for text in texts:
-        counts.update({w for w in _TOKEN.findall(str(text).lower()) if w not in stop})
-    words = [w for k in req.keywords for w in _TOKEN.findall(k.lower())]
+        counts.update({w for w in _words(text) if w not in stop})
+    words = [w for k in req.keywords for w in _words(k)]
     words += [w for w, c in counts.most_common(limit) if c >= 2]
     return sorted(dict.fromkeys(words[:limit]))
 

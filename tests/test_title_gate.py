@@ -272,6 +272,20 @@ def test_grounded_answer_keeps_the_best_candidate_and_cleans_repeats():
         grounded_answer(SummaryRequest("L1_1", 1, 3, "text", np.arange(3)), HerculesConfig(), call)
 
 
+def test_grounded_vocabulary_keeps_words_whole():
+    """Titles like "Calendar and nhead in england" or "Tolkien and elves in ain": the vocabulary the
+    grammar allows had cut "Pudd'nhead" and "ain't" at the apostrophe."""
+    from hercules_core.grounded import vocabulary
+    from hercules_core.summarize_types import SummaryRequest
+
+    req = SummaryRequest("L1_0", 1, 4, "text", np.arange(4), keywords=["pudd'nhead wilson's", "calendar"],
+                         samples=[("a", "Pudd'nhead Wilson's Calendar: ain't it grand"),
+                                  ("b", "Wilson's calendar says it ain't so, grand England")])
+    vocab = vocabulary(req)
+    assert {"wilson", "calendar", "grand"} <= set(vocab)
+    assert not {"nhead", "pudd", "ain", "wilson's"} & set(vocab)
+
+
 # --------------------------------------------------------------------------- shown in the app
 
 def test_evaluate_page_and_image_mosaic(tmp_path):
