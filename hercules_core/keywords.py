@@ -23,6 +23,7 @@ from .summarize_types import ProgressFn, Summary, SummaryRequest
 _WORDS = re.compile(r"\S+")
 # words with inner apostrophes stay whole ("pudd'nhead", "don't": the latter is a stop word)
 _TOKEN = re.compile(r"(?u)\b[^\W\d_]{2,}(?:['’][^\W\d_]+)*\b")
+_POSSESSIVE = re.compile(r"['’]s$")
 _CLAUSE = re.compile(r"[.,;:!?()\[\]\"“”…/\n\t-]+|\s--\s|\d+")
 # conversational filler that c-TF-IDF ranks high in short texts but that names no subject
 FILLER_WORDS = frozenset("""
@@ -61,8 +62,8 @@ def _terms_of(text: str) -> list[str]:
     for clause in _CLAUSE.split(str(text).lower()):
         prev = None
         for m in _TOKEN.finditer(clause):
-            w = m.group(0)
-            if w in STOP_WORDS:
+            w = _POSSESSIVE.sub("", m.group(0))  # "linux's" is the term "linux" ("Linux, Microsoft, Linux's")
+            if w in STOP_WORDS or len(w) < 2:
                 prev = None
                 continue
             out.append(w)

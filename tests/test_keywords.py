@@ -87,3 +87,12 @@ def test_numeric_level0_and_typical_cluster():
     everyone = build_requests(1, ["L1_0"], np.zeros((1, 3)), np.zeros(20, int), ds.numeric, ds, [],
                               HerculesConfig(), np.random.default_rng(0))
     assert kw.summarize(everyone)["L1_0"].title == "Typical values"
+
+
+def test_possessives_are_the_same_term():
+    """A title listed "Linux, Microsoft, Linux's": the possessive was a term of its own."""
+    from hercules_core.keywords import _terms_of
+
+    terms = _terms_of("Linux's kernel beats Microsoft's; it's linux. Pudd'nhead Wilson's calendar")
+    assert "linux's" not in terms and terms.count("linux") == 2 and "microsoft" in terms
+    assert "it" not in terms and "pudd'nhead wilson" in terms and "wilson calendar" in terms
