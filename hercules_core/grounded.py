@@ -23,6 +23,7 @@ from typing import Any, Callable
 from .config import HerculesConfig
 from .prompts import build_compact_prompt, clean_text
 from .summarize_types import SummaryRequest
+from .title_quality import norm_title
 
 CANDIDATES = 3  # candidate titles per cluster (one call each; the prompt prefix is reused by llama.cpp)
 MAX_EXTRA_WORDS = 2  # words after the opening phrase
@@ -147,6 +148,10 @@ def grounded_answer(req: SummaryRequest, config: HerculesConfig, call: Callable[
     titles = list(dict.fromkeys(titles))
     if not titles:
         raise NoGroundedTitle("no candidate title was valid")
+    # a candidate naming one of the cluster's children would be rejected by the title gate (and asked
+    # again, from the same openings): keep the other candidates when there are any
+    kids = {norm_title(t) for _, t, _ in req.children if t}
+    titles = [t for t in titles if norm_title(t) not in kids] or titles
     title = titles[choose(titles) if choose is not None and len(titles) > 1 else 0]
     raw = call(_description_prompt(req, config, title), description_schema())
     if raw is None:

@@ -272,6 +272,24 @@ def test_grounded_answer_keeps_the_best_candidate_and_cleans_repeats():
         grounded_answer(SummaryRequest("L1_1", 1, 3, "text", np.arange(3)), HerculesConfig(), call)
 
 
+def test_grounded_candidate_named_like_a_child_is_passed_over():
+    """"Children and parents in awkward" was an L2 title candidate identical to its child's title: the
+    gate rejected it twice and the cluster fell back to keywords; another candidate is taken instead."""
+    from hercules_core.grounded import grounded_answer
+    from hercules_core.summarize_types import SummaryRequest
+
+    req = SummaryRequest("L2_0", 2, 40, "text", np.arange(40), keywords=["children", "parents", "kids"],
+                         children=[("L1_0", "Children and parents in awkward", "d"), ("L1_1", "Kids at school", "d")])
+    answers = iter(['"Children and parents in awkward"', '"Parents and kids"', '"Kids"', '"About families."'])
+    out = json.loads(grounded_answer(req, HerculesConfig(), lambda prompt, schema: next(answers),
+                                     choose=lambda titles: 0))
+    assert out["title"] == "Parents and kids"
+    only = iter(['"Children and parents in awkward"', '"children and parents in awkward"', '"Kids at school"',
+                 '"About families."'])
+    out = json.loads(grounded_answer(req, HerculesConfig(), lambda prompt, schema: next(only), choose=lambda t: 0))
+    assert out["title"] == "Children and parents in awkward"  # nothing else: the gate decides
+
+
 def test_grounded_vocabulary_keeps_words_whole():
     """Titles like "Calendar and nhead in england" or "Tolkien and elves in ain": the vocabulary the
     grammar allows had cut "Pudd'nhead" and "ain't" at the apostrophe."""
