@@ -156,8 +156,8 @@ class HerculesConfig:
         if not self.kmeans_upper_work_budget > 0:
             raise ConfigError("kmeans_upper_work_budget must be > 0.")
         if isinstance(self.auto_k_branching, bool) or not (isinstance(self.auto_k_branching, (int, float))
-                                                            and self.auto_k_branching >= 1.5):
-            raise ConfigError(f"auto_k_branching must be a number >= 1.5 (children per cluster); "
+                                                            and 1.5 <= self.auto_k_branching <= 1000):
+            raise ConfigError(f"auto_k_branching must be a number from 1.5 to 1000 (children per cluster); "
                               f"got {self.auto_k_branching!r}.")
         if not self.auto_k_min_reduction >= 1.0:
             raise ConfigError("auto_k_min_reduction must be >= 1 (each level at most n/factor clusters).")

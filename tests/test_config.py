@@ -29,6 +29,10 @@ def test_frozen():
     ({"n_reduction_components": 5}, "2 or 3"),
     ({"llm_concurrency": 0}, "llm_concurrency must be an integer >= 1"),
     ({"kmeans_backend": "gpu"}, "kmeans_backend"),
+    ({"auto_k_branching": 1.0}, "auto_k_branching must be a number from 1.5 to 1000"),
+    ({"auto_k_branching": float("inf")}, "auto_k_branching must be a number from 1.5 to 1000"),
+    ({"auto_k_branching": 1e308}, "auto_k_branching must be a number from 1.5 to 1000"),
+    ({"auto_k_branching": float("nan")}, "auto_k_branching must be a number from 1.5 to 1000"),
 ])
 def test_invalid_values_say_what_is_wrong(kwargs, message):
     with pytest.raises(ConfigError, match=message):
