@@ -121,6 +121,15 @@ def _titled(text: str) -> str:
     return t[:1].upper() + t[1:]
 
 
+def _json_string(raw: str) -> str | None:
+    """The non-empty string a JSON-string answer holds; None when it is not one (e.g. cut short)."""
+    try:
+        value = json.loads(raw, strict=False)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def grounded_answer(req: SummaryRequest, config: HerculesConfig, call: Callable[[str, dict], str | None],
                     choose: Callable[[list[str]], int] | None = None) -> str | None:
     """The answer for one cluster as a ``{"title", "description"}`` JSON string; None if a call failed
@@ -139,11 +148,8 @@ def grounded_answer(req: SummaryRequest, config: HerculesConfig, call: Callable[
         raw = call(prompt, title_schema(lead, vocab))
         if raw is None:
             return None
-        try:
-            value = json.loads(raw, strict=False)
-        except ValueError:
-            value = None
-        if isinstance(value, str) and value.strip():
+        value = _json_string(raw)
+        if value is not None:
             titles.append(_titled(value))
     titles = list(dict.fromkeys(titles))
     if not titles:
@@ -156,10 +162,7 @@ def grounded_answer(req: SummaryRequest, config: HerculesConfig, call: Callable[
     raw = call(_description_prompt(req, config, title), description_schema())
     if raw is None:
         return None
-    try:
-        desc = json.loads(raw, strict=False)
-    except ValueError:
-        desc = None
-    if not isinstance(desc, str) or not desc.strip():
+    desc = _json_string(raw)
+    if desc is None:
         raise NoGroundedTitle("the description was cut short or empty")
     return json.dumps({"title": title, "description": clean_text(desc, DESCRIPTION_MAX_CHARS)})
