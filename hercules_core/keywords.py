@@ -63,7 +63,7 @@ def _terms_of(text: str) -> list[str]:
         prev = None
         for m in _TOKEN.finditer(clause):
             w = _POSSESSIVE.sub("", m.group(0))  # "linux's" is the term "linux" ("Linux, Microsoft, Linux's")
-            if w in STOP_WORDS or len(w) < 2:
+            if w in STOP_WORDS:
                 prev = None
                 continue
             out.append(w)
