@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -113,3 +114,35 @@ def image_data(folder: Path, n: int = 400) -> tuple[Path, Path]:
 def watch_console(page, errors: list[str]) -> None:
     page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+
+
+# ----------------------------------------------------------------------------- shared fixtures
+# A browser test module imports these (``from tests.browser_support import browser, page``) after its
+# own skips for a missing Chromium or playwright.
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium, one per test module."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def new_page(browser):
+    """A page in its own context (1400 x 1000, downloads accepted); console and page errors collect in
+    ``page.errors``. Close it with ``page.context.close()``."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.errors = []
+    watch_console(page, page.errors)
+    return page
+
+
+@pytest.fixture
+def page(browser):
+    pg = new_page(browser)
+    yield pg
+    pg.context.close()

@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 if not os.path.exists(bs.CHROMIUM):
     pytest.skip(f"{bs.CHROMIUM} is missing (scripts/setup.sh installs it: apt-get install chromium)",
                 allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+from tests.browser_support import browser, page  # noqa: E402,F401  (the shared fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -29,24 +30,6 @@ def server(tmp_path_factory):
     srv = bs.AppServer(tmp_path_factory.mktemp("app") / "runs")
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=bs.CHROMIUM, args=bs.CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    pg = context.new_page()
-    pg.errors = []
-    bs.watch_console(pg, pg.errors)
-    yield pg
-    context.close()
 
 
 def shot(page, name: str) -> None:

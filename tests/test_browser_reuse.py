@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 if not os.path.exists(bs.CHROMIUM):
     pytest.skip(f"{bs.CHROMIUM} is missing (scripts/setup.sh installs it: apt-get install chromium)",
                 allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+from tests.browser_support import browser, new_page, page  # noqa: E402,F401  (the shared fixtures)
 
 XSS = '<img src=x onerror="window.__xss=1">'
 
@@ -55,28 +56,6 @@ def new_run(server, model_file) -> str:
     assert run_id, message
     return run_id
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=bs.CHROMIUM, args=bs.CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-def new_page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    page = context.new_page()
-    page.errors = []
-    bs.watch_console(page, page.errors)
-    return page
-
-
-@pytest.fixture
-def page(browser):
-    pg = new_page(browser)
-    yield pg
-    pg.context.close()
 
 
 def shot(page, name: str) -> None:
