@@ -60,22 +60,22 @@ def metrics_table(evaluation: dict[Any, dict[str, Any]]):
                      html.Ul([html.Li(n, className="small text-muted") for n in notes[:30]])])
 
 
-def _auto_k_scores(h) -> tuple[int, dict[int, float]] | None:
-    """The level automatic k chose and its candidates' scores, from the run's stats (a model file
-    may come from anywhere: anything malformed is treated as absent)."""
+def _auto_k_scores(h) -> tuple[int, dict[int, float], bool] | None:
+    """The level automatic k chose, its candidates' scores, and whether only that level was scored
+    (runs before the top-down auto-k scored every level on its own points), from the run's stats. A
+    model file may come from anywhere: anything malformed is treated as absent."""
     stats = h.stats if isinstance(h.stats, dict) else {}
     raw = stats.get("auto_k_scores")
     if not isinstance(raw, dict):
         return None
-    levels = [k for k in raw if as_int(k) is not None and 1 <= as_int(k) <= h.top_level and isinstance(raw[k], dict)]
+    levels = {as_int(k): v for k, v in raw.items() if isinstance(v, dict)}
+    levels = {lv: v for lv, v in levels.items() if lv is not None and 1 <= lv <= h.top_level}
     if not levels:
         return None
-    key = max(levels, key=as_int)  # runs before the top-down auto-k scored every level: show the top one
-    scores = {}
-    for k, v in raw[key].items():
-        if as_int(k) is not None and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            scores[as_int(k)] = float(v)
-    return (as_int(key), scores) if scores else None
+    level = max(levels)
+    scores = {as_int(k): float(v) for k, v in levels[level].items()
+              if as_int(k) is not None and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return (level, scores, len(raw) == 1) if scores else None
 
 
 def auto_k_view(h) -> list:
@@ -83,13 +83,14 @@ def auto_k_view(h) -> list:
     found = _auto_k_scores(h)
     if found is None:
         return []
-    level, scores = found
+    level, scores, top_down = found
     chosen = len(h.levels[level])
     cfg = h.config
-    rule = (", the smallest k within one standard error of the best" if cfg.auto_k_method == "silhouette" else "")
+    rule = ", the smallest k within one standard error of the best" if top_down and cfg.auto_k_method == "silhouette" else ""
     text = (f"L{level} has k={chosen}: the {cfg.auto_k_method.replace('_', '-')} score of the items' clustering "
-            f"for every k tried{rule}. The levels below have about {getattr(cfg, 'auto_k_branching', 5):g} "
-            f"children per cluster.")
+            f"for every k tried{rule}.")
+    text += (f" The levels below have about {cfg.auto_k_branching:g} children per cluster." if top_down else
+             " This run chose k at every level on that level's own points (before the top-down automatic k).")
     return [html.H5("How automatic k chose the top level"), html.P(text, className="small auto-k-text"),
             dcc.Graph(figure=figures.auto_k_figure(scores, chosen, cfg.auto_k_method), config={"displaylogo": False},
                       id="eval-auto-k-graph")]

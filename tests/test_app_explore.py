@@ -237,6 +237,22 @@ def test_evaluate_page_shows_how_automatic_k_chose_the_top_level(tmp_path):
     assert page_evaluate.auto_k_view(fixed) == []
 
 
+def test_auto_k_view_of_a_run_that_scored_every_level(em):
+    """Models from before the top-down automatic k carry scores for every level: the top one is shown,
+    without claiming the one-SE rule or the branching of the levels below."""
+    h = em.h
+    saved = h.stats
+    try:
+        h.stats = {**(saved or {}), "auto_k_scores": {"1": {"12": 0.3, "6": 0.2}, "2": {"4": 0.5, "3": 0.4}}}
+        view = page_evaluate.auto_k_view(h)
+        text = _texts(html.Div(view))
+        assert "L2 has k=4" in text and "every level" in text
+        assert "children per cluster" not in text and "standard error" not in text
+        assert _graph_figure(view)["data"][0]["x"] == [3, 4]
+    finally:
+        h.stats = saved
+
+
 @pytest.mark.parametrize("scores", [None, "x", {"9": {"3": 0.5}}, {"x": {"3": 0.5}}, {"1": {"a": "b", "3": "nan"}},
                                     {"1": {"3": float("nan")}}, {"1": []}, {True: {"3": 1.0}}])
 def test_auto_k_view_ignores_malformed_stats(em, scores):
