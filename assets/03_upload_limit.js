@@ -3,7 +3,11 @@
 // element come from the wrapper's data-max-bytes / data-msg-id (set in pages/*.py from the server's
 // own limits). Listeners run in the capture phase on window, so the upload component never sees a
 // refused file; dcc.Upload's max_size is the second line of defence (it drops such files silently).
+// A file that is sent but refused on the way (HTTP 413 from the server or a proxy in front of it, a
+// server error, a dropped connection) says so in the same element: Dash itself shows nothing then.
 (function () {
+  var pending = null;  // the upload box whose file is on its way: {msg, names}
+
   function mb(bytes) { return (bytes / 1048576).toFixed(1) + ' MB'; }
 
   function check(event, files) {
@@ -15,6 +19,7 @@
     for (var i = 0; i < files.length; i++) { total += files[i].size; names.push(files[i].name); }
     if (total <= limit) {
       if (msg) { msg.textContent = ''; msg.style.display = 'none'; }
+      pending = {msg: msg, names: names, box: box};
       return;
     }
     event.preventDefault();
@@ -34,4 +39,49 @@
   window.addEventListener('drop', function (e) {
     check(e, e.dataTransfer ? e.dataTransfer.files : null);
   }, true);
+
+  function failed(what) {
+    if (!pending || !pending.msg) { return; }
+    var names = pending.names;
+    pending.msg.textContent = names.slice(0, 3).join(', ') + (names.length > 3 ? ' …' : '') +
+      ': the upload failed (' + what + '). Nothing was stored. Try again; if it fails again, sample the ' +
+      'data or run the command-line tool on the full file.';
+    pending.msg.style.display = 'block';
+    // Let the same file be chosen again: the file input keeps its value (no change event for the same
+    // file), and the upload keeps the contents the server never stored (Dash sends no unchanged value).
+    var upload = pending.box.firstElementChild, input = pending.box.querySelector('input[type=file]');
+    pending = null;
+    if (input) { input.value = ''; }
+    if (upload && upload.id && window.dash_clientside && window.dash_clientside.set_props) {
+      window.dash_clientside.set_props(upload.id, {contents: null, filename: null});
+    }
+  }
+
+  // An upload callback is the one whose changed property is an upload's `contents` (listed after the
+  // file itself in the request body); its failure would otherwise leave the page silent.
+  function changesContents(body) {
+    var i = body.lastIndexOf('"changedPropIds":[');
+    return i !== -1 && body.slice(i, body.indexOf(']', i)).indexOf('.contents"') !== -1;
+  }
+
+  var fetch0 = window.fetch;
+  window.fetch = function (url, opts) {
+    var body = opts && opts.body;
+    var upload = pending !== null && typeof body === 'string' &&
+      String(url).indexOf('/_dash-update-component') !== -1 && changesContents(body);
+    var p = fetch0.apply(this, arguments);
+    if (!upload) { return p; }
+    return p.then(function (resp) {
+      if (!resp.ok && resp.status !== 401) {
+        resp.clone().text().then(function (text) {
+          failed('the server answered ' + resp.status + (text && text.length < 300 && text.indexOf('<') === -1 ?
+            ': ' + text.trim() : ''));
+        }, function () { failed('the server answered ' + resp.status); });
+      } else { pending = null; }
+      return resp;
+    }, function (err) {
+      failed('the connection was lost');
+      throw err;
+    });
+  };
 })();

@@ -69,10 +69,16 @@ def request_limit(output: str) -> int:
 
 
 class _Prefixed(io.RawIOBase):
-    """The bytes already peeked, then the rest of the original input stream."""
+    """The bytes already peeked, then the rest of the request body: never more than ``length`` in all.
 
-    def __init__(self, prefix: bytes, rest):
+    The cap matters: the rest is the raw socket, and a read past the end of the body blocks until the
+    client gives up (a buffered reader asks for 64 kB at a time), so every request over the small
+    limit used to hang, unanswered, with the browser waiting for ever.
+    """
+
+    def __init__(self, prefix: bytes, rest, length: int):
         self._prefix, self._rest = prefix, rest
+        self._left = max(length - len(prefix), 0)
 
     def readable(self) -> bool:
         return True
@@ -83,7 +89,10 @@ class _Prefixed(io.RawIOBase):
             buf[:n] = self._prefix[:n]
             self._prefix = self._prefix[n:]
             return n
-        data = self._rest.read(len(buf))
+        if self._left <= 0:
+            return 0
+        data = self._rest.read(min(len(buf), self._left))
+        self._left -= len(data)
         buf[:len(data)] = data
         return len(data)
 
@@ -116,7 +125,7 @@ class SizeGuard:
                 if length > limit:
                     environ["wsgi.input_terminated"] = False
                     return _too_large(start_response, limit)
-                environ["wsgi.input"] = io.BufferedReader(_Prefixed(prefix, stream), 1 << 16)
+                environ["wsgi.input"] = io.BufferedReader(_Prefixed(prefix, stream, length), 1 << 16)
         return self.app(environ, start_response)
 
 

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import zipfile
@@ -71,6 +72,44 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.log.close()
+
+
+class RssWatch:
+    """Peak resident memory of a process and its children, sampled every 20 ms while in the block."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self._proc = psutil.Process(pid)
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def now(self) -> int:
+        import psutil
+
+        try:
+            return sum(p.memory_info().rss for p in [self._proc, *self._proc.children(recursive=True)])
+        except psutil.Error:
+            return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self.now())
+            time.sleep(0.02)
+
+    def __enter__(self) -> "RssWatch":
+        self.idle = self.now()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_above_idle(self) -> int:
+        return max(self.samples, default=self.idle) - self.idle
 
 
 def text_data() -> Path:
