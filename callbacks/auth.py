@@ -22,8 +22,9 @@ import logging
 import os
 import secrets
 import time
+import unicodedata
 from datetime import timedelta
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from flask import Response, redirect, request, session
 from markupsafe import escape
@@ -69,11 +70,29 @@ def _mark(password: str) -> str:
     return hmac.new(_digest(password), b"hercules-login-v1", hashlib.sha256).hexdigest()[:32]
 
 
-def safe_next(target: str | None) -> str:
-    """A local path to return to after login; anything else (other hosts, schemes) becomes ``/``."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+def _plain_path(text: str) -> bool:
+    """One single-slash path with nothing a browser could read as another host: no ``//``, no backslash
+    (browsers take it for ``/``), no control character or space (browsers drop tabs and newlines)."""
+    return (text.startswith("/") and "//" not in text and "\\" not in text
+            and not any(ch.isspace() or unicodedata.category(ch)[0] in "CZ" for ch in text))
+
+
+def safe_next(target: object) -> str:
+    """A path on this site to return to after login; anything else (hosts, schemes, tricks) becomes ``/``.
+
+    Checked as sent and after each round of URL-decoding (``/%2F%2Fevil.com``, ``/%09/evil.com``).
+    """
+    if not isinstance(target, str) or not target or not target.isascii():
         return "/"
-    return target
+    text = target
+    for _ in range(3):
+        if not _plain_path(text):
+            return "/"
+        decoded = unquote(text)
+        if decoded == text:
+            return target
+        text = decoded
+    return "/"  # still encoded after three rounds: no page of ours needs that
 
 
 LOGIN_PAGE = """<!doctype html>
@@ -140,7 +159,7 @@ def register(server, password: str | None = None) -> bool:
         if request.path in PUBLIC_PATHS or authorized():
             return None
         if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
-            return redirect("/login?next=" + quote(safe_next(request.full_path.rstrip("?")), safe="/?=&"))
+            return redirect("/login?next=" + quote(safe_next(request.full_path.rstrip("?")), safe="/"))
         return Response("Authentication required: log in at /login, or send 'Authorization: Bearer <password>'.\n",
                         status=401, mimetype="text/plain", headers={"WWW-Authenticate": 'Bearer realm="HERCULES"'})
 

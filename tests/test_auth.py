@@ -139,6 +139,35 @@ def test_one_login_works_on_every_replica_until_the_password_changes(tmp_path, m
     assert cc.get("/_dash-layout").status_code == 401
 
 
+@pytest.mark.parametrize("target", ["/%09/evil.com", "/\t/evil.com", "//evil.com", "/\\evil.com", "/%5Cevil.com",
+                                    "https://evil.com", "http:evil.com", "/\n", "/\r\nLocation: https://evil.com",
+                                    "/%2F%2Fevil.com", "/%252F%252Fevil.com", " /x", "/\u2028", "evil.com"])
+def test_next_accepts_only_a_plain_path_on_this_site(tmp_path, monkeypatch, target):
+    app, _ = _app_with_run(tmp_path / "runs", monkeypatch)
+    c = app.server.test_client()
+    # sent in the query string (the form carries it on) and posted directly
+    page = c.get("/login", query_string={"next": target})
+    assert page.status_code == 200 and 'name="next" value="/"' in page.get_data(as_text=True)
+    r = _login(c, next_path=target)
+    assert r.status_code == 302 and r.headers["Location"] == "/"
+
+
+def test_next_survives_the_round_trip_through_the_login(tmp_path, monkeypatch):
+    app, run_id = _app_with_run(tmp_path / "runs", monkeypatch)
+    c = app.server.test_client()
+    html = {"Accept": "text/html"}
+    r = c.get(f"/explore?run={run_id}&level=1", headers=html)
+    login_url = r.headers["Location"]
+    page = c.get(login_url).get_data(as_text=True)
+    assert f'name="next" value="/explore?run={run_id}&amp;level=1"' in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    r = c.post(login_url, data={"password": PASSWORD, "csrf_token": token, "next": f"/explore?run={run_id}&level=1"})
+    assert r.headers["Location"] == f"/explore?run={run_id}&level=1"
+    # a path that is itself a trick is not carried to the form at all
+    r = app.server.test_client().get("/%09/evil.com", headers=html)
+    assert r.status_code == 302 and r.headers["Location"] == "/login?next=/"
+
+
 def test_password_file(tmp_path, monkeypatch):
     from callbacks import auth
 
