@@ -9,8 +9,10 @@ or ``HERCULES_PASSWORD_FILE`` (a secret file, e.g. a Docker secret) every reques
 - scripts send ``Authorization: Bearer <password>``;
 - anything else gets 401 (a page navigation is redirected to the login form instead).
 
-The session is signed with a key derived from the password (``HERCULES_SECRET_KEY`` overrides it), so
-every gunicorn worker and every web replica accepts the same cookie, and changing the password logs
+The session key is random: ``HERCULES_SECRET_KEY`` if set, else 32 random bytes made once and kept in
+``<runs_dir>/.secret_key`` (mode 0600, created with O_EXCL so every gunicorn worker and every web replica
+on the runs volume uses the same one). Nothing sent to a browser can be checked against a password guess
+offline. A session holds a mark, an HMAC of the password keyed by that secret: changing the password logs
 everyone out. The password is never logged, echoed, or written anywhere.
 """
 
@@ -28,6 +30,8 @@ from urllib.parse import quote, unquote
 
 from flask import Response, redirect, request, session
 from markupsafe import escape
+
+from . import auth_store
 
 PASSWORD_ENV, PASSWORD_FILE_ENV = "HERCULES_PASSWORD", "HERCULES_PASSWORD_FILE"
 PUBLIC_PATHS = ("/login", "/healthz")
@@ -65,9 +69,10 @@ def password_matches(given: str | None, password: str) -> bool:
     return isinstance(given, str) and hmac.compare_digest(_digest(given), _digest(password))
 
 
-def _mark(password: str) -> str:
-    """What a logged-in session holds: ties the cookie to the current password."""
-    return hmac.new(_digest(password), b"hercules-login-v1", hashlib.sha256).hexdigest()[:32]
+def _mark(secret_key: str, password: str) -> str:
+    """What a logged-in session holds: ties the cookie to the current password. Keyed by the random
+    secret, so knowing the mark does not let anyone test password guesses offline."""
+    return hmac.new(secret_key.encode(), b"hercules-login-v2\0" + _digest(password), hashlib.sha256).hexdigest()[:32]
 
 
 def _plain_path(text: str) -> bool:
@@ -128,10 +133,11 @@ def _same_origin() -> bool:
     return origin.split("://", 1)[-1] == request.host
 
 
-def register(server, password: str | None = None) -> bool:
+def register(server, runs_dir: str | os.PathLike, password: str | None = None) -> bool:
     """Add ``/healthz`` and, when a password is configured, the login and the check of every request.
 
-    Returns whether access control is on. Raises AuthConfigError for an unreadable password file.
+    ``runs_dir`` holds the session key shared by all processes. Returns whether access control is on.
+    Raises AuthConfigError for an unreadable password file or key file.
     """
     @server.route("/healthz")
     def hercules_healthz():
@@ -140,13 +146,15 @@ def register(server, password: str | None = None) -> bool:
     password = password if password is not None else configured_password()
     if not password:
         return False
-    server.secret_key = os.environ.get("HERCULES_SECRET_KEY") or hmac.new(
-        _digest(password), b"hercules-session-key-v1", hashlib.sha256).hexdigest()
+    try:
+        server.secret_key = auth_store.session_secret(runs_dir)
+    except auth_store.KeyFileError as e:
+        raise AuthConfigError(str(e)) from None
     server.config.update(SESSION_COOKIE_NAME="hercules_session", SESSION_COOKIE_HTTPONLY=True,
                          SESSION_COOKIE_SAMESITE="Strict",
                          SESSION_COOKIE_SECURE=os.environ.get("HERCULES_COOKIE_SECURE", "") == "1",
                          PERMANENT_SESSION_LIFETIME=timedelta(hours=12))
-    mark = _mark(password)
+    mark = _mark(server.secret_key, password)
 
     def authorized() -> bool:
         header = request.headers.get("Authorization", "")

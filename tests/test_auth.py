@@ -4,11 +4,15 @@ when the app is reachable from other machines. Flask test client for the rules, 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import re
+import stat
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -137,6 +141,81 @@ def test_one_login_works_on_every_replica_until_the_password_changes(tmp_path, m
     cc = c2.server.test_client()
     cc.set_cookie("hercules_session", cookie)
     assert cc.get("/_dash-layout").status_code == 401
+
+
+# --- hardening: session key, throttling, CSRF, logout, next= ----------------------------------------
+
+def _cookie(resp) -> str:
+    return re.search(r"hercules_session=([^;]+)", resp.headers["Set-Cookie"]).group(1)
+
+
+def _session(cookie: str, key: str) -> dict:
+    """The session in ``cookie`` if it is signed with ``key`` (itsdangerous.BadSignature otherwise)."""
+    from flask import Flask
+    from flask.sessions import SecureCookieSessionInterface
+
+    probe = Flask("probe")
+    probe.secret_key = key
+    return SecureCookieSessionInterface().get_signing_serializer(probe).loads(cookie)
+
+
+def test_session_key_is_random_kept_in_the_runs_dir_and_not_derived_from_the_password(tmp_path, monkeypatch):
+    from itsdangerous import BadSignature
+
+    from callbacks import auth
+
+    runs = tmp_path / "runs"
+    a, _ = _app_with_run(runs, monkeypatch)
+    cookie = _cookie(a.server.test_client().get("/login"))  # what anyone gets without a password
+    # the old key, or anything else computed from a password guess, cannot verify it: no offline guessing
+    pw = PASSWORD.encode()
+    for guess in (hmac.new(hashlib.sha256(pw).digest(), b"hercules-session-key-v1", hashlib.sha256).hexdigest(),
+                  PASSWORD, hashlib.sha256(pw).hexdigest()):
+        with pytest.raises(BadSignature):
+            _session(cookie, guess)
+    key_file = runs / ".secret_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = key_file.read_text().strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", key)
+    assert auth.CSRF_KEY in _session(cookie, key)  # signed with the file's key
+    # a second web process on the same runs volume signs with the same key; another runs dir has its own
+    b, _ = _app_with_run(runs, monkeypatch)
+    other, _ = _app_with_run(tmp_path / "other-runs", monkeypatch)
+    assert a.server.secret_key == b.server.secret_key == key != other.server.secret_key
+    # the mark tying a session to the password is keyed by the secret: same password, other mark elsewhere
+    marks = [_session(_cookie(_login(app.server.test_client())), app.server.secret_key)[auth.SESSION_MARK]
+             for app in (a, other)]
+    old_mark = hmac.new(hashlib.sha256(pw).digest(), b"hercules-login-v1", hashlib.sha256).hexdigest()[:32]
+    assert marks[0] != marks[1] and old_mark not in marks
+
+
+def test_session_key_file_is_made_once_when_processes_race(tmp_path, monkeypatch):
+    from callbacks import auth_store, startup
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    barrier, keys = threading.Barrier(8), []
+
+    def start():
+        barrier.wait()
+        keys.append(auth_store.session_secret(runs))
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(keys) == 8 and len(set(keys)) == 1 and (runs / ".secret_key").read_text().strip() == keys[0]
+    # HERCULES_SECRET_KEY wins and writes nothing
+    monkeypatch.setenv("HERCULES_SECRET_KEY", "k" * 40)
+    assert auth_store.session_secret(tmp_path / "elsewhere") == "k" * 40
+    monkeypatch.delenv("HERCULES_SECRET_KEY")
+    # a damaged key file stops the server before it starts, in one line that says what to do
+    monkeypatch.setattr(auth_store, "KEY_FILE_WAIT", 0.1)
+    (runs / ".secret_key").write_text("\n")
+    monkeypatch.setenv("HERCULES_PASSWORD", PASSWORD)
+    with pytest.raises(startup.StartupError, match="does not hold a key: delete it"):
+        startup.preflight("web", host="0.0.0.0", runs_dir=runs)
 
 
 @pytest.mark.parametrize("target", ["/%09/evil.com", "/\t/evil.com", "//evil.com", "/\\evil.com", "/%5Cevil.com",
