@@ -13,7 +13,13 @@ The session key is random: ``HERCULES_SECRET_KEY`` if set, else 32 random bytes 
 ``<runs_dir>/.secret_key`` (mode 0600, created with O_EXCL so every gunicorn worker and every web replica
 on the runs volume uses the same one). Nothing sent to a browser can be checked against a password guess
 offline. A session holds a mark, an HMAC of the password keyed by that secret: changing the password logs
-everyone out. The password is never logged, echoed, or written anywhere.
+everyone out.
+
+Failed logins are counted per client address (``request.remote_addr``), over all processes: 5 are free,
+then the address waits 1, 2, 4, ... s after each further failure, at most 15 min (a lockout). A locked
+address gets HTTP 429 with ``Retry-After`` at once, whether it tries the form or a Bearer token; no thread
+sleeps, and nobody else waits. A successful login clears the count; counts are forgotten an hour after
+their last wait ended. The password is never logged, echoed, or written anywhere.
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ import hmac
 import logging
 import os
 import secrets
-import time
 import unicodedata
 from datetime import timedelta
 from urllib.parse import quote, unquote
@@ -36,7 +41,7 @@ from . import auth_store
 PASSWORD_ENV, PASSWORD_FILE_ENV = "HERCULES_PASSWORD", "HERCULES_PASSWORD_FILE"
 PUBLIC_PATHS = ("/login", "/healthz")
 SESSION_MARK, CSRF_KEY = "hercules_auth", "hercules_csrf"
-FAILED_LOGIN_DELAY = 1.0  # seconds: slows down guessing, one thread at a time
+SESSION_LIFETIME = timedelta(hours=12)
 log = logging.getLogger("hercules.auth")
 
 
@@ -67,6 +72,11 @@ def _digest(value: str) -> bytes:
 def password_matches(given: str | None, password: str) -> bool:
     """Constant-time comparison (of digests, so the length does not leak either)."""
     return isinstance(given, str) and hmac.compare_digest(_digest(given), _digest(password))
+
+
+def _same_text(a: object, b: object) -> bool:
+    """Constant-time equality of two strings (as bytes: compare_digest refuses non-ASCII str)."""
+    return isinstance(a, str) and isinstance(b, str) and hmac.compare_digest(a.encode(), b.encode())
 
 
 def _mark(secret_key: str, password: str) -> str:
@@ -115,13 +125,19 @@ input{{width:100%;padding:.5rem;margin:.5rem 0 1rem;box-sizing:border-box}}butto
 <button type="submit" id="login-submit">Log in</button></form></body></html>"""
 
 
-def _login_page(error: str = "", status: int = 200) -> Response:
+def _too_many(wait: int) -> str:
+    return f"Too many failed logins from your address: try again in {wait} s."
+
+
+def _login_page(error: str = "", status: int = 200, retry_after: int = 0) -> Response:
     token = session.get(CSRF_KEY) or secrets.token_urlsafe(32)
     session[CSRF_KEY] = token
     nxt = safe_next(request.values.get("next"))
     body = LOGIN_PAGE.format(error=escape(error), csrf=escape(token), next=escape(nxt))
     resp = Response(body, status=status, mimetype="text/html")
     resp.headers["Cache-Control"] = "no-store"
+    if retry_after:
+        resp.headers["Retry-After"] = str(retry_after)
     return resp
 
 
@@ -133,11 +149,20 @@ def _same_origin() -> bool:
     return origin.split("://", 1)[-1] == request.host
 
 
+def _refused(message: str, status: int, retry_after: int = 0) -> Response:
+    resp = Response(message + "\n", status=status, mimetype="text/plain")
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="HERCULES"'
+    if retry_after:
+        resp.headers["Retry-After"] = str(retry_after)
+    return resp
+
+
 def register(server, runs_dir: str | os.PathLike, password: str | None = None) -> bool:
     """Add ``/healthz`` and, when a password is configured, the login and the check of every request.
 
-    ``runs_dir`` holds the session key shared by all processes. Returns whether access control is on.
-    Raises AuthConfigError for an unreadable password file or key file.
+    ``runs_dir`` holds the session key and the failed-login counts shared by all processes. Returns whether
+    access control is on. Raises AuthConfigError for an unreadable password file or key file.
     """
     @server.route("/healthz")
     def hercules_healthz():
@@ -153,37 +178,58 @@ def register(server, runs_dir: str | os.PathLike, password: str | None = None) -
     server.config.update(SESSION_COOKIE_NAME="hercules_session", SESSION_COOKIE_HTTPONLY=True,
                          SESSION_COOKIE_SAMESITE="Strict",
                          SESSION_COOKIE_SECURE=os.environ.get("HERCULES_COOKIE_SECURE", "") == "1",
-                         PERMANENT_SESSION_LIFETIME=timedelta(hours=12))
+                         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME)
     mark = _mark(server.secret_key, password)
+    state_dir = os.path.join(runs_dir, ".cache")
+    throttle = auth_store.LoginThrottle(os.path.join(state_dir, "auth-throttle"))
+    server.extensions["hercules_auth"] = {"throttle": throttle}
 
-    def authorized() -> bool:
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            return password_matches(header[7:].strip(), password)
-        return hmac.compare_digest(str(session.get(SESSION_MARK, "")), mark)
+    def logged_in() -> bool:
+        return _same_text(session.get(SESSION_MARK), mark)
+
+    def bearer_refusal(token: str) -> Response | None:
+        """None if the token is the password; else 429 (address locked) or 401."""
+        addr = request.remote_addr
+        accepted, wait = throttle.attempt(addr, lambda: password_matches(token, password))
+        if accepted:
+            return None
+        if wait:
+            return _refused(_too_many(wait), 429, wait)
+        log.warning("wrong bearer token from %s", addr)
+        return _refused("Wrong token: send 'Authorization: Bearer <the team password>'.", 401, throttle.wait(addr))
 
     @server.before_request
     def hercules_require_login():
-        if request.path in PUBLIC_PATHS or authorized():
+        if request.path in PUBLIC_PATHS:
+            return None
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            return bearer_refusal(header[7:].strip())
+        if logged_in():
             return None
         if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
             return redirect("/login?next=" + quote(safe_next(request.full_path.rstrip("?")), safe="/"))
-        return Response("Authentication required: log in at /login, or send 'Authorization: Bearer <password>'.\n",
-                        status=401, mimetype="text/plain", headers={"WWW-Authenticate": 'Bearer realm="HERCULES"'})
+        return _refused("Authentication required: log in at /login, or send 'Authorization: Bearer <password>'.", 401)
 
     @server.route("/login", methods=["GET", "POST"])
     def hercules_login():
         if request.method == "GET":
             return _login_page()
+        addr = request.remote_addr
         token = session.get(CSRF_KEY)
-        if not token or not _same_origin() or not hmac.compare_digest(str(request.form.get("csrf_token", "")),
-                                                                       str(token)):
+        wait = throttle.wait(addr)
+        if wait:  # checked first: a locked address's guesses are not even read
+            return _login_page(_too_many(wait), 429, wait)
+        if not (token and _same_origin() and _same_text(request.form.get("csrf_token"), token)):
             session.pop(CSRF_KEY, None)
             return _login_page("The login form expired: please try again.", 400)
-        if not password_matches(request.form.get("password"), password):
-            log.warning("failed login from %s", request.remote_addr)
-            time.sleep(FAILED_LOGIN_DELAY)
-            return _login_page("Wrong password.", 401)
+        accepted, wait = throttle.attempt(addr, lambda: password_matches(request.form.get("password"), password))
+        if wait:
+            return _login_page(_too_many(wait), 429, wait)
+        if not accepted:
+            log.warning("failed login from %s", addr)
+            wait = throttle.wait(addr)
+            return _login_page("Wrong password." + (f" {_too_many(wait)}" if wait else ""), 401, wait)
         nxt = safe_next(request.form.get("next"))
         session.clear()  # a fresh session (and CSRF token) after login
         session[SESSION_MARK] = mark
@@ -193,7 +239,7 @@ def register(server, runs_dir: str | os.PathLike, password: str | None = None) -
     @server.route("/logout", methods=["POST"])
     def hercules_logout():
         if not _same_origin():
-            return Response("Cross-site logout refused.\n", status=400, mimetype="text/plain")
+            return _refused("Cross-site logout refused.", 400)
         session.clear()
         return redirect("/login")
 

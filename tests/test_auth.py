@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -107,9 +108,6 @@ def test_browser_login_sets_a_strict_httponly_session(tmp_path, monkeypatch):
 
 
 def test_login_refuses_wrong_password_missing_csrf_and_other_sites(tmp_path, monkeypatch, caplog):
-    from callbacks import auth
-
-    monkeypatch.setattr(auth, "FAILED_LOGIN_DELAY", 0.0)
     app, _ = _app_with_run(tmp_path / "runs", monkeypatch)
     c = app.server.test_client()
     with caplog.at_level(logging.DEBUG):
@@ -149,6 +147,11 @@ def _cookie(resp) -> str:
     return re.search(r"hercules_session=([^;]+)", resp.headers["Set-Cookie"]).group(1)
 
 
+def _token(client, path: str = "/login") -> str:
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
 def _session(cookie: str, key: str) -> dict:
     """The session in ``cookie`` if it is signed with ``key`` (itsdangerous.BadSignature otherwise)."""
     from flask import Flask
@@ -157,6 +160,24 @@ def _session(cookie: str, key: str) -> dict:
     probe = Flask("probe")
     probe.secret_key = key
     return SecureCookieSessionInterface().get_signing_serializer(probe).loads(cookie)
+
+
+def _client_at(app, address: str):
+    """A test client whose requests come from ``address`` (Flask's ``environ_base``)."""
+    client = app.server.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The login throttle's clock, stopped (tests move it by hand): locks last exactly as long as the test
+    says, however slow the machine."""
+    from callbacks import auth_store
+
+    now = [time.time()]
+    monkeypatch.setattr(auth_store, "_now", lambda: now[0])
+    return now
 
 
 def test_session_key_is_random_kept_in_the_runs_dir_and_not_derived_from_the_password(tmp_path, monkeypatch):
@@ -216,6 +237,104 @@ def test_session_key_file_is_made_once_when_processes_race(tmp_path, monkeypatch
     monkeypatch.setenv("HERCULES_PASSWORD", PASSWORD)
     with pytest.raises(startup.StartupError, match="does not hold a key: delete it"):
         startup.preflight("web", host="0.0.0.0", runs_dir=runs)
+
+
+def test_failed_logins_are_throttled_per_address_without_sleeping(tmp_path, monkeypatch, clock):
+    from callbacks import auth_store
+
+    app, _ = _app_with_run(tmp_path / "runs", monkeypatch)
+    c = app.server.test_client()
+
+    def wrong(client=c, password="guess"):
+        token = _token(client)
+        t0 = time.perf_counter()
+        r = client.post("/login", data={"password": password, "csrf_token": token})
+        assert time.perf_counter() - t0 < 0.5  # answered at once: no request thread sleeps
+        return r
+
+    for _ in range(auth_store.FREE_FAILURES):
+        r = wrong()
+        assert r.status_code == 401 and "Retry-After" not in r.headers
+    r = wrong()  # one too many: still checked (and wrong), and the address now waits 1 s
+    assert r.status_code == 401 and r.headers["Retry-After"] == "1"
+    assert "Too many failed logins from your address: try again in 1 s." in r.get_data(as_text=True)
+    r = wrong()
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1"
+    assert "Too many failed logins from your address: try again in 1 s." in r.get_data(as_text=True)
+    assert wrong(password=PASSWORD).status_code == 429  # while locked, even the right password is not read
+    # nobody else waits: the health check, and a login from another address
+    assert c.get("/healthz").status_code == 200
+    other = _client_at(app, "10.0.0.2")
+    t0 = time.perf_counter()
+    assert _login(other).status_code == 302 and time.perf_counter() - t0 < 0.5
+    # each further failure doubles the wait
+    for expected in ("2", "4"):
+        clock[0] += int(r.headers["Retry-After"])
+        r = wrong()
+        assert r.status_code == 401 and r.headers["Retry-After"] == expected
+    assert [auth_store.lock_seconds(n) for n in (5, 6, 7, 15, 16, 100)] == [0, 1, 2, 512, 900, 900]
+    # a successful login clears the address's record: the free failures are free again
+    clock[0] += 4
+    assert _login(c).status_code == 302
+    for _ in range(auth_store.FREE_FAILURES):
+        r = wrong(client=app.server.test_client())
+        assert r.status_code == 401 and "Retry-After" not in r.headers
+
+
+def test_parallel_wrong_logins_get_no_more_than_the_free_guesses(tmp_path, monkeypatch, clock):
+    from callbacks import auth_store
+
+    app, _ = _app_with_run(tmp_path / "runs", monkeypatch)
+    n = 32
+    clients = [app.server.test_client() for _ in range(n)]
+    tokens = [_token(c) for c in clients]
+    barrier, results = threading.Barrier(n), []
+
+    def guess(client, token):
+        barrier.wait()
+        t0 = time.perf_counter()
+        r = client.post("/login", data={"password": "guess", "csrf_token": token})
+        results.append((r.status_code, time.perf_counter() - t0))
+
+    threads = [threading.Thread(target=guess, args=pair) for pair in zip(clients, tokens)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = sorted(s for s, _ in results)
+    # counted before they are checked: only the free guesses and the one that starts the wait are read
+    assert statuses == [401] * (auth_store.FREE_FAILURES + 1) + [429] * (n - auth_store.FREE_FAILURES - 1)
+    assert max(t for _, t in results) < 1.0
+
+
+def test_wrong_bearer_tokens_are_throttled_too(tmp_path, monkeypatch, clock):
+    from callbacks import auth_store
+
+    app, _ = _app_with_run(tmp_path / "runs", monkeypatch)
+    c = app.server.test_client()
+    for _ in range(auth_store.FREE_FAILURES + 1):
+        assert c.get("/_dash-layout", headers={"Authorization": "Bearer guess"}).status_code == 401
+    ok = {"Authorization": f"Bearer {PASSWORD}"}
+    r = c.get("/_dash-layout", headers=ok)  # locked: the right token is not even looked at
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1"
+    assert "Too many failed logins from your address" in r.get_data(as_text=True)
+    other = _client_at(app, "10.0.0.3")
+    assert other.get("/_dash-layout", headers=ok).status_code == 200
+
+
+def test_throttle_records_expire_and_are_bounded(tmp_path, monkeypatch, clock):
+    from callbacks import auth_store
+
+    app, _ = _app_with_run(tmp_path / "runs", monkeypatch)
+    throttle = app.server.extensions["hercules_auth"]["throttle"]
+    for i in range(3):
+        client = _client_at(app, f"10.0.1.{i}")
+        client.post("/login", data={"password": "guess", "csrf_token": _token(client)})
+    assert len(throttle.cache) == 3
+    assert throttle.cache.size_limit == auth_store.THROTTLE_SIZE_LIMIT
+    assert throttle.cache.eviction_policy == "least-recently-stored"
+    later = time.time() + auth_store.FORGET_AFTER + 1
+    assert throttle.cache.expire(now=later) == 3 and len(throttle.cache) == 0
 
 
 @pytest.mark.parametrize("target", ["/%09/evil.com", "/\t/evil.com", "//evil.com", "/\\evil.com", "/%5Cevil.com",
