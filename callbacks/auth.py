@@ -4,16 +4,17 @@ No password configured (the default, bound to loopback): no login, as before. Wi
 or ``HERCULES_PASSWORD_FILE`` (a secret file, e.g. a Docker secret) every request needs it, except
 ``/login`` and ``/healthz``:
 
-- browsers log in on ``/login`` (a form with a CSRF token) and get a signed session cookie (HttpOnly,
-  SameSite=Strict, so no other site can send it; ``HERCULES_COOKIE_SECURE=1`` behind HTTPS);
+- browsers log in on ``/login`` (a form with a single-use CSRF token) and get a signed session cookie
+  (HttpOnly, SameSite=Strict, so no other site can send it; ``HERCULES_COOKIE_SECURE=1`` behind HTTPS),
+  valid 12 h or until its owner logs out;
 - scripts send ``Authorization: Bearer <password>``;
 - anything else gets 401 (a page navigation is redirected to the login form instead).
 
 The session key is random: ``HERCULES_SECRET_KEY`` if set, else 32 random bytes made once and kept in
 ``<runs_dir>/.secret_key`` (mode 0600, created with O_EXCL so every gunicorn worker and every web replica
 on the runs volume uses the same one). Nothing sent to a browser can be checked against a password guess
-offline. A session holds a mark, an HMAC of the password keyed by that secret: changing the password logs
-everyone out.
+offline. A session holds a random id and a mark, an HMAC of the password keyed by that secret: changing the
+password logs everyone out, and a logout records the session id as revoked (``callbacks/auth_store.py``).
 
 Failed logins are counted per client address (``request.remote_addr``), over all processes: 5 are free,
 then the address waits 1, 2, 4, ... s after each further failure, at most 15 min (a lockout). A locked
@@ -40,7 +41,7 @@ from . import auth_store
 
 PASSWORD_ENV, PASSWORD_FILE_ENV = "HERCULES_PASSWORD", "HERCULES_PASSWORD_FILE"
 PUBLIC_PATHS = ("/login", "/healthz")
-SESSION_MARK, CSRF_KEY = "hercules_auth", "hercules_csrf"
+SESSION_MARK, SESSION_ID, CSRF_KEY = "hercules_auth", "hercules_sid", "hercules_csrf"
 SESSION_LIFETIME = timedelta(hours=12)
 log = logging.getLogger("hercules.auth")
 
@@ -161,7 +162,7 @@ def _refused(message: str, status: int, retry_after: int = 0) -> Response:
 def register(server, runs_dir: str | os.PathLike, password: str | None = None) -> bool:
     """Add ``/healthz`` and, when a password is configured, the login and the check of every request.
 
-    ``runs_dir`` holds the session key and the failed-login counts shared by all processes. Returns whether
+    ``runs_dir`` holds the session key and the login state shared by all processes. Returns whether
     access control is on. Raises AuthConfigError for an unreadable password file or key file.
     """
     @server.route("/healthz")
@@ -182,10 +183,12 @@ def register(server, runs_dir: str | os.PathLike, password: str | None = None) -
     mark = _mark(server.secret_key, password)
     state_dir = os.path.join(runs_dir, ".cache")
     throttle = auth_store.LoginThrottle(os.path.join(state_dir, "auth-throttle"))
-    server.extensions["hercules_auth"] = {"throttle": throttle}
+    ledger = auth_store.SessionLedger(os.path.join(state_dir, "auth-sessions"), SESSION_LIFETIME.total_seconds())
+    server.extensions["hercules_auth"] = {"throttle": throttle, "ledger": ledger}
 
     def logged_in() -> bool:
-        return _same_text(session.get(SESSION_MARK), mark)
+        sid = session.get(SESSION_ID)
+        return _same_text(session.get(SESSION_MARK), mark) and isinstance(sid, str) and not ledger.revoked(sid)
 
     def bearer_refusal(token: str) -> Response | None:
         """None if the token is the password; else 429 (address locked) or 401."""
@@ -216,12 +219,12 @@ def register(server, runs_dir: str | os.PathLike, password: str | None = None) -
         if request.method == "GET":
             return _login_page()
         addr = request.remote_addr
-        token = session.get(CSRF_KEY)
+        token = session.pop(CSRF_KEY, None)  # single use: spent by this POST, whatever its outcome
         wait = throttle.wait(addr)
         if wait:  # checked first: a locked address's guesses are not even read
             return _login_page(_too_many(wait), 429, wait)
-        if not (token and _same_origin() and _same_text(request.form.get("csrf_token"), token)):
-            session.pop(CSRF_KEY, None)
+        if not (token and _same_origin() and _same_text(request.form.get("csrf_token"), token)
+                and ledger.use_token(token)):  # the ledger refuses a token replayed with an old cookie
             return _login_page("The login form expired: please try again.", 400)
         accepted, wait = throttle.attempt(addr, lambda: password_matches(request.form.get("password"), password))
         if wait:
@@ -231,7 +234,8 @@ def register(server, runs_dir: str | os.PathLike, password: str | None = None) -
             wait = throttle.wait(addr)
             return _login_page("Wrong password." + (f" {_too_many(wait)}" if wait else ""), 401, wait)
         nxt = safe_next(request.form.get("next"))
-        session.clear()  # a fresh session (and CSRF token) after login
+        session.clear()  # a new session: new id, new CSRF token, nothing kept from before the login
+        session[SESSION_ID] = secrets.token_urlsafe(24)
         session[SESSION_MARK] = mark
         session.permanent = True
         return redirect(nxt)
@@ -240,6 +244,9 @@ def register(server, runs_dir: str | os.PathLike, password: str | None = None) -
     def hercules_logout():
         if not _same_origin():
             return _refused("Cross-site logout refused.", 400)
+        sid = session.get(SESSION_ID)
+        if logged_in():
+            ledger.revoke(sid)  # the cookie stays in the browser's past: refuse it from now on
         session.clear()
         return redirect("/login")
 

@@ -2,10 +2,11 @@
 replica sharing the runs volume sees the same thing (``callbacks/auth.py`` decides what to do with it):
 
 - the session signing key (``<runs_dir>/.secret_key``, random, made once, mode 0600);
-- failed logins per client address (``LoginThrottle``), a diskcache store (SQLite in WAL mode, safe across threads and processes)
-  under ``<runs_dir>/.cache/auth-throttle``.
+- failed logins per client address (``LoginThrottle``);
+- revoked sessions and used CSRF tokens (``SessionLedger``).
 
-Every entry expires; nothing here holds or derives from the password.
+The last two are diskcache stores (SQLite in WAL mode, safe across threads and processes), under
+``<runs_dir>/.cache/auth-*``. Every entry expires; nothing here holds or derives from the password.
 """
 
 from __future__ import annotations
@@ -145,6 +146,29 @@ class LoginThrottle:
             self.cache.delete(key)  # a successful login forgets the address's failures
             return True, 0
         return False, 0
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+class SessionLedger:
+    """Session ids revoked by a logout and CSRF tokens already used, each kept until the cookie that
+    carried it would have expired anyway (so the store holds at most ``lifetime`` worth of them)."""
+
+    def __init__(self, directory: str | os.PathLike, lifetime: float):
+        # no eviction by size: dropping an entry early would make a logged-out cookie valid again
+        self.cache = _open_cache(Path(directory), eviction_policy="none")
+        self.lifetime = lifetime
+
+    def revoke(self, session_id: str) -> None:
+        self.cache.set(("session", session_id), True, expire=self.lifetime)
+
+    def revoked(self, session_id: str) -> bool:
+        return ("session", session_id) in self.cache
+
+    def use_token(self, token: str) -> bool:
+        """Mark a CSRF token used; False if it had been used before (atomic: one use wins)."""
+        return self.cache.add(("csrf", token), True, expire=self.lifetime)
 
     def close(self) -> None:
         self.cache.close()

@@ -337,6 +337,48 @@ def test_throttle_records_expire_and_are_bounded(tmp_path, monkeypatch, clock):
     assert throttle.cache.expire(now=later) == 3 and len(throttle.cache) == 0
 
 
+def test_csrf_token_is_single_use(tmp_path, monkeypatch):
+    app, _ = _app_with_run(tmp_path / "runs", monkeypatch)
+    c = app.server.test_client()
+    first = c.get("/login")
+    old_cookie = _cookie(first)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', first.get_data(as_text=True)).group(1)
+    r = c.post("/login", data={"password": "guess", "csrf_token": token})
+    assert r.status_code == 401
+    fresh = re.search(r'name="csrf_token" value="([^"]+)"', r.get_data(as_text=True)).group(1)
+    assert fresh != token  # the re-rendered form has a new token
+    # the spent token again, with the browser's current cookie or with the old cookie that still holds it
+    r = c.post("/login", data={"password": PASSWORD, "csrf_token": token})
+    assert r.status_code == 400 and "The login form expired: please try again." in r.get_data(as_text=True)
+    replay = app.server.test_client()
+    replay.set_cookie("hercules_session", old_cookie)
+    assert replay.post("/login", data={"password": PASSWORD, "csrf_token": token}).status_code == 400
+    assert replay.get("/_dash-layout").status_code == 401
+    # a token that is not ASCII is refused like any wrong one, not with an error
+    c.get("/login")
+    assert c.post("/login", data={"password": PASSWORD, "csrf_token": "é"}).status_code == 400
+    assert _login(c).status_code == 302
+
+
+def test_logout_revokes_the_session_on_every_replica(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    a, _ = _app_with_run(runs, monkeypatch)
+    b, _ = _app_with_run(runs, monkeypatch)
+    ca = a.server.test_client()
+    cookie = _cookie(_login(ca))
+    r = ca.post("/logout")
+    assert r.status_code == 302 and r.headers["Location"] == "/login"
+    for app in (a, b):  # the copied cookie, replayed after the logout
+        thief = app.server.test_client()
+        thief.set_cookie("hercules_session", cookie)
+        assert thief.get("/_dash-layout").status_code == 401
+        r = thief.get("/runs", headers={"Accept": "text/html"})
+        assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+    # logging in again gives a new session that works
+    new_cookie = _cookie(_login(ca))
+    assert new_cookie != cookie and ca.get("/_dash-layout").status_code == 200
+
+
 @pytest.mark.parametrize("target", ["/%09/evil.com", "/\t/evil.com", "//evil.com", "/\\evil.com", "/%5Cevil.com",
                                     "https://evil.com", "http:evil.com", "/\n", "/\r\nLocation: https://evil.com",
                                     "/%2F%2Fevil.com", "/%252F%252Fevil.com", " /x", "/\u2028", "evil.com"])
