@@ -21,6 +21,14 @@ then the address waits 1, 2, 4, ... s after each further failure, at most 15 min
 address gets HTTP 429 with ``Retry-After`` at once, whether it tries the form or a Bearer token; no thread
 sleeps, and nobody else waits. A successful login clears the count; counts are forgotten an hour after
 their last wait ended. The password is never logged, echoed, or written anywhere.
+
+Compared with Django's auth and Flask-Login: like Django's ``login()`` a login starts a new session (new
+id, new CSRF token), like Django's session auth hash the session carries a keyed HMAC tied to the password,
+and ``next`` is checked as ``url_has_allowed_host_and_scheme`` would (backslashes, control characters,
+``//``), only stricter: a plain path on this site, never a URL with a host. Unlike Flask-Login's and
+Django's signed-cookie sessions a logout revokes the cookie on the server, and unlike both (which leave
+throttling to add-ons such as django-axes) failed logins are throttled here. Unlike Django's CSRF token,
+which serves every form until the next login, ours is spent by the POST that carries it.
 """
 
 from __future__ import annotations
