@@ -84,7 +84,7 @@ def create_app(runs_dir: str | os.PathLike | None = None, *, include_test_models
         nav, dbc.Container(job_panel, fluid="lg"), dash.page_container,
     ])
     callbacks.register(app, ctx)
-    auth.register(app.server)  # a login for every request when HERCULES_PASSWORD(_FILE) is set
+    auth.register(app.server, runs_dir)  # a login for every request when HERCULES_PASSWORD(_FILE) is set
     return app
 
 

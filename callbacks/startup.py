@@ -2,7 +2,7 @@
 (and exit code 2), never a traceback or a server that fails later:
 
 - bound to an address other than loopback without a password (``callbacks/auth.py``);
-- a runs directory (volume) that cannot be written;
+- a runs directory (volume) that cannot be written, or a damaged session key file in it;
 - ``REDIS_URL`` set but Redis unreachable (waits ``HERCULES_REDIS_WAIT`` seconds, default 30, so a
   compose stack may start in any order).
 
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from . import auth
+from . import auth, auth_store
 
 
 class StartupError(Exception):
@@ -64,6 +64,14 @@ def check_runs_dir(runs_dir: Path) -> None:
                            "HERCULES_RUNS_DIR.") from None
 
 
+def check_session_key(runs_dir: Path) -> None:
+    """The session key exists (made now if missing) before any worker starts: one line if it is unusable."""
+    try:
+        auth_store.session_secret(runs_dir)
+    except auth_store.KeyFileError as e:
+        raise StartupError(str(e)) from None
+
+
 def redacted(url: str) -> str:
     """``url`` without its password (Redis URLs may carry one)."""
     parts = urlsplit(url)
@@ -101,11 +109,14 @@ def check_redis(url: str | None, wait: float | None = None) -> None:
 
 def preflight(role: str, *, host: str | None = None, runs_dir: Path) -> None:
     """All checks of a ``web`` (needs ``host``) or ``worker`` process; StartupError on the first problem."""
+    login = False
     if role == "web":
-        check_access(host or "127.0.0.1")
+        login = check_access(host or "127.0.0.1")
     elif role == "worker" and not os.environ.get("REDIS_URL"):
         raise StartupError("a worker needs REDIS_URL (e.g. redis://redis:6379/0) to receive runs.")
     check_runs_dir(runs_dir)
+    if login:
+        check_session_key(runs_dir)
     check_redis(os.environ.get("REDIS_URL"))
 
 
