@@ -151,6 +151,43 @@ def test_deep_nesting_is_a_model_file_error(tmp_path, doc, depth):
         io.load_model(path)
 
 
+# --------------------------------------------------------------------------- import on the runs page
+
+def test_importing_a_bomb_leaves_runs_empty_and_says_why(tmp_path, doc, no_inflation):
+    runs = tmp_path / "runs"
+    doc["levels"][1]["fallback"] = zeros_bomb(BOMB_ROWS)
+    run_id, msg = page_runs.import_model(runs, "bomb.json", data_url(json.dumps(doc).encode()))
+    assert run_id is None and runs_left(runs) == []
+    assert msg.startswith("bomb.json: levels[1].fallback declares 800,000,000 rows") and str(runs) not in msg
+
+
+def test_importing_a_deeply_nested_file_leaves_runs_empty_and_says_why(tmp_path):
+    runs = tmp_path / "runs"
+    text = '{"format": "hercules-model", "schema_version": 1, "stats": ' + deep(100_000) + "}"
+    run_id, msg = page_runs.import_model(runs, "deep.json", data_url(text.encode()))
+    assert run_id is None and runs_left(runs) == []
+    assert msg.startswith("deep.json is not a HERCULES model JSON: it is nested too deeply")
+
+
+def test_import_cleans_up_after_any_failure(tmp_path, monkeypatch, doc):
+    runs = tmp_path / "runs"
+    blob = data_url(json.dumps(doc).encode())
+
+    def broken(*_a, **_k):
+        raise RuntimeError("a bug while writing the outputs")
+    monkeypatch.setattr(page_runs, "save_outputs", broken)
+    run_id, msg = page_runs.import_model(runs, "model.json", blob)
+    assert run_id is None and runs_left(runs) == []
+    assert "internal error occurred (RuntimeError)" in msg and "a bug" not in msg
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(page_runs, "save_outputs", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # not swallowed, but cleaned up after
+        page_runs.import_model(runs, "model.json", blob)
+    assert runs_left(runs) == []
+
+
 # --------------------------------------------------------------------------- legitimate models
 
 def test_a_legitimate_model_of_a_few_thousand_items_still_round_trips(tmp_path):
