@@ -15,7 +15,7 @@ import zlib
 import numpy as np
 import pytest
 
-from callbacks import page_runs, runstore
+from callbacks import page_runs, runstore, uploads
 from hercules_core import io
 from hercules_core.assign import assignment_info
 from hercules_core.errors import ModelFileError
@@ -186,6 +186,23 @@ def test_import_cleans_up_after_any_failure(tmp_path, monkeypatch, doc):
     with pytest.raises(KeyboardInterrupt):  # not swallowed, but cleaned up after
         page_runs.import_model(runs, "model.json", blob)
     assert runs_left(runs) == []
+
+
+@pytest.mark.parametrize("name", ["notmodel.json", f"hercules-{'a' * 32}-model.json", "model.json"])
+def test_import_messages_name_the_users_file_as_given(tmp_path, name):
+    runs = tmp_path / "runs"
+    run_id, msg = page_runs.import_model(runs, name, data_url(b'{"levels": []}'))
+    assert run_id is None and runs_left(runs) == []
+    assert msg.startswith(f"{name} is not a HERCULES model JSON"), msg
+    assert msg.count("model.json") == 1 and "notnot" not in msg
+
+
+def test_user_text_replaces_whole_stored_names_only(tmp_path):
+    rdir = tmp_path / "run"
+    desc = {"names": ["notmodel.json"], "files": ["model.json"]}
+    message = f"{rdir}/model.json is bad; model.json, xmodel.json and model.json.bak are other files"
+    assert uploads.user_text(message, desc, rdir) == \
+        "notmodel.json is bad; notmodel.json, xmodel.json and model.json.bak are other files"
 
 
 # --------------------------------------------------------------------------- legitimate models
