@@ -8,6 +8,7 @@ into place with ``os.replace``, so a crash never leaves a half-written file behi
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timezone
+from io import StringIO
 from pathlib import Path, PurePath
 from typing import Any, NamedTuple
 
@@ -681,20 +683,56 @@ def membership_frame(h: Hierarchy) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-_FORMULA_START = re.compile(r"^[=+\-@\t\r]")
+# A cell a spreadsheet may run as a formula (OWASP "CSV Injection", ASVS 1.2.10): one that starts
+# with = + - @ (or their full-width forms, which some Excel locales accept), also after leading
+# whitespace that Excel and LibreOffice skip (spaces, NBSP, tabs, CR/LF, zero-width space, BOM),
+# and any cell that starts with a tab, CR, LF or NUL.
+_FORMULA_START = re.compile(r"[\t\r\n\0]|[\s\u200b\ufeff]*[=+\-@\uff1d\uff0b\uff0d\uff20]")
 
 
-def _csv_safe(s: pd.Series) -> pd.Series:
-    """Prefix cells a spreadsheet would run as a formula with ' (OWASP CSV injection advice)."""
-    s = s.astype(object).map(str)
-    return s.where(~s.str.contains(_FORMULA_START), "'" + s)
+def csv_safe_cell(value: Any) -> Any:
+    """``value`` as a CSV cell a spreadsheet will show as text, never run as a formula.
+
+    A string that could start a formula gets a leading ``'`` (the OWASP advice: spreadsheets
+    read it as "text follows"). Anything that is not a string is returned unchanged, so numbers
+    stay numbers (a distance of -0.5 is written as -0.5). Every CSV this project writes goes
+    through here (or :func:`csv_safe_frame`); tests/test_csv_writers.py holds the list.
+    """
+    if isinstance(value, str) and _FORMULA_START.match(value):
+        return "'" + value
+    return value
+
+
+def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` with :func:`csv_safe_cell` applied to its text cells; numeric, bool
+    and datetime columns are left as they are (their cells are not strings)."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or isinstance(out[col].dtype, pd.StringDtype):
+            out[col] = out[col].astype(object).map(csv_safe_cell)
+    return out
+
+
+# RFC 4180 line ends. With "\n" alone, Python's csv module (and pandas) leave a lone "\r" inside a
+# cell unquoted, and spreadsheets that break rows at CR would start a new, unescaped cell there.
+CSV_LINE_END = "\r\n"
+
+
+def frame_csv(frame: pd.DataFrame, **to_csv: Any) -> str:
+    """``frame`` as CSV text, every text cell escaped by :func:`csv_safe_cell`."""
+    return csv_safe_frame(frame).to_csv(index=False, lineterminator=CSV_LINE_END, **to_csv)
+
+
+def rows_csv(rows: Iterable[Iterable[Any]]) -> str:
+    """Rows of cells (the header first) as CSV text, every cell escaped by :func:`csv_safe_cell`."""
+    buf = StringIO()
+    csv.writer(buf, lineterminator=CSV_LINE_END).writerows([csv_safe_cell(c) for c in row] for row in rows)
+    return buf.getvalue()
 
 
 def save_memberships(h: Hierarchy, path: str | os.PathLike) -> None:
     """Write :func:`membership_frame` as CSV (atomically, formula-looking cells escaped)."""
-    frame = membership_frame(h)
-    frame = frame.apply(_csv_safe)
-    atomic_write(path, frame.to_csv(index=False, lineterminator="\n"))
+    atomic_write(path, frame_csv(membership_frame(h)))
 
 
 def _one_line(text: str) -> str:
