@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from datetime import datetime
@@ -15,6 +16,8 @@ from hercules_core import HerculesError, load_model
 from hercules_run.pipeline import save_outputs
 
 from . import ids, runstore, uploads
+
+log = logging.getLogger("hercules.import")
 
 BADGE = {"done": "success", "running": "primary", "queued": "secondary", "failed": "danger",
          "cancelled": "warning", "interrupted": "dark"}
@@ -79,16 +82,30 @@ def import_model(runs_dir, name: str, contents: str) -> tuple[str | None, str]:
     run_id = runstore.new_id()
     rdir = runstore.run_dir(runs_dir, run_id)
     try:
-        rdir.mkdir(parents=True)
-        (rdir / "model.json").write_bytes(uploads.decode_data_url(contents))
-        h = load_model(rdir / "model.json")
-        save_outputs(h, rdir, write_model=False)  # the uploaded model.json stays as it was
+        try:
+            h = _store_import(rdir, name, contents)
+        except BaseException:
+            # whatever went wrong (a hostile file, a full disk, a bug, an interrupt), no folder
+            # without status.json stays in runs/; rdir is built from a server-made id, never from input
+            shutil.rmtree(rdir, ignore_errors=True)
+            raise
     except HerculesError as e:
-        shutil.rmtree(rdir, ignore_errors=True)  # rdir is built from a server-made id, never from input
         return None, uploads.user_text(str(e), {"names": [name], "files": ["model.json"]}, rdir)
-    except OSError as e:  # a full disk: say so, keep nothing half-written
-        shutil.rmtree(rdir, ignore_errors=True)
+    except OSError as e:  # a full disk: say so
         return None, f"{name} could not be saved: {runstore.os_error_text(e)}."
+    except Exception as e:  # a bug: the page says so, the traceback goes to the server log only
+        log.warning("importing a model failed", exc_info=e)
+        return None, (f"{name} could not be imported: an internal error occurred ({type(e).__name__}). "
+                      "Check that it is a model.json saved by HERCULES; the details are in the server log.")
+    return run_id, f"Imported {name}: {h.n_items:,} items, {h.top_level} levels."
+
+
+def _store_import(rdir, name: str, contents: str):
+    """Write the upload as ``rdir/model.json``, load it, write the other outputs and a done status."""
+    rdir.mkdir(parents=True)
+    (rdir / "model.json").write_bytes(uploads.decode_data_url(contents))
+    h = load_model(rdir / "model.json")
+    save_outputs(h, rdir, write_model=False)  # the uploaded model.json stays as it was
     cfg = h.config
     counts = cfg.level_cluster_counts
     runstore.update_status(rdir, state="done", imported=True, created=runstore.now_iso(), percent=100,
@@ -99,7 +116,7 @@ def import_model(runs_dir, name: str, contents: str) -> tuple[str | None, str]:
                                      "seed": cfg.random_state},
                            timings=h.stats.get("timings", {}),
                            clusters_per_level=[len(lv) for lv in h.levels[1:]])
-    return run_id, f"Imported {name}: {h.n_items:,} items, {h.top_level} levels."
+    return h
 
 
 def register(app, ctx) -> None:

@@ -8,12 +8,10 @@ or wherever an imported model's paths point.
 
 from __future__ import annotations
 
-import csv
-import io as _io
-
 from flask import Response, abort, send_file
 
 from hercules_core import HerculesError
+from hercules_core.io import rows_csv
 
 from . import runstore
 
@@ -22,16 +20,12 @@ FILES = {"model.json": "application/json", "memberships.csv": "text/csv", "evalu
 
 
 def evaluation_csv(evaluation: dict) -> str:
-    """One row per level, one column per metric (notes joined with " | ")."""
+    """One row per level, one column per metric (notes joined with " | "), formula-looking text escaped
+    (notes quote cluster titles, and an imported model supplies every name and value)."""
     rows = [dict(v, level=int(k)) for k, v in sorted(evaluation.items(), key=lambda kv: int(kv[0]))]
     cols = ["level"] + sorted({c for r in rows for c in r} - {"level", "notes"}) + ["notes"]
-    buf = _io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({c: " | ".join(r.get("notes") or []) if c == "notes" else
-                    ("" if r.get(c) is None else r.get(c)) for c in cols})
-    return buf.getvalue()
+    body = [[" | ".join(map(str, r.get("notes") or [])) if c == "notes" else r.get(c) for c in cols] for r in rows]
+    return rows_csv([cols, *body])
 
 
 def download_name(run_id: str, kind: str) -> str:

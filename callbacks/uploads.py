@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import math
+import re
 import shutil
 import zipfile
 from pathlib import Path, PurePath
@@ -108,18 +109,33 @@ def _str_list(value: Any, what: str) -> list[str]:
 
 
 def user_text(message: str, desc: dict[str, Any], *folders: Path) -> str:
-    """``message`` with stored file names and server folders replaced by what the user knows."""
+    """``message`` with stored file names and server folders replaced by what the user knows.
+
+    All replacements happen in one pass, so a user's name that was put in is never searched again
+    (the name "notmodel.json" contains the stored name "model.json"), and a bare stored name is
+    replaced only as a whole file name, never inside a longer one.
+    """
     udir = folders[0] if folders else None
-    for name, stored in sorted(zip(desc.get("names") or [desc.get("name")], desc.get("files") or [desc.get("file")]),
-                               key=lambda p: -len(str(p[1]))):
-        if udir is not None and stored:
-            message = message.replace(str(udir.resolve() / stored), name).replace(str(udir / stored), name)
-        if stored:
-            message = message.replace(stored, name)
+    swaps: dict[str, str] = {}
+    patterns: dict[str, str] = {}  # text to find -> its regex, longest text tried first
+    pairs = zip(desc.get("names") or [desc.get("name")], desc.get("files") or [desc.get("file")])
+    for name, stored in pairs:
+        if not stored or not isinstance(name, str):
+            continue
+        paths = {str(udir.resolve() / stored), str(udir / stored)} if udir is not None else set()
+        for path in paths:
+            swaps[path], patterns[path] = name, re.escape(path)
+        swaps.setdefault(stored, name)
+        patterns.setdefault(stored, rf"(?<![\w.\-]){re.escape(stored)}(?![\w\-]|\.\w)")
     forms = {str(f.resolve()) for f in folders} | {str(f) for f in folders if f.is_absolute()}
-    for form in sorted(forms, key=len, reverse=True):
-        message = message.replace(form + "/", "").replace(form, "")
-    return message
+    for form in forms:
+        for text in (form + "/", form):
+            swaps.setdefault(text, "")
+            patterns.setdefault(text, re.escape(text))
+    if not patterns:
+        return message
+    regex = "|".join(patterns[t] for t in sorted(patterns, key=len, reverse=True))
+    return re.sub(regex, lambda m: swaps[m.group(0)], message)
 
 
 def _saved(write, what: str) -> Any:

@@ -346,10 +346,11 @@ def assign(h: Hierarchy, data: Any, *, text_embedder: TextEmbedder | None = None
 
 
 def save_assignments(result: AssignResult, path: Any) -> None:
-    """Write the result frame as CSV (atomically, formula-looking cells escaped, as memberships.csv)."""
-    from .io import _csv_safe, atomic_write
+    """Write the result frame as CSV (atomically, formula-looking cells escaped, as memberships.csv).
 
-    frame = result.frame.copy()
-    frame["distance"] = frame["distance"].map(lambda v: f"{v:.6g}")
-    frame = frame.apply(_csv_safe)
-    atomic_write(path, frame.to_csv(index=False, lineterminator="\n"))
+    ``distance`` stays a number (6 significant digits): only text cells are escaped, so a
+    spreadsheet still sorts and sums it.
+    """
+    from .io import atomic_write, frame_csv
+
+    atomic_write(path, frame_csv(result.frame, float_format="%.6g"))

@@ -8,6 +8,7 @@ into place with ``os.replace``, so a crash never leaves a half-written file behi
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -18,8 +19,9 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timezone
+from io import StringIO
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -43,6 +45,7 @@ _B85 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+
 _B85_CHUNK = 1 << 16  # 32-bit words per vectorised step: the temporaries stay in cache
 _SPLICE_MIN = 1 << 16  # base85 blobs at least this long bypass json.dumps in save_model
 _PROBE = 1 << 16  # bytes of a plane compressed first to decide whether the plane compresses at all
+_INFLATE_LIMIT = 1032  # the most bytes one byte of a deflate stream can inflate to (see _inflation_problem)
 _DTYPES = {"float32": "<f4", "float64": "<f8", "int32": "<i4", "int64": "<i8", "bool": "u1"}
 
 
@@ -169,8 +172,26 @@ def _is_encoded(value: Any) -> bool:
     return isinstance(value, dict) and "encoding" in value and "data" in value and "dtype" in value
 
 
-def decode_array(d: Mapping[str, Any]) -> np.ndarray:
-    """Restore an array from :func:`encode_array`; ModelFileError if the dict is damaged."""
+class _Header(NamedTuple):
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    n: int  # elements, which is also the byte length of each plane
+    lengths: list[int]
+    zipped: list[bool]
+    data: str | bytes
+
+
+def _b85_size(chars: int) -> int:
+    """Bytes that ``chars`` base85 characters decode to (as :func:`_b85decode` pads a last group)."""
+    return 4 * -(-chars // 5) - (-chars % 5)
+
+
+def _header(d: Mapping[str, Any]) -> _Header:
+    """The header of an encoded array, checked against its own data without decoding anything.
+
+    Everything here costs O(1) memory: a hostile header is refused before a byte is allocated for it.
+    """
     try:
         name, encoding = d["dtype"], d["encoding"]
         shape = tuple(int(x) for x in d["shape"])
@@ -181,13 +202,45 @@ def decode_array(d: Mapping[str, Any]) -> np.ndarray:
         raise ModelFileError(f"Unknown array encoding {encoding!r} (this version reads {ARRAY_ENCODING!r}).")
     if name not in _DTYPES:
         raise ModelFileError(f"Unknown array dtype {name!r}.")
+    if not isinstance(data, (str, bytes)):
+        raise ModelFileError("Array data is not base85 text.")
     dtype = np.dtype(_DTYPES[name])
-    if any(s < 0 for s in shape) or len(lengths) != dtype.itemsize or len(zipped) != dtype.itemsize:
+    if any(s < 0 for s in shape) or len(lengths) != dtype.itemsize or len(zipped) != dtype.itemsize \
+            or any(length < 0 for length in lengths):
         raise ModelFileError(f"Encoded array header is inconsistent (shape {list(shape)}, dtype {name}).")
+    size = _b85_size(len(data))
+    if size != sum(lengths):
+        raise ModelFileError(f"Encoded array data has {size} bytes, the header says {sum(lengths)}.")
     n = math.prod(shape)
-    blob = _b85decode(data)
-    if len(blob) != sum(lengths):
-        raise ModelFileError(f"Encoded array data has {len(blob)} bytes, the header says {sum(lengths)}.")
+    for k, (length, z) in enumerate(zip(lengths, zipped)):
+        if not z and length != n:  # a stored plane holds exactly one byte per element
+            raise ModelFileError(f"Encoded array plane {k} has {length} bytes, expected {n}.")
+    return _Header(name, dtype, shape, n, lengths, zipped, data)
+
+
+def _inflation_problem(h: _Header) -> str | None:
+    """What is wrong when a compressed plane declares more bytes than it can inflate to, else None.
+
+    Deflate spends at least 2 bits on a copy of at most 258 bytes, so no zlib stream of L bytes
+    inflates to more than 1032 * L bytes (a plane of zeros reaches ~1030x). This bounds what any
+    model file can make the loader allocate to about 1032 times the file's own size.
+    """
+    for k, (length, z) in enumerate(zip(h.lengths, h.zipped)):
+        if z and h.n > _INFLATE_LIMIT * length:
+            return (f"declares {h.n:,} bytes in plane {k}, more than its {length:,} compressed bytes can hold "
+                    f"(zlib inflates one byte to at most {_INFLATE_LIMIT}).")
+    return None
+
+
+def decode_array(d: Mapping[str, Any]) -> np.ndarray:
+    """Restore an array from :func:`encode_array`; ModelFileError if the dict is damaged."""
+    header = _header(d)
+    problem = _inflation_problem(header)
+    if problem:
+        raise ModelFileError(f"Encoded array {problem}")
+    name, dtype, shape, n = header.name, header.dtype, header.shape, header.n
+    lengths, zipped = header.lengths, header.zipped
+    blob = _b85decode(header.data)
     planes = np.empty((dtype.itemsize, n), dtype=np.uint8)
     offset = 0
     for k, (length, z) in enumerate(zip(lengths, zipped)):
@@ -406,6 +459,101 @@ def _check_fields(doc: dict[str, Any], path: Path) -> None:
         raise ModelFileError(f"{path} must hold at least two levels (items and one level of clusters).")
 
 
+MAX_VECTOR_WIDTH = 65_536  # columns of a stored matrix; embeddings and tables are far narrower
+MAX_NESTING = 64  # JSON depth of a model file; save_model writes fewer than ten levels
+
+
+def _nesting_exceeds(doc: Any, limit: int) -> bool:
+    """Whether ``doc`` nests lists/dicts deeper than ``limit`` (iterative: no recursion to exhaust)."""
+    stack = [(doc, 1)] if isinstance(doc, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        kinds = set(map(type, children))  # C speed: most lists (ids, texts) hold no containers at all
+        if dict not in kinds and list not in kinds:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _count_ids(where: str, ids: Any) -> int:
+    if not isinstance(ids, list):
+        raise ModelFileError(f"{where}.ids must be a list of ids, not a {type(ids).__name__}.")
+    return len(ids)
+
+
+# (field, encoded value, rows it must have or None, why (says whose rows), dimensions or None for 0-2)
+_Spec = tuple[str, Any, "int | None", str, "int | None"]
+
+
+def _array_specs(doc: dict[str, Any]) -> Iterable[_Spec]:
+    """Every array :func:`_build` decodes, with the shape the rest of the document implies."""
+    ds = doc["dataset"]
+    n = _count_ids("dataset", ds["ids"])
+    items = f"the dataset has {n:,} items"
+    for key in ("numeric", "numeric_raw"):
+        yield f"dataset.{key}", ds.get(key), n, items, 2
+    for key in ("scaler_mean", "scaler_scale"):
+        yield f"dataset.{key}", ds.get(key), None, "", 1
+    sizes = [_count_ids(f"levels[{i}]", lv["ids"]) for i, lv in enumerate(doc["levels"])]
+    for i, lv in enumerate(doc["levels"]):
+        m = sizes[i]
+        why = f"the level has {m:,} {'items' if i == 0 else 'clusters'}"
+        for key in ("parent", "size", "fallback"):
+            yield f"levels[{i}].{key}", lv[key], m, why, 1
+        yield f"levels[{i}].vectors", lv.get("vectors"), m, why, 2
+        if lv.get("desc_embeddings") != {"same_as": "vectors"}:
+            yield f"levels[{i}].desc_embeddings", lv.get("desc_embeddings"), m, why, 2
+        reductions = lv.get("reductions")
+        for space, r in reductions.items() if isinstance(reductions, dict) else ():
+            yield f"levels[{i}].reductions.{space}", r, m, why, 2
+    yield "topic_embedding", doc.get("topic_embedding"), None, "", 1
+    # the optional sections decode whichever of their values are encoded arrays; some have known rows
+    known = {"items": (n, items, 2), "thresholds": (sizes[1], f"level 1 has {sizes[1]:,} clusters", 1),
+             **{f"centroids_L{i}": (m, f"level {i} has {m:,} clusters", 2) for i, m in enumerate(sizes)}}
+    sections = [(f"reducers.{space}", p) for space, p in (doc.get("reducers") or {}).items()] \
+        if isinstance(doc.get("reducers"), dict) else []
+    sections.append(("assign", doc.get("assign")))
+    for prefix, values in sections:
+        for key, v in values.items() if isinstance(values, dict) else ():
+            if _is_encoded(v):
+                yield (f"{prefix}.{key}", v, *known.get(key, (None, "", None)))
+
+
+def _shape_problem(shape: tuple[int, ...], rows: int | None, why: str, ndim: int | None) -> str | None:
+    """What is wrong with a declared ``shape`` given what the document implies, else None."""
+    if len(shape) not in ((ndim,) if ndim is not None else (0, 1, 2)):
+        return f"has shape {list(shape)}; expected {ndim if ndim is not None else 'at most 2'} dimensions."
+    if rows is not None and shape[0] != rows:
+        return f"declares {shape[0]:,} rows but {why}."
+    if any(w > MAX_VECTOR_WIDTH for w in (shape[1:] if rows is not None else shape)):
+        return f"declares shape {list(shape)}; a stored vector has at most {MAX_VECTOR_WIDTH:,} values."
+    return None
+
+
+def _check_arrays(doc: dict[str, Any], path: Path) -> None:
+    """Check every array header against what the document says its shape must be, before any
+    array is decoded: a forged shape must not make the loader allocate or inflate anything.
+
+    Rows must match the ids they describe and widths stay <= MAX_VECTOR_WIDTH; ids, texts and
+    levels are parsed JSON, so the file's own size already bounds them. Compressed planes cannot
+    declare more than zlib can inflate them to (:func:`_inflation_problem`), which bounds the
+    whole model to about 1032 times the file.
+    """
+    for where, value, rows, why, ndim in _array_specs(doc):
+        if value is None:
+            continue  # optional array not stored; a required one fails in _build with its name
+        try:
+            header = _header(value)
+        except ModelFileError as e:
+            raise ModelFileError(f"{path}: {where}: {e}") from None
+        problem = _shape_problem(header.shape, rows, why, ndim) or _inflation_problem(header)
+        if problem:
+            raise ModelFileError(f"{path}: {where} {problem}")
+
+
 def _load_dataset(d: dict[str, Any]) -> Dataset:
     numeric, raw = _dec(d.get("numeric")), _dec(d.get("numeric_raw"))
     mean, scale = _dec(d.get("scaler_mean")), _dec(d.get("scaler_scale"))
@@ -476,19 +624,31 @@ def _build(doc: dict[str, Any], path: Path) -> Hierarchy:
     return h
 
 
-def load_model(path: str | os.PathLike) -> Hierarchy:
-    """Load a model written by :func:`save_model`; ModelFileError says what is wrong otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"Model file {path} does not exist or is not a file.")
+def _read_document(path: Path) -> Any:
+    """The parsed JSON of ``path``; ModelFileError when it cannot be read, parsed, or nests too deeply."""
+    too_deep = False
     try:
-        text = path.read_bytes().decode("utf-8")
-        doc = json.loads(text)
+        doc = json.loads(path.read_bytes().decode("utf-8"))
     except OSError as e:
         raise ModelFileError(f"Cannot read model file {path}: {e.strerror or e}.") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{path} is not a HERCULES model JSON (it does not parse: {e}); "
                              "the file may be truncated or corrupt.") from None
+    except RecursionError:  # json's parser recurses once per nested list or object
+        too_deep = True
+    # a parsed document must be shallow too: the loader and the writers after it walk it recursively
+    if too_deep or _nesting_exceeds(doc, MAX_NESTING):
+        raise ModelFileError(f"{path} is not a HERCULES model JSON: it is nested too deeply (a model is at "
+                             f"most {MAX_NESTING} levels deep); the file is damaged or not a model.")
+    return doc
+
+
+def load_model(path: str | os.PathLike) -> Hierarchy:
+    """Load a model written by :func:`save_model`; ModelFileError says what is wrong otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"Model file {path} does not exist or is not a file.")
+    doc = _read_document(path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a HERCULES model JSON (no \"format\": \"{FORMAT}\").")
     version = doc.get("schema_version")
@@ -501,6 +661,7 @@ def load_model(path: str | os.PathLike) -> Hierarchy:
                              f"schema {SCHEMA_VERSION}: upgrade hercules to load it.")
     _check_fields(doc, path)
     try:
+        _check_arrays(doc, path)
         return _build(doc, path)
     except ModelFileError:
         raise
@@ -522,20 +683,56 @@ def membership_frame(h: Hierarchy) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-_FORMULA_START = re.compile(r"^[=+\-@\t\r]")
+# A cell a spreadsheet may run as a formula (OWASP "CSV Injection", ASVS 1.2.10): one that starts
+# with = + - @ (or their full-width forms, which some Excel locales accept), also after leading
+# whitespace that Excel and LibreOffice skip (spaces, NBSP, tabs, CR/LF, zero-width space, BOM),
+# and any cell that starts with a tab, CR, LF or NUL.
+_FORMULA_START = re.compile(r"[\t\r\n\0]|[\s\u200b\ufeff]*[=+\-@\uff1d\uff0b\uff0d\uff20]")
 
 
-def _csv_safe(s: pd.Series) -> pd.Series:
-    """Prefix cells a spreadsheet would run as a formula with ' (OWASP CSV injection advice)."""
-    s = s.astype(object).map(str)
-    return s.where(~s.str.contains(_FORMULA_START), "'" + s)
+def csv_safe_cell(value: Any) -> Any:
+    """``value`` as a CSV cell a spreadsheet will show as text, never run as a formula.
+
+    A string that could start a formula gets a leading ``'`` (the OWASP advice: spreadsheets
+    read it as "text follows"). Anything that is not a string is returned unchanged, so numbers
+    stay numbers (a distance of -0.5 is written as -0.5). Every CSV this project writes goes
+    through here (or :func:`csv_safe_frame`); tests/test_csv_writers.py holds the list.
+    """
+    if isinstance(value, str) and _FORMULA_START.match(value):
+        return "'" + value
+    return value
+
+
+def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` with :func:`csv_safe_cell` applied to its text cells; numeric, bool
+    and datetime columns are left as they are (their cells are not strings)."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or isinstance(out[col].dtype, pd.StringDtype):
+            out[col] = out[col].astype(object).map(csv_safe_cell)
+    return out
+
+
+# RFC 4180 line ends. With "\n" alone, Python's csv module (and pandas) leave a lone "\r" inside a
+# cell unquoted, and spreadsheets that break rows at CR would start a new, unescaped cell there.
+CSV_LINE_END = "\r\n"
+
+
+def frame_csv(frame: pd.DataFrame, **to_csv: Any) -> str:
+    """``frame`` as CSV text, every text cell escaped by :func:`csv_safe_cell`."""
+    return csv_safe_frame(frame).to_csv(index=False, lineterminator=CSV_LINE_END, **to_csv)
+
+
+def rows_csv(rows: Iterable[Iterable[Any]]) -> str:
+    """Rows of cells (the header first) as CSV text, every cell escaped by :func:`csv_safe_cell`."""
+    buf = StringIO()
+    csv.writer(buf, lineterminator=CSV_LINE_END).writerows([csv_safe_cell(c) for c in row] for row in rows)
+    return buf.getvalue()
 
 
 def save_memberships(h: Hierarchy, path: str | os.PathLike) -> None:
     """Write :func:`membership_frame` as CSV (atomically, formula-looking cells escaped)."""
-    frame = membership_frame(h)
-    frame = frame.apply(_csv_safe)
-    atomic_write(path, frame.to_csv(index=False, lineterminator="\n"))
+    atomic_write(path, frame_csv(membership_frame(h)))
 
 
 def _one_line(text: str) -> str:
