@@ -144,9 +144,24 @@ def include_test_models() -> bool:
 
 
 # ----------------------------------------------------------------------------- layout
-def _widget(f: Field):
+def recommendable() -> frozenset[str]:
+    """The form's settings that some LLM of the registry has a recommendation for."""
+    return frozenset(k for e in registry.entries("llm") for k, _ in e.config_overrides if k in FIELD_BY_NAME)
+
+
+def initial_values(llm_id: str | None) -> dict[str, Any]:
+    """What the form shows before anyone touches it: the config's defaults with the registry's
+    recommendations for the LLM chosen at first (``llm_id``) over them, as the CLI applies them for
+    the same LLM. (The recommendations used to arrive only when the LLM *changed*: the untouched form
+    ran the embedded SmolLM2 with settings meant for large models.)"""
+    values = {f.name: _default(f.name) for f in FIELDS}
+    rec = registry.recommended_config(llm_id) if llm_id else {}
+    values.update({k: v for k, v in rec.items() if k in values})
+    return values
+
+
+def _widget(f: Field, value: Any):
     cid = {"type": ids.CFG_T, "name": f.name}
-    value = _default(f.name)
     if f.widget == "select":
         return dbc.Select(id=cid, options=[{"label": o, "value": o} for o in f.options], value=value, size="sm")
     if f.widget == "switch":
@@ -156,11 +171,11 @@ def _widget(f: Field):
     return dbc.Input(id=cid, type="number", value=value, size="sm", step=1 if f.widget == "int" else "any")
 
 
-def _row(f: Field):
+def _row(f: Field, value: Any):
     return dbc.Row([
         dbc.Col(html.Label(f.label, className="small fw-semibold mb-0",
                            title=f"{f.name} (default {_default(f.name)!r})"), width=5),
-        dbc.Col([_widget(f), html.Div(f.help, className="form-text small")], width=7),
+        dbc.Col([_widget(f, value), html.Div(f.help, className="form-text small")], width=7),
     ], className="mb-2")
 
 
@@ -182,8 +197,9 @@ def form_layout(include_tests: bool):
     """Grouped fields with defaults and help; "Advanced" starts collapsed."""
     groups: dict[str, list] = {}
     auto_rows = []
+    values = initial_values(default_model("llm", model_options("llm", include_tests)))
     for f in FIELDS:
-        (auto_rows if f.name in AUTO_FIELDS else groups.setdefault(f.group, [])).append(_row(f))
+        (auto_rows if f.name in AUTO_FIELDS else groups.setdefault(f.group, [])).append(_row(f, values[f.name]))
     levels = [
         dbc.RadioItems(id=ids.LEVELS_MODE, inline=True, value="fixed",
                        options=[{"label": "Fixed clusters per level", "value": "fixed"},

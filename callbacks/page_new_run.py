@@ -136,13 +136,15 @@ def cost_preview(ref, what, cfg_values, levels_mode, models, include_tests, runs
 
 
 def recommended_values(llm_id: str | None, id_list: list[dict[str, Any]], values: list) -> list:
-    """Form values after choosing an LLM: the registry's recommendations for it (others unchanged)."""
-    rec = configform.registry.recommended_config(llm_id) if isinstance(llm_id, str) and llm_id else {}
+    """Form values after choosing an LLM: every setting some LLM has a recommendation for takes the
+    value the CLI would use with this one (its recommendation, else the default: nothing recommended
+    for the previous LLM lingers); the other settings stay as the user left them."""
     if not isinstance(id_list, list) or not isinstance(values, list) or len(id_list) != len(values):
         raise PreventUpdate
+    target = configform.initial_values(llm_id if isinstance(llm_id, str) and llm_id else None)
+    reset = configform.recommendable() & target.keys()
     names = [i.get("name") if isinstance(i, dict) else None for i in id_list]
-    return [rec[n] if isinstance(n, str) and n in rec and n in configform.FIELD_BY_NAME else no_update
-            for n in names]
+    return [target[n] if n in reset else no_update for n in names]
 
 
 def start_run(runs_dir, include_tests: bool, active, ref, labels, choice: dict[str, Any], cfg_values,

@@ -331,7 +331,9 @@ def test_choosing_an_llm_applies_the_registry_recommendations(monkeypatch):
                         raising=False)
     id_list = [{"type": "cfg", "name": n} for n in ("llm_initial_batch_size", "random_state", "levels_text")]
     assert page_new_run.recommended_values("tiny", id_list, [8, 0, "20,5"]) == [1, no_update, no_update]
-    assert page_new_run.recommended_values("keywords", id_list, [8, 0, "20,5"]) == [no_update] * 3
+    # another LLM without that recommendation: back to the default the CLI would use, not the last one's 1
+    default = configform.DEFAULTS.llm_initial_batch_size
+    assert page_new_run.recommended_values("keywords", id_list, [1, 0, "20,5"]) == [default, no_update, no_update]
 
 
 def test_each_run_sees_only_its_own_warnings(tmp_path):
