@@ -59,7 +59,8 @@ def _env_number(name: str, default: float, scale: float = 1) -> float:
     try:
         value = float(raw) * scale
     except ValueError:
-        raise InputError(f"The server setting {name}={raw!r} is not a number; ask its administrator to fix it.") from None
+        raise InputError(f"The server setting {name}={raw!r} is not a number; ask its administrator to fix"
+                         f" it.") from None
     if not value > 0 or not math.isfinite(value):
         raise InputError(f"The server setting {name}={raw!r} must be a positive number.")
     return value

@@ -172,14 +172,17 @@ class _Guard:
         self.name, self.b = path.name, budget
         self.deadline = time.monotonic() + budget.max_seconds
 
-    def shape(self, rows: int, cols: int, how: str = "has", advice: str | None = None) -> None:
+    def shape(self, rows: int, cols: int, how: str = "has", advice: str | None = None, header: int = 0) -> None:
+        """``rows`` x ``cols`` against the budget; ``header`` rows (a sheet's column names) are shown
+        in the message but not counted."""
         b, cells = self.b, rows * cols
-        if rows > b.max_rows:
+        if rows - header > b.max_rows:
             raise InputError(f"{self.name} {how} {_count(rows)} rows, more than the {b.max_rows:,} allowed:"
                              f" {advice or 'sample or split the file'}.")
-        if cells > b.max_cells:
+        if (rows - header) * cols > b.max_cells:
+            advice = advice or "keep only the rows and columns you need"
             raise InputError(f"{self.name} {how} {rows:,} rows × {cols:,} columns ({_count(cells)} cells), more than"
-                             f" the {b.max_cells:,} cells allowed: {advice or 'keep only the rows and columns you need'}.")
+                             f" the {b.max_cells:,} cells allowed: {advice}.")
         if cols > b.max_columns:
             raise InputError(f"{self.name} {how} {_count(cols)} columns, more than the {b.max_columns:,} allowed:"
                              f" {advice or 'keep only the columns you need'}.")
@@ -384,24 +387,24 @@ def _read_xlsx(path: Path, sheet: str | int | None, dtype: dict, guard: _Guard) 
         ws.reset_dimensions()  # the declared size was checked; read the cells that are there
         data: list[list] = []
         width, last = 0, -1
-        for i, row in enumerate(ws.rows):
-            if i >= b.max_rows or (i + 1) * width > b.max_cells:
-                guard.shape(i + 1, width, how="has at least", advice=_XLSX_ADVICE)
-            if len(row) > b.max_columns:
-                guard.shape(i + 1, len(row), how="has at least", advice=_XLSX_ADVICE)
+        for i, row in enumerate(ws.rows):  # row 0 holds the column names
+            if i > b.max_rows or i * width > b.max_cells:
+                guard.shape(i + 1, width, how="has at least", advice=_XLSX_ADVICE, header=1)
             values = [value(c) for c in row]
             while values and values[-1] == "":
                 values.pop()
             if values:
                 last = i
                 width = max(width, len(values))
+                if width > b.max_columns:
+                    guard.shape(i + 1, width, how="has at least", advice=_XLSX_ADVICE, header=1)
             data.append(values)
             if (i & 0x3FF) == 0:
                 guard.tick()
     finally:
         book.close()
     data = data[: last + 1]
-    guard.shape(len(data), width, advice=_XLSX_ADVICE)
+    guard.shape(len(data), width, advice=_XLSX_ADVICE, header=1)
     if not data:
         return pd.DataFrame()
     data = [r + [""] * (width - len(r)) for r in data]
@@ -438,7 +441,7 @@ def _check_xlsx_container(path: Path, sheet: str | int | None, guard: _Guard) ->
         dims = _xlsx_dimension(zf, part) if part else None
     if dims is not None:
         min_col, min_row, max_col, max_row = dims
-        guard.shape(max_row - min_row + 1, max_col - min_col + 1, how="declares", advice=_XLSX_ADVICE)
+        guard.shape(max_row - min_row + 1, max_col - min_col + 1, how="declares", advice=_XLSX_ADVICE, header=1)
 
 
 def _xlsx_sheet_part(zf: zipfile.ZipFile, parts: dict, sheet: str | int | None) -> str | None:

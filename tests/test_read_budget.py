@@ -411,6 +411,8 @@ XLSX = _xlsx_bytes()
 CSV = b'id,text,score\n1,"a, quoted text",1.5\n2,another,2\n3,"multi\nline",3\n'
 JSON = json.dumps([{"id": 1, "text": "a"}, {"id": 2, "text": "b", "x": [1, 2]}]).encode()
 JSONL = b'{"id": 1, "text": "a"}\n{"id": 2, "text": "b"}\n'
+XLSX_EDITS = st.tuples(st.integers(0, len(XLSX)), st.binary(min_size=1, max_size=8))
+CSV_EDITS = [b",", b'"', b"\n", b"\0", b"\t", b"," * 25, b"\xff\xfe", b"\r", b"'"]
 TINY = ReadBudget(max_rows=50, max_columns=20, max_cells=400, max_bytes=256 * 1024, max_seconds=5)
 
 
@@ -441,9 +443,7 @@ tables = st.one_of(
               st.binary(max_size=2000)),
     st.tuples(st.sampled_from([".csv", ".tsv", ".txt"]),
               st.builds(_mangle, st.just(CSV), st.lists(st.tuples(st.integers(0, 200),
-                                                                  st.sampled_from([b",", b'"', b"\n", b"\0", b"\t",
-                                                                                   b",,,,,,,,,,,,,,,,,,,,,,,,,", b"\xff\xfe",
-                                                                                   b"\r", b"'"])), max_size=6),
+                                                                  st.sampled_from(CSV_EDITS)), max_size=6),
                         st.one_of(st.none(), st.integers(0, 80)))),
     st.tuples(st.sampled_from([".json", ".jsonl"]),
               st.builds(_mangle, st.sampled_from([JSON, JSONL]),
@@ -451,9 +451,9 @@ tables = st.one_of(
                                                                                  b",", b"\n", b"null", b"1e999"])),
                                  max_size=5),
                         st.one_of(st.none(), st.integers(0, 90)))),
-    st.tuples(st.just(".xlsx"), st.builds(_mangle, st.just(XLSX), st.lists(st.tuples(
-        st.integers(0, len(XLSX)), st.binary(min_size=1, max_size=8)), max_size=3), st.one_of(st.none(),
-                                                                                              st.integers(0, len(XLSX))))),
+    st.tuples(st.just(".xlsx"), st.builds(_mangle, st.just(XLSX),
+                                          st.lists(XLSX_EDITS, max_size=3),
+                                          st.one_of(st.none(), st.integers(0, len(XLSX))))),
     st.tuples(st.just(".xlsx"), st.builds(_xlsx_with_sheet, st.sampled_from([
         '<dimension ref="A1:XFD1048576"/>', '<dimension ref="ZZZZ1:A0"/>', '<dimension ref=""/>',
         '<dimension ref="A1:B2:C3"/>', '<dimension/>', '<dimension ref="B2"/>', '<dimension ref="A-1:B9999999999"/>',
