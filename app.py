@@ -48,7 +48,7 @@ def create_app(runs_dir: str | os.PathLike | None = None, *, include_test_models
     from dash import dcc, html
 
     import callbacks
-    from callbacks import auth, configform, http_guard, ids, uploads
+    from callbacks import auth, bounded, configform, http_guard, ids, uploads
     from callbacks.context import AppContext
 
     runs_dir = Path(runs_dir or os.environ.get("HERCULES_RUNS_DIR") or HERE / "runs").resolve()
@@ -63,6 +63,7 @@ def create_app(runs_dir: str | os.PathLike | None = None, *, include_test_models
     # base64 makes an upload a third bigger; anything above this is refused by the server itself
     app.server.config["MAX_CONTENT_LENGTH"] = int(uploads.MAX_MODEL_BYTES * 1.4)
     http_guard.install(app.server, host or os.environ.get("HERCULES_HOST"))
+    bounded.warm()  # the process that reads uploads, started now rather than on the first upload
 
     nav = dbc.NavbarSimple(brand="HERCULES", brand_href="/", color="dark", dark=True, className="mb-2", fluid=True,
                            children=[dbc.NavItem(dbc.NavLink("New run", href="/", id="nav-new")),

@@ -97,7 +97,7 @@ def data_summary(runs_dir, desc, choice: dict[str, Any], summaries=None) -> cost
 
     def make():
         try:
-            return cost.summarize_data(uploads.estimate_dataset(spec, runs_dir))
+            return uploads.estimate_summary(spec, runs_dir)
         except HerculesError as e:
             return e
 

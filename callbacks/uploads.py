@@ -26,11 +26,14 @@ from hercules_core import Dataset, InputError
 from hercules_core import data as core_data
 from hercules_core.data import IMAGE_EXTENSIONS, collect_images, prepare, read_table
 
-from . import runstore
+from . import bounded, runstore
 
 MAX_UPLOAD_BYTES = 200 * 1024**2  # all files of one upload together
 MAX_MODEL_BYTES = 500 * 1024**2
 PREVIEW_ROWS = 500
+PREVIEW_CHARS = 300
+PREVIEW_CELLS = 100_000  # a wide table previews fewer rows (at least 20), not a reply of many MB
+PREVIEW_FILE = "preview.json"  # the first rows of a table upload, written when it is staged
 TABLE_EXTS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".xlsx", ".xls")
 TEXT_EXTS = (".txt",)
 ZIP_EXTS = (".zip",)
@@ -178,19 +181,46 @@ def _store(udir: Path, upload_id: str, kind: str, names: list[str], contents: li
         stored.append(fname)
     desc = {"upload_id": upload_id, "kind": kind, "names": names, "files": stored, "bytes": total}
     if kind == "table":
-        try:
-            df = read_table(udir / stored[0])
-        except InputError as e:  # name the user's file, not our stored copy
-            raise InputError(user_text(str(e), desc, udir)) from None
-        if len(df) == 0:
-            raise InputError(f"{names[0]} has no rows.")
-        desc.update(columns=[str(c) for c in df.columns], n_rows=int(len(df)), suggest=suggest_columns(df))
+        desc.update(_table_record(udir, desc))
     elif kind == "txt":
         desc.update(txt_mode="file" if len(names) > 1 else "line", n_rows=len(names))
     elif kind == "images":
         desc.update(n_rows=len(names))
     _saved(lambda: runstore.write_json_atomic(udir / "upload.json", desc), "The upload")
     return desc
+
+
+def _table_record(udir: Path, desc: dict[str, Any]) -> dict[str, Any]:
+    """Columns, row count and column suggestions of a staged table, read within the server's budget in
+    a bounded child process (:mod:`callbacks.bounded`); its first rows are saved for the preview."""
+    name = desc["names"][0]
+    try:
+        rec = bounded.bounded_call(table_summary, str(udir / desc["files"][0]), bounded.read_budget(), what=name)
+    except InputError as e:  # name the user's file, not our stored copy
+        raise InputError(user_text(str(e), desc, udir)) from None
+    if rec["n_rows"] == 0:
+        raise InputError(f"{name} has no rows.")
+    preview = rec.pop("preview")
+    _saved(lambda: runstore.write_json_atomic(udir / PREVIEW_FILE, preview), "The upload")
+    return rec
+
+
+def table_summary(path: str, budget: core_data.ReadBudget | None = None) -> dict[str, Any]:
+    """What staging keeps of a table file (run in the bounded child): columns, n_rows, suggest, preview."""
+    df = read_table(path, budget=budget)
+    columns = [str(c) for c in df.columns]
+    rows = min(PREVIEW_ROWS, max(20, PREVIEW_CELLS // max(len(columns), 1)))
+    return {"columns": columns, "n_rows": int(len(df)), "suggest": suggest_columns(df),
+            "preview": {"rows": _records(df.head(rows), PREVIEW_CHARS), "columns": columns}}
+
+
+def _records(df: pd.DataFrame, max_chars: int) -> list[dict[str, Any]]:
+    """Rows as JSON-ready records, texts cut to ``max_chars``."""
+    df = df.copy()
+    for c in df.columns:
+        if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
+            df[c] = df[c].map(lambda v: v if not isinstance(v, str) or len(v) <= max_chars else v[:max_chars] + "…")
+    return json.loads(df.to_json(orient="records", date_format="iso", default_handler=str))
 
 
 def upload_id_of(ref: Any) -> str | None:
@@ -260,20 +290,32 @@ def preview_rows(runs_dir: str | Path, ref: Any, txt_mode: Any = None, max_rows:
     udir = runstore.upload_dir(runs_dir, desc["upload_id"])
     kind = desc["kind"]
     if kind == "table":
-        df = read_table(upload_file(runs_dir, desc)).head(max_rows)
-    elif kind == "txt":
+        records, columns = _table_preview(runs_dir, udir, desc)
+        cut = [{k: v if not isinstance(v, str) or len(v) <= max_chars else v[:max_chars] + "…" for k, v in r.items()}
+               for r in records[:max_rows]]
+        return cut, columns
+    if kind == "txt":
         mode = txt_mode if txt_mode in ("line", "file") else desc.get("txt_mode", "line")
         df = txt_frame(udir, desc, mode).head(max_rows)
     elif kind == "images":
         df = pd.DataFrame({"file": desc["names"][:max_rows]})
     else:
         df = pd.DataFrame({"archive": desc["names"]})
-    df = df.copy()
-    for c in df.columns:
-        if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
-            df[c] = df[c].map(lambda v: v if not isinstance(v, str) or len(v) <= max_chars else v[:max_chars] + "…")
-    records = json.loads(df.to_json(orient="records", date_format="iso", default_handler=str))
-    return records, [str(c) for c in df.columns]
+    return _records(df, max_chars), [str(c) for c in df.columns]
+
+
+def _table_preview(runs_dir, udir: Path, desc: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows saved when the table was staged; an upload staged before they were saved is read
+    again, in the bounded child like at staging, never in the web process."""
+    saved = runstore.read_json(udir / PREVIEW_FILE)
+    if isinstance(saved, dict) and isinstance(saved.get("rows"), list) and isinstance(saved.get("columns"), list):
+        return saved["rows"], [str(c) for c in saved["columns"]]
+    try:
+        rec = bounded.bounded_call(table_summary, str(upload_file(runs_dir, desc)), bounded.read_budget(),
+                                   what=desc["names"][0])
+    except InputError as e:
+        raise InputError(user_text(str(e), desc, udir)) from None
+    return rec["preview"]["rows"], rec["preview"]["columns"]
 
 
 def _read_text(path: Path) -> str:
@@ -372,7 +414,7 @@ def stage_labels(runs_dir: str | Path, name: Any, contents: Any) -> dict[str, An
         blob = decode_data_url(contents)
         _saved(lambda: runstore.inside(udir, fname).write_bytes(blob), name)
         try:
-            desc["n"] = len(labels_mapping(udir / fname))
+            desc["n"] = bounded.bounded_call(labels_count, str(udir / fname), bounded.read_budget(), what=name)
         except InputError as e:
             raise InputError(user_text(str(e), desc, udir)) from None
         _saved(lambda: runstore.write_json_atomic(udir / "upload.json", desc), "The labels file")
@@ -382,8 +424,13 @@ def stage_labels(runs_dir: str | Path, name: Any, contents: Any) -> dict[str, An
     return desc
 
 
-def labels_mapping(path: Path) -> dict[str, str]:
-    df = read_table(path)
+def labels_count(path: str, budget: core_data.ReadBudget | None = None) -> int:
+    """How many ids a labels file maps (run in the bounded child at staging)."""
+    return len(labels_mapping(Path(path), budget))
+
+
+def labels_mapping(path: Path, budget: core_data.ReadBudget | None = None) -> dict[str, str]:
+    df = read_table(path, budget=budget)
     lower = {str(c).lower(): str(c) for c in df.columns}
     if "id" in lower and "label" in lower:
         id_col, label_col = lower["id"], lower["label"]
@@ -428,13 +475,14 @@ def _prepare(spec: dict[str, Any], desc: dict[str, Any], runs_dir, udir: Path, r
     if spec.get("labels_upload_id"):
         ldesc = load_descriptor(runs_dir, spec["labels_upload_id"], kinds=("labels",))
         try:
-            labels = labels_mapping(upload_file(runs_dir, ldesc))
+            labels = labels_mapping(upload_file(runs_dir, ldesc), bounded.read_budget())
         except InputError as e:
             raise InputError(user_text(str(e), ldesc, runstore.upload_dir(runs_dir, ldesc["upload_id"]))) from None
     kind = desc["kind"]
     if kind == "table":
         path = upload_file(runs_dir, desc)
-        kw = dict(id_column=spec.get("id_column"), labels_column=spec.get("label_column"))
+        kw = dict(id_column=spec.get("id_column"), labels_column=spec.get("label_column"),
+                  read_budget=bounded.read_budget())
         if spec["what"] == "numeric":
             return prepare(path, numeric_columns=spec["numeric_columns"], labels=labels, **kw)
         return prepare(path, text_column=spec["text_column"], labels=labels, modality="text", **kw)
@@ -480,6 +528,21 @@ def estimate_dataset(spec: dict[str, Any], runs_dir: str | Path) -> Dataset:
         if not names:
             raise InputError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in {desc['names'][0]}.")
     return Dataset(ids=[str(i) for i in range(len(names))], modality="image", image_paths=names)
+
+
+def estimate_summary(spec: dict[str, Any], runs_dir: str | Path):
+    """The cost estimate's ``DataSummary`` of a spec: a table or texts are prepared in the bounded
+    child (the web process keeps only the summary's few hundred items), images here (a listing)."""
+    if spec.get("kind") in ("table", "txt"):
+        names = spec.get("names") or ["The data"]
+        return bounded.bounded_call(_summary, spec, str(runs_dir), what=str(names[0]))
+    return _summary(spec, str(runs_dir))
+
+
+def _summary(spec: dict[str, Any], runs_dir: str):
+    from hercules_core import cost
+
+    return cost.summarize_data(estimate_dataset(spec, runs_dir))
 
 
 def describe_dataset(ds) -> dict[str, Any]:

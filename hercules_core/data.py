@@ -6,6 +6,7 @@ columns, file names) and what to do; raw pandas/PIL exceptions never escape for 
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -13,6 +14,7 @@ import numbers
 import os
 import re
 import shutil
+import time
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -115,12 +117,98 @@ def _truncate(text: str, max_chars: int) -> str:
 
 
 # ----------------------------------------------------------------------------- tables
-def read_table(path: str | os.PathLike, *, sheet: str | int | None = None) -> pd.DataFrame:
-    """Read a .csv, .tsv, .txt (tab or comma), .json, .jsonl, .parquet or .xlsx/.xls file."""
-    return _read_table(Path(path), sheet=sheet)
+@dataclass(frozen=True)
+class ReadBudget:
+    """What reading one table file may cost; a file over any limit is refused with a message saying which.
+
+    Checked from the file's own metadata before anything is materialised where the format allows it
+    (a Parquet footer; an xlsx's ZIP directory, shared-strings size and declared sheet size; a CSV
+    header's width; a JSON file's size), and counted while reading otherwise. ``max_cells`` counts
+    rows x top-level columns (a list column of embeddings is one cell per row; its floats count in
+    ``max_bytes``). ``max_bytes`` is the table's uncompressed size (a CSV's file size, a Parquet's
+    declared uncompressed row groups, an xlsx's unpacked parts); JSON, JSONL and an xlsx's shared
+    strings become Python objects of several times their size, so they get an eighth of it.
+    ``max_seconds`` is checked between rows where the reader iterates (xlsx, JSON, JSONL); a parse
+    pandas or Arrow does in one call is bounded by the sizes instead (the web app also runs every
+    upload's parse in a child process it kills after this long).
+
+    The defaults admit a 1,000,000-row x (id, text, 384-float list) Parquet of 1.6 GB and a 190 MB
+    CSV of short texts, and refuse a 60,000,000-row table or an xlsx declaring a whole sheet.
+    """
+
+    max_rows: int = 10_000_000
+    max_columns: int = 10_000
+    max_cells: int = 50_000_000
+    max_bytes: int = 4 * 1024**3
+    max_seconds: float = 120.0
+
+    def __post_init__(self):
+        for name in ("max_rows", "max_columns", "max_cells", "max_bytes", "max_seconds"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v > 0 or not math.isfinite(v):
+                raise InputError(f"ReadBudget.{name} must be a positive number; got {v!r}.")
 
 
-def _read_table(path: Path, *, sheet: str | int | None = None, as_str: tuple = ()) -> pd.DataFrame:
+DEFAULT_READ_BUDGET = ReadBudget()
+# A CSV header longer than this (or with more separators than max_columns) is refused unread.
+MAX_HEADER_BYTES = 1 << 20
+_OBJECT_BYTES_FACTOR = 8  # JSON/JSONL/shared strings: their text may be at most max_bytes / 8
+_XLSX_ADVICE = "save only the data range, or export it as CSV"
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:,.0f} billion" if n >= 10**9 else f"{n:,}"
+
+
+def _size(n: float) -> str:
+    return f"{n / 1024**3:,.1f} GB" if n >= 1024**3 else f"{n / 1024**2:,.0f} MB" if n >= 1024**2 \
+        else f"{n / 1024:,.0f} kB"
+
+
+class _Guard:
+    """One read's budget: shape, size and time checks whose messages name the file and the fix."""
+
+    def __init__(self, path: Path, budget: ReadBudget):
+        self.name, self.b = path.name, budget
+        self.deadline = time.monotonic() + budget.max_seconds
+
+    def shape(self, rows: int, cols: int, how: str = "has", advice: str | None = None, header: int = 0) -> None:
+        """``rows`` x ``cols`` against the budget; ``header`` rows (a sheet's column names) are shown
+        in the message but not counted."""
+        b, cells = self.b, rows * cols
+        if rows - header > b.max_rows:
+            raise InputError(f"{self.name} {how} {_count(rows)} rows, more than the {b.max_rows:,} allowed:"
+                             f" {advice or 'sample or split the file'}.")
+        if (rows - header) * cols > b.max_cells:
+            advice = advice or "keep only the rows and columns you need"
+            raise InputError(f"{self.name} {how} {rows:,} rows × {cols:,} columns ({_count(cells)} cells), more than"
+                             f" the {b.max_cells:,} cells allowed: {advice}.")
+        if cols > b.max_columns:
+            raise InputError(f"{self.name} {how} {_count(cols)} columns, more than the {b.max_columns:,} allowed:"
+                             f" {advice or 'keep only the columns you need'}.")
+
+    def size(self, n: int, what: str, limit: int | None = None, advice: str = "sample or split the file") -> None:
+        limit = self.b.max_bytes if limit is None else limit
+        if n > limit:
+            raise InputError(f"{self.name} {what} {_size(n)}, more than the {_size(limit)} allowed: {advice}.")
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise InputError(f"{self.name} takes more than {self.b.max_seconds:,.0f} s to read: sample or split it,"
+                             f" or save it as CSV or Parquet.")
+
+
+def read_table(path: str | os.PathLike, *, sheet: str | int | None = None,
+               budget: ReadBudget | None = None) -> pd.DataFrame:
+    """Read a .csv, .tsv, .txt (tab or comma), .json, .jsonl, .parquet or .xlsx/.xls file.
+
+    ``budget`` (default :data:`DEFAULT_READ_BUDGET`) bounds its rows, columns, cells, bytes and time.
+    """
+    return _read_table(Path(path), sheet=sheet, budget=budget)
+
+
+def _read_table(path: Path, *, sheet: str | int | None = None, as_str: tuple = (),
+                budget: ReadBudget | None = None) -> pd.DataFrame:
     """``as_str`` columns are read as text so that ids such as "007" keep their leading zeros."""
     if not os.path.isfile(path):
         raise InputError(f"Table file {path} not found. Check the path.")
@@ -128,66 +216,280 @@ def _read_table(path: Path, *, sheet: str | int | None = None, as_str: tuple = (
     if ext not in TABLE_EXTENSIONS:
         raise InputError(f"{path.name}: unknown table extension {ext!r}. Use one of {', '.join(TABLE_EXTENSIONS)},"
                          f" or pass a folder/.zip of images.")
+    guard = _Guard(path, budget or DEFAULT_READ_BUDGET)
     dtype = {c: str for c in as_str}
     try:
         if ext in (".csv", ".tsv", ".txt"):
-            sep = "\t" if ext == ".tsv" else ","
-            if ext == ".txt":
-                with open(path, encoding="utf-8", errors="replace") as fh:
-                    sep = "\t" if "\t" in fh.readline() else ","
-            # keep_default_na=False: a text such as "None" or "NA" is a text, not a missing value.
-            kw = dict(sep=sep, dtype=dtype, keep_default_na=False, na_values=[""])
-            try:
-                df = pd.read_csv(path, encoding="utf-8-sig", **kw)
-            except UnicodeDecodeError:
-                logger.warning("%s is not UTF-8; reading it as Latin-1.", path.name)
-                df = pd.read_csv(path, encoding="latin-1", **kw)
+            df = _read_csv(path, ext, dtype, guard)
         elif ext == ".json":
-            with open(path, encoding="utf-8-sig") as fh:
-                obj = json.load(fh)
-            if isinstance(obj, list) and all(isinstance(r, dict) for r in obj):
-                df = pd.DataFrame(obj)
-            elif isinstance(obj, dict) and all(isinstance(v, list) for v in obj.values()):
-                df = pd.DataFrame(obj)
-            else:
-                raise InputError(f"{path.name}: expected a JSON list of objects (one per row) or an object of"
-                                 f" equal-length column lists.")
+            df = _read_json(path, guard)
         elif ext == ".jsonl":
-            rows = []
-            with open(path, encoding="utf-8-sig") as fh:
-                for lineno, line in enumerate(fh, start=1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as exc:
-                            raise InputError(f"{path.name} line {lineno} is not valid JSON ({exc}). Fix that line.")
-                        if not isinstance(rows[-1], dict):
-                            raise InputError(f"{path.name} line {lineno} is not a JSON object; each line must be"
-                                             f' one row such as {{"text": "..."}}.')
-            df = pd.DataFrame(rows)
+            df = _read_jsonl(path, guard)
         elif ext == ".parquet":
-            df = pd.read_parquet(path)
+            df = _read_parquet(path, guard)
         else:
-            df = _read_excel(path, sheet, dtype)
+            df = _read_excel(path, sheet, dtype, guard)
     except InputError:
         raise
     except ImportError as exc:
         raise InputError(f"Reading {path.name} needs an optional package ({exc}). Install it (e.g. `pip install"
                          f" xlrd` for .xls) or save the file as .csv/.xlsx.") from exc
+    except MemoryError:
+        raise InputError(f"{path.name} needs more memory to read than this machine has: sample or split it.") from None
     except Exception as exc:  # parser, encoding, arrow errors: all mean "this file cannot be read"
         raise InputError(f"Could not read {path.name} as a {ext} table: {type(exc).__name__}: {exc}. Check that the"
                          f" file is a valid {ext} file (consistent columns, proper quoting).") from exc
+    guard.shape(len(df), len(df.columns))
     df.columns = [str(c) for c in df.columns]
     return df
 
 
-def _read_excel(path: Path, sheet: str | int | None, dtype: dict) -> pd.DataFrame:
+def _read_csv(path: Path, ext: str, dtype: dict, guard: _Guard) -> pd.DataFrame:
+    guard.size(path.stat().st_size, "is")
+    with open(path, "rb") as fh:
+        head = fh.read(MAX_HEADER_BYTES + 1)
+    end = head.find(b"\n")
+    if end < 0 and len(head) > MAX_HEADER_BYTES:
+        raise InputError(f"{path.name}: its first line (the header) is longer than {_size(MAX_HEADER_BYTES)}, so it"
+                         f" is not a table of at most {guard.b.max_columns:,} columns: check the file (one row per"
+                         f" line, a header of column names).")
+    first = head[: end if end >= 0 else len(head)]
+    sep = "\t" if ext == ".tsv" or (ext == ".txt" and b"\t" in first) else ","
+    n_cols = first.count(sep.encode()) + 1
+    if n_cols > guard.b.max_columns:  # separators inside quotes do not count
+        try:
+            n_cols = len(next(csv.reader([first.decode("latin-1")], delimiter=sep)))
+        except (csv.Error, StopIteration):
+            pass
+        if n_cols > guard.b.max_columns:
+            raise InputError(f"{path.name}: its header has {n_cols:,} columns, more than the"
+                             f" {guard.b.max_columns:,} allowed: keep only the columns you need.")
+    b = guard.b
+    row_cap = max(1, min(b.max_rows, b.max_cells // max(n_cols, 1)))
+    # keep_default_na=False: a text such as "None" or "NA" is a text, not a missing value.
+    # nrows: never more than the budget's rows, whatever the rest of the file holds.
+    kw = dict(sep=sep, dtype=dtype, keep_default_na=False, na_values=[""], nrows=row_cap + 1)
+    try:
+        df = pd.read_csv(path, encoding="utf-8-sig", **kw)
+    except UnicodeDecodeError:
+        logger.warning("%s is not UTF-8; reading it as Latin-1.", path.name)
+        df = pd.read_csv(path, encoding="latin-1", **kw)
+    if len(df) > row_cap:
+        guard.shape(len(df), max(n_cols, len(df.columns)), how="has at least")
+    return df
+
+
+def _read_json(path: Path, guard: _Guard) -> pd.DataFrame:
+    guard.size(path.stat().st_size, "is", guard.b.max_bytes // _OBJECT_BYTES_FACTOR,
+               advice="save it as CSV or Parquet (JSON takes several times its size in memory)")
+    with open(path, encoding="utf-8-sig") as fh:
+        obj = json.load(fh)
+    if isinstance(obj, list) and all(isinstance(r, dict) for r in obj):
+        guard.shape(len(obj), 1)
+        keys: dict = {}
+        for i, r in enumerate(obj):
+            keys.update(dict.fromkeys(r))
+            if len(keys) > guard.b.max_columns or (i & 0x3FFF) == 0:
+                guard.shape(len(obj), len(keys))
+                guard.tick()
+        guard.shape(len(obj), len(keys))
+        return pd.DataFrame(obj)
+    if isinstance(obj, dict) and all(isinstance(v, list) for v in obj.values()):
+        guard.shape(max((len(v) for v in obj.values()), default=0), len(obj))
+        return pd.DataFrame(obj)
+    raise InputError(f"{path.name}: expected a JSON list of objects (one per row) or an object of"
+                     f" equal-length column lists.")
+
+
+def _read_jsonl(path: Path, guard: _Guard) -> pd.DataFrame:
+    guard.size(path.stat().st_size, "is", guard.b.max_bytes // _OBJECT_BYTES_FACTOR,
+               advice="save it as CSV or Parquet (JSON takes several times its size in memory)")
+    rows: list = []
+    keys: dict = {}
+    with open(path, encoding="utf-8-sig") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path.name} line {lineno} is not valid JSON ({exc}). Fix that line.")
+            if not isinstance(row, dict):
+                raise InputError(f"{path.name} line {lineno} is not a JSON object; each line must be"
+                                 f' one row such as {{"text": "..."}}.')
+            rows.append(row)
+            if len(row) > len(keys) or any(k not in keys for k in row):
+                keys.update(dict.fromkeys(row))
+            if len(rows) > guard.b.max_rows or len(keys) > guard.b.max_columns or (lineno & 0x3FFF) == 0:
+                guard.shape(len(rows), len(keys), how="has at least")
+                guard.tick()
+    guard.shape(len(rows), len(keys))
+    return pd.DataFrame(rows)
+
+
+def _read_parquet(path: Path, guard: _Guard) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)  # reads the footer only
+    try:
+        md = pf.metadata
+        guard.shape(md.num_rows, len(pf.schema_arrow), how="declares")
+        raw = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
+        guard.size(raw, "declares", advice="sample or split the file")
+    finally:
+        close = getattr(pf, "close", None)
+        if close is not None:
+            close()
+    return pd.read_parquet(path)
+
+
+def _read_excel(path: Path, sheet: str | int | None, dtype: dict, guard: _Guard) -> pd.DataFrame:
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic == b"PK\x03\x04":  # an xlsx whatever its extension says (pandas would pick openpyxl for it)
+        return _read_xlsx(path, sheet, dtype, guard)
+    # .xls (BIFF): xlrd reads the whole workbook at once; its shape is checked once read.
+    guard.size(path.stat().st_size, "is")
     with pd.ExcelFile(path) as book:
-        if sheet is not None and not (isinstance(sheet, int) and 0 <= sheet < len(book.sheet_names)) \
-                and sheet not in book.sheet_names:
-            raise InputError(f"{path.name} has no sheet {sheet!r}; its sheets are {_some(book.sheet_names)}.")
+        _check_sheet(path, sheet, book.sheet_names)
         return pd.read_excel(book, sheet_name=sheet if sheet is not None else 0, dtype=dtype,
                              keep_default_na=False, na_values=[""])
+
+
+def _check_sheet(path: Path, sheet: str | int | None, names: list[str]) -> None:
+    if sheet is not None and not (isinstance(sheet, int) and 0 <= sheet < len(names)) and sheet not in names:
+        raise InputError(f"{path.name} has no sheet {sheet!r}; its sheets are {_some(names)}.")
+
+
+def _read_xlsx(path: Path, sheet: str | int | None, dtype: dict, guard: _Guard) -> pd.DataFrame:
+    """An xlsx judged from its ZIP directory and declared sheet size before openpyxl loads it, then
+    read row by row (read-only mode, the declared size ignored) with the budget counted as it goes."""
+    _check_xlsx_container(path, sheet, guard)
+    from openpyxl import load_workbook
+    from openpyxl.cell.cell import TYPE_ERROR, TYPE_NUMERIC
+
+    def value(cell):  # as pandas' openpyxl reader converts a cell
+        v = cell.value
+        if v is None:
+            return ""
+        if cell.data_type == TYPE_ERROR:
+            return np.nan
+        if cell.data_type == TYPE_NUMERIC:
+            i = int(v)
+            return i if i == v else float(v)
+        return v
+
+    b = guard.b
+    book = load_workbook(path, read_only=True, data_only=True, keep_links=False)
+    try:
+        _check_sheet(path, sheet, book.sheetnames)
+        ws = book[sheet] if isinstance(sheet, str) else book.worksheets[sheet or 0]
+        ws.reset_dimensions()  # the declared size was checked; read the cells that are there
+        data: list[list] = []
+        width, last = 0, -1
+        for i, row in enumerate(ws.rows):  # row 0 holds the column names
+            if i > b.max_rows or i * width > b.max_cells:
+                guard.shape(i + 1, width, how="has at least", advice=_XLSX_ADVICE, header=1)
+            values = [value(c) for c in row]
+            while values and values[-1] == "":
+                values.pop()
+            if values:
+                last = i
+                width = max(width, len(values))
+                if width > b.max_columns:
+                    guard.shape(i + 1, width, how="has at least", advice=_XLSX_ADVICE, header=1)
+            data.append(values)
+            if (i & 0x3FF) == 0:
+                guard.tick()
+    finally:
+        book.close()
+    data = data[: last + 1]
+    guard.shape(len(data), width, advice=_XLSX_ADVICE, header=1)
+    if not data:
+        return pd.DataFrame()
+    data = [r + [""] * (width - len(r)) for r in data]
+    from pandas.io.parsers import TextParser
+
+    return TextParser(data, header=0, dtype=dtype or None, keep_default_na=False, na_values=[""],
+                      skip_blank_lines=False).read()
+
+
+def _check_xlsx_container(path: Path, sheet: str | int | None, guard: _Guard) -> None:
+    """The ZIP sizes and ratios, the shared strings' size and the sheet's declared dimension."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(f"{path.name} is not a readable Excel workbook ({exc}): open and save it again in Excel,"
+                         f" or export it as CSV.") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_ZIP_ENTRIES:
+            raise InputError(f"{path.name} holds {len(infos):,} parts, more than the {MAX_ZIP_ENTRIES:,} an Excel"
+                             f" workbook may have here: {_XLSX_ADVICE}.")
+        total = sum(i.file_size for i in infos)
+        guard.size(total, "unpacks to", advice=_XLSX_ADVICE)
+        for info in infos:
+            if info.file_size > _ZIP_RATIO_MIN_BYTES and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
+                raise InputError(f"{path.name}: its part {info.filename!r} has a compression ratio above"
+                                 f" {MAX_ZIP_RATIO}:1 (possible zip bomb); refusing to read it: {_XLSX_ADVICE}.")
+        parts = {i.filename: i for i in infos}
+        strings = parts.get("xl/sharedStrings.xml")
+        if strings is not None:
+            guard.size(strings.file_size, "has shared strings of", guard.b.max_bytes // _OBJECT_BYTES_FACTOR,
+                       advice=_XLSX_ADVICE)
+        part = _xlsx_sheet_part(zf, parts, sheet)
+        dims = _xlsx_dimension(zf, part) if part else None
+    if dims is not None:
+        min_col, min_row, max_col, max_row = dims
+        guard.shape(max_row - min_row + 1, max_col - min_col + 1, how="declares", advice=_XLSX_ADVICE, header=1)
+
+
+def _xlsx_sheet_part(zf: zipfile.ZipFile, parts: dict, sheet: str | int | None) -> str | None:
+    """The ZIP part of the chosen sheet (from xl/workbook.xml and its relationships), None if unclear."""
+    import posixpath
+    import xml.etree.ElementTree as ET
+
+    book, rels = parts.get("xl/workbook.xml"), parts.get("xl/_rels/workbook.xml.rels")
+    if book is None or rels is None or book.file_size > 16 << 20 or rels.file_size > 16 << 20:
+        return None
+    try:
+        sheets = [(el.get("name"), next((v for k, v in el.attrib.items() if k.endswith("}id")), None))
+                  for el in ET.fromstring(zf.read(book)).iter() if el.tag.endswith("}sheet")]
+        targets = {el.get("Id"): el.get("Target") for el in ET.fromstring(zf.read(rels)).iter()
+                   if el.tag.endswith("}Relationship")}
+    except (ET.ParseError, zipfile.BadZipFile, OSError, RuntimeError, ValueError):
+        return None
+    if sheet is None:
+        chosen = sheets[:1]
+    elif isinstance(sheet, int):
+        chosen = sheets[sheet:sheet + 1] if sheet >= 0 else []
+    else:
+        chosen = [s for s in sheets if s[0] == sheet][:1]
+    target = targets.get(chosen[0][1]) if chosen else None
+    if not target:
+        return None
+    part = posixpath.normpath(target.lstrip("/") if target.startswith("/") else "xl/" + target)
+    return part if part in parts else None
+
+
+def _xlsx_dimension(zf: zipfile.ZipFile, part: str) -> tuple[int, int, int, int] | None:
+    """(min_col, min_row, max_col, max_row) of a sheet's <dimension>; parsing stops at its cells."""
+    import xml.etree.ElementTree as ET
+
+    from openpyxl.utils.cell import range_boundaries
+
+    try:
+        with zf.open(part) as fh:
+            for _, el in ET.iterparse(fh, events=("start",)):
+                tag = el.tag.rsplit("}", 1)[-1]
+                if tag == "dimension":
+                    bounds = range_boundaries(str(el.get("ref", "")).upper())
+                    return None if None in bounds else bounds
+                if tag == "sheetData":
+                    return None
+    except (ET.ParseError, zipfile.BadZipFile, OSError, RuntimeError, ValueError, TypeError):
+        return None
+    return None
 
 
 def _column(df: pd.DataFrame, name: Any, where: str, what: str) -> str:
@@ -569,7 +871,8 @@ def _default_index(index: pd.Index) -> bool:
     return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
 
 
-def _load_path(path: Path, modality, text_column, numeric_columns, id_column, labels_column, extract_dir):
+def _load_path(path: Path, modality, text_column, numeric_columns, id_column, labels_column, extract_dir,
+               read_budget: ReadBudget | None = None):
     if not os.path.exists(path):  # unlike Path.exists(), False (not OSError) for a long text
         raise InputError(f"{str(path)[:200]!r} is not an existing file or folder. Pass a table file"
                          f" ({', '.join(TABLE_EXTENSIONS)}), a folder or .zip of images, or a list of items.")
@@ -578,8 +881,8 @@ def _load_path(path: Path, modality, text_column, numeric_columns, id_column, la
                          f" .zip or a list of image paths.")
     if not (path.is_dir() or path.suffix.lower() == ".zip"):
         as_str = tuple(str(c) for c in (id_column, labels_column, text_column) if c is not None)
-        loaded = _load_frame(_read_table(path, as_str=as_str), path.name, modality, text_column, numeric_columns,
-                             id_column, labels_column)
+        loaded = _load_frame(_read_table(path, as_str=as_str, budget=read_budget), path.name, modality, text_column,
+                             numeric_columns, id_column, labels_column)
         loaded.base_dir = path.parent
         return loaded
     if any(x is not None for x in (text_column, numeric_columns, id_column, labels_column)):
@@ -655,7 +958,7 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
             labels_column: str | None = None, ids: Any = None, labels: Any = None,
             numeric_metadata: dict[str, dict[str, Any]] | None = None, drop_empty_texts: bool = True,
             extract_dir: str | os.PathLike | None = None, max_items: int | None = None,
-            min_items: int = 2, fit_scaler: bool = True) -> Dataset:
+            min_items: int = 2, fit_scaler: bool = True, read_budget: ReadBudget | None = None) -> Dataset:
     """Validate texts, image paths (list, folder or zip), numbers, a DataFrame or a table file into a ``Dataset``.
 
     Parameters
@@ -672,6 +975,7 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
     min_items : refuse inputs with fewer usable items (2 to cluster; assigning new items needs 1).
     fit_scaler : standardise numeric data (False leaves ``numeric`` unset: new items for a saved model
         are scaled with the model's own scaler).
+    read_budget : limits on reading a table file (:class:`ReadBudget`; default :data:`DEFAULT_READ_BUDGET`).
 
     Raises
     ------
@@ -687,7 +991,7 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
         numeric_columns = [numeric_columns]
     table_opts = (text_column, numeric_columns, id_column, labels_column)
     if isinstance(data, (str, os.PathLike)):
-        ld = _load_path(Path(data), modality, *table_opts, extract_dir)
+        ld = _load_path(Path(data), modality, *table_opts, extract_dir, read_budget)
     elif isinstance(data, pd.DataFrame):
         ld = _load_frame(data, "DataFrame", modality, *table_opts)
     elif any(x is not None for x in table_opts):

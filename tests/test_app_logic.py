@@ -224,8 +224,8 @@ def test_preview_prepares_an_upload_once_per_data_choice(tmp_path, monkeypatch):
     from callbacks.runstore import LRU
 
     prepared = []
-    real = uploads.estimate_dataset
-    monkeypatch.setattr(uploads, "estimate_dataset", lambda spec, rd: prepared.append(spec) or real(spec, rd))
+    real = uploads.estimate_summary  # prepares the data (in the bounded reader process)
+    monkeypatch.setattr(uploads, "estimate_summary", lambda spec, rd: prepared.append(spec) or real(spec, rd))
     rows = "\n".join(f"{i},some text {i},note {i % 7}" for i in range(300))
     desc = uploads.stage(tmp_path, ["d.csv"], [data_url(("id,text,other\n" + rows).encode())])
     summaries, models = LRU(4), {"text_embedder": "fake-hash", "llm": "fake"}
