@@ -30,14 +30,14 @@ import threading
 import time
 from typing import Any, Callable
 
-from hercules_core import InputError
+from hercules_core import HerculesError, InputError
 from hercules_core.data import DEFAULT_READ_BUDGET, ReadBudget
 
 logger = logging.getLogger("hercules_app.reader")
 MAX_PARALLEL = 2
 DEFAULT_MEMORY_BYTES = 4 * 1024**3
 PRELOAD = ["psutil", "pandas", "pyarrow.parquet", "openpyxl", "hercules_core.data", "callbacks.uploads",
-           "callbacks._warm_reader"]
+           "callbacks.model_import", "callbacks._warm_reader"]
 # RLIMIT_AS is only a backstop: address space is no measure of memory use (measured: reading a
 # 5,000,000-row Parquet and a 381 MB array, 0.7 GB resident, needed 1.5 GB more address space; with
 # 1.5 GB allowed it failed, with 1 GB it passed), so the cap is the resident limit times this.
@@ -155,7 +155,7 @@ def _child(conn, fn: Callable, args: tuple, max_rss: int, max_seconds: float) ->
         pass
     try:
         out = ("ok", fn(*args))
-    except InputError as e:
+    except HerculesError as e:  # InputError, ModelFileError: messages written for the user
         out = ("input", str(e))
     except MemoryError:
         out = ("memory", "")
@@ -176,13 +176,17 @@ def _rss(proc) -> int:
         return 0
 
 
+TABLE_ADVICE = "sample or split it, or save it as CSV or Parquet"
+
+
 def bounded_call(fn: Callable, *args: Any, max_rss_bytes: int | None = None, max_seconds: float | None = None,
-                 what: str = "This file") -> Any:
+                 what: str = "This file", advice: str = TABLE_ADVICE) -> Any:
     """``fn(*args)`` in a child process; its (small, picklable) result.
 
     ``InputError`` raised by ``fn`` is raised again with its message. A child that goes over
     ``max_rss_bytes`` of resident memory or ``max_seconds`` of wall time is killed, and one that dies
-    or fails otherwise ends the same way: an ``InputError`` starting with ``what`` that says which.
+    or fails otherwise ends the same way: an ``InputError`` starting with ``what`` that says which,
+    and what to do (``advice``).
     """
     import psutil
 
@@ -239,13 +243,13 @@ def bounded_call(fn: Callable, *args: Any, max_rss_bytes: int | None = None, max
     if kind == "input":
         raise InputError(payload)
     if kind == "memory":
-        raise InputError(f"{what} needs more than {max_rss / 1024**3:,.1f} GB of memory to read: sample or split it,"
-                         f" or save it as CSV or Parquet.")
+        raise InputError(f"{what} needs more than {max_rss / 1024**3:,.1f} GB of memory to read: {advice}.")
     if kind == "time":
-        raise InputError(f"{what} needs more than {seconds:,.0f} s to read: sample or split it, or save it as CSV or"
-                         f" Parquet.")
+        raise InputError(f"{what} needs more than {seconds:,.0f} s to read: {advice}.")
     if kind == "died":
         how = "ran out of CPU time" if exitcode in (-24, -9) else f"stopped (exit code {exitcode})"
-        raise InputError(f"{what} could not be read: the reader {how}. Sample or split it, or save it as CSV or"
-                         f" Parquet.")
-    raise InputError(f"{what} could not be read ({payload}). Check that it is a valid table file.")
+        raise InputError(f"{what} could not be read: the reader {how}. {advice[:1].upper()}{advice[1:]}.")
+    # a bug, not the file's fault: its details (which may name server paths) go to the log only
+    logger.warning("reader %s failed: %s", getattr(fn, "__name__", fn), payload)
+    raise InputError(f"{what} could not be read: an internal error occurred ({payload.split(':', 1)[0]}). Check "
+                     f"that it is a file this page accepts; the details are in the server log.")

@@ -12,10 +12,9 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, html
 from dash.exceptions import PreventUpdate
 
-from hercules_core import HerculesError, load_model
-from hercules_run.pipeline import save_outputs
+from hercules_core import HerculesError
 
-from . import ids, runstore, uploads
+from . import bounded, ids, model_import, runstore, uploads
 
 log = logging.getLogger("hercules.import")
 
@@ -83,7 +82,7 @@ def import_model(runs_dir, name: str, contents: str) -> tuple[str | None, str]:
     rdir = runstore.run_dir(runs_dir, run_id)
     try:
         try:
-            h = _store_import(rdir, name, contents)
+            info = _store_import(rdir, name, contents)
         except BaseException:
             # whatever went wrong (a hostile file, a full disk, a bug, an interrupt), no folder
             # without status.json stays in runs/; rdir is built from a server-made id, never from input
@@ -97,26 +96,24 @@ def import_model(runs_dir, name: str, contents: str) -> tuple[str | None, str]:
         log.warning("importing a model failed", exc_info=e)
         return None, (f"{name} could not be imported: an internal error occurred ({type(e).__name__}). "
                       "Check that it is a model.json saved by HERCULES; the details are in the server log.")
-    return run_id, f"Imported {name}: {h.n_items:,} items, {h.top_level} levels."
+    return run_id, f"Imported {name}: {info['n_items']:,} items, {info['top_level']} levels."
 
 
-def _store_import(rdir, name: str, contents: str):
-    """Write the upload as ``rdir/model.json``, load it, write the other outputs and a done status."""
+def _store_import(rdir, name: str, contents: str) -> dict[str, Any]:
+    """Write the upload as ``rdir/model.json``, open it in the bounded reader (which writes the other
+    outputs), then a done status; returns the model's summary."""
     rdir.mkdir(parents=True)
     (rdir / "model.json").write_bytes(uploads.decode_data_url(contents))
-    h = load_model(rdir / "model.json")
-    save_outputs(h, rdir, write_model=False)  # the uploaded model.json stays as it was
-    cfg = h.config
-    counts = cfg.level_cluster_counts
+    info = bounded.bounded_call(model_import.open_imported, str(rdir), what=name,
+                                advice="open it with the command-line tool, or ask the administrator to raise "
+                                       "HERCULES_READ_MEMORY_MB")
     runstore.update_status(rdir, state="done", imported=True, created=runstore.now_iso(), percent=100,
                            stage="Imported", finished_ts=time.time(), started_ts=time.time(),
-                           data={"source": f"imported {name}"[:120], "modality": h.dataset.modality,
-                                 "n_items": h.n_items, "labelled": h.dataset.labels is not None},
-                           settings={"levels": list(counts) if counts else "auto", "mode": cfg.representation_mode,
-                                     "seed": cfg.random_state},
-                           timings=h.stats.get("timings", {}),
-                           clusters_per_level=[len(lv) for lv in h.levels[1:]])
-    return h
+                           data={"source": f"imported {name}"[:120], "modality": info["modality"],
+                                 "n_items": info["n_items"], "labelled": info["labelled"]},
+                           settings=info["settings"], timings=info["timings"],
+                           clusters_per_level=info["clusters_per_level"])
+    return info
 
 
 def register(app, ctx) -> None:

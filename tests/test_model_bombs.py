@@ -170,19 +170,22 @@ def test_importing_a_deeply_nested_file_leaves_runs_empty_and_says_why(tmp_path)
 
 
 def test_import_cleans_up_after_any_failure(tmp_path, monkeypatch, doc):
+    from callbacks import bounded, model_import
+
     runs = tmp_path / "runs"
     blob = data_url(json.dumps(doc).encode())
+    monkeypatch.setattr(bounded, "_ctx", lambda: False)  # in this process, where the patches below apply
 
     def broken(*_a, **_k):
         raise RuntimeError("a bug while writing the outputs")
-    monkeypatch.setattr(page_runs, "save_outputs", broken)
+    monkeypatch.setattr(model_import, "save_outputs", broken)
     run_id, msg = page_runs.import_model(runs, "model.json", blob)
     assert run_id is None and runs_left(runs) == []
     assert "internal error occurred (RuntimeError)" in msg and "a bug" not in msg
 
     def interrupted(*_a, **_k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(page_runs, "save_outputs", interrupted)
+    monkeypatch.setattr(model_import, "save_outputs", interrupted)
     with pytest.raises(KeyboardInterrupt):  # not swallowed, but cleaned up after
         page_runs.import_model(runs, "model.json", blob)
     assert runs_left(runs) == []
@@ -219,3 +222,23 @@ def test_a_legitimate_model_of_a_few_thousand_items_still_round_trips(tmp_path):
     run_id, msg = page_runs.import_model(runs, "model.json", data_url(path.read_bytes()))
     assert runstore.valid_id(run_id) and "3,000 items" in msg
     assert runs_left(runs) == [run_id] and (runs / run_id / "status.json").is_file()
+
+
+def test_a_consistent_model_too_big_to_open_is_refused_by_the_bounded_reader(tmp_path, monkeypatch):
+    """Every shape agrees with the ids, so the header checks pass: 40,000 items x 4,096 zeros (655 MB
+    decoded) from a file of a few MB. The import opens it in the bounded reader, which is stopped at its
+    memory limit: a message, nothing left in runs/, and the web server never loads it."""
+    h = make_hierarchy(make_text_dataset(40_000), (8, 3), dim=4)
+    h.levels[0].vectors = np.zeros((40_000, 4096), dtype=np.float32)
+    path = tmp_path / "m.json"
+    io.save_model(h, path)
+    assert path.stat().st_size < 20 * 1024**2
+    monkeypatch.setenv("HERCULES_READ_MEMORY_MB", "500")
+    runs = tmp_path / "runs"
+    run_id, msg = page_runs.import_model(runs, "huge-model.json", data_url(path.read_bytes()))
+    assert run_id is None and runs_left(runs) == []
+    assert msg == ("huge-model.json needs more than 0.5 GB of memory to read: open it with the command-line tool, "
+                   "or ask the administrator to raise HERCULES_READ_MEMORY_MB."), msg
+    monkeypatch.setenv("HERCULES_READ_MEMORY_MB", "4096")  # the default: it opens
+    run_id, msg = page_runs.import_model(runs, "huge-model.json", data_url(path.read_bytes()))
+    assert runstore.valid_id(run_id) and "40,000 items" in msg

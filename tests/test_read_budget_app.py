@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 
+import numpy as np
 import psutil
 import pytest
 
@@ -30,7 +31,7 @@ def server(tmp_path_factory):
     (folder / "runs").mkdir()
     env = procs.app_env(folder / "runs", "", stage_delay=0, HERCULES_READ_MEMORY_MB=str(READ_MEMORY_MB))
     proc, url = procs.web_server(env, folder, production=True, workers=2, threads=8)
-    proc.url = url
+    proc.url, proc.runs_dir = url, folder / "runs"
     yield proc
     proc.stop()
 
@@ -133,3 +134,48 @@ def test_table_bombs_uploaded_to_the_real_app_cost_the_server_little(server, tmp
     assert after - idle < 200 * 1024**2
     assert max(watch.reader_rss) < (READ_MEMORY_MB + 800) * 1024**2  # the fork server plus one killed reader
     assert watch.health and all(s == 200 for s, _ in watch.health) and slowest < 5
+
+
+def test_model_bombs_imported_into_the_real_app_cost_the_server_little(server, tmp_path):
+    """The model.json attacks on the runs page's import: a header declaring 800,000,000 rows (zlib of
+    zeros, 1 MB: refused from the header), a consistent model of 40,000 x 4,096 zeros (655 MB decoded
+    from 6 MB: every header check passes, the bounded reader stops it at this server's 1 GB), and
+    100,000 nested lists. The web server's own memory never grows by more than 300 MB."""
+    from hercules_core import io
+    from tests.factories import make_hierarchy, make_text_dataset
+    from tests.test_model_bombs import BOMB_ROWS, deep, zeros_bomb
+
+    shape = tmp_path / "shape-bomb.json"
+    good = tmp_path / "good.json"
+    io.save_model(make_hierarchy(), good)
+    doc = json.loads(good.read_text())
+    doc["levels"][1]["fallback"] = zeros_bomb(BOMB_ROWS)
+    shape.write_text(json.dumps(doc))
+    zeros = tmp_path / "zeros-model.json"
+    h = make_hierarchy(make_text_dataset(40_000), (8, 3), dim=4)
+    h.levels[0].vectors = np.zeros((40_000, 4096), dtype=np.float32)
+    io.save_model(h, zeros)
+    nested = tmp_path / "nested.json"
+    nested.write_text('{"format": "hercules-model", "schema_version": 1, "stats": ' + deep(100_000) + "}")
+    cases = [(shape, "shape-bomb.json: levels[1].fallback declares 800,000,000 rows"),
+             (zeros, "zeros-model.json needs more than 1.0 GB of memory to read"),
+             (nested, "nested.json is not a HERCULES model JSON: it is nested too deeply")]
+    master = psutil.Process(server.pid)
+    time.sleep(1)
+    idle = max(p.memory_info().rss for p in _serving(master))
+    report = []
+    with _Watch(server) as watch:
+        for path, expected in cases:
+            session = DashSession(server.url, timeout=120).open("/runs")
+            t0 = time.monotonic()
+            session.upload(path, component="model-upload")
+            msg = json.dumps(session.props.get(("model-upload-msg", "children")), ensure_ascii=False)
+            report.append(f"{path.name} ({path.stat().st_size / 1024**2:,.1f} MB): {time.monotonic() - t0:.1f} s")
+            assert expected in msg, msg
+            assert server.alive(), "the server died"
+    peak = max(watch.server_rss)
+    print(f"\nlargest server process RSS: idle {idle / 1024**2:,.0f} MB, peak {peak / 1024**2:,.0f} MB")
+    print("\n".join(report))
+    assert peak - idle < 300 * 1024**2, peak
+    assert watch.health and all(s == 200 for s, _ in watch.health)
+    assert [p.name for p in server.runs_dir.iterdir() if not p.name.startswith((".", "_"))] == []
