@@ -192,13 +192,13 @@ def test_assign_journey(page, server, model_file, tmp_path):
     bad = tmp_path / "numbers.csv"
     pd.DataFrame({"a": [1, 2], "b": [3, 4]}).to_csv(bad, index=False)
     page.set_input_files("#assign-upload input[type=file]", str(bad))
-    page.wait_for_selector(".assign-upload-ok", timeout=30_000)
+    _wait_uploaded(page, "numbers.csv")  # not the message of the upload before it: then Assign would take that one
     page.click("#assign-start")
     page.wait_for_selector(".assign-error", timeout=60_000)
     assert "Pick the column that holds the texts" in page.inner_text(".assign-error")
     zpath, _ = bs.image_data(tmp_path, n=4)
     page.set_input_files("#assign-upload input[type=file]", str(zpath))
-    page.wait_for_selector(".assign-upload-ok", timeout=30_000)
+    _wait_uploaded(page, zpath.name)
     page.click("#assign-start")
     page.wait_for_function("() => document.querySelector('.assign-error') && document.querySelector('.assign-error')"
                            ".innerText.includes('clusters text items, but the upload holds image items')",
@@ -223,3 +223,9 @@ def test_report_journey(page, server, model_file, tmp_path):
     shot(page, "report")
     assert [u for u in requests if not u.startswith("file:")] == []
     assert page.errors == [], page.errors
+
+
+def _wait_uploaded(page, name: str) -> None:
+    """Wait until the assign panel says ``name`` was uploaded."""
+    page.wait_for_function("(name) => { const ok = document.querySelector('.assign-upload-ok');"
+                           " return ok && ok.innerText.includes(name); }", arg=name, timeout=30_000)

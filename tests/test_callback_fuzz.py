@@ -10,7 +10,7 @@ ids), wrong types, huge strings. Each answer is checked:
   file next to the runs folder, ``/etc/passwd``, the project's source, the server's runs path;
 - no 5xx (a tampered value gets no update or a message);
 - afterwards, no file of the finished or imported run has changed, and the server's memory stayed
-  bounded (psutil RSS of the server and its children, sampled throughout).
+  bounded (the PSS of the server and its children, sampled throughout: see browser_support.tree_memory).
 
 ``HERCULES_FUZZ_REQUESTS`` sets the number of requests (default 2,200; CI needs >= 2,000).
 """
@@ -175,10 +175,7 @@ class Monitor(threading.Thread):
         self.proc, self.peak, self.stop_flag = psutil.Process(pid), 0, threading.Event()
 
     def rss(self) -> int:
-        try:
-            return sum(p.memory_info().rss for p in [self.proc, *self.proc.children(recursive=True)])
-        except psutil.Error:
-            return 0
+        return bs.tree_memory(self.proc)
 
     def run(self) -> None:
         while not self.stop_flag.is_set():
@@ -234,7 +231,7 @@ def test_every_callback_survives_tampered_input(world):
     monitor.join()
     growth = monitor.peak - baseline
     print(f"\nfuzz: {stats['requests']} requests to {len(cbs)} callbacks in {elapsed:.0f} s; statuses "
-          f"{dict(sorted(stats['by_status'].items()))}; server RSS peak {growth / 1024**2:.0f} MB above baseline "
+          f"{dict(sorted(stats['by_status'].items()))}; server memory (PSS) peak {growth / 1024**2:.0f} MB above baseline "
           f"({baseline / 1024**2:.0f} MB); load {os.getloadavg()[0]:.1f}")
     assert stats["leaks"] == [], (sorted({e[:2] for e in stats["leaks"]}), stats["leaks"][:3])
     assert stats["errors"] == [], (sorted({e[0] for e in stats["errors"]}), stats["errors"][:3])
