@@ -81,7 +81,10 @@ def create_app(runs_dir: str | os.PathLike | None = None, *, include_test_models
             html.Div(id=ids.JOB_RESULT),
         ])])
     app.layout = html.Div([
-        dcc.Location(id=ids.URL), dcc.Store(id=ids.ACTIVE_RUN), dcc.Store(id=ids.JOB_DONE),
+        # the run started in this tab (id and start token only) survives a reload: the panel rejoins it
+        dcc.Location(id=ids.URL), dcc.Store(id=ids.ACTIVE_RUN, storage_type="session"), dcc.Store(id=ids.JOB_DONE),
+        dcc.Store(id=ids.JOB_START), dcc.Interval(id=ids.JOB_POLL, interval=1000, disabled=True),
+        dcc.Store(id=ids.JOB_SCROLL),
         nav, dbc.Container(job_panel, fluid="lg"), dash.page_container,
     ])
     callbacks.register(app, ctx)

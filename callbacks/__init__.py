@@ -8,11 +8,12 @@ from __future__ import annotations
 
 
 def register(app, ctx) -> None:
-    from . import page_evaluate, page_explore, page_new_run, page_runs, routes, shell
+    from . import page_evaluate, page_explore, page_new_run, page_run, page_runs, routes, shell
 
     shell.register(app, ctx)
     page_new_run.register(app, ctx)
     page_runs.register(app, ctx)
+    page_run.register(app, ctx)
     page_explore.register(app, ctx)
     page_evaluate.register(app, ctx)
     routes.register(app.server, ctx)

@@ -8,7 +8,7 @@ from pathlib import Path
 from hercules_core import ModelFileError
 
 from .explore_model import ExploreModel
-from .runstore import LRU, ModelCache, effective_state, read_status, run_dir
+from .runstore import LRU, ModelCache, effective_state, has_results, read_status, run_dir
 
 
 @dataclass
@@ -22,13 +22,13 @@ class AppContext:
         """The explorer model of a finished run.
 
         ValueError for a bad id; ModelFileError (a message for the page, without server paths) when the
-        run is not ``done`` — a failed run may hold a model.json next to a missing memberships.csv —
-        or its model cannot be read; OSError if the file is missing.
+        run has no results (``runstore.has_results``: done, with or without warnings) — a failed run
+        may hold a model.json next to a missing memberships.csv — or its model cannot be read; OSError if the file is missing.
         """
         rdir = run_dir(self.runs_dir, run_id)
         status = read_status(rdir)
         state = effective_state(status) if status else None
-        if state != "done":
+        if not has_results(state):
             why = status.get("error")
             raise ModelFileError(f"This run cannot be opened: it is {state or 'unknown'}"
                                  + (f" ({why})" if isinstance(why, str) and why else "") + ".")

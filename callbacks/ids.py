@@ -5,7 +5,10 @@ Pattern-matching ids are dicts ``{"type": <one of the *_T constants>, ...}``.
 
 # --- app shell (app.py): present on every page
 URL = "url"
-ACTIVE_RUN = "active-run"  # store: {"run_id": ...} of the run started in this browser tab
+ACTIVE_RUN = "active-run"  # session store: {"run_id", "token"} of the run started in this browser tab
+JOB_START = "job-start"  # memory store: {"run_id", "token"} set by Start only; starts the background job
+JOB_POLL = "job-poll"  # interval: a rejoined run (after a reload) follows its status.json
+JOB_SCROLL = "job-scroll"  # store written by a clientside callback only (brings the panel into view)
 JOB_DONE = "job-done"  # store: {"run_id", "state", "message"} written when the background job ends
 JOB_PANEL = "job-panel"
 JOB_TITLE = "job-title"
@@ -48,11 +51,23 @@ START_MSG = "start-msg"
 
 # --- runs page
 RUNS_TABLE = "runs-table"
+RUNS_MSG = "runs-msg"
+RUNS_CANCEL_T = "runs-cancel"  # {"type", "run"}: Cancel of a queued/running run started in this browser
 RUNS_REFRESH = "runs-refresh"
 RUNS_INTERVAL = "runs-interval"
 MODEL_UPLOAD = "model-upload"
 MODEL_UPLOAD_MSG = "model-upload-msg"
 MODEL_SIZE_MSG = "model-upload-size-msg"
+
+# --- run page (/run/<run_id>)
+RUN_VIEW = "run-view"  # store: {"run_id"} of the page
+RUN_POLL = "run-poll"
+RUN_PROGRESS = "run-progress"
+RUN_STAGE = "run-stage"
+RUN_LOG = "run-log"
+RUN_CANCEL = "run-cancel"
+RUN_CANCEL_NOTE = "run-cancel-note"
+RUN_RESULT = "run-result"
 
 # --- explore page
 EXPLORE_RUN = "explore-run"  # store: {"run_id"}

@@ -23,10 +23,11 @@ from typing import Any, Callable
 from hercules_core import Cancelled, HerculesConfig, HerculesError, RunLog
 from hercules_run.pipeline import OUTPUT_FILES, ModelIds, RunRequest, run_pipeline
 
-from . import runstore, uploads
+from . import outcome, runstore, uploads
 
 SendFn = Callable[[int, str, str], None]
 LOG_LINES = 40
+STATUS_LOG_CHARS = 8000  # the live log tail kept in status.json (a rejoined page or /run/<id> shows it)
 _LEVEL_STAGE = re.compile(r"(clustering|summarizing) level (\d+)|embedding level (\d+) descriptions")
 
 
@@ -99,7 +100,10 @@ class Reporter:
             self.send(int(self.percent), self.text, "\n".join(self.lines))
         if force or now - self._last_status >= 1.0:
             self._last_status = now
-            runstore.update_status(self.rdir, stage=self.text, percent=int(self.percent))
+            runstore.update_status(self.rdir, stage=self.text, percent=int(self.percent), log=self.tail())
+
+    def tail(self) -> str:
+        return "\n".join(self.lines)[-STATUS_LOG_CHARS:]
 
 
 class _LiveRunLog(RunLog):
@@ -169,10 +173,10 @@ def _write_failed(rdir: Path, exc: OSError) -> dict[str, Any]:
     uploads.discard_extracted(rdir)
     error = f"The run could not write its files: {runstore.os_error_text(exc)}."
     try:
-        return runstore.update_status(rdir, state="failed", error=error, finished=runstore.now_iso(),
+        return runstore.update_status(rdir, state=runstore.FAILED, error=error, finished=runstore.now_iso(),
                                       finished_ts=time.time())
     except OSError:  # not even the status fits: the browser still gets the reason
-        return {"state": "failed", "error": error}
+        return {"state": runstore.FAILED, "error": error}
 
 
 def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
@@ -186,7 +190,7 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
         return status
     spec = runstore.read_json(rdir / "spec.json")
     if not spec:
-        return runstore.update_status(rdir, state="failed", error="The run has no spec.json.")
+        return runstore.update_status(rdir, state=runstore.FAILED, error="The run has no spec.json.")
     cfg_dict = spec["config"]
     counts = cfg_dict.get("level_cluster_counts")
     reporter = Reporter(rdir, len(counts) if counts else int(cfg_dict.get("max_levels", 3)), send,
@@ -194,7 +198,7 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
     stop_capture = capture_warnings(run_id, reporter)
     t0 = time.time()
     try:
-        runstore.update_status(rdir, state="running", pid=os.getpid(), host=os.uname().nodename,
+        runstore.update_status(rdir, state=runstore.RUNNING, pid=os.getpid(), host=os.uname().nodename,
                                started=runstore.now_iso(), started_ts=t0, percent=0, stage="Preparing data")
     except OSError as e:
         stop_capture()
@@ -220,23 +224,34 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
                              models=ModelIds.from_dict(spec.get("models")))
         h = run_pipeline(request, progress=reporter, cancel=lambda: runstore.cancel_requested(rdir),
                          run_log=_LiveRunLog(rdir / "run_log.jsonl", reporter), on_data=loaded).hierarchy
-        reporter.percent, reporter.text = 100.0, "Done"
+        if runstore.cancel_requested(rdir):  # cancelled after the pipeline's last check: honour it
+            raise Cancelled("Cancelled by the user.")
+        # how good the result is: too many keyword fallbacks or failed LLM calls finish "with warnings"
+        warnings = outcome.assess_run(h.stats, rdir / "run_log.jsonl")
+        reporter.percent = 100.0
+        reporter.text = "Done" if warnings is None else "Finished with warnings"
         reporter.log(f"Done: {', '.join(str(len(lv)) for lv in h.levels[1:])} clusters in levels 1..{h.top_level}")
-        return runstore.update_status(rdir, state="done", percent=100, stage="Done", finished=runstore.now_iso(),
-                                      finished_ts=time.time(), timings=h.stats.get("timings", {}),
+        if warnings is not None:
+            reporter.log(f"Finished with warnings: {warnings['text']} Main reason: {warnings['reason']}."[:500])
+        return runstore.update_status(rdir, state=runstore.DONE, percent=100, stage=reporter.text,
+                                      finished=runstore.now_iso(), finished_ts=time.time(),
+                                      timings=h.stats.get("timings", {}),
                                       clusters_per_level=[len(lv) for lv in h.levels[1:]],
-                                      usage=h.stats.get("usage", {}))
+                                      usage=h.stats.get("usage", {}), warnings=warnings,
+                                      title_quality=outcome.title_quality(h.evaluation), log=reporter.tail())
     except Cancelled:
+        for name in OUTPUT_FILES:  # a cancel that came late leaves no result behind
+            (rdir / name).unlink(missing_ok=True)
         uploads.discard_extracted(rdir)
         reporter.text = "Cancelled"
         reporter.log("Cancelled.")
-        return runstore.update_status(rdir, state="cancelled", error="Cancelled by the user.",
+        return runstore.update_status(rdir, state=runstore.CANCELLED, log=reporter.tail(), error="Cancelled by the user.",
                                       finished=runstore.now_iso(), finished_ts=time.time())
     except HerculesError as e:
         uploads.discard_extracted(rdir)
         reporter.text = "Failed"
         reporter.log(f"Failed: {e}"[:500])
-        return runstore.update_status(rdir, state="failed", error=str(e), finished=runstore.now_iso(),
+        return runstore.update_status(rdir, state=runstore.FAILED, error=str(e), log=reporter.tail(), finished=runstore.now_iso(),
                                       finished_ts=time.time())
     except OSError as e:
         return _write_failed(rdir, e)
@@ -247,7 +262,7 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
         except OSError:
             pass  # the status below still carries the reason
         reporter.log(f"Internal error: {type(e).__name__}: {e}"[:500])
-        return runstore.update_status(rdir, state="failed", finished=runstore.now_iso(), finished_ts=time.time(),
+        return runstore.update_status(rdir, state=runstore.FAILED, finished=runstore.now_iso(), finished_ts=time.time(),
                                       error=f"Internal error ({type(e).__name__}: {e}). The traceback is in the "
                                             "run directory (error.txt).")
     finally:
@@ -264,7 +279,7 @@ def create_run(runs_dir, spec: dict[str, Any], config: HerculesConfig, models: d
     settings = {"levels": list(counts) if counts else f"auto ({config.auto_k_method})",
                 "mode": config.representation_mode, "seed": config.random_state,
                 "topic_seed": config.topic_seed, **{k: v for k, v in models.items() if v}}
-    runstore.update_status(rdir, state="queued", created=runstore.now_iso(), percent=0, stage="Queued",
+    runstore.update_status(rdir, state=runstore.QUEUED, created=runstore.now_iso(), percent=0, stage="Queued",
                            settings=settings, data={"source": ", ".join(spec.get("names", [])[:3]),
                                                     "modality": spec.get("what")})
     return run_id

@@ -156,7 +156,7 @@ def start_run(runs_dir, include_tests: bool, active, ref, labels, choice: dict[s
     """
     if isinstance(active, dict) and runstore.valid_id(active.get("run_id")):
         status = runstore.read_status(runstore.run_dir(runs_dir, active["run_id"]))
-        if runstore.effective_state(status) in ("queued", "running"):
+        if runstore.is_active(runstore.effective_state(status)):
             return no_update, html.Div("A run is already in progress in this tab: wait for it or cancel it.",
                                        className="text-danger start-error")
     try:
@@ -174,7 +174,9 @@ def start_run(runs_dir, include_tests: bool, active, ref, labels, choice: dict[s
         return no_update, html.Div(f"The run could not be created: {runstore.os_error_text(e)}.",
                                    className="text-danger start-error")
     return ({"run_id": run_id, "token": token},
-            html.Div(["Started run ", html.Code(run_id[:8]), "."], className="text-success"))
+            html.Div(["Started run ", html.Code(run_id[:8]), ": its progress is at the top of the page and on ",
+                      html.A("its own page", href=f"/run/{run_id}", className="start-run-page"), "."],
+                     className="text-success"))
 
 
 def register(app, ctx) -> None:
@@ -254,7 +256,7 @@ def register(app, ctx) -> None:
         return recommended_values(llm_id, id_list, values)
 
     @app.callback(
-        Output(ids.ACTIVE_RUN, "data"), Output(ids.START_MSG, "children"),
+        Output(ids.ACTIVE_RUN, "data"), Output(ids.JOB_START, "data"), Output(ids.START_MSG, "children"),
         Input(ids.START, "n_clicks"),
         State(ids.ACTIVE_RUN, "data"), State(ids.UPLOAD_STORE, "data"), State(ids.LABELS_STORE, "data"),
         State(ids.WHAT, "value"), State(ids.TEXT_COL, "value"), State(ids.NUM_COLS, "value"),
@@ -268,5 +270,7 @@ def register(app, ctx) -> None:
         if not n:
             raise PreventUpdate
         choice = form_choice(what, text_col, num_cols, id_col, label_col, txt_mode)
-        return start_run(ctx.runs_dir, ctx.include_test_models, active, desc, labels, choice,
-                         form_values(values, id_list), levels_mode, model_values(mvalues, mids))
+        started, message = start_run(ctx.runs_dir, ctx.include_test_models, active, desc, labels, choice,
+                                     form_values(values, id_list), levels_mode, model_values(mvalues, mids))
+        # the session store remembers the run (a reload rejoins it); the memory store starts the job, once
+        return started, started, message

@@ -1,4 +1,5 @@
-"""Callbacks of the runs page: the list of past runs, and importing a saved model JSON."""
+"""Callbacks of the runs page: the list of past runs (Cancel for a run this browser started), and
+importing a saved model JSON."""
 
 from __future__ import annotations
 
@@ -9,17 +10,16 @@ from datetime import datetime
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import Input, Output, html
+from dash import ALL, Input, Output, State, ctx as dash_ctx, html
 from dash.exceptions import PreventUpdate
 
 from hercules_core import HerculesError
 
-from . import bounded, ids, model_import, runstore, uploads
+from . import bounded, ids, model_import, outcome, runstore, uploads
+from .page_run import ANOTHER_BROWSER, cancel_run, holds_token
 
 log = logging.getLogger("hercules.import")
 
-BADGE = {"done": "success", "running": "primary", "queued": "secondary", "failed": "danger",
-         "cancelled": "warning", "interrupted": "dark"}
 
 
 def _when(status: dict[str, Any]) -> str:
@@ -39,28 +39,42 @@ def _settings_text(settings: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in settings.items() if v not in (None, "", [])) or "—"
 
 
-def runs_table(runs: list[dict[str, Any]]):
-    """A table row per run: id, status, data, settings, time, links."""
+def runs_table(runs: list[dict[str, Any]], active: Any = None):
+    """A table row per run: id, status, data, settings, time, links. A queued or running run gets a
+    Cancel button when ``active`` (the browser's ACTIVE_RUN store) holds its start token."""
     if not runs:
         return html.Div("No runs yet. Start one on the New run page, or import a model JSON below.",
                         className="text-muted")
     rows = []
     for s in runs:
-        run_id, state = s["run_id"], s.get("state", "unknown")
+        run_id = s["run_id"]
+        key = outcome.outcome(s)
         data = s.get("data") or {}
         data_text = " · ".join(str(x) for x in (data.get("source"), data.get("modality"),
                                                 f"{data['n_items']:,} items" if data.get("n_items") else None) if x)
-        status_cell = [dbc.Badge(state, color=BADGE.get(state, "light"), className="run-state")]
-        if state in ("running", "queued"):
+        status_cell = [outcome.state_badge(s)]
+        links = []
+        if runstore.is_active(key):
             status_cell.append(html.Span(f" {s.get('percent', 0)}% {s.get('stage', '')}", className="small"))
+            if holds_token(s, run_id, active):
+                links.append(dbc.Button("Cancel", id={"type": ids.RUNS_CANCEL_T, "run": run_id}, size="sm",
+                                        color="danger", outline=True, className="me-1 runs-cancel"))
+            else:
+                links.append(html.Span("started in another browser", title=ANOTHER_BROWSER,
+                                       className="small text-muted me-1 other-browser"))
+        if key == outcome.WARNINGS:
+            w = s.get("warnings") or {}
+            status_cell.append(html.Div([str(w.get("text", "")), " Main reason: ", str(w.get("reason", "")), "."],
+                                        className="small text-warning-emphasis run-warning-text"))
         if s.get("error"):
             status_cell.append(html.Div(s["error"], className="small text-danger run-error"))
-        links = []
-        if state == "done":
-            links = [dbc.Button("Open", href=f"/explore?run={run_id}", size="sm", color="primary",
-                                className="me-1 open-run"),
-                     dbc.Button("Evaluate", href=f"/evaluate?run={run_id}", size="sm", color="secondary",
-                                outline=True)]
+        if runstore.has_results(s):
+            links += [dbc.Button("Open", href=f"/explore?run={run_id}", size="sm", color="primary",
+                                 className="me-1 open-run"),
+                      dbc.Button("Evaluate", href=f"/evaluate?run={run_id}", size="sm", color="secondary",
+                                 outline=True)]
+        if not s.get("imported"):
+            links.append(html.A("details", href=f"/run/{run_id}", className="small ms-1 run-page-link"))
         rows.append(html.Tr([html.Td(html.Code(run_id[:8], title=run_id)), html.Td(status_cell),
                              html.Td(data_text or "—", className="small"),
                              html.Td(_settings_text(s.get("settings") or {}), className="small"),
@@ -107,7 +121,7 @@ def _store_import(rdir, name: str, contents: str) -> dict[str, Any]:
     info = bounded.bounded_call(model_import.open_imported, str(rdir), what=name,
                                 advice="open it with the command-line tool, or ask the administrator to raise "
                                        "HERCULES_READ_MEMORY_MB")
-    runstore.update_status(rdir, state="done", imported=True, created=runstore.now_iso(), percent=100,
+    runstore.update_status(rdir, state=runstore.DONE, imported=True, created=runstore.now_iso(), percent=100,
                            stage="Imported", finished_ts=time.time(), started_ts=time.time(),
                            data={"source": f"imported {name}"[:120], "modality": info["modality"],
                                  "n_items": info["n_items"], "labelled": info["labelled"]},
@@ -118,9 +132,25 @@ def _store_import(rdir, name: str, contents: str) -> dict[str, Any]:
 
 def register(app, ctx) -> None:
     @app.callback(Output(ids.RUNS_TABLE, "children"), Input(ids.RUNS_INTERVAL, "n_intervals"),
-                  Input(ids.RUNS_REFRESH, "n_clicks"), Input(ids.MODEL_UPLOAD_MSG, "children"))
-    def _table(*_):
-        return runs_table(runstore.list_runs(ctx.runs_dir))
+                  Input(ids.RUNS_REFRESH, "n_clicks"), Input(ids.MODEL_UPLOAD_MSG, "children"),
+                  Input(ids.RUNS_MSG, "children"), State(ids.ACTIVE_RUN, "data"))
+    def _table(*args):
+        return runs_table(runstore.list_runs(ctx.runs_dir), args[-1])
+
+    @app.callback(Output(ids.RUNS_MSG, "children"), Input({"type": ids.RUNS_CANCEL_T, "run": ALL}, "n_clicks"),
+                  State(ids.ACTIVE_RUN, "data"), prevent_initial_call=True)
+    def _cancel(clicks, active):
+        trig = dash_ctx.triggered_id
+        value = dash_ctx.triggered[0]["value"] if dash_ctx.triggered else None
+        if not value or not isinstance(trig, dict):  # a button that just appeared, not a click
+            raise PreventUpdate
+        run_id = trig.get("run")
+        status = cancel_run(ctx.runs_dir, run_id, active)  # only for the holder of the run's start token
+        if status is None:
+            return html.Div("This run cannot be cancelled from this browser (it has ended, or another browser "
+                            "started it).", className="alert alert-secondary py-2 runs-cancel-msg")
+        return html.Div(["Run ", html.Code(run_id[:8]), " cancelled: the work stops at its next step."],
+                        className="alert alert-warning py-2 runs-cancel-msg")
 
     @app.callback(Output(ids.MODEL_UPLOAD_MSG, "children"), Input(ids.MODEL_UPLOAD, "contents"),
                   Input(ids.MODEL_UPLOAD, "filename"), prevent_initial_call=True)

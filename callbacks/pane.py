@@ -13,7 +13,7 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import html
 
-from . import ids, runstore
+from . import ids, outcome, runstore
 from .explore_model import ExploreModel, make_key
 
 SAMPLES = 6
@@ -203,8 +203,13 @@ def overview(em: ExploreModel):
     timings = {k: f"{v:.2f} s" for k, v in (stats.get("timings") or {}).items() if isinstance(v, (int, float))}
     usage = stats.get("usage") or {}
     n_fallback = stats.get("n_fallback_summaries")
+    # a run that finished with warnings says so first (its status.json, next to the model)
+    status = runstore.read_status(Path(em.path).parent) if em.path else {}
+    warned = outcome.warnings_block(status.get("warnings"), status.get("title_quality")
+                                    or outcome.title_quality(h.evaluation))
     return html.Div([
         html.H5("Overview", className="pane-title"),
+        warned,
         html.P("Click a bubble, a tree node or a search hit to see a cluster.", className="small text-muted"),
         _kv_table(totals, "overview-totals"),
         html.H6("Models"), _kv_table(models or {"summariser": "keywords"}),

@@ -33,8 +33,13 @@ from hercules_core.data import IMAGE_EXTENSIONS
 from hercules_core.io import atomic_write
 
 RUN_ID_RE = re.compile(r"[0-9a-f]{32}")
-STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
-FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
+# The states of a run, named once. A run that ended well is DONE; "finished with warnings" is DONE
+# with a ``warnings`` record in its status (callbacks/outcome.py): its files are the same, so the
+# explorer and the downloads treat it exactly as DONE (``has_results``).
+QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED = "queued", "running", "done", "failed", "cancelled", "interrupted"
+STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED)
+ACTIVE_STATES = (QUEUED, RUNNING)
+FINAL_STATES = (DONE, FAILED, CANCELLED, INTERRUPTED)
 UPLOADS = "_uploads"
 CANCEL_FLAG = "cancel.flag"
 # A running job refreshes ``heartbeat_ts`` in its status this often; a run whose heartbeat is older than
@@ -43,6 +48,21 @@ HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_STALE = 30.0
 INTERRUPTED_MESSAGE = ("The process running this run stopped before it finished (killed, crashed or "
                        "restarted): start the run again.")
+
+
+def _state_of(status_or_state: Any) -> Any:
+    return status_or_state.get("state") if isinstance(status_or_state, dict) else status_or_state
+
+
+def has_results(status_or_state: Any) -> bool:
+    """Whether a run (its status dict or its state) finished and holds its results: DONE, with or
+    without warnings. Every check of "can this run be opened / downloaded" goes through here."""
+    return _state_of(status_or_state) == DONE
+
+
+def is_active(status_or_state: Any) -> bool:
+    """Whether a run (status dict or state) is queued or running (it can still be cancelled)."""
+    return _state_of(status_or_state) in ACTIVE_STATES
 
 
 def new_id() -> str:
@@ -152,8 +172,8 @@ def update_status(rdir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
         fcntl.flock(fd, fcntl.LOCK_EX)
         status = read_status(rdir)
         status.update(fields)
-        if (rdir / CANCEL_FLAG).exists() and status.get("state") not in ("done", "failed"):
-            status["state"] = "cancelled"
+        if (rdir / CANCEL_FLAG).exists() and status.get("state") not in (DONE, FAILED):
+            status["state"] = CANCELLED
         status["updated"] = now_iso()
         _write_status(rdir, status)
     finally:
@@ -191,11 +211,11 @@ def claim_start(rdir: str | os.PathLike, token: Any) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         status = read_status(rdir)
-        if status.get("state") != "queued" or status.get("imported") or not token_ok(status, token) \
+        if status.get("state") != QUEUED or status.get("imported") or not token_ok(status, token) \
                 or (rdir / CANCEL_FLAG).exists():
             return False
         # the claiming process runs the job: its pid lets every page see if it dies before the job starts
-        status.update(state="running", stage="Starting", updated=now_iso(), pid=os.getpid(), host=os.uname().nodename)
+        status.update(state=RUNNING, stage="Starting", updated=now_iso(), pid=os.getpid(), host=os.uname().nodename)
         _write_status(rdir, status)
         return True
     finally:
@@ -214,7 +234,7 @@ def request_cancel(rdir: str | os.PathLike) -> dict[str, Any]:
     if status.get("state") in FINAL_STATES:
         return status
     (rdir / CANCEL_FLAG).touch()
-    return update_status(rdir, state="cancelled", error="Cancelled by the user.", finished=now_iso(),
+    return update_status(rdir, state=CANCELLED, error="Cancelled by the user.", finished=now_iso(),
                          finished_ts=time.time())
 
 
@@ -243,9 +263,9 @@ def effective_state(status: dict[str, Any]) -> str:
     """The state to show: a "running" run whose process is gone (same machine: its pid; any machine
     or container: its heartbeat stopped) was interrupted."""
     state = status.get("state", "unknown")
-    if state == "running" and ((status.get("pid") and status.get("host") == os.uname().nodename
+    if state == RUNNING and ((status.get("pid") and status.get("host") == os.uname().nodename
                                 and not _alive(status["pid"])) or _heartbeat_stale(status)):
-        return "interrupted"
+        return INTERRUPTED
     return state
 
 
@@ -256,10 +276,10 @@ def _mark_interrupted(rdir: Path, status: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError):
         end = time.time()
     try:
-        return update_status(rdir, state="interrupted", finished=now_iso(), finished_ts=end,
+        return update_status(rdir, state=INTERRUPTED, finished=now_iso(), finished_ts=end,
                              error=status.get("error") or INTERRUPTED_MESSAGE)
     except OSError:
-        return dict(status, state="interrupted", finished_ts=end)
+        return dict(status, state=INTERRUPTED, finished_ts=end)
 
 
 class Heartbeat:
@@ -301,7 +321,7 @@ def list_runs(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
         status = read_status(entry)
         if not status:
             continue
-        if status.get("state") == "running" and effective_state(status) == "interrupted":
+        if status.get("state") == RUNNING and effective_state(status) == INTERRUPTED:
             status = _mark_interrupted(entry, status)
         status = dict(status, run_id=entry.name, state=effective_state(status))
         out.append(status)
@@ -362,7 +382,7 @@ def elapsed(status: dict[str, Any]) -> float | None:
     if start is None:
         return None
     if end is None:  # only a run still going has a growing duration
-        if status.get("state") not in ("running", "queued"):
+        if not is_active(status):
             return None
         end = time.time()
     try:

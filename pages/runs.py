@@ -14,6 +14,7 @@ def layout(**_):
         html.H3("Runs", className="my-3"),
         dbc.Button("Refresh", id=ids.RUNS_REFRESH, size="sm", color="secondary", outline=True, className="mb-2"),
         dcc.Interval(id=ids.RUNS_INTERVAL, interval=4000),
+        html.Div(id=ids.RUNS_MSG),
         html.Div(id=ids.RUNS_TABLE),
         html.Hr(),
         html.H5("Open a saved model"),

@@ -39,15 +39,16 @@ def free_port() -> int:
 
 
 class AppServer:
-    """``python app.py`` on a free port with its own runs directory; test models enabled."""
+    """``python app.py`` on a free port with its own runs directory; test models enabled; ``env``
+    adds environment variables (e.g. ``HERCULES_LLM_BASE_URL`` of a stub server)."""
 
-    def __init__(self, runs_dir: Path, stage_delay: float = 0.4):
+    def __init__(self, runs_dir: Path, stage_delay: float = 0.4, env: dict[str, str] | None = None):
         self.runs_dir = runs_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, HERCULES_TEST_MODELS="1", HERCULES_TEST_STAGE_DELAY=str(stage_delay),
                    HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
-                   HERCULES_CACHE_DIR=str(runs_dir.parent / "model-cache"))
+                   HERCULES_CACHE_DIR=str(runs_dir.parent / "model-cache"), **(env or {}))
         self.log = open(runs_dir.parent / f"server-{self.port}.log", "w")
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(self.port),
                                       "--runs-dir", str(runs_dir)], cwd=ROOT, env=env, stdout=self.log,

@@ -163,7 +163,7 @@ class DashSession:
         active = self.props.get(("active-run", "data"))
         if not active:
             raise RuntimeError(f"the run did not start: {json.dumps(self.props.get(('start-msg', 'children')))[:300]}")
-        self.fire("active-run.data", only="job-done")  # dispatches the background job (Celery / diskcache)
+        self.fire("job-start.data", only="job-done")  # dispatches the background job (Celery / diskcache)
         return active["run_id"]
 
 

@@ -146,7 +146,7 @@ def test_only_the_creating_page_can_cancel(app_client):
     run_id = _start(runs, _csv(), text_column="text", id_column="id")
     rdir = runstore.run_dir(runs, run_id)
     token = runstore.issue_token(rdir)
-    cancel = dash_client.find(cbs, "job-stage.children@")
+    cancel = next(c for c in cbs if "job-stage.children@" in c.output and c.args()[0] == ("job-cancel", "n_clicks"))
     r = _post(client, cancel, [1, {"run_id": run_id, "token": "wrong"}])
     assert r.status_code == 204 and runstore.read_status(rdir)["state"] == "queued"
     r = _post(client, cancel, [1, {"run_id": run_id, "token": token}])
