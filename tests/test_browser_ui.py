@@ -1,0 +1,79 @@
+"""Browser checks of small UI defects a new user met (issue: explore search, model drop zone, data
+preview widths, standalone report's metrics table), in headless Chromium against the real app.
+
+The run is a saved model imported into the app's runs folder, as in tests/test_browser_reuse.py.
+Screenshots go to tests/artifacts/ui-*.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+
+import pandas as pd
+import pytest
+
+from tests import browser_support as bs
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+if not os.path.exists(bs.CHROMIUM):
+    pytest.skip(f"{bs.CHROMIUM} is missing (scripts/setup.sh installs it: apt-get install chromium)",
+                allow_module_level=True)
+pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+from tests.browser_support import browser, new_page, page  # noqa: E402,F401  (the shared fixtures)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = bs.AppServer(tmp_path_factory.mktemp("app") / "runs", stage_delay=0)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def run_id(server, tmp_path_factory):
+    from callbacks import page_runs
+    from hercules_core import Hercules, HerculesConfig, prepare, save_model
+    from hercules_core.clients.fakes import FakeEmbedder
+
+    df = pd.read_csv(bs.text_data())
+    ds = prepare(df.iloc[:300], text_column="text", id_column="id", labels_column="label")
+    h = Hercules(HerculesConfig(level_cluster_counts=(12, 4)), text_embedder=FakeEmbedder(64)).fit(ds).hierarchy_
+    path = tmp_path_factory.mktemp("model") / "model.json"
+    save_model(h, path)
+    url = "data:application/json;base64," + base64.b64encode(path.read_bytes()).decode()
+    rid, message = page_runs.import_model(server.runs_dir, "model.json", url)
+    assert rid, message
+    return rid
+
+
+def shot(page, name: str) -> None:
+    bs.ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(bs.ARTIFACTS / f"ui-{name}.png"), full_page=True)
+
+
+def _outputs(request) -> str:
+    return request.post_data or "" if "_dash-update-component" in request.url else ""
+
+
+def test_explore_search_runs_as_you_type_once_per_pause(page, server, run_id):
+    page.goto(f"{server.url}/explore?run={run_id}")
+    page.wait_for_selector("#explore-scatter .js-plotly-plot", timeout=30_000)
+    searches = []
+    page.on("request", lambda r: searches.append(r) if "explore-search-results.children" in _outputs(r) else None)
+    page.click("#explore-search")
+    page.keyboard.type("love", delay=60)  # keystrokes faster than the pause the search waits for
+    # the results come without Enter and without leaving the box
+    page.wait_for_selector("#explore-search-results .search-hit", timeout=10_000)
+    time.sleep(1.0)
+    assert len(searches) == 1, [r.post_data for r in searches]
+    assert page.evaluate("document.activeElement.id") == "explore-search"
+    shot(page, "explore-search")
+    # a further word after a pause is searched again, still without Enter
+    page.keyboard.type(" x", delay=60)
+    page.wait_for_selector("#explore-search-results .search-empty", timeout=10_000)
+    time.sleep(0.6)
+    assert len(searches) == 2
+    assert not page.errors, page.errors
