@@ -44,19 +44,25 @@ LIMITS_TEXT = (f"Up to {MAX_UPLOAD_BYTES // 1024**2} MB per upload. Tables: CSV,
                f"(at most {core_data.MAX_ZIP_ENTRIES:,} entries and {core_data.MAX_ZIP_BYTES // 1024**3} GB unpacked).")
 
 
-def limited(upload, max_bytes: int, msg_id: str):
+def limited(upload, max_bytes: int, msg_id: str, types: tuple[str, ...] = (), wrong_type: str = ""):
     """``upload`` (a dcc.Upload) refusing files above ``max_bytes`` in the browser, before sending.
 
     dcc.Upload's ``max_size`` drops such a file silently; assets/03_upload_limit.js reads the
     wrapper's data attributes, stops the file before the component sees it and writes the reason
-    into the ``msg_id`` element.
+    into the ``msg_id`` element. With ``types`` (file name endings such as ``".json"``), a file of
+    another type is stopped the same way, with ``wrong_type`` (``{name}`` is the file's name) as the
+    reason: the upload's ``accept`` only filters the file chooser, and react-dropzone drops another
+    type that is dragged onto the box without a word.
     """
     from dash import html
 
     upload.max_size = max_bytes
+    attrs = {"data-max-bytes": str(max_bytes), "data-msg-id": msg_id}
+    if types:
+        upload.accept = ",".join(types)
+        attrs.update({"data-accept": ",".join(t.lower() for t in types), "data-type-msg": wrong_type})
     return html.Div([upload, html.Div(id=msg_id, className="alert alert-danger py-2 upload-too-large",
-                                      style={"display": "none"})],
-                    **{"data-max-bytes": str(max_bytes), "data-msg-id": msg_id})
+                                      style={"display": "none"})], **attrs)
 
 
 def _ext(name: str) -> str:

@@ -77,3 +77,41 @@ def test_explore_search_runs_as_you_type_once_per_pause(page, server, run_id):
     time.sleep(0.6)
     assert len(searches) == 2
     assert not page.errors, page.errors
+
+
+JS_DROP = """([selector, name, text]) => {
+  const dt = new DataTransfer();
+  dt.items.add(new File([text], name, {type: 'text/csv'}));
+  const target = document.querySelector(selector);
+  for (const type of ['dragenter', 'dragover', 'drop']) {
+    target.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: dt}));
+  }
+}"""
+
+
+def test_a_table_on_the_model_import_says_it_is_not_a_model(page, server, tmp_path):
+    page.goto(server.url + "/runs")
+    page.wait_for_selector("#model-upload")
+    sent = []
+    page.on("request", lambda r: sent.append(r) if "model-upload.contents" in _outputs(r) else None)
+    expected = "is not a model file: a model is the model.json a run wrote; to cluster a table, use New run"
+    # dropped on the box
+    page.evaluate(JS_DROP, ["#model-upload", "data $&.csv", "id,text\n1,hello\n"])
+    page.wait_for_selector("#model-upload-size-msg", state="visible", timeout=5_000)
+    assert page.inner_text("#model-upload-size-msg") == f"data $&.csv {expected}."
+    shot(page, "model-drop-csv")
+    # chosen in the file dialog ("all files")
+    table = tmp_path / "table.xlsx"
+    table.write_bytes(b"PK\x03\x04 not really")
+    page.set_input_files("#model-upload input[type=file]", str(table))
+    page.wait_for_function("(t) => document.getElementById('model-upload-size-msg').innerText === t",
+                           arg=f"table.xlsx {expected}.", timeout=5_000)
+    time.sleep(0.5)
+    assert not sent and not page.query_selector(".model-upload-ok, .model-upload-error")
+    # a model file still goes through, and the message of the refused file goes away
+    fake = tmp_path / "model.json"
+    fake.write_text('{"format": "something-else"}')
+    page.set_input_files("#model-upload input[type=file]", str(fake))
+    page.wait_for_selector(".model-upload-error", timeout=15_000)
+    assert not page.is_visible("#model-upload-size-msg")
+    assert not page.errors, page.errors
