@@ -22,6 +22,10 @@ T_ITEMS, T_BUBBLES, T_LABELS, T_CONTEXT, T_SEL_ITEMS, T_SELECTED = range(6)
 ITEMS_MAX = 5000  # L0 items are drawn as points only up to this many items
 SEL_ITEMS_MAX = 2000  # above ITEMS_MAX, a selection's own items are drawn when it has at most this many
 SIZE_SCALES = ("linear", "sqrt", "log")
+# what the scatter draws where, said under its title (positions: ExploreModel.xy)
+SPACE_NOTES = {"representation": "2-D PCA of the item vectors; each bubble sits at the mean of its items",
+               "description": "2-D PCA of description embeddings; each bubble sits where its own title and "
+                              "description embed, not at its items' mean"}
 BASE_OPACITY, FADE_OPACITY = 0.85, 0.12
 
 
@@ -108,8 +112,9 @@ def scatter_figure(em: ExploreModel, level: int, space: str = "representation", 
     fig = {
         "data": [items, bubbles, labels, context, sel_items, selected],
         "layout": {
-            "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "height": 520, "dragmode": "pan",
-            "title": {"text": f"Level {level} clusters ({len(lv)}) · {space} space", "font": {"size": 13}},
+            "margin": {"l": 10, "r": 10, "t": 44, "b": 10}, "height": 520, "dragmode": "pan",
+            "title": {"text": f"Level {level} clusters ({len(lv)}) · {space} space"
+                              f"<br><sup>{SPACE_NOTES[space]}</sup>", "font": {"size": 13}},
             "xaxis": {"showticklabels": False, "zeroline": False, "title": {"text": "PC 1"}},
             "yaxis": {"showticklabels": False, "zeroline": False, "title": {"text": "PC 2"}},
             "uirevision": f"{level}-{space}", "hovermode": "closest", "clickmode": "event",
