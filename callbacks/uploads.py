@@ -310,6 +310,41 @@ def preview_rows(runs_dir: str | Path, ref: Any, txt_mode: Any = None, max_rows:
     return _records(df, max_chars), [str(c) for c in df.columns]
 
 
+PREVIEW_LONG_CHARS = 40  # a column whose values reach this length on average (or twice it at most) is long text
+
+
+def preview_column_defs(columns: list[str], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """AG Grid column definitions of the data preview, from its columns and rows.
+
+    Long text takes the grid's spare width (``flex``) and wraps to three lines (the rest in the
+    cell's tooltip); ids, labels and numbers get a fixed width that fits their values. A table
+    without long text spreads its columns over the grid's width. Values are shown as text.
+    """
+    stats = []
+    for c in columns:
+        values = [r.get(c) for r in rows if r.get(c) is not None]
+        lengths = [len(str(v)) for v in values] or [0]
+        numeric = bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        mean = sum(lengths) / len(lengths)
+        long = not numeric and (mean >= PREVIEW_LONG_CHARS or max(lengths) >= 2 * PREVIEW_LONG_CHARS)
+        width = int(min(max(8 * max(max(lengths), len(str(c))) + 40, 80), 240))
+        stats.append((c, long, numeric, width))
+    any_long = any(long for _, long, _, _ in stats)
+    defs = []
+    for c, long, numeric, width in stats:
+        d: dict[str, Any] = {"field": c, "headerName": c, "tooltipField": c}
+        if long:
+            d.update(flex=1, minWidth=280, wrapText=True, autoHeight=True, cellClass="preview-long")
+        elif any_long:
+            d.update(width=width, maxWidth=240)
+        else:
+            d.update(flex=1, minWidth=width)
+        if numeric:
+            d["type"] = "numericColumn"
+        defs.append(d)
+    return defs
+
+
 def _table_preview(runs_dir, udir: Path, desc: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows saved when the table was staged; an upload staged before they were saved is read
     again, in the bounded child like at staging, never in the web process."""

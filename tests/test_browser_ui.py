@@ -115,3 +115,24 @@ def test_a_table_on_the_model_import_says_it_is_not_a_model(page, server, tmp_pa
     page.wait_for_selector(".model-upload-error", timeout=15_000)
     assert not page.is_visible("#model-upload-size-msg")
     assert not page.errors, page.errors
+
+
+def test_data_preview_gives_the_text_column_the_spare_width(page, server):
+    page.goto(server.url + "/")
+    page.set_input_files("#data-upload input[type=file]", str(bs.text_data()))
+    page.wait_for_selector("#data-preview .ag-cell", timeout=30_000)
+    time.sleep(0.5)
+    widths = dict(page.evaluate("""() => Array.from(document.querySelectorAll('#data-preview .ag-header-cell'))
+        .map(c => [c.getAttribute('col-id'), c.getBoundingClientRect().width])"""))
+    grid = page.evaluate("document.querySelector('#data-preview .ag-body-viewport').clientWidth")
+    assert set(widths) == {"id", "text", "label"}
+    assert widths["text"] >= 0.6 * grid and widths["id"] < 150 and widths["label"] < 200, (widths, grid)
+    assert sum(widths.values()) >= grid - 4  # no empty half
+    # the long text wraps (a cell taller than one line), and its tooltip has the whole cell
+    first = page.locator('#data-preview .ag-center-cols-container .ag-row[row-index="2"] [col-id="text"]')
+    assert first.bounding_box()["height"] > 40
+    first.hover()
+    page.wait_for_selector(".ag-tooltip", timeout=5_000)
+    assert page.inner_text(".ag-tooltip").startswith("In California, Bill Honig")
+    shot(page, "data-preview")
+    assert not page.errors, page.errors
