@@ -256,11 +256,19 @@ def metrics_figure(evaluation: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     """Scores across levels: [-1, 1] scores on the left, Davies-Bouldin (lower is better) on the right."""
     levels = sorted(int(k) for k in evaluation)
     data = []
+    # V-measure (beta=1) is NMI with arithmetic normalisation: one line when the numbers agree
+    ys_of = {name: [evaluation.get(lv, evaluation.get(str(lv), {})).get(name) for lv in levels]
+             for name, _ in SCORE_METRICS}
+    nmi, vm = ys_of["normalized_mutual_info_score"], ys_of["v_measure_score"]
+    merged = any(y is not None for y in nmi) and all(
+        (a is None) == (b is None) and (a is None or math.isclose(a, b, abs_tol=1e-9)) for a, b in zip(nmi, vm))
     for axis, metrics in (("", SCORE_METRICS), ("2", DB_METRICS)):
         for name, label in metrics:
             ys = [evaluation.get(lv, evaluation.get(str(lv), {})).get(name) for lv in levels]
-            if all(y is None for y in ys):
+            if all(y is None for y in ys) or (merged and name == "v_measure_score"):
                 continue
+            if merged and name == "normalized_mutual_info_score":
+                label = "NMI = V-measure"
             data.append({"type": "scatter", "mode": "lines+markers", "name": label, "x": [f"L{lv}" for lv in levels],
                          "y": ys, "xaxis": f"x{axis}", "yaxis": f"y{axis}",
                          "legendgroup": "scores" if not axis else "db"})

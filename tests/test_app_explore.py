@@ -313,3 +313,33 @@ def test_report_bubbles_use_the_same_positions(real_em):
     for lv in data["levels"]:
         xy = real_em.xy(lv["level"], "representation")
         assert np.allclose(np.array(lv["xy"]).T, xy, atol=1e-3)
+
+
+def test_evaluate_page_says_why_metrics_coincide(real_em):
+    """At L1 the children are the items, and in a text run the items' description embeddings are the
+    item vectors: the page says so under the table. NMI and V-measure (beta=1) are one measure: one line."""
+    import copy
+
+    ev = real_em.h.evaluation
+    l1 = ev[1]
+    assert l1["children_silhouette_score"] == l1["silhouette_score"] == l1["llm_silhouette_score"]
+    assert l1["normalized_mutual_info_score"] == pytest.approx(l1["v_measure_score"])
+    table = page_evaluate.metrics_table(ev)
+    text = _texts(table)
+    assert "At L1 the children of a cluster are its items" in text
+    assert "At L1 the description metrics equal them too" in text
+    assert "NMI and V-measure are the same measure here" in text
+    names = [t["name"] for t in figures.metrics_figure(ev)["data"]]
+    assert "NMI = V-measure" in names and "NMI" not in names and "V-measure" not in names
+    # numbers that differ are drawn and left as they are, without the notes
+    other = copy.deepcopy(ev)
+    other[2]["v_measure_score"] = 0.123
+    other[1]["llm_silhouette_score"] = 0.5
+    names = [t["name"] for t in figures.metrics_figure(other)["data"]]
+    assert "NMI" in names and "V-measure" in names
+    notes = page_evaluate.coincidence_notes(other)
+    assert len(notes) == 1 and notes[0].startswith("At L1 the children")
+    assert page_evaluate.coincidence_notes({}) == []
+    # a model's evaluation read back from JSON has str keys and no labels
+    plain = {str(k): {**v, "normalized_mutual_info_score": None, "v_measure_score": None} for k, v in ev.items()}
+    assert len(page_evaluate.coincidence_notes(plain)) == 2
