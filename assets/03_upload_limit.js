@@ -5,6 +5,9 @@
 // refused file; dcc.Upload's max_size is the second line of defence (it drops such files silently).
 // A file that is sent but refused on the way (HTTP 413 from the server or a proxy in front of it, a
 // server error, a dropped connection) says so in the same element: Dash itself shows nothing then.
+// A box with data-accept (file name endings) stops a file of another type the same way, with the
+// box's data-type-msg as the reason: dcc.Upload's `accept` only filters the file chooser, and a file
+// of another type that is dropped (or picked under "all files") is dropped by react-dropzone unsaid.
 (function () {
   var pending = null;  // the upload box whose file is on its way: {msg, names}
 
@@ -17,20 +20,36 @@
     var msg = document.getElementById(box.getAttribute('data-msg-id'));
     var total = 0, names = [];
     for (var i = 0; i < files.length; i++) { total += files[i].size; names.push(files[i].name); }
+    var accept = (box.getAttribute('data-accept') || '').split(',').filter(Boolean);
+    var wrong = accept.length ? names.filter(function (n) {
+      return !accept.some(function (end) { return n.toLowerCase().slice(-end.length) === end; });
+    }) : [];
+    if (wrong.length) {
+      var listed = wrong.slice(0, 3).join(', ') + (wrong.length > 3 ? ' …' : '');
+      stop(event);  // a function as replacement: a "$&" in a file name stays as it is
+      show(msg, (box.getAttribute('data-type-msg') || '{name}: not a file this box takes.')
+        .replace('{name}', function () { return listed; }));
+      return;
+    }
     if (total <= limit) {
       if (msg) { msg.textContent = ''; msg.style.display = 'none'; }
       pending = {msg: msg, names: names, box: box};
       return;
     }
+    stop(event);
+    show(msg, names.slice(0, 3).join(', ') + (names.length > 3 ? ' …' : '') + ': ' + mb(total) +
+      ', more than the ' + mb(limit) + ' allowed per upload. Nothing was sent. Sample the data, or run ' +
+      'the command-line tool on the full file.');
+  }
+
+  function stop(event) {  // the upload component never sees the file
     event.preventDefault();
     event.stopImmediatePropagation();
     if (event.type === 'change') { event.target.value = ''; }
-    if (msg) {
-      msg.textContent = names.slice(0, 3).join(', ') + (names.length > 3 ? ' …' : '') + ': ' + mb(total) +
-        ', more than the ' + mb(limit) + ' allowed per upload. Nothing was sent. Sample the data, or run ' +
-        'the command-line tool on the full file.';
-      msg.style.display = 'block';
-    }
+  }
+
+  function show(msg, text) {
+    if (msg) { msg.textContent = text; msg.style.display = 'block'; }
   }
 
   window.addEventListener('change', function (e) {

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from hercules_core import Hierarchy, load_model
+from hercules_core.reduction import cluster_positions
 
 KEY_RE = re.compile(r"L(\d{1,2}):(\d{1,9})")
 SPACES = ("representation", "description")
@@ -32,6 +33,7 @@ class ExploreModel:
     # up[a][b] for a < b: index at level b of each node of level a
     up: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
     _search: dict[int, list[str]] = field(default_factory=dict)
+    _xy: dict[tuple[int, str], np.ndarray | None] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> "ExploreModel":
@@ -117,11 +119,14 @@ class ExploreModel:
         return kids[np.argsort(-self.h.levels[level - 1].size[kids], kind="stable")]
 
     def xy(self, level: int, space: str) -> np.ndarray | None:
-        r = self.h.levels[level].reductions
-        arr = r.get(space)
-        if arr is None and space != "representation":
-            return None
-        return arr
+        """2-D positions of the nodes of ``level`` in ``space``: items at their projection, clusters
+        as :func:`hercules_core.reduction.cluster_positions` places them (representation: at their
+        items' mean)."""
+        key = (int(level), space)
+        if key not in self._xy:
+            self._xy[key] = cluster_positions(self.h, level, space) if level else \
+                self.h.levels[0].reductions.get(space)
+        return self._xy[key]
 
     def spaces(self) -> list[str]:
         return [s for s in SPACES if all(s in lv.reductions for lv in self.h.levels[1:])]

@@ -22,6 +22,10 @@ T_ITEMS, T_BUBBLES, T_LABELS, T_CONTEXT, T_SEL_ITEMS, T_SELECTED = range(6)
 ITEMS_MAX = 5000  # L0 items are drawn as points only up to this many items
 SEL_ITEMS_MAX = 2000  # above ITEMS_MAX, a selection's own items are drawn when it has at most this many
 SIZE_SCALES = ("linear", "sqrt", "log")
+# what the scatter draws where, said under its title (positions: ExploreModel.xy)
+SPACE_NOTES = {"representation": "2-D PCA of the item vectors; each bubble sits at the mean of its items",
+               "description": "2-D PCA of description embeddings; each bubble sits where its own title and "
+                              "description embed, not at its items' mean"}
 BASE_OPACITY, FADE_OPACITY = 0.85, 0.12
 
 
@@ -108,8 +112,9 @@ def scatter_figure(em: ExploreModel, level: int, space: str = "representation", 
     fig = {
         "data": [items, bubbles, labels, context, sel_items, selected],
         "layout": {
-            "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "height": 520, "dragmode": "pan",
-            "title": {"text": f"Level {level} clusters ({len(lv)}) · {space} space", "font": {"size": 13}},
+            "margin": {"l": 10, "r": 10, "t": 44, "b": 10}, "height": 520, "dragmode": "pan",
+            "title": {"text": f"Level {level} clusters ({len(lv)}) · {space} space"
+                              f"<br><sup>{SPACE_NOTES[space]}</sup>", "font": {"size": 13}},
             "xaxis": {"showticklabels": False, "zeroline": False, "title": {"text": "PC 1"}},
             "yaxis": {"showticklabels": False, "zeroline": False, "title": {"text": "PC 2"}},
             "uirevision": f"{level}-{space}", "hovermode": "closest", "clickmode": "event",
@@ -251,11 +256,19 @@ def metrics_figure(evaluation: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     """Scores across levels: [-1, 1] scores on the left, Davies-Bouldin (lower is better) on the right."""
     levels = sorted(int(k) for k in evaluation)
     data = []
+    # V-measure (beta=1) is NMI with arithmetic normalisation: one line when the numbers agree
+    ys_of = {name: [evaluation.get(lv, evaluation.get(str(lv), {})).get(name) for lv in levels]
+             for name, _ in SCORE_METRICS}
+    nmi, vm = ys_of["normalized_mutual_info_score"], ys_of["v_measure_score"]
+    merged = any(y is not None for y in nmi) and all(
+        (a is None) == (b is None) and (a is None or math.isclose(a, b, abs_tol=1e-9)) for a, b in zip(nmi, vm))
     for axis, metrics in (("", SCORE_METRICS), ("2", DB_METRICS)):
         for name, label in metrics:
             ys = [evaluation.get(lv, evaluation.get(str(lv), {})).get(name) for lv in levels]
-            if all(y is None for y in ys):
+            if all(y is None for y in ys) or (merged and name == "v_measure_score"):
                 continue
+            if merged and name == "normalized_mutual_info_score":
+                label = "NMI = V-measure"
             data.append({"type": "scatter", "mode": "lines+markers", "name": label, "x": [f"L{lv}" for lv in levels],
                          "y": ys, "xaxis": f"x{axis}", "yaxis": f"y{axis}",
                          "legendgroup": "scores" if not axis else "db"})

@@ -41,10 +41,49 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _level(evaluation: dict[Any, dict[str, Any]], lv: int) -> dict[str, Any]:
+    return evaluation.get(lv, evaluation.get(str(lv), {}))  # keys may be str after JSON
+
+
+def _equal(m: dict[str, Any], names: tuple[str, ...], prefix: str) -> bool:
+    """Whether the metrics ``names`` equal the same metrics with ``prefix`` (at least one defined)."""
+    pairs = [(m.get(n), m.get(prefix + n)) for n in names]
+    return any(a is not None for a, _ in pairs) and all(
+        (a is None and b is None) or (a is not None and b is not None and math.isclose(a, b, abs_tol=1e-9))
+        for a, b in pairs)
+
+
+def same_measure(evaluation: dict[Any, dict[str, Any]], a: str, b: str) -> bool:
+    """Whether metrics ``a`` and ``b`` have the same value at every level where either is defined."""
+    values = [(_level(evaluation, lv).get(a), _level(evaluation, lv).get(b)) for lv in evaluation]
+    defined = [(x, y) for x, y in values if x is not None or y is not None]
+    return bool(defined) and all(x is not None and y is not None and math.isclose(x, y, abs_tol=1e-9)
+                                 for x, y in defined)
+
+
+def coincidence_notes(evaluation: dict[Any, dict[str, Any]]) -> list[str]:
+    """Why some rows of the table (and lines of the chart) repeat each other, when they do."""
+    notes = []
+    first = _level(evaluation, 1)
+    internal = ("silhouette_score", "davies_bouldin_score", "calinski_harabasz_score")
+    if first and _equal(first, internal, "children_"):
+        notes.append("At L1 the children of a cluster are its items, so the children metrics are the item "
+                     "metrics (in the chart, their lines meet at L1).")
+    if first and _equal(first, internal, "llm_"):
+        notes.append("At L1 the description metrics equal them too: the level below L1 is the items, and in "
+                     "this run an item's description embedding is the embedding of its own text (only the "
+                     "clusters get LLM-written descriptions). From L2 on the three views differ.")
+    if same_measure(evaluation, "normalized_mutual_info_score", "v_measure_score"):
+        notes.append("NMI and V-measure are the same measure here: V-measure (beta = 1, the harmonic mean of "
+                     "homogeneity and completeness) equals NMI with arithmetic normalisation, scikit-learn's "
+                     "default. The chart draws them as one line.")
+    return notes
+
+
 def metrics_table(evaluation: dict[Any, dict[str, Any]]):
-    """Metrics as rows (grouped), levels as columns; notes below."""
+    """Metrics as rows (grouped), levels as columns; why some rows repeat, and notes below."""
     levels = sorted(int(k) for k in evaluation)
-    get = lambda lv: evaluation.get(lv, evaluation.get(str(lv), {}))  # noqa: E731 - keys may be str after JSON
+    get = lambda lv: _level(evaluation, lv)  # noqa: E731
     head = html.Thead(html.Tr([html.Th("metric")] + [html.Th(f"L{lv} ({get(lv).get('n_clusters', '?')})")
                                                      for lv in levels]))
     rows = []
@@ -56,7 +95,10 @@ def metrics_table(evaluation: dict[Any, dict[str, Any]]):
             rows.append(html.Tr([html.Td(n, className="small")] +
                                 [html.Td(_fmt(get(lv).get(n)), className="small") for lv in levels]))
     notes = [f"L{lv}: {note}" for lv in levels for note in get(lv).get("notes") or []]
+    same = coincidence_notes(evaluation)
     return html.Div([dbc.Table([head, html.Tbody(rows)], size="sm", bordered=True, className="metrics-table"),
+                     html.Div([html.P(n, className="small mb-1") for n in same], className="metrics-same mb-2")
+                     if same else None,
                      html.Ul([html.Li(n, className="small text-muted") for n in notes[:30]])])
 
 

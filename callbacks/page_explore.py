@@ -20,6 +20,9 @@ from .explore_model import ExploreModel
 DOWNLOADS = (("model.json", "Model JSON"), ("memberships.csv", "Memberships CSV"),
              ("evaluation.json", "Evaluation JSON"), ("evaluation.csv", "Evaluation CSV"),
              ("hierarchy.txt", "Hierarchy text"), ("run_log.jsonl", "Run log"))
+# the search runs as the user types, once typing pauses this long: dbc.Input's ``debounce`` takes
+# milliseconds (dcc.Input's takes seconds); ``True`` would wait for Enter or a click elsewhere
+SEARCH_DEBOUNCE_MS = 300
 
 
 def as_int(value: Any, default: Any = None) -> Any:

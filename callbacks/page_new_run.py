@@ -115,6 +115,13 @@ def estimate_text(summary: cost.DataSummary, cfg, models: dict[str, Any]) -> str
     return cost.format_estimate(est).removeprefix("estimate: ") + f" ({summary.n_items:,} items)."
 
 
+def preview_grid_options(search: Any = "") -> dict[str, Any]:
+    """The data preview grid's options: 10 rows a page, the quick filter, tooltips (the whole cell
+    of a wrapped long text) shown after a short hover."""
+    return {"quickFilterText": search if isinstance(search, str) else "", "pagination": True,
+            "paginationPageSize": 10, "paginationPageSizeSelector": False, "tooltipShowDelay": 300}
+
+
 def cost_preview(ref, what, cfg_values, levels_mode, models, include_tests, runs_dir=None, choice=None,
                  summaries=None):
     """What the run will do and cost, or the first problem with the data or the settings.
@@ -204,13 +211,12 @@ def register(app, ctx) -> None:
             rows, cols = uploads.preview_rows(ctx.runs_dir, ref, txt_mode)
         except (HerculesError, OSError, ValueError):
             return [], []
-        return rows, [{"field": c, "headerName": c, "tooltipField": c} for c in cols]
+        return rows, uploads.preview_column_defs(cols, rows)
 
     @app.callback(Output(ids.PREVIEW, "dashGridOptions"), Input(ids.PREVIEW_SEARCH, "value"),
                   prevent_initial_call=True)
     def _search_preview(text):
-        return {"quickFilterText": text if isinstance(text, str) else "", "pagination": True, "paginationPageSize": 10,
-                "paginationPageSizeSelector": False}
+        return preview_grid_options(text)
 
     @app.callback(Output(ids.LABELS_STORE, "data"), Output(ids.LABELS_MSG, "children"),
                   Input(ids.LABELS_UPLOAD, "contents"), State(ids.LABELS_UPLOAD, "filename"),

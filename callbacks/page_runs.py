@@ -20,6 +20,10 @@ from .page_run import ANOTHER_BROWSER, cancel_run, holds_token
 
 log = logging.getLogger("hercules.import")
 
+# what the model import takes, and what it says of anything else (in the browser, before sending:
+# pages/runs.py through uploads.limited; here, for a file that arrives all the same)
+MODEL_TYPES = (".json",)
+NOT_A_MODEL = "{name} is not a model file: a model is the model.json a run wrote; to cluster a table, use New run."
 
 
 def _when(status: dict[str, Any]) -> str:
@@ -88,8 +92,8 @@ def import_model(runs_dir, name: str, contents: str) -> tuple[str | None, str]:
     """Store an uploaded model JSON as a new finished run; (run id or None, message)."""
     if not isinstance(name, str) or not isinstance(contents, str):
         return None, "The model file arrived damaged; try again."
-    if not name.lower().endswith(".json"):
-        return None, "A model file is a .json file written by HERCULES (model.json)."
+    if not name.lower().endswith(MODEL_TYPES):
+        return None, NOT_A_MODEL.format(name=name)
     if uploads.encoded_size(contents) > uploads.MAX_MODEL_BYTES:
         return None, f"The model file is larger than {uploads.MAX_MODEL_BYTES // 1024**2} MB."
     run_id = runstore.new_id()

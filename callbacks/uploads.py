@@ -44,19 +44,25 @@ LIMITS_TEXT = (f"Up to {MAX_UPLOAD_BYTES // 1024**2} MB per upload. Tables: CSV,
                f"(at most {core_data.MAX_ZIP_ENTRIES:,} entries and {core_data.MAX_ZIP_BYTES // 1024**3} GB unpacked).")
 
 
-def limited(upload, max_bytes: int, msg_id: str):
+def limited(upload, max_bytes: int, msg_id: str, types: tuple[str, ...] = (), wrong_type: str = ""):
     """``upload`` (a dcc.Upload) refusing files above ``max_bytes`` in the browser, before sending.
 
     dcc.Upload's ``max_size`` drops such a file silently; assets/03_upload_limit.js reads the
     wrapper's data attributes, stops the file before the component sees it and writes the reason
-    into the ``msg_id`` element.
+    into the ``msg_id`` element. With ``types`` (file name endings such as ``".json"``), a file of
+    another type is stopped the same way, with ``wrong_type`` (``{name}`` is the file's name) as the
+    reason: the upload's ``accept`` only filters the file chooser, and react-dropzone drops another
+    type that is dragged onto the box without a word.
     """
     from dash import html
 
     upload.max_size = max_bytes
+    attrs = {"data-max-bytes": str(max_bytes), "data-msg-id": msg_id}
+    if types:
+        upload.accept = ",".join(types)
+        attrs.update({"data-accept": ",".join(t.lower() for t in types), "data-type-msg": wrong_type})
     return html.Div([upload, html.Div(id=msg_id, className="alert alert-danger py-2 upload-too-large",
-                                      style={"display": "none"})],
-                    **{"data-max-bytes": str(max_bytes), "data-msg-id": msg_id})
+                                      style={"display": "none"})], **attrs)
 
 
 def _ext(name: str) -> str:
@@ -302,6 +308,41 @@ def preview_rows(runs_dir: str | Path, ref: Any, txt_mode: Any = None, max_rows:
     else:
         df = pd.DataFrame({"archive": desc["names"]})
     return _records(df, max_chars), [str(c) for c in df.columns]
+
+
+PREVIEW_LONG_CHARS = 40  # a column whose values reach this length on average (or twice it at most) is long text
+
+
+def preview_column_defs(columns: list[str], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """AG Grid column definitions of the data preview, from its columns and rows.
+
+    Long text takes the grid's spare width (``flex``) and wraps to three lines (the rest in the
+    cell's tooltip); ids, labels and numbers get a fixed width that fits their values. A table
+    without long text spreads its columns over the grid's width. Values are shown as text.
+    """
+    stats = []
+    for c in columns:
+        values = [r.get(c) for r in rows if r.get(c) is not None]
+        lengths = [len(str(v)) for v in values] or [0]
+        numeric = bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        mean = sum(lengths) / len(lengths)
+        long = not numeric and (mean >= PREVIEW_LONG_CHARS or max(lengths) >= 2 * PREVIEW_LONG_CHARS)
+        width = int(min(max(8 * max(max(lengths), len(str(c))) + 40, 80), 240))
+        stats.append((c, long, numeric, width))
+    any_long = any(long for _, long, _, _ in stats)
+    defs = []
+    for c, long, numeric, width in stats:
+        d: dict[str, Any] = {"field": c, "headerName": c, "tooltipField": c}
+        if long:
+            d.update(flex=1, minWidth=280, wrapText=True, autoHeight=True, cellClass="preview-long")
+        elif any_long:
+            d.update(width=width, maxWidth=240)
+        else:
+            d.update(flex=1, minWidth=width)
+        if numeric:
+            d["type"] = "numericColumn"
+        defs.append(d)
+    return defs
 
 
 def _table_preview(runs_dir, udir: Path, desc: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:

@@ -161,6 +161,32 @@ def reduce_hierarchy(h: Hierarchy, n_components: int, random_state: int) -> None
                     break
 
 
+def cluster_positions(h: Hierarchy, level: int, space: str = "representation") -> np.ndarray | None:
+    """Where the clusters of ``level`` (>= 1) are drawn in the 2-D projection of ``space``.
+
+    ``"representation"``: the mean of the cluster's items' projections (PCA is linear, so this is
+    the projection of the items' mean vector). A level's stored projection is that of its own
+    vectors, which for embeddings is the *re-normalised* centroid (``normalize_centroids``; unit
+    length, so further from the embedding space's origin than its items' mean) and, above level 1,
+    the mean of such centroids: projected, it lands away from the cluster's own items. Without
+    item projections (a model that kept no item vectors) the stored projection is all there is.
+
+    ``"description"``: the projection of each cluster's own description embedding (its title and
+    description, embedded), drawn among the items' description embeddings: where the text the LLM
+    wrote lands, not a mean of anything.
+    """
+    lv = h.levels[level]
+    stored = lv.reductions.get(space)
+    items = h.levels[0].reductions.get(space)
+    if space != "representation" or level == 0 or items is None:
+        return stored
+    assign = h.assignments(level)
+    counts = np.bincount(assign, minlength=len(lv)).astype(np.float64)
+    out = np.stack([np.bincount(assign, weights=items[:, c].astype(np.float64), minlength=len(lv))
+                    for c in range(items.shape[1])], axis=1) / np.maximum(counts, 1)[:, None]
+    return out.astype(np.float32)
+
+
 # --------------------------------------------------------------------------- clustering space
 
 CLUSTERING = "clustering"  # key in Hierarchy.reducers

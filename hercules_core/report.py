@@ -26,6 +26,7 @@ import numpy as np
 
 from .hierarchy import Hierarchy
 from .io import atomic_write
+from .reduction import cluster_positions
 
 ITEMS_MAX = 5000
 SAMPLES_PER_CLUSTER = 3
@@ -89,7 +90,7 @@ def report_data(h: Hierarchy, *, items_max: int = ITEMS_MAX) -> dict[str, Any]:
             "level": level, "ids": list(lv.ids), "titles": list(lv.titles), "descriptions": list(lv.descriptions),
             "sources": list(lv.sources), "fallback": [bool(x) for x in lv.fallback],
             "size": [int(x) for x in lv.size], "parent": [int(x) for x in lv.parent],
-            "xy": _r(lv.reductions.get("representation")),
+            "xy": _r(cluster_positions(h, level, "representation")),  # at the mean of its items
         })
     xy0 = h.levels[0].reductions.get("representation")
     items = None

@@ -6,7 +6,7 @@ import flask
 from dash import dcc, html
 
 from callbacks import assign_panel, edit, figures, ids
-from callbacks.page_explore import controls, downloads_bar
+from callbacks.page_explore import SEARCH_DEBOUNCE_MS, controls, downloads_bar
 
 dash.register_page(__name__, path="/explore", name="Explore", title="HERCULES · explore", order=2)
 
@@ -45,7 +45,7 @@ def layout(run=None, **_):
         ], className="mt-2"),
         dbc.Row([
             dbc.Col([dbc.Input(id=ids.SEARCH, placeholder="Search titles, descriptions and items…", size="sm",
-                               debounce=True, type="search"),
+                               debounce=SEARCH_DEBOUNCE_MS, type="search"),
                      html.Div(id=ids.SEARCH_RESULTS, className="search-results"),
                      html.H6("Hierarchy", className="mt-2"),
                      html.Div(id=ids.TREE, className="tree-box")], lg=5),

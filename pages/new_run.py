@@ -7,6 +7,7 @@ import flask
 from dash import dcc, html
 
 from callbacks import configform, ids, uploads
+from callbacks.page_new_run import preview_grid_options
 
 dash.register_page(__name__, path="/", name="New run", title="HERCULES · new run", order=0)
 
@@ -43,11 +44,10 @@ def layout(**_):
             ]),
             dbc.Input(id=ids.PREVIEW_SEARCH, placeholder="Search the preview…", size="sm", className="mb-1",
                       debounce=True),
+            # column widths: uploads.preview_column_defs (long text takes the spare width and wraps)
             dag.AgGrid(id=ids.PREVIEW, rowData=[], columnDefs=[], className="ag-theme-alpine preview-grid",
-                       style={"height": "330px"}, columnSize="autoSize",
-                       defaultColDef={"resizable": True, "sortable": True, "maxWidth": 420},
-                       dashGridOptions={"pagination": True, "paginationPageSize": 10,
-                                        "paginationPageSizeSelector": False}),
+                       style={"height": "400px"}, defaultColDef={"resizable": True, "sortable": True},
+                       dashGridOptions=preview_grid_options()),
             html.Div("The first 500 rows are shown.", className="form-text small"),
         ]),
         html.Hr(),

@@ -4,7 +4,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from callbacks import ids, uploads
+from callbacks import ids, page_runs, uploads
 
 dash.register_page(__name__, path="/runs", name="Runs", title="HERCULES · runs", order=1)
 
@@ -18,9 +18,10 @@ def layout(**_):
         html.Div(id=ids.RUNS_TABLE),
         html.Hr(),
         html.H5("Open a saved model"),
-        uploads.limited(dcc.Upload(id=ids.MODEL_UPLOAD, className="upload-box", accept=".json,application/json",
+        uploads.limited(dcc.Upload(id=ids.MODEL_UPLOAD, className="upload-box",
                                    children=html.Div(["Drop a HERCULES model.json here, or ",
                                                       html.A("browse", className="link-primary")])),
-                        uploads.MAX_MODEL_BYTES, ids.MODEL_SIZE_MSG),
+                        uploads.MAX_MODEL_BYTES, ids.MODEL_SIZE_MSG, types=page_runs.MODEL_TYPES,
+                        wrong_type=page_runs.NOT_A_MODEL),
         html.Div(id=ids.MODEL_UPLOAD_MSG, className="mt-2"),
     ], fluid="lg")

@@ -263,3 +263,83 @@ def test_auto_k_view_ignores_malformed_stats(em, scores):
         assert page_evaluate.auto_k_view(h) == []
     finally:
         h.stats = saved
+
+
+@pytest.fixture(scope="module")
+def real_em(tmp_path_factory):
+    """A real small run (fake embedder: unit-length vectors, so centroids are re-normalised), saved and loaded."""
+    from hercules_core import Hercules, HerculesConfig, save_model
+    from hercules_core.clients.fakes import FakeEmbedder
+
+    h = Hercules(HerculesConfig(level_cluster_counts=(12, 4, 2)), text_embedder=FakeEmbedder(32)) \
+        .fit(make_text_dataset(150)).hierarchy_
+    assert h.stats["centroids_normalized"]
+    path = tmp_path_factory.mktemp("run") / "model.json"
+    save_model(h, path)
+    return ExploreModel.load(path)
+
+
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_bubbles_sit_at_the_mean_of_their_items(real_em, level):
+    fig, view = figures.scatter_figure(real_em, level, "representation")
+    assert view["items"]
+    items, bubbles = fig["data"][figures.T_ITEMS], fig["data"][figures.T_BUBBLES]
+    ixy = np.column_stack([items["x"], items["y"]])
+    bxy = np.column_stack([bubbles["x"], bubbles["y"]])
+    span = float(np.ptp(ixy, axis=0).max())
+    for j in range(len(real_em.h.levels[level])):
+        mean = ixy[real_em.members(level, j)].mean(axis=0)
+        assert np.linalg.norm(bxy[j] - mean) < 1e-3 * span, (level, j)
+    # the selection ring and the ancestors' rings use the same positions
+    over = figures.highlight_values(real_em, view, make_key(level, 0))
+    assert np.allclose([over[(figures.T_SELECTED, "x")][0], over[(figures.T_SELECTED, "y")][0]], bxy[0], atol=1e-3)
+    assert "mean of its items" in fig["layout"]["title"]["text"]
+
+
+def test_description_space_draws_each_description_where_it_embeds(real_em):
+    """In the description space a bubble is its own title + description embedding (what the space is
+    for: where the LLM's text lands among the items), and the figure says so."""
+    fig, _ = figures.scatter_figure(real_em, 1, "description")
+    bubbles = fig["data"][figures.T_BUBBLES]
+    own = real_em.h.levels[1].reductions["description"]
+    assert np.allclose(np.column_stack([bubbles["x"], bubbles["y"]]), own, atol=1e-3)
+    assert "where its own title and description embed" in fig["layout"]["title"]["text"]
+
+
+def test_report_bubbles_use_the_same_positions(real_em):
+    from hercules_core.report import report_data
+
+    data = report_data(real_em.h)
+    for lv in data["levels"]:
+        xy = real_em.xy(lv["level"], "representation")
+        assert np.allclose(np.array(lv["xy"]).T, xy, atol=1e-3)
+
+
+def test_evaluate_page_says_why_metrics_coincide(real_em):
+    """At L1 the children are the items, and in a text run the items' description embeddings are the
+    item vectors: the page says so under the table. NMI and V-measure (beta=1) are one measure: one line."""
+    import copy
+
+    ev = real_em.h.evaluation
+    l1 = ev[1]
+    assert l1["children_silhouette_score"] == l1["silhouette_score"] == l1["llm_silhouette_score"]
+    assert l1["normalized_mutual_info_score"] == pytest.approx(l1["v_measure_score"])
+    table = page_evaluate.metrics_table(ev)
+    text = _texts(table)
+    assert "At L1 the children of a cluster are its items" in text
+    assert "At L1 the description metrics equal them too" in text
+    assert "NMI and V-measure are the same measure here" in text
+    names = [t["name"] for t in figures.metrics_figure(ev)["data"]]
+    assert "NMI = V-measure" in names and "NMI" not in names and "V-measure" not in names
+    # numbers that differ are drawn and left as they are, without the notes
+    other = copy.deepcopy(ev)
+    other[2]["v_measure_score"] = 0.123
+    other[1]["llm_silhouette_score"] = 0.5
+    names = [t["name"] for t in figures.metrics_figure(other)["data"]]
+    assert "NMI" in names and "V-measure" in names
+    notes = page_evaluate.coincidence_notes(other)
+    assert len(notes) == 1 and notes[0].startswith("At L1 the children")
+    assert page_evaluate.coincidence_notes({}) == []
+    # a model's evaluation read back from JSON has str keys and no labels
+    plain = {str(k): {**v, "normalized_mutual_info_score": None, "v_measure_score": None} for k, v in ev.items()}
+    assert len(page_evaluate.coincidence_notes(plain)) == 2

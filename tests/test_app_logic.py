@@ -99,6 +99,33 @@ def test_stage_table_stores_generated_names_and_suggests_columns(tmp_path):
     assert cols == ["id", "text", "label", "score"] and len(rows) == 2
 
 
+def test_preview_gives_long_text_the_spare_width():
+    """The new-run preview: the long-text column takes the spare width (flex), wraps and has the whole
+    cell in its tooltip; ids, labels and numbers are narrow and fixed; a table without long text
+    spreads its columns over the grid."""
+    from callbacks import page_new_run
+
+    rows = [{"id": f"f{i:05d}", "text": f"A quotation number {i} that runs well past twenty-five characters.",
+             "label": "work", "score": i / 3} for i in range(20)]
+    defs = {d["field"]: d for d in uploads.preview_column_defs(["id", "text", "label", "score"], rows)}
+    text = defs["text"]
+    assert text["flex"] == 1 and text["minWidth"] >= 280 and text["wrapText"] and text["autoHeight"]
+    assert text["tooltipField"] == "text" and "maxWidth" not in text
+    for c in ("id", "label", "score"):
+        assert "flex" not in defs[c] and 80 <= defs[c]["width"] <= 240 and defs[c]["tooltipField"] == c
+    assert defs["id"]["width"] < 160 and defs["score"]["type"] == "numericColumn" and "type" not in defs["id"]
+    # one long value among short ones is still long text; missing values do not count
+    rows[3]["label"] = "x" * 100
+    rows[4]["id"] = None
+    assert uploads.preview_column_defs(["id", "label"], rows)[1]["flex"] == 1
+    numeric = uploads.preview_column_defs(["a", "b"], [{"a": 1, "b": 2.5}])
+    assert all(d["flex"] == 1 and "wrapText" not in d for d in numeric)
+    assert uploads.preview_column_defs(["empty"], []) == [
+        {"field": "empty", "headerName": "empty", "tooltipField": "empty", "flex": 1, "minWidth": 80}]
+    assert page_new_run.preview_grid_options("cats")["quickFilterText"] == "cats"
+    assert page_new_run.preview_grid_options(None)["quickFilterText"] == ""
+
+
 def test_stage_rejects_too_big_and_unreadable(tmp_path):
     with pytest.raises(InputError, match="more than the"):
         uploads.stage(tmp_path, ["a.csv"], [data_url(b"x" * 3000)], max_bytes=1000)

@@ -112,3 +112,31 @@ def test_report_works_from_disk_without_network(small, tmp_path):
         browser.close()
     assert [u for u in requests if not u.startswith("file:")] == []
     assert errors == [], errors
+
+
+def test_metrics_table_scrolls_inside_its_card(small, tmp_path):
+    """A wide metrics table scrolls sideways inside its card instead of running past it."""
+    html = report_html(small)
+    assert re.search(r'<div id="metrics" class="table-scroll">', html)
+    assert re.search(r"\.table-scroll \{[^}]*overflow-x: auto", html)
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(bs.CHROMIUM):
+        pytest.skip(f"{bs.CHROMIUM} is missing")
+    path = tmp_path / "report.html"
+    path.write_text(html, encoding="utf-8")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=bs.CHROMIUM, args=bs.CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        page.goto(path.as_uri())
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        box = page.evaluate("""() => {
+            const m = document.getElementById('metrics'), s = m.closest('section'), t = m.querySelector('table');
+            const r = (e) => e.getBoundingClientRect();
+            return {section: r(s).right, box: r(m).right, table: r(t).right, scroll: m.scrollWidth, client: m.clientWidth,
+                    overflow: getComputedStyle(m).overflowX, page: document.documentElement.scrollWidth}; }""")
+        bs.ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(bs.ARTIFACTS / "report-1000px.png"), full_page=True)
+        browser.close()
+    assert box["overflow"] == "auto" and box["box"] <= box["section"], box
+    assert box["scroll"] > box["client"], box  # at 1000 px this table is wider than its card: it scrolls
+    assert box["page"] <= 1000, box
