@@ -2,7 +2,7 @@
 
 Both summarisers title the same hierarchy input (same data, levels, seed, embeddings) and are scored
 by ``hercules_core.title_quality`` (self-retrieval with the run's MiniLM embedder, model-written
-share, meta-text, bare keyword lists, duplicates, parents titled like a child). The seconds per
+share, meta-text, junk, bare keyword lists, duplicates, parents titled like a child). The seconds per
 cluster are the summarising stages' time divided by the number of clusters (LLM answers are never
 read from a cache here: the cache lives in a fresh temporary folder and holds only embeddings).
 
@@ -87,6 +87,7 @@ def table(runs: list[dict], top: int) -> list[str]:
     n = lambda r: sum(q["n_clusters"] for q in r["levels"].values())  # noqa: E731
     rows += [
         ("meta-text titles (0)", lambda r: total(r, "title_meta_text")),
+        ("junk titles or descriptions (0)", lambda r: total(r, "title_junk")),
         ("bare keyword lists (<= 10%)", lambda r: f"{total(r, 'title_keyword_lists')}/{n(r)} "
                                                   f"({100 * total(r, 'title_keyword_lists') / n(r):.0f}%)"),
         (f"L{top} titles equal to a child's (<= 1)", lambda r: r["levels"][top]["title_parent_equals_child"]),

@@ -45,6 +45,9 @@ L0_NUMERIC_MAX_VALS = 100
 _DIST_CHUNK = 65536
 COPIED_TITLE = "title copied from a sample"
 COPIED_EXAMPLE = "answer copied from the prompt's example"
+# shown when a cluster whose title was a copy is asked again (the gate's re-asks say why the same way)
+COPIED_FEEDBACK = ("Your title was rejected: it copies the opening of a sample. Name the topic the samples "
+                   "share in your own words.")
 # the placeholders of the EXAMPLE in prompts.prompt_header ("Title A", "Desc A."), which tiny models
 # copy, also as "Title 2" or a bare "Title"
 _PLACEHOLDER = re.compile(r"(title|desc|description)( [a-z]| \d+)?")
@@ -355,7 +358,7 @@ def copied_example(title: str, description: str) -> bool:
 
 def _short(reason: str) -> str:
     """A gate reason without its advice to the model (for logs and the fallback's error)."""
-    return reason.split(". ", 1)[0].replace("Your title", "title")
+    return reason.split(". ", 1)[0].replace("Your title", "title").replace("Your answer", "answer")
 
 
 class _Aborted(Exception):
@@ -417,6 +420,16 @@ class LLMSummarizer:
             logger.warning("The prompt for %s exceeds the token budget (%d) even when shrunk; sending it anyway.",
                            req.key, self._budget)
         return small, True
+
+    def _refit(self, fitted: dict[str, SummaryRequest], shrunk: set[str], cost: dict[str, int] | None,
+               req: SummaryRequest) -> SummaryRequest:
+        """Record ``req`` (e.g. with feedback added) fitted to the budget again: feedback adds tokens."""
+        fitted[req.key], was_shrunk = self._fit(req)
+        if was_shrunk:
+            shrunk.add(req.key)
+        if cost is not None:
+            cost[req.key] = estimate_tokens(render_block(fitted[req.key], self.config))
+        return fitted[req.key]
 
     # --- calling (worker threads) ---
     def _write(self, record: dict[str, Any]) -> None:
@@ -530,7 +543,8 @@ class LLMSummarizer:
             del answers[key]
         self._write({"event": "title_rejected", "model": self.model_id, "keys": list(rejected),
                      "reasons": rejected})
-        again = [dataclasses.replace(fitted[k], feedback=why) for k, why in rejected.items()]
+        again = [self._refit(dict(fitted), shrunk, None, dataclasses.replace(fitted[k], feedback=why))
+                 for k, why in rejected.items()]
         futures = {pool.submit(contextvars.copy_context().run, self._run_batch, [r], shrunk, abort): r for r in again}
         new: dict[str, tuple[str, str]] = {}
         final: dict[str, str] = {}
@@ -608,6 +622,9 @@ class LLMSummarizer:
                 if not pending or size <= cfg.llm_min_batch_size:
                     break
                 size = max(cfg.llm_min_batch_size, int(size / cfg.llm_batch_reduction_factor))
+                for key in pending:
+                    if reasons.get(key) == COPIED_TITLE and not fitted[key].feedback:
+                        self._refit(fitted, shrunk, cost, dataclasses.replace(fitted[key], feedback=COPIED_FEEDBACK))
             if cfg.title_gate:
                 reasons.update(self._gate(pool, answers, fitted, shrunk, abort))
                 pending = [k for k in by_key if k not in answers]
