@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .clients.base import complete_with_usage
+from .clients.base import complete_with_usage, prompt_token_limit
 from .config import HerculesConfig
 from .dataset import Dataset
 from .errors import Cancelled, LLMError
@@ -271,24 +271,28 @@ def tokens_budget(config: HerculesConfig) -> int:
     return int(math.floor((1.0 - config.prompt_token_safety_margin) * config.max_prompt_tokens))
 
 
-def fixed_tokens(level: int, keys: list[str], config: HerculesConfig, *, header: int | None = None) -> int:
+def fixed_tokens(level: int, keys: list[str], config: HerculesConfig, *, header: int | None = None,
+                 count: Callable[[str], int] = estimate_tokens) -> int:
     """Tokens of a prompt besides its cluster blocks: the header of ``level`` (``header``: its tokens,
-    when the caller already knows them) and the footer naming ``keys``. The pieces are estimated
-    separately; each carries its own overhead, so the sum is at least the estimate of the whole."""
+    when the caller already knows them) and the footer naming ``keys``. The pieces are counted
+    separately (``count``: the estimate, or a model's own count); each carries its own overhead, so the
+    sum is at least the count of the whole."""
     if header is None:
-        header = estimate_tokens(prompt_header([level], config))
-    return header + estimate_tokens(prompt_footer(keys))
+        header = count(prompt_header([level], config))
+    return header + count(prompt_footer(keys))
 
 
 def plan_batches(requests: list[SummaryRequest], block_tokens: Mapping[str, int], config: HerculesConfig,
-                 size: int) -> list[list[SummaryRequest]]:
+                 size: int, *, budget: int | None = None,
+                 count: Callable[[str], int] = estimate_tokens) -> list[list[SummaryRequest]]:
     """The batches the summariser sends, in request order: at most ``size`` requests per prompt (one
-    with the compact prompt), one level per prompt, and every prompt's estimate
-    (:func:`fixed_tokens` plus ``block_tokens[key]`` of its requests) under the token budget. The cost
-    estimate plans with this same function."""
+    with the compact prompt), one level per prompt, and every prompt's tokens (:func:`fixed_tokens`
+    plus ``block_tokens[key]`` of its requests, counted with ``count``) within ``budget`` (default: the
+    configuration's token budget). A batch that would not fit is split. The cost estimate plans with
+    this same function."""
     if config.prompt_style in ("compact", "grounded"):  # these prompts hold one cluster
         size = 1
-    budget = tokens_budget(config)
+    budget = tokens_budget(config) if budget is None else budget
     headers: dict[int, int] = {}  # a header depends on the level only: estimated once per level
     batches: list[list[SummaryRequest]] = []
     cur: list[SummaryRequest] = []
@@ -296,8 +300,9 @@ def plan_batches(requests: list[SummaryRequest], block_tokens: Mapping[str, int]
     for req in requests:
         if cur:
             if req.level not in headers:
-                headers[req.level] = estimate_tokens(prompt_header([req.level], config))
-            fixed = fixed_tokens(req.level, [r.key for r in cur] + [req.key], config, header=headers[req.level])
+                headers[req.level] = count(prompt_header([req.level], config))
+            fixed = fixed_tokens(req.level, [r.key for r in cur] + [req.key], config, header=headers[req.level],
+                                 count=count)
             if len(cur) >= size or req.level != cur[0].level or cur_cost + block_tokens[req.key] + fixed > budget:
                 batches.append(cur)
                 cur, cur_cost = [], 0
@@ -407,11 +412,18 @@ class LLMSummarizer:
         self.grounding: Grounding | None = None
         self._level_requests: list[SummaryRequest] = []
         self._budget = tokens_budget(config)
+        # an LLM with a known context window: prompts are fitted to it before the call (a prompt too long
+        # fails every attempt, and an answer without room is cut short), counted the model's way
+        self._count: Callable[[str], int] = estimate_tokens
+        limit = prompt_token_limit(llm)
+        if limit is not None:
+            self._budget = min(self._budget, limit)
+            self._count = llm.count_tokens
 
     # --- planning (main thread only, so batches never depend on thread timing) ---
     def _fit(self, req: SummaryRequest) -> tuple[SummaryRequest, bool]:
         def fits(r: SummaryRequest) -> bool:
-            return fixed_tokens(r.level, [r.key], self.config) + estimate_tokens(render_block(r, self.config)) \
+            return self._block_tokens(r) + fixed_tokens(r.level, [r.key], self.config, count=self._count) \
                 <= self._budget
         if fits(req):
             return req, False
@@ -428,8 +440,13 @@ class LLMSummarizer:
         if was_shrunk:
             shrunk.add(req.key)
         if cost is not None:
-            cost[req.key] = estimate_tokens(render_block(fitted[req.key], self.config))
+            cost[req.key] = self._block_tokens(fitted[req.key])
         return fitted[req.key]
+
+    def _block_tokens(self, req: SummaryRequest) -> int:
+        # the block of the full prompt; a one-cluster prompt (compact, grounded) holds the same content
+        # without the full prompt's header, so it is shorter than header + block + footer
+        return self._count(render_block(req, self.config))
 
     # --- calling (worker threads) ---
     def _write(self, record: dict[str, Any]) -> None:
@@ -587,7 +604,7 @@ class LLMSummarizer:
                 shrunk.add(r.key)
         if shrunk:
             logger.info("Shrunk the prompt blocks of %d cluster(s) to fit max_prompt_tokens.", len(shrunk))
-        cost = {k: estimate_tokens(render_block(r, cfg)) for k, r in fitted.items()}
+        cost = {k: self._block_tokens(r) for k, r in fitted.items()}
 
         total = len(requests)
         answers: dict[str, tuple[str, str]] = {}
@@ -597,7 +614,8 @@ class LLMSummarizer:
         abort = threading.Event()
         with ThreadPoolExecutor(max_workers=cfg.llm_concurrency, thread_name_prefix="hercules-llm") as pool:
             while pending:
-                batches = plan_batches([fitted[k] for k in pending], cost, cfg, size)
+                batches = plan_batches([fitted[k] for k in pending], cost, cfg, size, budget=self._budget,
+                                       count=self._count)
                 futures: dict[Future, list[SummaryRequest]] = {
                     # each batch runs in a copy of the caller's context (its log routing, e.g. the app's per-run log)
                     pool.submit(contextvars.copy_context().run, self._run_batch, b, shrunk, abort): b for b in batches}
