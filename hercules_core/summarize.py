@@ -56,7 +56,9 @@ _COPY_MIN_WORDS = 3  # shorter titles (e.g. "Weather") may well open a sample wi
 _COPY_SHARE = (4, 5)  # more than 4/5 of the title's words
 _COPY_FUZZY_MIN_WORDS = 5  # "Linux operating system" may use a sample's opening words without copying it
 _HEADING_MAX_WORDS = 6  # a title this short may quote a sample's heading ("Humor in the Court: ...")
-_HEADING_END = re.compile(r"\s*[:.!?;\u2014\u2013]")
+# a heading ends with a colon or a dash; a first sentence ("Love is a grave mental disease.", which
+# SmolLM2 gave as a title) ends with a full stop and is a copy
+_HEADING_END = re.compile(r"\s*(?:[:\u2014\u2013]|-\s)")
 _WORD_RE = re.compile(r"\w+")
 SIBLINGS_SHOWN = 3  # one-cluster prompts show the keywords of this many nearest other clusters
 
@@ -323,8 +325,8 @@ def copied_title(title: str, samples: list[tuple[str, str]]) -> bool:
     Compared lowercased without punctuation: a title equal to a whole sample, or of at least three
     words that opens a sample, or of at least five words more than 80% of which occur among the
     opening words of a longer sample (a title that adds one word to four copied ones, like the test
-    fakes' "Fake" + four words, passes). A short title that is a whole heading or first sentence of a
-    sample ("Humor in the Court" of "Humor in the Court: Q. ...") names it and is not a copy.
+    fakes' "Fake" + four words, passes). A short title that is a whole heading of a sample ("Humor in the
+    Court" of "Humor in the Court: Q. ...") names it and is not a copy; a whole first sentence is.
     """
     t = _words(title)
     if not t:
@@ -348,8 +350,8 @@ def copied_title(title: str, samples: list[tuple[str, str]]) -> bool:
 
 
 def _quotes_heading(title_words: list[str], text: str) -> bool:
-    """Whether a short title is the whole heading (or first sentence) a sample opens with: the words
-    of the title are followed in the sample by a colon, a full stop or a dash, not by more words."""
+    """Whether a short title is the whole heading a sample opens with: the words of the title are
+    followed in the sample by a colon or a dash, not by more words or a full stop."""
     if len(title_words) > _HEADING_MAX_WORDS:
         return False
     m = re.match(r"\W*" + r"\W+".join(map(re.escape, title_words)), str(text), re.IGNORECASE)
@@ -433,15 +435,13 @@ class LLMSummarizer:
                            req.key, self._budget)
         return small, True
 
-    def _refit(self, fitted: dict[str, SummaryRequest], shrunk: set[str], cost: dict[str, int] | None,
-               req: SummaryRequest) -> SummaryRequest:
+    def _refit(self, fitted: dict[str, SummaryRequest], shrunk: set[str], cost: dict[str, int],
+               req: SummaryRequest) -> None:
         """Record ``req`` (e.g. with feedback added) fitted to the budget again: feedback adds tokens."""
         fitted[req.key], was_shrunk = self._fit(req)
         if was_shrunk:
             shrunk.add(req.key)
-        if cost is not None:
-            cost[req.key] = self._block_tokens(fitted[req.key])
-        return fitted[req.key]
+        cost[req.key] = self._block_tokens(fitted[req.key])
 
     def _block_tokens(self, req: SummaryRequest) -> int:
         # the block of the full prompt; a one-cluster prompt (compact, grounded) holds the same content
@@ -560,8 +560,8 @@ class LLMSummarizer:
             del answers[key]
         self._write({"event": "title_rejected", "model": self.model_id, "keys": list(rejected),
                      "reasons": rejected})
-        again = [self._refit(dict(fitted), shrunk, None, dataclasses.replace(fitted[k], feedback=why))
-                 for k, why in rejected.items()]
+        # fitted again: the reason adds tokens to a prompt that may have been fitted to the window exactly
+        again = [self._fit(dataclasses.replace(fitted[k], feedback=why))[0] for k, why in rejected.items()]
         futures = {pool.submit(contextvars.copy_context().run, self._run_batch, [r], shrunk, abort): r for r in again}
         new: dict[str, tuple[str, str]] = {}
         final: dict[str, str] = {}
@@ -603,7 +603,8 @@ class LLMSummarizer:
             if was_shrunk:
                 shrunk.add(r.key)
         if shrunk:
-            logger.info("Shrunk the prompt blocks of %d cluster(s) to fit max_prompt_tokens.", len(shrunk))
+            logger.info("Shrunk the prompt blocks of %d cluster(s) to fit the prompt token budget (%d).", len(shrunk),
+                        self._budget)
         cost = {k: self._block_tokens(r) for k, r in fitted.items()}
 
         total = len(requests)

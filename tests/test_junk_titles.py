@@ -126,6 +126,16 @@ def test_a_copied_title_is_asked_again_with_the_reason():
     assert all("it copies the opening of a sample" in call["prompt"] for call in llm.history[1:])
 
 
+def test_a_first_sentence_is_a_copy_a_heading_is_not():
+    from hercules_core.summarize import copied_title
+
+    samples = [("a", "Love is a grave mental disease. -- Plato"), ("b", "Humor in the Court: Q. Are you sure?"),
+               ("c", "Linux - the kernel and its hackers")]
+    assert copied_title("Love is a grave mental disease.", samples)  # SmolLM2's title, full settings
+    assert not copied_title("Humor in the Court", samples) and not copied_title("Linux", samples)
+    assert not copied_title("Grave mental diseases", samples)
+
+
 # --------------------------------------------------------------------------- the figures
 
 def test_title_junk_counts_titles_and_descriptions():
