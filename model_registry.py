@@ -161,6 +161,15 @@ def _env_seconds(name: str, default: float) -> float:
     return value
 
 
+def _env_tokens(name: str) -> int | None:
+    raw = _env(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ConfigError(f"{name} must be a positive number of tokens; got {raw!r}.")
+    return int(raw)
+
+
 def _openai_llm(*, base_url: str | None = None, model: str | None = None, api_key_env: str | None = None,
                 structured: str | None = None, **kw):
     from hercules_core.clients.openai_compat import STRUCTURED_CHOICES, OpenAICompatLLM
@@ -170,6 +179,8 @@ def _openai_llm(*, base_url: str | None = None, model: str | None = None, api_ke
         raise ConfigError(f"HERCULES_LLM_STRUCTURED must be one of {', '.join(STRUCTURED_CHOICES)}; "
                           f"got {structured!r}.")
     kw.setdefault("timeout", _env_seconds("HERCULES_LLM_TIMEOUT", 60.0))
+    if kw.get("context_tokens") is None:
+        kw["context_tokens"] = _env_tokens("HERCULES_LLM_CONTEXT")
     if "api_key" not in kw:
         kw["api_key"] = _env(api_key_env) if api_key_env else _env("HERCULES_LLM_API_KEY", "OPENAI_API_KEY")
     return OpenAICompatLLM(base_url or _env("HERCULES_LLM_BASE_URL"), model or _env("HERCULES_LLM_MODEL"),
@@ -219,7 +230,8 @@ ENTRIES: tuple[ModelEntry, ...] = (
                notes="Tiny: one cluster per call; short titles built from each cluster's own words."),
     ModelEntry("openai", "llm", "Any OpenAI-compatible chat model (OpenAI, vLLM, llama.cpp, Ollama, ...)",
                _openai_llm, packages=("openai",), offline=False, env=("HERCULES_LLM_BASE_URL", "HERCULES_LLM_MODEL"),
-               notes="Key: HERCULES_LLM_API_KEY or OPENAI_API_KEY; HERCULES_LLM_STRUCTURED, HERCULES_LLM_TIMEOUT."),
+               notes="Key: HERCULES_LLM_API_KEY or OPENAI_API_KEY; HERCULES_LLM_STRUCTURED, HERCULES_LLM_TIMEOUT, "
+                     "HERCULES_LLM_CONTEXT."),
     ModelEntry("openai", "text_embedder", "Any OpenAI-compatible embedding model", _openai_embedder,
                packages=("openai",), offline=False, env=("HERCULES_EMBED_BASE_URL", "HERCULES_EMBED_MODEL"),
                notes="Key: HERCULES_EMBED_API_KEY or OPENAI_API_KEY."),
@@ -297,6 +309,10 @@ def _file_entries() -> tuple[ModelEntry, ...]:
             if isinstance(item["timeout"], bool) or not isinstance(item["timeout"], (int, float)) or item["timeout"] <= 0:
                 raise ConfigError(f'{where}: "timeout" must be a positive number of seconds.')
             kw["timeout"] = float(item["timeout"])
+        if kind == "llm" and item.get("n_ctx") is not None:  # the server's context window
+            if isinstance(item["n_ctx"], bool) or not isinstance(item["n_ctx"], int) or item["n_ctx"] <= 0:
+                raise ConfigError(f'{where}: "n_ctx" must be a positive number of tokens.')
+            kw["context_tokens"] = item["n_ctx"]
         out.append(ModelEntry(item["id"], kind, str(item.get("label") or f"{kw['model']} at {kw['base_url']}"),
                               functools.partial(_FILE_BUILDERS[kind], **kw),
                               packages=("openai", "PIL") if kind == "captioner" else ("openai",), offline=False,

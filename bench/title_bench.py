@@ -2,7 +2,7 @@
 
 Both summarisers title the same hierarchy input (same data, levels, seed, embeddings) and are scored
 by ``hercules_core.title_quality`` (self-retrieval with the run's MiniLM embedder, model-written
-share, meta-text, bare keyword lists, duplicates, parents titled like a child). The seconds per
+share, meta-text, junk, bare keyword lists, duplicates, parents titled like a child). The seconds per
 cluster are the summarising stages' time divided by the number of clusters (LLM answers are never
 read from a cache here: the cache lives in a fresh temporary folder and holds only embeddings).
 
@@ -11,6 +11,10 @@ Targets (issue 10, fortune_dev8 at levels 24,8, offline default, no endpoint): L
 child's, >= 80% of titles written by the model, <= 5 s per cluster.
 
 Usage: .venv/bin/python bench/title_bench.py [--data CSV] [--levels 24,8] [--llm smollm2] [--json OUT]
+                                             [--set prompt_style=full --set llm_initial_batch_size=8 ...]
+
+``--set KEY=VALUE`` overrides the LLM's recommended settings (e.g. the settings a new user may pick
+by mistake: ``--set prompt_style=full --set llm_initial_batch_size=8 --set llm_concurrency=4``).
 """
 
 from __future__ import annotations
@@ -35,11 +39,12 @@ from hercules_core.hercules import Hercules  # noqa: E402
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fortune_dev8.csv"
 
 
-def run(ds, levels, llm_id: str | None, cache: Cache) -> dict:
+def run(ds, levels, llm_id: str | None, cache: Cache, overrides: dict | None = None) -> dict:
     cfg = {"level_cluster_counts": levels}
     llm = None
     if llm_id:
         cfg.update(registry.recommended_config(llm_id))
+        cfg.update(overrides or {})
         llm = registry.get_llm(llm_id)
     embedder = registry.wrap_with_cache(registry.get_text_embedder("minilm", show_progress=False), cache)
     t0 = time.perf_counter()
@@ -54,6 +59,15 @@ def run(ds, levels, llm_id: str | None, cache: Cache) -> dict:
                        for lv in range(1, h.top_level + 1)},
             "titles": {lv: list(h.levels[lv].titles) for lv in range(1, h.top_level + 1)},
             "fallback_errors": sorted({e for e in (h.stats.get("notes") or []) if "fallback" in e})}
+
+
+def _setting(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as JSON when it parses (8, true), else as a string (full)."""
+    key, _, raw = text.partition("=")
+    try:
+        return key.strip(), json.loads(raw)
+    except ValueError:
+        return key.strip(), raw
 
 
 def _fmt(v) -> str:
@@ -73,6 +87,7 @@ def table(runs: list[dict], top: int) -> list[str]:
     n = lambda r: sum(q["n_clusters"] for q in r["levels"].values())  # noqa: E731
     rows += [
         ("meta-text titles (0)", lambda r: total(r, "title_meta_text")),
+        ("junk titles or descriptions (0)", lambda r: total(r, "title_junk")),
         ("bare keyword lists (<= 10%)", lambda r: f"{total(r, 'title_keyword_lists')}/{n(r)} "
                                                   f"({100 * total(r, 'title_keyword_lists') / n(r):.0f}%)"),
         (f"L{top} titles equal to a child's (<= 1)", lambda r: r["levels"][top]["title_parent_equals_child"]),
@@ -94,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--levels", default="24,8")
     p.add_argument("--llm", default="smollm2", help="the LLM compared with the keyword summariser")
     p.add_argument("--json", help="write the figures and titles to this file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting of the LLM run (repeatable)")
     args = p.parse_args(argv)
     if not Path(args.data).is_file():
         print(f"skipped: {args.data} does not exist", file=sys.stderr)
@@ -107,11 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         cache = Cache(Path(tmp) / "cache")  # embeddings shared by both runs; LLM answers never reused
-        runs = [run(ds, levels, None, cache), run(ds, levels, args.llm, cache)]
+        runs = [run(ds, levels, None, cache), run(ds, levels, args.llm, cache, dict(map(_setting, args.set)))]
         cache.close()
     load_after = os.getloadavg()
     top = len(levels)
-    print(f"title_bench: {len(ds)} texts from {Path(args.data).name}, levels {args.levels}; "
+    print(f"title_bench: {len(ds)} texts from {Path(args.data).name}, levels {args.levels}, "
+          f"LLM settings {runs[1]['config']}; "
           f"{os.cpu_count()} cores, load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     print("\n".join(table(runs, top)))
     for r in runs:

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .clients.base import UsageReportingLLM
+from .clients.base import ContextLimitedLLM, UsageReportingLLM
 from .prompts import PROMPT_TEMPLATE_VERSION, estimate_tokens, parse_response
 
 __all__ = [
@@ -453,14 +453,15 @@ class CachedLLM:
 
     The wrapper declares what the inner LLM declares: wrapping a ``UsageReportingLLM`` gives a
     :class:`CachedUsageLLM`, whose ``complete_with_usage`` reports a cached answer as
-    ``{"prompt_tokens": 0, "completion_tokens": 0, "cached": True}``.
+    ``{"prompt_tokens": 0, "completion_tokens": 0, "cached": True}``; wrapping a
+    ``ContextLimitedLLM`` passes its context limit and token count through.
     """
 
     kind = "llm"
 
     def __new__(cls, llm: Any, *args: Any, **kwargs: Any):
-        if cls is CachedLLM and isinstance(llm, UsageReportingLLM):
-            cls = CachedUsageLLM
+        if cls is CachedLLM:
+            cls = _CACHED_LLM_CLASSES[isinstance(llm, UsageReportingLLM), isinstance(llm, ContextLimitedLLM)]
         return super().__new__(cls)
 
     def __init__(self, llm: Any, cache: Cache, *, params: Mapping[str, Any] | None = None,
@@ -530,3 +531,29 @@ class CachedUsageLLM(CachedLLM):
         usage = dict(usage or {})
         usage.setdefault("cached", False)
         return text, usage
+
+
+class _ContextPassThrough:
+    """The ``ContextLimitedLLM`` members of a wrapped LLM, declared by its wrapper."""
+
+    inner: Any
+
+    @property
+    def prompt_token_limit(self) -> int | None:
+        return self.inner.prompt_token_limit
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+
+class CachedContextLLM(_ContextPassThrough, CachedLLM):
+    """A :class:`CachedLLM` around a ``ContextLimitedLLM``."""
+
+
+class CachedUsageContextLLM(_ContextPassThrough, CachedUsageLLM):
+    """A :class:`CachedUsageLLM` around a ``ContextLimitedLLM``."""
+
+
+# (reports usage, has a context limit) -> the wrapper class declaring the same
+_CACHED_LLM_CLASSES = {(False, False): CachedLLM, (True, False): CachedUsageLLM,
+                       (False, True): CachedContextLLM, (True, True): CachedUsageContextLLM}

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .clients.base import complete_with_usage
+from .clients.base import complete_with_usage, prompt_token_limit
 from .config import HerculesConfig
 from .dataset import Dataset
 from .errors import Cancelled, LLMError
@@ -45,6 +45,9 @@ L0_NUMERIC_MAX_VALS = 100
 _DIST_CHUNK = 65536
 COPIED_TITLE = "title copied from a sample"
 COPIED_EXAMPLE = "answer copied from the prompt's example"
+# shown when a cluster whose title was a copy is asked again (the gate's re-asks say why the same way)
+COPIED_FEEDBACK = ("Your title was rejected: it copies the opening of a sample. Name the topic the samples "
+                   "share in your own words.")
 # the placeholders of the EXAMPLE in prompts.prompt_header ("Title A", "Desc A."), which tiny models
 # copy, also as "Title 2" or a bare "Title"
 _PLACEHOLDER = re.compile(r"(title|desc|description)( [a-z]| \d+)?")
@@ -53,7 +56,9 @@ _COPY_MIN_WORDS = 3  # shorter titles (e.g. "Weather") may well open a sample wi
 _COPY_SHARE = (4, 5)  # more than 4/5 of the title's words
 _COPY_FUZZY_MIN_WORDS = 5  # "Linux operating system" may use a sample's opening words without copying it
 _HEADING_MAX_WORDS = 6  # a title this short may quote a sample's heading ("Humor in the Court: ...")
-_HEADING_END = re.compile(r"\s*[:.!?;\u2014\u2013]")
+# a heading ends with a colon or a dash; a first sentence ("Love is a grave mental disease.", which
+# SmolLM2 gave as a title) ends with a full stop and is a copy
+_HEADING_END = re.compile(r"\s*(?:[:\u2014\u2013]|-\s)")
 _WORD_RE = re.compile(r"\w+")
 SIBLINGS_SHOWN = 3  # one-cluster prompts show the keywords of this many nearest other clusters
 
@@ -268,24 +273,28 @@ def tokens_budget(config: HerculesConfig) -> int:
     return int(math.floor((1.0 - config.prompt_token_safety_margin) * config.max_prompt_tokens))
 
 
-def fixed_tokens(level: int, keys: list[str], config: HerculesConfig, *, header: int | None = None) -> int:
+def fixed_tokens(level: int, keys: list[str], config: HerculesConfig, *, header: int | None = None,
+                 count: Callable[[str], int] = estimate_tokens) -> int:
     """Tokens of a prompt besides its cluster blocks: the header of ``level`` (``header``: its tokens,
-    when the caller already knows them) and the footer naming ``keys``. The pieces are estimated
-    separately; each carries its own overhead, so the sum is at least the estimate of the whole."""
+    when the caller already knows them) and the footer naming ``keys``. The pieces are counted
+    separately (``count``: the estimate, or a model's own count); each carries its own overhead, so the
+    sum is at least the count of the whole."""
     if header is None:
-        header = estimate_tokens(prompt_header([level], config))
-    return header + estimate_tokens(prompt_footer(keys))
+        header = count(prompt_header([level], config))
+    return header + count(prompt_footer(keys))
 
 
 def plan_batches(requests: list[SummaryRequest], block_tokens: Mapping[str, int], config: HerculesConfig,
-                 size: int) -> list[list[SummaryRequest]]:
+                 size: int, *, budget: int | None = None,
+                 count: Callable[[str], int] = estimate_tokens) -> list[list[SummaryRequest]]:
     """The batches the summariser sends, in request order: at most ``size`` requests per prompt (one
-    with the compact prompt), one level per prompt, and every prompt's estimate
-    (:func:`fixed_tokens` plus ``block_tokens[key]`` of its requests) under the token budget. The cost
-    estimate plans with this same function."""
+    with the compact prompt), one level per prompt, and every prompt's tokens (:func:`fixed_tokens`
+    plus ``block_tokens[key]`` of its requests, counted with ``count``) within ``budget`` (default: the
+    configuration's token budget). A batch that would not fit is split. The cost estimate plans with
+    this same function."""
     if config.prompt_style in ("compact", "grounded"):  # these prompts hold one cluster
         size = 1
-    budget = tokens_budget(config)
+    budget = tokens_budget(config) if budget is None else budget
     headers: dict[int, int] = {}  # a header depends on the level only: estimated once per level
     batches: list[list[SummaryRequest]] = []
     cur: list[SummaryRequest] = []
@@ -293,8 +302,9 @@ def plan_batches(requests: list[SummaryRequest], block_tokens: Mapping[str, int]
     for req in requests:
         if cur:
             if req.level not in headers:
-                headers[req.level] = estimate_tokens(prompt_header([req.level], config))
-            fixed = fixed_tokens(req.level, [r.key for r in cur] + [req.key], config, header=headers[req.level])
+                headers[req.level] = count(prompt_header([req.level], config))
+            fixed = fixed_tokens(req.level, [r.key for r in cur] + [req.key], config, header=headers[req.level],
+                                 count=count)
             if len(cur) >= size or req.level != cur[0].level or cur_cost + block_tokens[req.key] + fixed > budget:
                 batches.append(cur)
                 cur, cur_cost = [], 0
@@ -315,8 +325,8 @@ def copied_title(title: str, samples: list[tuple[str, str]]) -> bool:
     Compared lowercased without punctuation: a title equal to a whole sample, or of at least three
     words that opens a sample, or of at least five words more than 80% of which occur among the
     opening words of a longer sample (a title that adds one word to four copied ones, like the test
-    fakes' "Fake" + four words, passes). A short title that is a whole heading or first sentence of a
-    sample ("Humor in the Court" of "Humor in the Court: Q. ...") names it and is not a copy.
+    fakes' "Fake" + four words, passes). A short title that is a whole heading of a sample ("Humor in the
+    Court" of "Humor in the Court: Q. ...") names it and is not a copy; a whole first sentence is.
     """
     t = _words(title)
     if not t:
@@ -340,8 +350,8 @@ def copied_title(title: str, samples: list[tuple[str, str]]) -> bool:
 
 
 def _quotes_heading(title_words: list[str], text: str) -> bool:
-    """Whether a short title is the whole heading (or first sentence) a sample opens with: the words
-    of the title are followed in the sample by a colon, a full stop or a dash, not by more words."""
+    """Whether a short title is the whole heading a sample opens with: the words of the title are
+    followed in the sample by a colon or a dash, not by more words or a full stop."""
     if len(title_words) > _HEADING_MAX_WORDS:
         return False
     m = re.match(r"\W*" + r"\W+".join(map(re.escape, title_words)), str(text), re.IGNORECASE)
@@ -355,7 +365,7 @@ def copied_example(title: str, description: str) -> bool:
 
 def _short(reason: str) -> str:
     """A gate reason without its advice to the model (for logs and the fallback's error)."""
-    return reason.split(". ", 1)[0].replace("Your title", "title")
+    return reason.split(". ", 1)[0].replace("Your title", "title").replace("Your answer", "answer")
 
 
 class _Aborted(Exception):
@@ -404,11 +414,18 @@ class LLMSummarizer:
         self.grounding: Grounding | None = None
         self._level_requests: list[SummaryRequest] = []
         self._budget = tokens_budget(config)
+        # an LLM with a known context window: prompts are fitted to it before the call (a prompt too long
+        # fails every attempt, and an answer without room is cut short), counted the model's way
+        self._count: Callable[[str], int] = estimate_tokens
+        limit = prompt_token_limit(llm)
+        if limit is not None:
+            self._budget = min(self._budget, limit)
+            self._count = llm.count_tokens
 
     # --- planning (main thread only, so batches never depend on thread timing) ---
     def _fit(self, req: SummaryRequest) -> tuple[SummaryRequest, bool]:
         def fits(r: SummaryRequest) -> bool:
-            return fixed_tokens(r.level, [r.key], self.config) + estimate_tokens(render_block(r, self.config)) \
+            return self._block_tokens(r) + fixed_tokens(r.level, [r.key], self.config, count=self._count) \
                 <= self._budget
         if fits(req):
             return req, False
@@ -417,6 +434,19 @@ class LLMSummarizer:
             logger.warning("The prompt for %s exceeds the token budget (%d) even when shrunk; sending it anyway.",
                            req.key, self._budget)
         return small, True
+
+    def _refit(self, fitted: dict[str, SummaryRequest], shrunk: set[str], cost: dict[str, int],
+               req: SummaryRequest) -> None:
+        """Record ``req`` (e.g. with feedback added) fitted to the budget again: feedback adds tokens."""
+        fitted[req.key], was_shrunk = self._fit(req)
+        if was_shrunk:
+            shrunk.add(req.key)
+        cost[req.key] = self._block_tokens(fitted[req.key])
+
+    def _block_tokens(self, req: SummaryRequest) -> int:
+        # the block of the full prompt; a one-cluster prompt (compact, grounded) holds the same content
+        # without the full prompt's header, so it is shorter than header + block + footer
+        return self._count(render_block(req, self.config))
 
     # --- calling (worker threads) ---
     def _write(self, record: dict[str, Any]) -> None:
@@ -530,7 +560,8 @@ class LLMSummarizer:
             del answers[key]
         self._write({"event": "title_rejected", "model": self.model_id, "keys": list(rejected),
                      "reasons": rejected})
-        again = [dataclasses.replace(fitted[k], feedback=why) for k, why in rejected.items()]
+        # fitted again: the reason adds tokens to a prompt that may have been fitted to the window exactly
+        again = [self._fit(dataclasses.replace(fitted[k], feedback=why))[0] for k, why in rejected.items()]
         futures = {pool.submit(contextvars.copy_context().run, self._run_batch, [r], shrunk, abort): r for r in again}
         new: dict[str, tuple[str, str]] = {}
         final: dict[str, str] = {}
@@ -572,8 +603,9 @@ class LLMSummarizer:
             if was_shrunk:
                 shrunk.add(r.key)
         if shrunk:
-            logger.info("Shrunk the prompt blocks of %d cluster(s) to fit max_prompt_tokens.", len(shrunk))
-        cost = {k: estimate_tokens(render_block(r, cfg)) for k, r in fitted.items()}
+            logger.info("Shrunk the prompt blocks of %d cluster(s) to fit the prompt token budget (%d).", len(shrunk),
+                        self._budget)
+        cost = {k: self._block_tokens(r) for k, r in fitted.items()}
 
         total = len(requests)
         answers: dict[str, tuple[str, str]] = {}
@@ -583,7 +615,8 @@ class LLMSummarizer:
         abort = threading.Event()
         with ThreadPoolExecutor(max_workers=cfg.llm_concurrency, thread_name_prefix="hercules-llm") as pool:
             while pending:
-                batches = plan_batches([fitted[k] for k in pending], cost, cfg, size)
+                batches = plan_batches([fitted[k] for k in pending], cost, cfg, size, budget=self._budget,
+                                       count=self._count)
                 futures: dict[Future, list[SummaryRequest]] = {
                     # each batch runs in a copy of the caller's context (its log routing, e.g. the app's per-run log)
                     pool.submit(contextvars.copy_context().run, self._run_batch, b, shrunk, abort): b for b in batches}
@@ -608,6 +641,9 @@ class LLMSummarizer:
                 if not pending or size <= cfg.llm_min_batch_size:
                     break
                 size = max(cfg.llm_min_batch_size, int(size / cfg.llm_batch_reduction_factor))
+                for key in pending:
+                    if reasons.get(key) == COPIED_TITLE and not fitted[key].feedback:
+                        self._refit(fitted, shrunk, cost, dataclasses.replace(fitted[key], feedback=COPIED_FEEDBACK))
             if cfg.title_gate:
                 reasons.update(self._gate(pool, answers, fitted, shrunk, abort))
                 pending = [k for k in by_key if k not in answers]

@@ -10,7 +10,9 @@ is right but abstract ("Family life") may lose to a listing of words. It is one 
 
 The other figures count what a reader notices at once: titles not written by the model (fallbacks),
 bare keyword lists ("Eat, Food, Like"), meta-text about the prompt or format ("JSON", "The 58 Text
-Items"), duplicate titles among siblings, and parents titled like one of their children.
+Items"), junk (a title or description with markup, a URL, a template placeholder, braces or
+unbalanced brackets, or mostly punctuation), duplicate titles among siblings, and parents titled like
+one of their children.
 
 The gate (:func:`gate_answers`) applies the same tests to every LLM answer before it becomes a title.
 """
@@ -70,6 +72,72 @@ def meta_reason(title: Any) -> str | None:
         return f'the title says "{m.group(0)}"'
     if all(x in _FILE_WORDS or x.isdigit() for x in w):
         return "the title names only a file type"
+    return None
+
+
+# Junk: what a tiny model writes when it imitates web pages or templates instead of naming a subject
+# ("[<b>Forthcoming, FINISHED!</c><i>", "<a href=https://www.youtube...", "[Normal Norms Description]",
+# "} } { ... {"). Titles and descriptions are plain prose: none of this belongs in either.
+_TAG = re.compile(r"</?[A-Za-z][\w:-]*(?=[\s/>])|\b(?:href|src|style|class)\s*=", re.IGNORECASE)
+_ENTITY = re.compile(r"&(?:#\d{1,7}|#x[0-9a-f]{1,6}|[a-z][a-z0-9]{1,31});", re.IGNORECASE)
+# "AT&T", "R&D", "Node.js", "Amazon.com" stay: a URL has a scheme, "www." or a known domain with a path
+_URL = re.compile(r"\b(?:https?|ftp)://|\bwww\.[\w-]|\b[\w-]+\.(?:com|org|net|edu|gov|io|co|uk|de|fr|ru|jp|"
+                  r"info|biz|me|tv|ly|be|nl|eu|ca|au|us)/", re.IGNORECASE)
+# {{x}}, {title}, [Norm's Last Name], [... Description], <Your title here>: slots of a template
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}|\[[^\[\]]*[^\W\d_][^\[\]]*\]|<\s*(?:your|insert|title|description|name|"
+                          r"topic|summary|text|placeholder)\b[^<>]*>", re.IGNORECASE)
+_TITLE_PAIRS = ("()", "[]")  # braces are junk anywhere
+
+
+def _unbalanced(text: str, pairs: tuple[str, ...]) -> bool:
+    """Whether a closing bracket comes before its opening one, or an opened one is never closed."""
+    for opening, closing in pairs:
+        depth = 0
+        for c in text:
+            depth += (c == opening) - (c == closing)
+            if depth < 0:
+                return True
+        if depth:
+            return True
+    return False
+
+
+def _mostly_punctuation(text: str) -> bool:
+    """No letter or digit at all, or more punctuation and symbols than letters and digits (and more
+    than "C++" has)."""
+    alnum = sum(c.isalnum() for c in text)
+    other = sum(not c.isalnum() and not c.isspace() for c in text)
+    return other > (max(alnum, 3) if alnum else 0)
+
+
+def junk_reason(text: Any, *, title: bool = True) -> str | None:
+    """Why ``text`` (a title, or a description with ``title=False``) is not plain prose: markup, a URL,
+    a template placeholder, braces, unbalanced brackets or mostly punctuation; None if it is prose.
+
+    The reasons are shown to the model when it is asked again. A description may leave a parenthesis
+    or square bracket open (the answer's length limit can cut it); a title may not.
+    """
+    s = str(text or "")
+    if _PLACEHOLDER.search(s):  # first: "<title>" is a slot to fill more than it is markup
+        return "it is a placeholder"
+    if _TAG.search(s) or _ENTITY.search(s):
+        return "it contains HTML markup"
+    if _URL.search(s):
+        return "it contains a URL"
+    if _mostly_punctuation(s):
+        return "it is mostly punctuation"
+    if "{" in s or "}" in s or (title and _unbalanced(s, _TITLE_PAIRS)):
+        return "it has unbalanced brackets"
+    return None
+
+
+def answer_junk_reason(title: Any, description: Any) -> str | None:
+    """Why an answer's title or description is junk (see :func:`junk_reason`), e.g. "its title
+    contains HTML markup"; None when both are prose. The gate and the ``title_junk`` figure use it."""
+    for part, text, is_title in (("title", title, True), ("description", description, False)):
+        why = junk_reason(text, title=is_title)
+        if why:
+            return f"its {part} {why.removeprefix('it ')}"
     return None
 
 
@@ -212,6 +280,12 @@ def attach_grounding(summarizer: Any, grounding: Grounding | None) -> None:
 
 # --------------------------------------------------------------------------- the gate
 
+def _reason_junk(why: str) -> str:
+    # the junk itself is not quoted back: a tiny model would copy it again
+    return (f"Your answer was rejected: {why}. Write plain words naming the subject the texts share: "
+            "no markup, links, brackets or placeholders.")
+
+
 def _reason_meta(title: str, why: str) -> str:
     return (f'Your title "{title}" was rejected: {why}, which describes the request, not the texts. '
             "Name the subject the texts share.")
@@ -222,7 +296,8 @@ def gate_answers(answers: dict[str, tuple[str, str]], requests: dict[str, Summar
                  accepted: dict[str, str] | None = None) -> dict[str, str]:
     """Which of ``answers`` (key -> (title, description)) must not become titles, and why.
 
-    Tests, in order: meta-text; a parent titled like one of its children (those shown in its
+    Tests, in order: junk in the title or description (:func:`answer_junk_reason`: markup, URLs,
+    placeholders, braces, unbalanced brackets, mostly punctuation); meta-text; a parent titled like one of its children (those shown in its
     prompt); ungrounded (its own cluster not among the ``GROUNDED_TOP`` closest to the title, when a
     grounding exists, the level has more clusters than that and the cluster's own keywords do rank it
     there, so that a better title exists); the same title as another cluster
@@ -231,8 +306,12 @@ def gate_answers(answers: dict[str, tuple[str, str]], requests: dict[str, Summar
     The reasons are written to be shown to the model when it is asked again.
     """
     reasons: dict[str, str] = {}
-    for key, (title, _) in answers.items():
+    for key, (title, description) in answers.items():
         req = requests[key]
+        junk = answer_junk_reason(title, description)
+        if junk:
+            reasons[key] = _reason_junk(junk)
+            continue
         why = meta_reason(title)
         if why:
             reasons[key] = _reason_meta(title, why)
@@ -289,6 +368,8 @@ def level_title_quality(h: Any, level: int, title_vectors: np.ndarray | None,
     lv = h.levels[level]
     k = len(lv)
     titles = list(lv.titles)
+    descriptions = list(lv.descriptions or [])
+    descriptions += [""] * (k - len(descriptions))
     fallback = np.asarray(lv.fallback, dtype=bool)
     sources = list(lv.sources)
     written = [not fb and s not in ("keywords", "none") for fb, s in zip(fallback, sources)]
@@ -297,6 +378,8 @@ def level_title_quality(h: Any, level: int, title_vectors: np.ndarray | None,
         "title_model_written": int(sum(written)), "title_model_written_share": float(np.mean(written)) if k else None,
         "title_fallbacks": int(fallback.sum()),
         "title_meta_text": int(sum(meta_reason(t) is not None for t in titles)),
+        # the gate's own test, on what the run kept: a title or description that is not plain prose
+        "title_junk": int(sum(answer_junk_reason(t, d) is not None for t, d in zip(titles, descriptions))),
         "title_keyword_lists": int(sum(is_keyword_list(t) for t in titles)),
         "title_duplicates_among_siblings": _siblings_duplicates(titles, lv.parent),
         "title_parent_equals_child": None,
@@ -369,6 +452,7 @@ def format_lines(evaluation: dict[Any, dict[str, Any]]) -> list[str]:
         sr = ("self-retrieval n/a" if q.get("title_self_retrieval_top1") is None else
               f"self-retrieval {q['title_self_retrieval_top1']:.2f} (MRR {q['title_self_retrieval_mrr']:.2f})")
         parts = [sr, f"{q['title_model_written']}/{n} written by the model", f"{q['title_meta_text']} meta-text",
+                 f"{q.get('title_junk', 0)} junk",  # models saved before the figure existed have none
                  f"{q['title_keyword_lists']} keyword lists", f"{q['title_duplicates_among_siblings']} duplicates"]
         if q.get("title_parent_equals_child") is not None:
             parts.append(f"{q['title_parent_equals_child']} titled like a child")

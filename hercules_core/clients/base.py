@@ -10,7 +10,10 @@ by probing attributes:
 * :class:`UsageReportingLLM`: ``complete_with_usage`` returns the answer and the token counts the
   server reported (used for the cost report instead of estimates);
 * :class:`ConfigurableLLM`: ``generation_params`` (temperature, max tokens, ...), which shape an
-  answer besides the prompt and so belong to an answer cache's key.
+  answer besides the prompt and so belong to an answer cache's key;
+* :class:`ContextLimitedLLM`: ``prompt_token_limit`` and ``count_tokens``, for a model whose prompt
+  and answer must fit a known context window: the summariser shortens its prompts to fit before
+  calling instead of learning from an error that they did not.
 
 Errors: raise ``errors.LLMError`` for a failure a retry may cure (with ``retry_after`` when the
 server said how long to wait), ``errors.LLMFatalError`` for one it cannot (a bad request), and
@@ -77,6 +80,25 @@ class ConfigurableLLM(LLM, Protocol):
     @property
     def generation_params(self) -> dict[str, Any]:
         """JSON-ready parameters (never a credential): part of an answer cache's key."""
+
+
+@runtime_checkable
+class ContextLimitedLLM(LLM, Protocol):
+    """An LLM with a known context window (llama.cpp's ``n_ctx``, a server's configured context)."""
+
+    @property
+    def prompt_token_limit(self) -> int | None:
+        """The most tokens a prompt may take: the context window less the answer's max tokens and the
+        chat template around the prompt; None when the window is not known."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes as (part of) a prompt: never fewer than the model will count, so that
+        pieces counted separately add up to at least the whole."""
+
+
+def prompt_token_limit(llm: Any) -> int | None:
+    """``llm``'s prompt token limit when it declares one (:class:`ContextLimitedLLM`), else None."""
+    return llm.prompt_token_limit if isinstance(llm, ContextLimitedLLM) else None
 
 
 def complete_with_usage(llm: LLM, prompt: str, *, schema: dict[str, Any] | None = None) -> tuple[str, Usage | None]:

@@ -61,12 +61,20 @@ def _close(llama: Any) -> None:
 
 
 REPEAT_PENALTY = 1.3  # the tiny model loops ("released in 2014, and it's a kernel released in 2014, ...")
+# the chat template around a prompt (SmolLM2's adds a default system message: 31 tokens), with room
+# for templates with longer system messages
+CHAT_TEMPLATE_TOKENS = 64
+# a piece of a prompt counted alone: the "\n\n" joining it to the next, and a merge its boundary may undo
+PIECE_TOKENS = 2
 
 class LocalGGUFLLM:
     """Any chat GGUF file (SmolLM2, Qwen2.5, Llama 3.2, ...) run in-process by ``llama_cpp.Llama``.
 
     The model is loaded on the first call, once. A llama.cpp context is not thread-safe, so every
-    call holds a lock: concurrent callers are served one after the other.
+    call holds a lock: concurrent callers are served one after the other. A ``ContextLimitedLLM``:
+    llama.cpp refuses a prompt longer than ``n_ctx`` ("Requested tokens (2835) exceed context window
+    of 2048") and cuts the answer short when prompt and ``max_tokens`` exceed it, so the summariser
+    keeps prompts within :attr:`prompt_token_limit`, counted with the model's own tokenizer.
 
     Parameters
     ----------
@@ -142,6 +150,19 @@ class LocalGGUFLLM:
             # own __del__ fails noisily during interpreter shutdown)
             weakref.finalize(self, _close, self._llama)
         return self._llama
+
+    @property
+    def prompt_token_limit(self) -> int:
+        """Prompt tokens that leave room in ``n_ctx`` for the chat template and a ``max_tokens`` answer."""
+        return max(0, self.n_ctx - self.max_tokens - CHAT_TEMPLATE_TOKENS)
+
+    def count_tokens(self, text: str) -> int:
+        """Exact: the model's tokenizer (microseconds; it loads the model on first use, as a call would)."""
+        with self._lock:
+            llama = self._model()
+        # tokenizing reads the vocabulary only, not the context the lock protects
+        tokens = llama.tokenize(str(text).encode("utf-8", "replace"), add_bos=False, special=False)
+        return len(tokens) + PIECE_TOKENS
 
     def complete(self, prompt: str, *, schema: dict[str, Any] | None = None) -> str:
         return self.complete_with_usage(prompt, schema=schema)[0]

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EmbeddingError, EndpointFatalError, LLMError, LLMFatalError
+from ..prompts import estimate_tokens
 from ..retry import RETRY_AFTER_CAP, retrying
 
 logger = logging.getLogger("hercules_core")
@@ -43,6 +44,8 @@ _REJECT_STATUS = (400, 404, 415, 422, 500, 501)
 _REJECT_WORDS = ("response_format", "response format", "json_schema", "json schema", "schema", "tool",
                  "function", "grammar", "structured", "not supported", "unsupported", "not implemented")
 _RETRY_MAX_DELAY = 10.0  # seconds between the embedder's or captioner's own attempts (Retry-After may ask more)
+CHAT_TEMPLATE_TOKENS = 64  # what a server's chat template may add around the prompt
+ESTIMATE_MARGIN = 1.2
 _CONTEXT_WORDS = ("context length", "context_length", "maximum context", "context window", "too many tokens",
                   "exceeds the context", "prompt is too long")
 
@@ -204,17 +207,24 @@ class OpenAICompatLLM(_Endpoint):
     ``tool`` (a forced tool call whose parameters are the schema), ``json_object`` (plain JSON
     mode) or ``text`` (nothing; the summariser's parser copes). ``auto`` tries them in that order,
     moving on when the server rejects a mode, and remembers the first that works.
+
+    ``context_tokens``: the server's context window (e.g. llama.cpp's ``--n_ctx``), when known
+    (``HERCULES_LLM_CONTEXT``, or ``n_ctx`` in the registry file): the client is then a
+    ``ContextLimitedLLM`` with a limit, and the summariser keeps prompts within it, counted with the
+    project's pessimistic estimate (the server's tokenizer is not known here).
     """
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout: float = 60.0,
                  structured: str = "auto", temperature: float | None = 0.2, max_tokens: int = 1024,
-                 model_id: str | None = None, key_env: str | None = None, model_env: str | None = None):
+                 model_id: str | None = None, key_env: str | None = None, model_env: str | None = None,
+                 context_tokens: int | None = None):
         if structured not in STRUCTURED_CHOICES:
             raise LLMFatalError(f"structured must be one of {', '.join(STRUCTURED_CHOICES)}; got {structured!r}.")
         super().__init__(base_url, model, api_key, timeout, key_env, model_env)
         self.structured = structured
         self.temperature = temperature
         self.max_tokens = int(max_tokens)
+        self.context_tokens = int(context_tokens) if context_tokens else None
         self.model_id = model_id or self.model
         self._lock = threading.Lock()
         self._modes = [structured] if structured != "auto" else list(STRUCTURED_MODES)
@@ -227,6 +237,19 @@ class OpenAICompatLLM(_Endpoint):
     def generation_params(self) -> dict[str, Any]:
         """What shapes the answer besides the prompt and schema (part of an answer cache's key)."""
         return {"temperature": self.temperature, "max_tokens": self.max_tokens, "structured": self.structured}
+
+    @property
+    def prompt_token_limit(self) -> int | None:
+        """Prompt tokens that leave room for the chat template and a ``max_tokens`` answer; None when
+        the context window was not configured."""
+        if self.context_tokens is None:
+            return None
+        return max(0, self.context_tokens - self.max_tokens - CHAT_TEMPLATE_TOKENS)
+
+    def count_tokens(self, text: str) -> int:
+        # the server's tokenizer is not known here: the pessimistic estimate, plus a margin for made-up
+        # words (which run to ~3 characters a token where the estimate assumes 3.5)
+        return math.ceil(estimate_tokens(text) * ESTIMATE_MARGIN)
 
     @property
     def structured_mode(self) -> str | None:
