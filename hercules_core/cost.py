@@ -350,7 +350,10 @@ def format_report(report: Mapping[str, Any]) -> list[str]:
 
 # --------------------------------------------------------------------------- duration
 
-DEFAULT_OTHER_SECONDS_PER_ITEM = 0.01  # clustering, UMAP, keywords, evaluation: conservative on 2 cores
+# clustering space (UMAP, with numba compiling it in a fresh process), k-means, keywords, evaluation:
+# bench/title_bench.py's keyword run on 1,225 items took 288 s on 2 busy cores (load 12), of which
+# 0.01 s per item had been assumed (ratio 16.6); a later run in the same process took ~0.03 s per item
+DEFAULT_OTHER_SECONDS_PER_ITEM = 0.15
 
 
 @dataclass(frozen=True)
