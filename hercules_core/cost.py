@@ -351,9 +351,9 @@ def format_report(report: Mapping[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- duration
 
 # clustering space (UMAP, with numba compiling it in a fresh process), k-means, keywords, evaluation:
-# bench/title_bench.py's keyword run on 1,225 items took 288 s on 2 busy cores (load 12), of which
-# 0.01 s per item had been assumed (ratio 16.6); a later run in the same process took ~0.03 s per item
-DEFAULT_OTHER_SECONDS_PER_ITEM = 0.15
+# a fresh `hercules_core run` of 1,225 texts spent ~31 s outside the embedder on 2 busy cores
+# (0.025 s per item); 0.01 had ignored UMAP's compilation (title_bench: 16.6x off)
+DEFAULT_OTHER_SECONDS_PER_ITEM = 0.05
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ import re
 
 import pytest
 
+import model_registry as registry
+
 from hercules_core import HerculesConfig, cost, data
 from hercules_run import timings
 from hercules_run.pipeline import CacheSettings, ModelIds, RunRequest, run_pipeline
@@ -61,7 +63,7 @@ def test_a_corrupt_timings_file_is_ignored_with_a_warning(tmp_path, caplog, cont
     (tmp_path / timings.TIMINGS_FILE).write_bytes(content)
     with caplog.at_level(logging.WARNING):
         rates = timings.rates_for({"llm": "smollm2", "text_embedder": "minilm"}, tmp_path)
-    assert rates.llm_seconds_per_call == 2.0 and not rates.llm_measured  # the declared default
+    assert rates.llm_seconds_per_call == registry.SMOLLM2_SECONDS_PER_CALL and not rates.llm_measured  # the declared default
     if content.startswith(b'{"version": 1'):  # readable, one bad sample dropped
         assert not caplog.records
     else:
@@ -78,11 +80,11 @@ def test_estimate_uses_declared_defaults_until_measured(tmp_path):
     models = {"llm": "smollm2", "text_embedder": "minilm"}
 
     cold = cost.annotate_estimate(est, cfg, timings.rates_for(models, tmp_path))["duration"]
-    assert cold["parts"]["llm"] == pytest.approx(128 * 2.0)
-    assert cold["parts"]["embedding"] == pytest.approx(1289 / 250, rel=1e-3)
+    assert cold["parts"]["llm"] == pytest.approx(128 * registry.SMOLLM2_SECONDS_PER_CALL)
+    assert cold["parts"]["embedding"] == pytest.approx(1289 / 100, rel=1e-3)
     assert cold["parts"]["other"] == pytest.approx(1225 * cost.DEFAULT_OTHER_SECONDS_PER_ITEM)
     assert not cold["measured"] and set(cold["unmeasured"]) == {"llm", "embedding", "other"}
-    assert cost.duration_text(cold) == "about 7 min (no measurement yet for embedding, llm, other)"
+    assert cost.duration_text(cold) == "about 4 min (no measurement yet for embedding, llm, other)"
 
     timings.record({"llm": {"smollm2": (50.0, 100)}, "text_embedder": {"minilm": (10.0, 1000)},
                     "other": {timings.OTHER: (20.0, 1000)}}, tmp_path)
