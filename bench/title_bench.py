@@ -10,8 +10,12 @@ Targets (issue 10, fortune_dev8 at levels 24,8, offline default, no endpoint): L
 >= 0.85, L2 >= 0.75, 0 meta-text titles, <= 10% bare keyword lists, <= 1 top-level title equal to a
 child's, >= 80% of titles written by the model, <= 5 s per cluster.
 
+It also prints each run's estimated duration (``cost.estimate_run`` + ``cost.annotate_estimate``,
+with the speeds ``hercules_run.timings`` finds in the cache folder, else the registry's declared
+defaults) beside the measured one and their ratio (target: within 2x).
+
 Usage: .venv/bin/python bench/title_bench.py [--data CSV] [--levels 24,8] [--llm smollm2] [--json OUT]
-                                             [--set prompt_style=full --set llm_initial_batch_size=8 ...]
+                                             [--timings-dir DIR] [--set prompt_style=full ...]
 
 ``--set KEY=VALUE`` overrides the LLM's recommended settings (e.g. the settings a new user may pick
 by mistake: ``--set prompt_style=full --set llm_initial_batch_size=8 --set llm_concurrency=4``).
@@ -35,11 +39,14 @@ import model_registry as registry  # noqa: E402
 from hercules_core import HerculesConfig, prepare  # noqa: E402
 from hercules_core.cache import Cache  # noqa: E402
 from hercules_core.hercules import Hercules  # noqa: E402
+from hercules_core import RunLog, cost  # noqa: E402
+from hercules_run import timings  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fortune_dev8.csv"
 
 
-def run(ds, levels, llm_id: str | None, cache: Cache, overrides: dict | None = None) -> dict:
+def run(ds, levels, llm_id: str | None, cache: Cache, overrides: dict | None = None,
+        timings_dir: Path | None = None) -> dict:
     cfg = {"level_cluster_counts": levels}
     llm = None
     if llm_id:
@@ -47,13 +54,21 @@ def run(ds, levels, llm_id: str | None, cache: Cache, overrides: dict | None = N
         cfg.update(overrides or {})
         llm = registry.get_llm(llm_id)
     embedder = registry.wrap_with_cache(registry.get_text_embedder("minilm", show_progress=False), cache)
+    hcfg = HerculesConfig.from_dict(cfg)
+    # the estimate a user gets before the run: speeds measured in the cache folder, else the defaults
+    rates = timings.rates_for({"llm": llm_id or "keywords", "text_embedder": "minilm"}, timings_dir)
+    est = cost.annotate_estimate(cost.estimate_run(ds, hcfg, llm_id=llm_id, with_text_embedder=True), hcfg, rates)
     t0 = time.perf_counter()
-    model = Hercules(HerculesConfig.from_dict(cfg), text_embedder=embedder, llm=llm).fit(ds)
+    model = Hercules(hcfg, text_embedder=embedder, llm=llm, run_log=RunLog(keep_records=False)).fit(ds)
     h = model.hierarchy_
     n_clusters = sum(len(lv) for lv in h.levels[1:])
     summarising = sum(v for k, v in model.timings_.items() if k.startswith("summarizing level"))
     return {"llm": llm_id or "keywords", "model_id": getattr(llm, "model_id", "keywords"), "config": cfg,
             "seconds_total": round(time.perf_counter() - t0, 1), "seconds_summarising": round(summarising, 1),
+            "estimate": {"seconds": est["duration"]["seconds"], "parts": est["duration"]["parts"],
+                         "measured": est["duration"]["measured"], "llm_calls": est["llm_calls"]},
+            "stages": {k: round(v, 1) for k, v in model.timings_.items()},
+            "llm_calls": model.run_log.summary()["llm_calls"], "llm_seconds": model.run_log.summary()["llm_seconds"],
             "seconds_per_cluster": round(summarising / max(n_clusters, 1), 2),
             "levels": {lv: {k: v for k, v in h.evaluation[lv].items() if k.startswith("title_") or k == "n_clusters"}
                        for lv in range(1, h.top_level + 1)},
@@ -111,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the figures and titles to this file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the LLM run (repeatable)")
+    p.add_argument("--timings-dir", help="folder of the measured speeds the estimate reads (timings.json; "
+                                         "default: the cache folder, HERCULES_CACHE_DIR or ~/.cache/hercules)")
     args = p.parse_args(argv)
     if not Path(args.data).is_file():
         print(f"skipped: {args.data} does not exist", file=sys.stderr)
@@ -124,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         cache = Cache(Path(tmp) / "cache")  # embeddings shared by both runs; LLM answers never reused
-        runs = [run(ds, levels, None, cache), run(ds, levels, args.llm, cache, dict(map(_setting, args.set)))]
+        runs = [run(ds, levels, None, cache, timings_dir=args.timings_dir),
+                run(ds, levels, args.llm, cache, dict(map(_setting, args.set)), args.timings_dir)]
         cache.close()
     load_after = os.getloadavg()
     top = len(levels)
@@ -132,8 +150,18 @@ def main(argv: list[str] | None = None) -> int:
           f"LLM settings {runs[1]['config']}; "
           f"{os.cpu_count()} cores, load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     print("\n".join(table(runs, top)))
+    print("\nestimated duration against the measured one (target: within 2x)")
     for r in runs:
-        print(f"\n{r['llm']} ({r['model_id']}): {r['seconds_total']} s in all, {r['seconds_summarising']} s summarising")
+        est_s, real = r["estimate"]["seconds"], r["seconds_total"]
+        ratio = real / est_s if est_s else float("inf")
+        basis = "measured speeds" if r["estimate"]["measured"] else "declared defaults"
+        print(f"  {r['llm']:>10}: estimated {est_s:.1f} s ({basis}: "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in r["estimate"]["parts"].items())
+              + f"; {r['estimate']['llm_calls']} LLM calls), measured {real:.1f} s ({r['llm_calls']} LLM calls, "
+              f"{r['llm_seconds']:.1f} s in them), ratio {ratio:.2f} -> {'met' if 0.5 <= ratio <= 2 else 'missed'}")
+    for r in runs:
+        print(f"\n{r['llm']} ({r['model_id']}): {r['seconds_total']} s in all, {r['seconds_summarising']} s summarising"
+              f" ({', '.join(f'{k} {v} s' for k, v in r['stages'].items() if k != 'total')})")
         for lv, titles in sorted(r["titles"].items(), reverse=True):
             print(f"  L{lv}: " + " | ".join(titles))
     if args.json:

@@ -9,6 +9,8 @@ from dash import ALL, Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
 from hercules_core import HerculesError, cost
+from hercules_run import timings
+from hercules_run.pipeline import CacheSettings, timings_directory
 
 from . import configform, ids, job, runstore, uploads
 
@@ -108,10 +110,13 @@ def data_summary(runs_dir, desc, choice: dict[str, Any], summaries=None) -> cost
 
 
 def estimate_text(summary: cost.DataSummary, cfg, models: dict[str, Any]) -> str:
-    """The core's estimate (``cost.estimate_run``, as the run itself computes it), as one sentence."""
+    """The core's estimate (``cost.estimate_run``, as the run itself computes it), as one sentence,
+    with the expected duration (the speeds runs measured in the app's cache folder, where its runs
+    record them: ``hercules_run.timings``) and the levels that will be lowered."""
     est = cost.estimate_run(summary, cfg, llm_id=models.get("llm"),
                             with_text_embedder=bool(models.get("text_embedder")),
                             with_captioner=bool(models.get("captioner")))
+    est = cost.annotate_estimate(est, cfg, timings.rates_for(models, timings_directory(CacheSettings())))
     return cost.format_estimate(est).removeprefix("estimate: ") + f" ({summary.n_items:,} items)."
 
 

@@ -27,7 +27,8 @@ from .summarize import build_l0_requests, plan_batches
 from .summarize_types import SummaryRequest
 
 __all__ = ["DataSummary", "estimate_run", "run_report", "summary_with_usage", "format_estimate", "format_report",
-           "plan_levels", "LevelPlan", "summarize_data"]
+           "plan_levels", "LevelPlan", "summarize_data", "Rates", "estimate_duration", "level_notes",
+           "annotate_estimate", "format_duration", "duration_text", "compare_duration"]
 
 NO_LLM = {None, "", "keywords", "none"}
 _REPRESENTATIVE_POOL = 256  # items looked at to find one of average rendered length
@@ -319,7 +320,12 @@ def format_estimate(est: Mapping[str, Any]) -> str:
     media = f"{est.get('texts_to_embed', 0)} texts to embed"
     if est.get("images_to_embed"):
         media += f", {est['images_to_embed']} images to embed"
-    return f"estimate: {shape} -> {llm}; {media}"
+    line = f"estimate: {shape} -> {llm}; {media}"
+    if est.get("duration"):  # annotate_estimate
+        line += f"; {duration_text(est['duration'])}"
+    if est.get("level_notes"):
+        line += "; note: " + "; ".join(est["level_notes"])
+    return line
 
 
 def format_report(report: Mapping[str, Any]) -> list[str]:
@@ -340,3 +346,134 @@ def format_report(report: Mapping[str, Any]) -> list[str]:
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in report["seconds"].items())
     lines.append(f"time: {stages}; total {report['total_seconds']:.2f} s")
     return lines
+
+
+# --------------------------------------------------------------------------- duration
+
+# clustering space (UMAP, with numba compiling it in a fresh process), k-means, keywords, evaluation:
+# a fresh `hercules_core run` of 1,225 texts spent ~31 s outside the embedder on 2 busy cores
+# (0.025 s per item); 0.01 had ignored UMAP's compilation (title_bench: 16.6x off)
+DEFAULT_OTHER_SECONDS_PER_ITEM = 0.05
+
+
+@dataclass(frozen=True)
+class Rates:
+    """How fast this machine runs a run's parts, for :func:`estimate_duration`. The core does not
+    know where they come from: the app layer (``hercules_run.timings``) reads them from what
+    earlier runs measured, else from the registry's declared defaults. ``*_measured`` says which.
+
+    ``llm_seconds_per_call``: one LLM call (prompt and answer), None for no LLM; the calls run
+    ``llm_concurrency`` at a time. ``embed_items_per_second``: texts (or images, with
+    ``image_items_per_second``) the embedder embeds per second. ``other_seconds_per_item``:
+    everything else (clustering space, k-means, keywords, evaluation) per item.
+    """
+
+    llm_seconds_per_call: float | None = None
+    llm_measured: bool = False
+    embed_items_per_second: float | None = None
+    embed_measured: bool = False
+    image_items_per_second: float | None = None
+    image_measured: bool = False
+    caption_seconds_per_item: float | None = None
+    caption_measured: bool = False
+    other_seconds_per_item: float = DEFAULT_OTHER_SECONDS_PER_ITEM
+    other_measured: bool = False
+    llm_concurrency: int = 1
+
+
+def estimate_duration(est: Mapping[str, Any], rates: Rates) -> dict[str, Any]:
+    """Expected seconds of the run :func:`estimate_run` described, part by part:
+    embedding (texts / rate), LLM (calls x s/call / concurrency), captions, and the rest (items x
+    s/item). ``measured`` is True when every part that counts was measured on this machine;
+    ``unmeasured`` names the parts that use a declared default."""
+    parts: dict[str, float] = {}
+    unmeasured: list[str] = []
+
+    def add(name: str, seconds: float, measured: bool) -> None:
+        parts[name] = round(max(float(seconds), 0.0), 3)
+        if not measured and seconds > 0:
+            unmeasured.append(name)
+
+    texts = int(est.get("texts_to_embed") or 0)
+    if texts and rates.embed_items_per_second:
+        add("embedding", texts / rates.embed_items_per_second, rates.embed_measured)
+    images = int(est.get("images_to_embed") or 0)
+    if images and rates.image_items_per_second:
+        add("image_embedding", images / rates.image_items_per_second, rates.image_measured)
+    captions = int(est.get("images_to_caption") or 0)
+    if captions and rates.caption_seconds_per_item:
+        add("captioning", captions * rates.caption_seconds_per_item, rates.caption_measured)
+    calls = int(est.get("llm_calls") or 0)
+    if est.get("llm") and calls and rates.llm_seconds_per_call is not None:
+        add("llm", calls * rates.llm_seconds_per_call / max(int(rates.llm_concurrency), 1), rates.llm_measured)
+    add("other", int(est.get("n_items") or 0) * rates.other_seconds_per_item, rates.other_measured)
+    return {"seconds": round(sum(parts.values()), 1), "parts": parts, "measured": not unmeasured,
+            "unmeasured": unmeasured}
+
+
+def level_notes(n_items: int, config: HerculesConfig) -> list[str]:
+    """What the fixed cluster counts asked for and will not get, in words: "level 1 will have
+    1,542 clusters, not 2,000 (only 1,543 items)" (``levels.next_level`` lowers a count to what is
+    below it). Automatic k asks for no count: no notes."""
+    asked = config.level_cluster_counts
+    if asked is None:
+        return []
+    counts = plan_levels(n_items, config).counts
+    notes: list[str] = []
+    below_name = lambda level, n: f"only {n:,} items" if level == 1 else f"only {n:,} clusters in level {level - 1}"  # noqa: E731
+    n_below = n_items
+    for level, want in enumerate(asked, start=1):
+        if level > config.max_levels:
+            notes.append(f"levels above {config.max_levels} are left out (max_levels)")
+            break
+        if level > len(counts):
+            notes.append(f"level {level} ({want:,} asked) is left out ({below_name(level, n_below)})")
+            break
+        k = counts[level - 1]
+        if k != want:
+            notes.append(f"level {level} will have {k:,} clusters, not {want:,} ({below_name(level, n_below)})")
+        n_below = k
+    return notes
+
+
+def annotate_estimate(est: Mapping[str, Any], config: HerculesConfig, rates: Rates | None = None) -> dict[str, Any]:
+    """``est`` with ``level_notes`` (:func:`level_notes`) and, given ``rates``, ``duration``
+    (:func:`estimate_duration`): what :func:`format_estimate` shows beside the counts."""
+    out = dict(est, level_notes=level_notes(int(est.get("n_items") or 0), config))
+    if rates is not None:
+        out["duration"] = estimate_duration(est, dataclasses.replace(
+            rates, llm_concurrency=max(int(config.llm_concurrency), 1)))
+    return out
+
+
+def format_duration(seconds: float) -> str:
+    """"about 40 s", "about 3 min", "about 1 h 20 min"."""
+    s = max(float(seconds), 0.0)
+    if s < 1:
+        return "under 1 s"
+    if s < 90:
+        return f"about {max(round(s), 1)} s"
+    if s < 90 * 60:
+        return f"about {round(s / 60)} min"
+    h, m = divmod(round(s / 60), 60)
+    return f"about {h} h" + (f" {m} min" if m else "")
+
+
+def duration_text(duration: Mapping[str, Any]) -> str:
+    """"about 3 min (measured on this machine)" or "about 3 min (no measurement yet for llm)"."""
+    text = format_duration(duration.get("seconds") or 0)
+    missing = duration.get("unmeasured") or []
+    why = "measured on this machine" if not missing else f"no measurement yet for {', '.join(missing)}"
+    return f"{text} ({why})"
+
+
+def compare_duration(estimate: Mapping[str, Any] | None, actual_seconds: float) -> dict[str, Any] | None:
+    """The estimate's seconds beside the run's: ``{"estimated_seconds", "actual_seconds", "ratio"}``
+    (ratio = actual / estimated), or None when the estimate had no duration."""
+    duration = (estimate or {}).get("duration")
+    if not duration:
+        return None
+    est_s = float(duration.get("seconds") or 0.0)
+    return {"estimated_seconds": round(est_s, 1), "actual_seconds": round(float(actual_seconds), 1),
+            "ratio": round(actual_seconds / est_s, 2) if est_s > 0 else None,
+            "measured": bool(duration.get("measured"))}

@@ -223,6 +223,10 @@ def run(args) -> int:
         print(line, file=sys.stderr)
     for line in cost.format_report(result.report):
         print(line, file=sys.stderr)
+    side = result.report.get("duration")
+    if side and side.get("ratio") is not None:
+        print(f"duration: estimated {side['estimated_seconds']:.1f} s, took {side['actual_seconds']:.1f} s "
+              f"({side['ratio']:.2f}x the estimate)", file=sys.stderr)
     return 0
 
 

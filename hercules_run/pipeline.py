@@ -19,6 +19,8 @@ import model_registry as registry
 from hercules_core import Dataset, Hercules, HerculesConfig, Hierarchy, RunLog, cost, io
 from hercules_core.cache import Cache, default_cache_dir
 
+from . import timings
+
 __all__ = ["CacheSettings", "ModelIds", "OUTPUT_FILES", "RunRequest", "RunResult", "build_models", "open_cache",
            "run_pipeline", "save_outputs"]
 
@@ -103,6 +105,11 @@ def build_models(ids: ModelIds, modality: str, *, show_progress: bool = False) -
     return out
 
 
+def timings_directory(settings: CacheSettings) -> Path:
+    """Where the measured timings live (``timings.json``): the cache's directory."""
+    return Path(settings.directory).expanduser() if settings.directory is not None else default_cache_dir()
+
+
 def open_cache(settings: CacheSettings) -> Cache:
     return Cache(settings.directory if settings.directory is not None else default_cache_dir(),
                  enabled=settings.enabled)
@@ -146,20 +153,29 @@ def run_pipeline(request: RunRequest, *, progress: ProgressFn | None = None, can
     estimate = cost.estimate_run(ds, cfg, llm_id=request.models.llm if models["llm"] is not None else None,
                                  with_text_embedder=models["text_embedder"] is not None,
                                  with_captioner=models["captioner"] is not None)
+    timings_dir = timings_directory(request.cache)
+    estimate = cost.annotate_estimate(estimate, cfg, timings.rates_for(request.models, timings_dir))
     if on_estimate is not None:
         on_estimate(estimate)
     if run_log is None:
         run_log = RunLog(out / "run_log.jsonl")
     cache = open_cache(request.cache)
     try:
-        wrapped = {kind: registry.wrap_with_cache(m, cache) for kind, m in models.items()}
+        # timed under the cache: only what reached the model counts (hercules_run/timings.py)
+        timed = {kind: timings.Timed(m) for kind, m in models.items() if m is not None and kind != "llm"}
+        wrapped = {kind: registry.wrap_with_cache(timed.get(kind, m), cache) for kind, m in models.items()}
         model = Hercules(cfg, **wrapped, run_log=run_log, progress=progress, cancel=cancel, cache=cache).fit(ds)
     finally:
         cache_stats = cache.stats()
         cache.close()
     h = model.hierarchy_
-    report = cost.run_report(h, cost.summary_with_usage(run_log), cache_stats, model.timings_)
+    usage = cost.summary_with_usage(run_log)
+    report = cost.run_report(h, usage, cache_stats, model.timings_)
+    report["duration"] = cost.compare_duration(estimate, report["total_seconds"])  # estimate beside actual
     h.stats["cost"] = dict(report, estimate=estimate)
+    if request.cache.enabled:  # --no-cache: neither read nor write the cache directory's files
+        timings.record(timings.measure_run(request.models.as_dict(), timed, usage, cache_stats, model.timings_,
+                                           len(ds)), timings_dir)
     h.stats["cache"] = cache_stats
     progress("saving results", 0, 1)
     save_outputs(h, out)
