@@ -2,7 +2,7 @@
 
 1. without the token every page, callback and download answers 401;
 2. upload a CSV, run it with the image's offline models (MiniLM + SmolLM2) on a worker container,
-   wait until the runs page says done, check the run was executed by a worker container;
+   wait until the runs page says done (or finished with warnings), check the run was executed by a worker container;
 3. download model.json and memberships.csv, load the model with hercules_core.load_model;
 4. start a second run, SIGKILL the worker container mid-run, and check the runs page shows the run
    interrupted with its message within 60 s (the killed task is not re-queued).
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from callbacks import runstore  # noqa: E402
+from callbacks import outcome, runstore  # noqa: E402
 from hercules_core import load_model  # noqa: E402
 from tests.dash_http import DashSession, wait_for  # noqa: E402
 from tests.procs import runs_row  # noqa: E402
@@ -87,10 +87,13 @@ def main() -> int:
     t0 = time.monotonic()
     run_id = web.start_text_run(DATA, "4,2", **MODELS)
     step(f"started run {run_id} (MiniLM + SmolLM2, levels 4,2)")
-    row = wait_for(lambda: (r := runs_row(web, run_id)) and any(s in r for s in ('"done"', '"failed"',
-                                                                                  '"interrupted"')) and r,
+    # the runs page's badge: "done", or "finished with warnings" when the tiny model fell back for more
+    # than 10% of the clusters (on 200 texts, 6 clusters, one fallback is enough): both have results
+    finished = [f'"{outcome.LABEL[k]}"' for k in (runstore.DONE, outcome.WARNINGS)]
+    ended = finished + [f'"{outcome.LABEL[k]}"' for k in (runstore.FAILED, runstore.INTERRUPTED)]
+    row = wait_for(lambda: (r := runs_row(web, run_id)) and any(s in r for s in ended) and r,
                    args.timeout, "the run finishing", interval=3)
-    assert '"done"' in row, f"the run did not finish: {row[:600]}"
+    assert any(s in row for s in finished), f"the run did not finish: {row[:600]}"
     status = container_status(args.project, run_id)
     workers = worker_hostnames(args.project)
     assert status.get("host") in workers, f"run executed on {status.get('host')}, workers are {list(workers)}"
