@@ -25,6 +25,15 @@ def _key(cid: Any) -> str:
     return cid if isinstance(cid, str) else json.dumps(cid, sort_keys=True, separators=(",", ":"))
 
 
+def _wildcard(cid: dict) -> bool:
+    """Whether a dict id is a pattern (``ALL``, ``MATCH``, ``ALLSMALLER``), not one component's id.
+
+    A dict id without a wildcard names one component: Dash expects one entry for it, not a list of one
+    (a list made the server hand the callback ``["smollm2"]`` instead of ``"smollm2"``, so choosing the
+    LLM in this client applied no recommendations and the Docker journey ran SmolLM2 with the full prompt)."""
+    return any(isinstance(v, list) for v in cid.values())
+
+
 def _matches(pattern: dict, cid: Any) -> bool:
     if not isinstance(cid, dict) or set(cid) != set(pattern):
         return False
@@ -82,11 +91,11 @@ class DashSession:
     def _values(self, spec: dict) -> Any:
         """Request entries of one input/state spec: a dict, or a list for an ALL pattern."""
         sid, prop = spec["id"], spec["property"]
-        if sid.startswith("{"):
-            pattern = json.loads(sid)
+        if sid.startswith("{") and _wildcard(pattern := json.loads(sid)):
             return [{"id": self.ids[k], "property": prop, "value": self._prop(k, prop)}
                     for k in sorted(self.ids) if _matches(pattern, self.ids[k])]
-        return {"id": sid, "property": prop, "value": self._prop(sid, prop)}
+        cid = json.loads(sid) if sid.startswith("{") else sid
+        return {"id": cid, "property": prop, "value": self._prop(_key(cid), prop)}
 
     def _prop(self, k: str, prop: str) -> Any:
         return self.ids.get(k) if prop == "id" else self.props.get((k, prop))
@@ -96,12 +105,11 @@ class DashSession:
         outs = []
         for part in parts:
             cid, prop = part.rsplit(".", 1)
-            if cid.startswith("{"):
-                pattern = json.loads(cid)
+            if cid.startswith("{") and _wildcard(pattern := json.loads(cid)):
                 outs.append([{"id": self.ids[k], "property": prop} for k in sorted(self.ids)
                              if _matches(pattern, self.ids[k])])
             else:
-                outs.append({"id": cid, "property": prop})
+                outs.append({"id": json.loads(cid) if cid.startswith("{") else cid, "property": prop})
         return outs if len(outs) > 1 else outs[0]
 
     def callbacks_of(self, changed: str) -> list[dict]:
