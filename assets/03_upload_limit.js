@@ -12,6 +12,7 @@
   var pending = null;  // the upload box whose file is on its way: {msg, names}
 
   function mb(bytes) { return (bytes / 1048576).toFixed(1) + ' MB'; }
+  function listed(names) { return names.slice(0, 3).join(', ') + (names.length > 3 ? ' …' : ''); }
 
   function check(event, files) {
     var box = event.target && event.target.closest ? event.target.closest('[data-max-bytes]') : null;
@@ -25,10 +26,9 @@
       return !accept.some(function (end) { return n.toLowerCase().slice(-end.length) === end; });
     }) : [];
     if (wrong.length) {
-      var listed = wrong.slice(0, 3).join(', ') + (wrong.length > 3 ? ' …' : '');
       stop(event);  // a function as replacement: a "$&" in a file name stays as it is
       show(msg, (box.getAttribute('data-type-msg') || '{name}: not a file this box takes.')
-        .replace('{name}', function () { return listed; }));
+        .replace('{name}', function () { return listed(wrong); }));
       return;
     }
     if (total <= limit) {
@@ -37,7 +37,7 @@
       return;
     }
     stop(event);
-    show(msg, names.slice(0, 3).join(', ') + (names.length > 3 ? ' …' : '') + ': ' + mb(total) +
+    show(msg, listed(names) + ': ' + mb(total) +
       ', more than the ' + mb(limit) + ' allowed per upload. Nothing was sent. Sample the data, or run ' +
       'the command-line tool on the full file.');
   }
@@ -61,10 +61,8 @@
 
   function failed(what) {
     if (!pending || !pending.msg) { return; }
-    var names = pending.names;
-    pending.msg.textContent = names.slice(0, 3).join(', ') + (names.length > 3 ? ' …' : '') +
-      ': the upload failed (' + what + '). Nothing was stored. Try again; if it fails again, sample the ' +
-      'data or run the command-line tool on the full file.';
+    pending.msg.textContent = listed(pending.names) + ': the upload failed (' + what + '). Nothing was ' +
+      'stored. Try again; if it fails again, sample the data or run the command-line tool on the full file.';
     pending.msg.style.display = 'block';
     // Let the same file be chosen again: the file input keeps its value (no change event for the same
     // file), and the upload keeps the contents the server never stored (Dash sends no unchanged value).
