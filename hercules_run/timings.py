@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 import model_registry as registry
+from hercules_core import io
 from hercules_core.cache import default_cache_dir
 from hercules_core.cost import DEFAULT_OTHER_SECONDS_PER_ITEM, Rates
 
@@ -78,23 +78,6 @@ def load(cache_dir: str | os.PathLike | None = None) -> dict[str, dict[str, list
     return empty
 
 
-def _write_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".timings-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 _write_lock = threading.Lock()
 
 
@@ -118,7 +101,7 @@ def record(measured: Mapping[str, Mapping[str, tuple[float, float]]], cache_dir:
                 if len(data[kind]) > MAX_IDS:  # forget the ids measured longest ago
                     newest = sorted(data[kind], key=lambda m: data[kind][m][-1].get("at", 0), reverse=True)
                     data[kind] = {m: data[kind][m] for m in newest[:MAX_IDS]}
-            _write_atomic(path, {"version": VERSION, **data})
+            io.atomic_write(path, json.dumps({"version": VERSION, **data}, indent=1, sort_keys=True))
         return True
     except OSError as exc:
         log.warning("cannot record the run's timings in %s: %s", path, exc)

@@ -43,7 +43,9 @@ def test_timings_file_round_trip_is_atomic_and_bounded(tmp_path, monkeypatch):
 
     # a write that fails half way leaves the previous file whole
     before = (tmp_path / timings.TIMINGS_FILE).read_text()
-    monkeypatch.setattr(timings.json, "dump", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
+    def disk_full(*_a, **_k):  # the new file's bytes are written, then the disk fills before the rename
+        raise OSError(28, "No space left")
+    monkeypatch.setattr(timings.io.os, "fsync", disk_full)
     assert timings.record({"llm": {"fake": (1.0, 1)}}, tmp_path) is False
     assert (tmp_path / timings.TIMINGS_FILE).read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == [timings.TIMINGS_FILE]
