@@ -1,4 +1,4 @@
-"""The layers of ARCHITECTURE.md hold: nothing below imports anything above it.
+"""The layers of docs/ARCHITECTURE.md hold: nothing below imports anything above it.
 
 hercules_core (algorithm) <- model_registry (builds models by id) <- hercules_run (the run pipeline
 and the CLI) <- the web app (app.py, callbacks/, pages/). The one allowed exception is the entry
