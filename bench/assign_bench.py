@@ -1,4 +1,4 @@
-"""Assignment speed, measured side by side in one run (the figure goes into the README).
+"""Assignment speed, measured side by side in one run (the figure goes into docs/benchmarks.md).
 
 Assigning 100,000 new numeric rows (10 variables) into a [200, 40, 8] HERCULES model, end to end
 (``hercules_core.assign`` on the raw rows: scaling with the model's scaler, nearest level-1

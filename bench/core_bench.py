@@ -1,4 +1,4 @@
-"""Core benchmarks, measured side by side in one run (numbers go into the README).
+"""Core benchmarks, measured side by side in one run (numbers go into docs/benchmarks.md).
 
 (a) time of a full HERCULES run (all levels, PCA, evaluation, fake LLM) as a ratio to ONE flat
     scikit-learn KMeans at the finest k on the same data:

@@ -1,4 +1,4 @@
-"""Hierarchy quality, measured side by side in one run (numbers go into the README).
+"""Hierarchy quality, measured side by side in one run (numbers go into docs/benchmarks.md).
 
 Texts: fortune_dev8 (1,225 short texts, 8 labels), MiniLM embeddings computed once and cached in
 bench/results/. For seeds 0..N-1, every row uses the same embeddings:

@@ -4,7 +4,7 @@ Starts the app (``python app.py``) on a free loopback port with its own runs fol
 file exactly as the new-run page's ``dcc.Upload`` does (one ``/_dash-update-component`` request with
 the file as a base64 data URL) and samples the server's resident memory (its process and children)
 every 20 ms. Prints one row per file: size, answer, seconds, peak RSS above idle, and the stated bound
-(README, Security: 2 GB plus the table's own size in memory, as pandas holds it).
+(docs/security.md: 2 GB plus the table's own size in memory, as pandas holds it).
 
     .venv/bin/python bench/upload_bench.py            # 10, 50 and 190 MB CSV, 95 MB Parquet, the bombs
     .venv/bin/python bench/upload_bench.py --quick    # 10 MB CSV and the bombs
