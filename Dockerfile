@@ -1,4 +1,4 @@
-# HERCULES as a CPU image that needs no internet at run time (README, "Docker").
+# HERCULES as a CPU image that needs no internet at run time (docs/deployment.md).
 #   docker build -t hercules .        (torch's CPU build comes from PyTorch's CPU index)
 # The base is Debian 12's slim image (Python 3.11 from apt); scripts/docker-check.sh makes it
 # locally with mmdebstrap where no registry is reachable. Legacy builder compatible (no BuildKit).
@@ -50,7 +50,7 @@ COPY callbacks ./callbacks
 COPY pages ./pages
 COPY assets ./assets
 COPY docker ./docker
-# Every setting is a HERCULES_* variable (README, "Docker"); these are the image's defaults.
+# Every setting is a HERCULES_* variable (docs/deployment.md); these are the image's defaults.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \

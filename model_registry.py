@@ -212,7 +212,7 @@ def _openai_captioner(*, base_url: str | None = None, model: str | None = None, 
 
 
 # declared speeds (ModelEntry.seconds_per_call) until a run on this machine measures one
-SMOLLM2_SECONDS_PER_CALL = 1.2  # grounded titles on 2 cores: 0.75-2.4 s measured at load 3-12 (README "Titles")
+SMOLLM2_SECONDS_PER_CALL = 1.2  # grounded titles on 2 cores: 0.75-2.4 s measured at load 3-12 (docs/benchmarks.md)
 GGUF_SECONDS_PER_CALL = 10.0  # a larger local model: slower than SmolLM2
 REMOTE_SECONDS_PER_CALL = 5.0  # an endpoint: a batch of clusters per call
 

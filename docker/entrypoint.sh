@@ -3,7 +3,7 @@
 #   web     the app through gunicorn (serve.py)          worker  a Celery worker (REDIS_URL)
 #   llm     llama.cpp's OpenAI-compatible server on the embedded SmolLM2 model
 #   dev     the development server (python app.py)       cli     python -m hercules_core ...
-# Anything else is executed as given. Settings come from HERCULES_* variables (README, "Docker").
+# Anything else is executed as given. Settings come from HERCULES_* variables (docs/deployment.md).
 set -eu
 role=${1:-web}
 [ "$#" -gt 0 ] && shift

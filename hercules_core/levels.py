@@ -7,7 +7,7 @@ the clustering space), and the levels below it follow from that k by :func:`auto
 ``auto_k_branching`` times the clusters of the one above). Scoring every level on its own points, as
 the paper's basic auto-k did, made the top level a split of whatever stood out most (k = 2 on
 fortune_dev8: one isolated group) and each level above a near-halving of the one below, so the
-top level was never near the number of topics (README, "Hierarchy quality").
+top level was never near the number of topics (docs/benchmarks.md, "Hierarchy quality").
 :func:`plan_levels` walks the same plan without data; with automatic k it takes the candidate
 whose plan has the most clusters, so an estimate is an upper bound there.
 """

@@ -200,7 +200,7 @@ def choose_method(config, modality: str, n: int, dims: int) -> tuple[str, str]:
 
     ``"auto"`` reduces embeddings (text, images, and description mode, whose vectors are text
     embeddings): there k-means in the raw space splits topics along directions the labels do not
-    follow, and UMAP's neighbour graph keeps the topics apart (measured in the README). A numeric
+    follow, and UMAP's neighbour graph keeps the topics apart (measured in docs/benchmarks.md). A numeric
     table is reduced only when it is wide (pixels, spectra, many measurements: a high-dimensional
     space with structure on a manifold, as in digits and breast_cancer); a table of a dozen columns
     is already a low-dimensional space the user chose (UMAP made k-means worse on wine).

@@ -174,7 +174,7 @@ def _texts_csv(path, megabytes: float) -> pd.DataFrame:
 
 
 def _rss_bound(frame: pd.DataFrame) -> int:
-    """The stated bound on server memory for an upload (README, Security): 2 GB plus the table's size."""
+    """The stated bound on server memory for an upload (docs/security.md): 2 GB plus the table's size."""
     return 2 * 1024**3 + int(frame.memory_usage(deep=True).sum())
 
 
