@@ -163,3 +163,17 @@ def test_a_cancel_while_the_results_are_saved_leaves_no_results(tmp_path, monkey
     assert status["state"] == runstore.CANCELLED and runstore.read_status(rdir)["state"] == runstore.CANCELLED
     assert not (rdir / "model.json").exists() and not (rdir / "memberships.csv").exists()
     assert "Cancelled." in status["log"]
+
+
+def test_no_module_but_the_run_store_writes_status_files():
+    """Every writer of status.json goes through the lifecycle events of callbacks/runstore.py."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    raw = re.compile(r"_write_status|_apply\(|update_status\([^)]*\bstate=|"
+                     r"(write_json_atomic|atomic_write|open)\([^)]*status\.json")
+    files = [p for d in ("callbacks", "hercules_run", "bench", "scripts") for p in (root / d).rglob("*.py")]
+    offenders = [str(p.relative_to(root)) for p in files + [root / "app.py"]
+                 if p.name != "runstore.py" and raw.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []
