@@ -49,7 +49,9 @@ def build_model(runs_dir: Path, n: int, seed: int = 0) -> str:
     rdir = runs_dir / run_id
     rdir.mkdir(parents=True)
     save_model(h, rdir / "model.json")
-    runstore.update_status(rdir, state="done", created=runstore.now_iso())
+    runstore.create(rdir)  # a run made outside the app: created, started and finished at once
+    runstore.start(rdir)
+    runstore.finish(rdir)
     print(f"built a {n:,}-item model (levels 200/40/8) in {time.perf_counter() - t0:.1f} s: "
           f"{(rdir / 'model.json').stat().st_size / 1e6:.1f} MB")
     return run_id

@@ -100,7 +100,7 @@ class Reporter:
             self.send(int(self.percent), self.text, "\n".join(self.lines))
         if force or now - self._last_status >= 1.0:
             self._last_status = now
-            runstore.update_status(self.rdir, stage=self.text, percent=int(self.percent), log=self.tail())
+            runstore.progress(self.rdir, stage=self.text, percent=int(self.percent), log=self.tail())
 
     def tail(self) -> str:
         return "\n".join(self.lines)[-STATUS_LOG_CHARS:]
@@ -173,8 +173,7 @@ def _write_failed(rdir: Path, exc: OSError) -> dict[str, Any]:
     uploads.discard_extracted(rdir)
     error = f"The run could not write its files: {runstore.os_error_text(exc)}."
     try:
-        return runstore.update_status(rdir, state=runstore.FAILED, error=error, finished=runstore.now_iso(),
-                                      finished_ts=time.time())
+        return runstore.fail(rdir, error)
     except OSError:  # not even the status fits: the browser still gets the reason
         return {"state": runstore.FAILED, "error": error}
 
@@ -190,7 +189,7 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
         return status
     spec = runstore.read_json(rdir / "spec.json")
     if not spec:
-        return runstore.update_status(rdir, state=runstore.FAILED, error="The run has no spec.json.")
+        return runstore.fail(rdir, "The run has no spec.json.")
     cfg_dict = spec["config"]
     counts = cfg_dict.get("level_cluster_counts")
     reporter = Reporter(rdir, len(counts) if counts else int(cfg_dict.get("max_levels", 3)), send,
@@ -198,11 +197,13 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
     stop_capture = capture_warnings(run_id, reporter)
     t0 = time.time()
     try:
-        runstore.update_status(rdir, state=runstore.RUNNING, pid=os.getpid(), host=os.uname().nodename,
-                               started=runstore.now_iso(), started_ts=t0, percent=0, stage="Preparing data")
+        status = runstore.start(rdir, started_ts=t0, percent=0, stage="Preparing data")
     except OSError as e:
         stop_capture()
         return _write_failed(rdir, e)
+    if not runstore.is_active(status):  # cancelled (or gone) since it was read above
+        stop_capture()
+        return status
     data_spec = spec["data"]
 
     def prepare(out):
@@ -233,26 +234,25 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
         reporter.log(f"Done: {', '.join(str(len(lv)) for lv in h.levels[1:])} clusters in levels 1..{h.top_level}")
         if warnings is not None:
             reporter.log(f"Finished with warnings: {warnings['text']} Main reason: {warnings['reason']}."[:500])
-        return runstore.update_status(rdir, state=runstore.DONE, percent=100, stage=reporter.text,
-                                      finished=runstore.now_iso(), finished_ts=time.time(),
-                                      timings=h.stats.get("timings", {}),
-                                      clusters_per_level=[len(lv) for lv in h.levels[1:]],
-                                      usage=h.stats.get("usage", {}), warnings=warnings,
-                                      title_quality=outcome.title_quality(h.evaluation), log=reporter.tail())
+        status = runstore.finish(rdir, percent=100, stage=reporter.text, timings=h.stats.get("timings", {}),
+                                 clusters_per_level=[len(lv) for lv in h.levels[1:]],
+                                 usage=h.stats.get("usage", {}), warnings=warnings,
+                                 title_quality=outcome.title_quality(h.evaluation), log=reporter.tail())
+        if status.get("state") == runstore.CANCELLED:  # cancelled while the results were saved
+            raise Cancelled("Cancelled by the user.")
+        return status
     except Cancelled:
         for name in OUTPUT_FILES:  # a cancel that came late leaves no result behind
             (rdir / name).unlink(missing_ok=True)
         uploads.discard_extracted(rdir)
         reporter.text = "Cancelled"
         reporter.log("Cancelled.")
-        return runstore.update_status(rdir, state=runstore.CANCELLED, log=reporter.tail(), error="Cancelled by the user.",
-                                      finished=runstore.now_iso(), finished_ts=time.time())
+        return runstore.stopped(rdir, log=reporter.tail())
     except HerculesError as e:
         uploads.discard_extracted(rdir)
         reporter.text = "Failed"
         reporter.log(f"Failed: {e}"[:500])
-        return runstore.update_status(rdir, state=runstore.FAILED, error=str(e), log=reporter.tail(), finished=runstore.now_iso(),
-                                      finished_ts=time.time())
+        return runstore.fail(rdir, str(e), log=reporter.tail())
     except OSError as e:
         return _write_failed(rdir, e)
     except Exception as e:  # a bug or an environment problem: say so, keep the traceback on disk
@@ -262,9 +262,8 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
         except OSError:
             pass  # the status below still carries the reason
         reporter.log(f"Internal error: {type(e).__name__}: {e}"[:500])
-        return runstore.update_status(rdir, state=runstore.FAILED, finished=runstore.now_iso(), finished_ts=time.time(),
-                                      error=f"Internal error ({type(e).__name__}: {e}). The traceback is in the "
-                                            "run directory (error.txt).")
+        return runstore.fail(rdir, f"Internal error ({type(e).__name__}: {e}). The traceback is in the "
+                                   "run directory (error.txt).")
     finally:
         stop_capture()
 
@@ -279,7 +278,6 @@ def create_run(runs_dir, spec: dict[str, Any], config: HerculesConfig, models: d
     settings = {"levels": list(counts) if counts else f"auto ({config.auto_k_method})",
                 "mode": config.representation_mode, "seed": config.random_state,
                 "topic_seed": config.topic_seed, **{k: v for k, v in models.items() if v}}
-    runstore.update_status(rdir, state=runstore.QUEUED, created=runstore.now_iso(), percent=0, stage="Queued",
-                           settings=settings, data={"source": ", ".join(spec.get("names", [])[:3]),
-                                                    "modality": spec.get("what")})
+    runstore.create(rdir, settings=settings, data={"source": ", ".join(spec.get("names", [])[:3]),
+                                                   "modality": spec.get("what")})
     return run_id

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from datetime import datetime
 from typing import Any
 
@@ -125,12 +124,9 @@ def _store_import(rdir, name: str, contents: str) -> dict[str, Any]:
     info = bounded.bounded_call(model_import.open_imported, str(rdir), what=name,
                                 advice="open it with the command-line tool, or ask the administrator to raise "
                                        "HERCULES_READ_MEMORY_MB")
-    runstore.update_status(rdir, state=runstore.DONE, imported=True, created=runstore.now_iso(), percent=100,
-                           stage="Imported", finished_ts=time.time(), started_ts=time.time(),
-                           data={"source": f"imported {name}"[:120], "modality": info["modality"],
-                                 "n_items": info["n_items"], "labelled": info["labelled"]},
-                           settings=info["settings"], timings=info["timings"],
-                           clusters_per_level=info["clusters_per_level"])
+    runstore.imported(rdir, data={"source": f"imported {name}"[:120], "modality": info["modality"],
+                                  "n_items": info["n_items"], "labelled": info["labelled"]},
+                      settings=info["settings"], timings=info["timings"], clusters_per_level=info["clusters_per_level"])
     return info
 
 

@@ -4,7 +4,10 @@ Every run lives in ``<runs_dir>/<run_id>/`` where ``run_id`` is a uuid4 hex made
 run id that comes from a browser is checked against :data:`RUN_ID_RE` before it touches a path, and
 every file name joined to a folder goes through :func:`inside` (resolved, then checked to stay in the
 folder): one mechanism for upload files, run directories and served images.
-``status.json`` is the source of truth for the runs page; it is replaced atomically.
+``status.json`` is the source of truth for the runs page; it is replaced atomically, and only by the
+lifecycle functions of this module (``create``, ``imported``, ``issue_token``, ``claim_start``,
+``start``, ``progress``, ``heartbeat``, ``finish``, ``fail``, ``request_cancel``, ``stopped``,
+``mark_interrupted``): each is one event of :data:`TRANSITIONS`, applied under the status lock.
 
 A run is started (and cancelled) only by the page that created it: ``issue_token`` gives that page a
 random token whose hash is kept in ``status.json``; ``claim_start`` moves ``queued`` to ``running``
@@ -18,6 +21,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -32,6 +36,7 @@ from typing import Any, Callable
 from hercules_core.data import IMAGE_EXTENSIONS
 from hercules_core.io import atomic_write
 
+log = logging.getLogger("hercules.runstore")
 RUN_ID_RE = re.compile(r"[0-9a-f]{32}")
 # The states of a run, named once. A run that ended well is DONE; "finished with warnings" is DONE
 # with a ``warnings`` record in its status (callbacks/outcome.py): its files are the same, so the
@@ -40,6 +45,23 @@ QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED = "queued", "running", "do
 STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED)
 ACTIVE_STATES = (QUEUED, RUNNING)
 FINAL_STATES = (DONE, FAILED, CANCELLED, INTERRUPTED)
+NEW = None  # the "state" of a run without status.json
+# What each event of a run's life does: {state before: state after}; a pair not listed is refused.
+# Nothing leaves a final state ("stop" only lets the job add its last log to its own cancel).
+TRANSITIONS: dict[str, dict[str | None, str]] = {
+    "create": {NEW: QUEUED},                           # create: the spec is written, nobody runs it yet
+    "import": {NEW: DONE},                             # imported: an uploaded model, done from the start
+    "token": {QUEUED: QUEUED},                         # issue_token: the creating page's start secret
+    "claim": {QUEUED: RUNNING},                        # claim_start: the token holder's worker, once
+    "start": {QUEUED: RUNNING, RUNNING: RUNNING},      # start: the job begins (claimed, or called directly)
+    "progress": {RUNNING: RUNNING},                    # progress: stage, percent, log tail, data
+    "heartbeat": {RUNNING: RUNNING},                   # heartbeat: the job's process is alive
+    "finish": {RUNNING: DONE},                         # finish: results written (maybe with warnings)
+    "fail": {QUEUED: FAILED, RUNNING: FAILED},         # fail: the reason for the user
+    "cancel": {QUEUED: CANCELLED, RUNNING: CANCELLED},  # request_cancel: the user's; sets the cancel flag
+    "stop": {RUNNING: CANCELLED, CANCELLED: CANCELLED},  # stopped: the job stopped for a cancel
+    "interrupt": {RUNNING: INTERRUPTED},               # mark_interrupted: its process is gone
+}
 UPLOADS = "_uploads"
 CANCEL_FLAG = "cancel.flag"
 # A running job refreshes ``heartbeat_ts`` in its status this often; a run whose heartbeat is older than
@@ -141,6 +163,12 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
         return default
 
 
+# --------------------------------------------------------------------------- the run lifecycle
+# status.json is written only here: every event below is one locked read-modify-write that checks
+# TRANSITIONS first. A refused event (a late write of a job that was cancelled, a heartbeat after the
+# end, a second claim) changes nothing: it returns the status as it is and logs at debug level; the
+# caller tells by the returned state. Misuse (a ``state`` or ``updated`` field) raises TypeError.
+
 def read_status(rdir: str | os.PathLike) -> dict[str, Any]:
     return read_json(Path(rdir) / "status.json", {}) or {}
 
@@ -158,27 +186,60 @@ def _write_status(rdir: Path, status: dict[str, Any]) -> None:
             fh.truncate()
 
 
-def update_status(rdir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
-    """Merge ``fields`` into ``status.json`` (atomic replace) and return the new status.
+def _apply(rdir: str | os.PathLike, event: str, fields: dict[str, Any] | Callable[[dict], dict] | None = None, *,
+           when: Callable[[dict[str, Any]], bool] | None = None,
+           effect: Callable[[], None] | None = None) -> tuple[dict[str, Any], bool]:
+    """Apply ``event`` to the run's status: (status after, whether it was applied).
 
-    A run whose cancel flag is set stays ``cancelled``: a late write of the dying job cannot turn it
-    back into ``running``.
+    Applied when TRANSITIONS[event] lists the current state, ``when(status)`` (if given) agrees, and
+    the cancel flag, if set, is not contradicted (with it, no event leads to queued, running or done).
+    Then ``effect()`` runs, ``fields`` (a dict, or a function of the current status) are merged, and
+    the new state and ``updated`` are written.
     """
+    targets = TRANSITIONS[event]
+    if isinstance(fields, dict) and {"state", "updated"} & fields.keys():
+        raise TypeError(f"{event}: the state and its time are set by the lifecycle, not by a field")
     rdir = Path(rdir)
-    rdir.mkdir(parents=True, exist_ok=True)
+    if NEW in targets:
+        rdir.mkdir(parents=True, exist_ok=True)
+    elif not (rdir / "status.json").is_file():
+        log.debug("run %s: %s refused: no status", rdir.name, event)
+        return {}, False
     # the job process and the web server both write: an advisory lock makes read-modify-write atomic
     fd = os.open(rdir / "status.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         status = read_status(rdir)
-        status.update(fields)
-        if (rdir / CANCEL_FLAG).exists() and status.get("state") not in (DONE, FAILED):
-            status["state"] = CANCELLED
-        status["updated"] = now_iso()
+        before = status.get("state", NEW)
+        after = targets.get(before)
+        if after is None or (when is not None and not when(status)) or \
+                (after in (QUEUED, RUNNING, DONE) and (rdir / CANCEL_FLAG).exists()):
+            log.debug("run %s: %s refused in state %s", rdir.name, event, before)
+            return status, False
+        if effect is not None:
+            effect()
+        status.update(fields(status) if callable(fields) else fields or {})
+        status["state"], status["updated"] = after, now_iso()
         _write_status(rdir, status)
+        return status, True
     finally:
         os.close(fd)
-    return status
+
+
+def _ended(fields: dict[str, Any]) -> dict[str, Any]:
+    return {"finished": now_iso(), "finished_ts": time.time(), **fields}
+
+
+def create(rdir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
+    """A new run, ``queued`` (its spec written, nobody runs it yet); ``fields``: settings, data."""
+    return _apply(rdir, "create", {"created": now_iso(), "percent": 0, "stage": "Queued", **fields})[0]
+
+
+def imported(rdir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
+    """A model uploaded by a user: a run that is ``done`` from the start (``imported``: never executed)."""
+    t = time.time()
+    return _apply(rdir, "import", {"imported": True, "created": now_iso(), "percent": 100, "stage": "Imported",
+                                   "started_ts": t, "finished_ts": t, **fields})[0]
 
 
 def _token_hash(token: str) -> str:
@@ -186,9 +247,13 @@ def _token_hash(token: str) -> str:
 
 
 def issue_token(rdir: str | os.PathLike) -> str:
-    """A new secret for the page that created the run (only its hash is stored)."""
+    """A new secret for the page that created the (queued) run; only its hash is stored.
+
+    ValueError for a run that is not queued: no page may start it any more.
+    """
     token = secrets.token_urlsafe(32)
-    update_status(rdir, token_sha256=_token_hash(token))
+    if not _apply(rdir, "token", {"token_sha256": _token_hash(token)})[1]:
+        raise ValueError("Only a queued run gets a start token.")
     return token
 
 
@@ -204,38 +269,55 @@ def claim_start(rdir: str | os.PathLike, token: Any) -> bool:
     Finished, failed, cancelled, running and imported runs, runs without a token and wrong tokens
     are left untouched.
     """
-    rdir = Path(rdir)
-    if not (rdir / "status.json").is_file():
-        return False
-    fd = os.open(rdir / "status.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        status = read_status(rdir)
-        if status.get("state") != QUEUED or status.get("imported") or not token_ok(status, token) \
-                or (rdir / CANCEL_FLAG).exists():
-            return False
-        # the claiming process runs the job: its pid lets every page see if it dies before the job starts
-        status.update(state=RUNNING, stage="Starting", updated=now_iso(), pid=os.getpid(), host=os.uname().nodename)
-        _write_status(rdir, status)
-        return True
-    finally:
-        os.close(fd)
+    # the claiming process runs the job: its pid lets every page see if it dies before the job starts
+    return _apply(rdir, "claim", {"stage": "Starting", "pid": os.getpid(), "host": os.uname().nodename},
+                  when=lambda status: token_ok(status, token))[1]
+
+
+def start(rdir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
+    """The job begins (after a claim, or called directly): ``running``, with this process's pid."""
+    return _apply(rdir, "start", {"pid": os.getpid(), "host": os.uname().nodename, "started": now_iso(),
+                                  "started_ts": time.time(), **fields})[0]
+
+
+def progress(rdir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
+    """What a running job reports: stage, percent, the live log's tail, the data description."""
+    return _apply(rdir, "progress", fields)[0]
+
+
+update_status = progress  # the former name, still used by job.py's data note
+
+
+def heartbeat(rdir: str | os.PathLike) -> dict[str, Any]:
+    """The running job's sign of life (``heartbeat_ts``): see :class:`Heartbeat`."""
+    return _apply(rdir, "heartbeat", {"heartbeat_ts": time.time()})[0]
+
+
+def finish(rdir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
+    """The job ended well: ``done``, with ``fields`` (timings, clusters per level, warnings, ...).
+    A run cancelled or interrupted meanwhile stays so (the returned state says which)."""
+    return _apply(rdir, "finish", _ended(fields))[0]
+
+
+def fail(rdir: str | os.PathLike, error: str, **fields: Any) -> dict[str, Any]:
+    """The run cannot go on: ``failed``, with the reason for the user."""
+    return _apply(rdir, "fail", _ended({"error": error, **fields}))[0]
 
 
 def request_cancel(rdir: str | os.PathLike) -> dict[str, Any]:
-    """Set the cancel flag (polled by the job between steps) and mark the run cancelled.
+    """The user cancels a queued or running run: the cancel flag (polled by the job between steps)
+    is set and the run is ``cancelled`` at once. A run that has ended is returned unchanged.
 
     A browser request must show the run's token first (``token_ok``): see ``shell``.
     """
     rdir = Path(rdir)
-    if not (rdir / "status.json").exists():
-        return {}
-    status = read_status(rdir)
-    if status.get("state") in FINAL_STATES:
-        return status
-    (rdir / CANCEL_FLAG).touch()
-    return update_status(rdir, state=CANCELLED, error="Cancelled by the user.", finished=now_iso(),
-                         finished_ts=time.time())
+    return _apply(rdir, "cancel", _ended({"error": "Cancelled by the user."}),
+                  effect=lambda: (rdir / CANCEL_FLAG).touch())[0]
+
+
+def stopped(rdir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
+    """The job stopped because of a cancel: ``cancelled``, with its last log."""
+    return _apply(rdir, "stop", _ended({"error": "Cancelled by the user.", **fields}))[0]
 
 
 def cancel_requested(rdir: str | os.PathLike) -> bool:
@@ -269,22 +351,23 @@ def effective_state(status: dict[str, Any]) -> str:
     return state
 
 
-def _mark_interrupted(rdir: Path, status: dict[str, Any]) -> dict[str, Any]:
-    """Record an interruption once, with the time of the run's last sign of life as its end."""
-    try:
-        end = datetime.fromisoformat(status.get("updated")).timestamp()
-    except (TypeError, ValueError):
-        end = time.time()
-    try:
-        return update_status(rdir, state=INTERRUPTED, finished=now_iso(), finished_ts=end,
-                             error=status.get("error") or INTERRUPTED_MESSAGE)
-    except OSError:
-        return dict(status, state=INTERRUPTED, finished_ts=end)
+def mark_interrupted(rdir: str | os.PathLike) -> dict[str, Any]:
+    """Record, once, that a running run's process is gone (``interrupted``), with the time of its last
+    sign of life as its end. A run whose process is alive is returned unchanged."""
+
+    def fields(status: dict[str, Any]) -> dict[str, Any]:
+        try:
+            end = datetime.fromisoformat(status.get("updated")).timestamp()
+        except (TypeError, ValueError):
+            end = time.time()
+        return {"finished": now_iso(), "finished_ts": end, "error": status.get("error") or INTERRUPTED_MESSAGE}
+
+    return _apply(rdir, "interrupt", fields, when=lambda status: effective_state(status) == INTERRUPTED)[0]
 
 
 class Heartbeat:
-    """Refreshes ``heartbeat_ts`` of a run's status every ``interval`` seconds from a daemon thread,
-    while the job runs (``with Heartbeat(rdir): ...``). A failed write (a full disk) is skipped."""
+    """Refreshes ``heartbeat_ts`` of a running run's status every ``interval`` seconds from a daemon
+    thread, while the job runs (``with Heartbeat(rdir): ...``). A failed write (a full disk) is skipped."""
 
     def __init__(self, rdir: str | os.PathLike, interval: float = HEARTBEAT_SECONDS):
         self.rdir, self.interval = Path(rdir), interval
@@ -294,7 +377,7 @@ class Heartbeat:
     def _beat(self) -> None:
         while True:
             try:
-                update_status(self.rdir, heartbeat_ts=time.time())
+                heartbeat(self.rdir)
             except OSError:
                 pass
             if self._stop.wait(self.interval):
@@ -310,7 +393,8 @@ class Heartbeat:
 
 
 def list_runs(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every run with a status file, newest first (``state`` is the effective state)."""
+    """Every run with a status file, newest first (``state`` is the effective state; a run found
+    interrupted is recorded so)."""
     out = []
     root = Path(runs_dir)
     if not root.is_dir():
@@ -322,7 +406,10 @@ def list_runs(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
         if not status:
             continue
         if status.get("state") == RUNNING and effective_state(status) == INTERRUPTED:
-            status = _mark_interrupted(entry, status)
+            try:
+                status = mark_interrupted(entry) or status
+            except OSError:  # not writable (a full disk): shown interrupted all the same
+                status = dict(status, state=INTERRUPTED)
         status = dict(status, run_id=entry.name, state=effective_state(status))
         out.append(status)
     out.sort(key=lambda s: s.get("created", ""), reverse=True)

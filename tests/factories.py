@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from hercules_core.config import HerculesConfig
@@ -71,3 +73,28 @@ def make_hierarchy(dataset: Dataset | None = None, ks=(8, 3), dim: int = 16, see
     h = Hierarchy(levels=levels, config=HerculesConfig(level_cluster_counts=tuple(ks)), dataset=dataset)
     h.validate()
     return h
+
+
+def run_in_state(rdir, state: str, **fields) -> dict:
+    """A run directory whose status is ``state``, reached through the run's lifecycle events (the only
+    writers of status.json); ``fields`` go with the event that sets the state (with the start of a run
+    that is then interrupted: its process, a dead pid on this host, is in the fields)."""
+    from callbacks import runstore
+
+    if state == runstore.QUEUED:
+        return runstore.create(rdir, **fields)
+    runstore.create(rdir)
+    if state == runstore.CANCELLED:
+        runstore.request_cancel(rdir)
+        status = runstore.stopped(rdir, **fields)
+    elif state == runstore.INTERRUPTED:
+        runstore.start(rdir, **{"pid": 2**22 + 4321, "host": os.uname().nodename, **fields})
+        status = runstore.mark_interrupted(rdir)
+    elif state == runstore.RUNNING:
+        status = runstore.start(rdir, **fields)
+    else:
+        runstore.start(rdir)
+        status = runstore.finish(rdir, **fields) if state == runstore.DONE \
+            else runstore.fail(rdir, fields.pop("error", "It failed."), **fields)
+    assert status["state"] == state, status
+    return status

@@ -37,13 +37,15 @@ def test_run_ids_are_checked_before_touching_paths(tmp_path):
 
 def test_status_updates_merge_and_cancel_wins(tmp_path):
     rdir = tmp_path / runstore.new_id()
-    runstore.update_status(rdir, state="queued", created="2020-01-01T00:00:00+00:00")
-    runstore.update_status(rdir, state="running", percent=10)
-    assert runstore.read_status(rdir)["percent"] == 10
+    runstore.create(rdir, created="2020-01-01T00:00:00+00:00")
+    runstore.start(rdir)
+    runstore.progress(rdir, percent=10)
+    assert runstore.read_status(rdir)["percent"] == 10 and runstore.read_status(rdir)["created"].startswith("2020")
     runstore.request_cancel(rdir)
     assert runstore.cancel_requested(rdir)
     # a late write of the dying job cannot resurrect the run
-    assert runstore.update_status(rdir, state="running", percent=50)["state"] == "cancelled"
+    assert runstore.start(rdir)["state"] == "cancelled"
+    assert runstore.progress(rdir, percent=50)["state"] == "cancelled"
     runs = runstore.list_runs(tmp_path)
     assert [r["run_id"] for r in runs] == [rdir.name] and runs[0]["state"] == "cancelled"
 
@@ -51,7 +53,8 @@ def test_status_updates_merge_and_cancel_wins(tmp_path):
 def test_dead_running_process_is_shown_interrupted(tmp_path):
     rdir = tmp_path / runstore.new_id()
     import os
-    runstore.update_status(rdir, state="running", pid=2**22 + 12345, host=os.uname().nodename)
+    runstore.create(rdir)
+    runstore.start(rdir, pid=2**22 + 12345, host=os.uname().nodename)
     assert runstore.list_runs(tmp_path)[0]["state"] == "interrupted"
 
 

@@ -10,7 +10,7 @@ from callbacks import job, page_runs, runstore
 from callbacks.explore_model import ExploreModel
 from hercules_core import io, save_model
 from hercules_core.reduction import reduce_hierarchy
-from tests.factories import make_hierarchy
+from tests.factories import make_hierarchy, run_in_state
 from tests.test_app_logic import data_url
 
 
@@ -33,7 +33,7 @@ def app_and_runs(tmp_path_factory):
     save_model(h, rdir / "model.json")
     io.save_memberships(h, rdir / "memberships.csv")
     io.save_evaluation({1: {"level": 1, "silhouette_score": 0.5, "notes": ["a"]}}, rdir / "evaluation.json")
-    runstore.update_status(rdir, state="done", created=runstore.now_iso())
+    run_in_state(rdir, runstore.DONE)
     return app, runs, run_id
 
 

@@ -20,7 +20,7 @@ import pytest
 from callbacks import runstore
 from hercules_core import io, save_model
 from tests import browser_support as bs
-from tests.factories import make_hierarchy
+from tests.factories import make_hierarchy, run_in_state
 
 PASSWORD = "correct horse battery staple"
 
@@ -45,7 +45,7 @@ def _app_with_run(runs, monkeypatch, password: str | None = PASSWORD):
         h = make_hierarchy(ks=(6, 2))
         save_model(h, rdir / "model.json")
         io.save_memberships(h, rdir / "memberships.csv")
-        runstore.update_status(rdir, state="done", created=runstore.now_iso())
+        run_in_state(rdir, runstore.DONE)
     return app, run_id
 
 

@@ -102,20 +102,32 @@ def test_worker_killed_mid_run_is_shown_interrupted_and_the_next_run_works(stack
     assert "done" in procs.runs_row(web, run2)
 
 
-def test_heartbeat_marks_a_run_of_another_machine_interrupted(tmp_path):
+def _stale_heartbeat(rdir, monkeypatch):
+    stale = time.time() - runstore.HEARTBEAT_STALE - 1
+    with monkeypatch.context() as m:
+        m.setattr(runstore.time, "time", lambda: stale)
+        runstore.heartbeat(rdir)
+
+
+def test_heartbeat_marks_a_run_of_another_machine_interrupted(tmp_path, monkeypatch):
     """Web and worker in different containers: the pid means nothing here, the heartbeat does."""
     rdir = tmp_path / runstore.new_id()
+    runstore.create(rdir)
+    runstore.start(rdir, pid=1, host="another-container")
     with runstore.Heartbeat(rdir, interval=0.05):
         time.sleep(0.2)
-        runstore.update_status(rdir, state="running", pid=1, host="another-container")
+        assert runstore.read_status(rdir)["heartbeat_ts"] > time.time() - 1
         assert runstore.effective_state(runstore.read_status(rdir)) == "running"
-    stale = time.time() - runstore.HEARTBEAT_STALE - 1
-    runstore.update_status(rdir, heartbeat_ts=stale)
+    _stale_heartbeat(rdir, monkeypatch)
     assert runstore.effective_state(runstore.read_status(rdir)) == "interrupted"
     listed = runstore.list_runs(tmp_path)
     assert listed[0]["state"] == "interrupted" and listed[0]["error"] == runstore.INTERRUPTED_MESSAGE
-    runstore.update_status(rdir, state="done")
-    assert runstore.effective_state(runstore.read_status(rdir)) == "done"  # only running runs go stale
+    assert runstore.finish(rdir)["state"] == "interrupted"  # the lost job's late finish cannot revive it
+    other = tmp_path / runstore.new_id()  # only running runs go stale
+    runstore.create(other)
+    runstore.start(other, pid=1, host="another-container")
+    _stale_heartbeat(other, monkeypatch)
+    assert runstore.effective_state(runstore.finish(other)) == "done"
 
 
 def test_redis_restarted_mid_run_and_between_runs(stack):

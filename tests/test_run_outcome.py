@@ -179,7 +179,8 @@ def test_status_transitions_of_a_run_and_its_cancel(tmp_path):
         assert page_run.run_view(runs, bad, active) is None and page_run.cancel_run(runs, bad, active) is None
     status = page_run.cancel_run(runs, run_id, active)
     assert status["state"] == runstore.CANCELLED and runstore.cancel_requested(rdir)
-    runstore.update_status(rdir, state=runstore.RUNNING)  # a late write of the dying job
+    for late in (runstore.start, runstore.progress, runstore.heartbeat, runstore.finish):  # the dying job's
+        late(rdir)
     assert runstore.read_status(rdir)["state"] == runstore.CANCELLED
     assert job.run(runs, run_id)["state"] == runstore.CANCELLED  # a cancelled run is never executed
     v = page_run.run_view(runs, run_id, active)

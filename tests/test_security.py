@@ -20,7 +20,7 @@ from callbacks.context import AppContext
 from hercules_core import ModelFileError, save_model
 from hercules_core.reduction import reduce_hierarchy
 from tests import dash_client
-from tests.factories import make_hierarchy
+from tests.factories import make_hierarchy, run_in_state
 from tests.test_app_logic import _start, data_url
 
 SECRET = "root:x:0:0:"  # the first line of /etc/passwd
@@ -157,7 +157,7 @@ def test_only_the_creating_page_can_cancel(app_client):
 def test_image_route_serves_only_the_runs_own_images(app_client):
     app, client, _, runs = app_client
     other = runs / runstore.new_id()
-    runstore.update_status(other, state="done", secret="other run's status")
+    run_in_state(other, runstore.DONE, secret="other run's status")
     rid = runstore.new_id()
     rdir = runs / rid
     (rdir / "images").mkdir(parents=True)
@@ -172,7 +172,7 @@ def test_image_route_serves_only_the_runs_own_images(app_client):
     h.dataset.texts = None
     reduce_hierarchy(h, 2, 0)
     save_model(h, rdir / "model.json")
-    runstore.update_status(rdir, state="done")
+    run_in_state(rdir, runstore.DONE)
     assert client.get(f"/files/{rid}/image/0").status_code == 200
     for i in range(1, 6):
         r = client.get(f"/files/{rid}/image/{i}")
@@ -195,12 +195,14 @@ def test_explorer_refuses_runs_that_are_not_done_and_names_no_server_path(tmp_pa
     h = make_hierarchy(ks=(4, 2))
     reduce_hierarchy(h, 2, 0)
     save_model(h, rdir / "model.json")  # the model was written, then memberships.csv failed
-    runstore.update_status(rdir, state="failed", error="The run could not write its files: disk full.")
+    run_in_state(rdir, runstore.FAILED, error="The run could not write its files: disk full.")
     with pytest.raises(ModelFileError, match="failed.*disk full"):
         ctx.model(rid)
     from callbacks.page_explore import controls
     assert "disk full" in controls(ctx, rid)["error"]
-    runstore.update_status(rdir, state="done")
+    rid = runstore.new_id()  # a done run (a failed one stays failed) whose model.json is not one
+    rdir = tmp_path / rid
+    run_in_state(rdir, runstore.DONE)
     (rdir / "model.json").write_text('{"format": "something else"}')
     err = controls(ctx, rid)["error"]
     assert str(tmp_path) not in err and "model.json" in err
@@ -220,12 +222,11 @@ def test_run_errors_name_the_users_file_not_the_stored_copy(tmp_path):
 # ----------------------------------------------------------------------------- 7. durations
 def test_cancelled_and_interrupted_runs_stop_their_clock(tmp_path, monkeypatch):
     rdir = tmp_path / runstore.new_id()
-    runstore.update_status(rdir, state="running", started_ts=time.time() - 10)
+    run_in_state(rdir, runstore.RUNNING, started_ts=time.time() - 10)
     runstore.request_cancel(rdir)
     first = runstore.elapsed(runstore.read_status(rdir))
     gone = tmp_path / runstore.new_id()
-    runstore.update_status(gone, state="running", started_ts=time.time() - 10, pid=2**22 + 4321,
-                           host=os.uname().nodename)
+    run_in_state(gone, runstore.RUNNING, started_ts=time.time() - 10, pid=2**22 + 4321, host=os.uname().nodename)
     listed = {r["run_id"]: r for r in runstore.list_runs(tmp_path)}
     assert listed[gone.name]["state"] == "interrupted" and listed[gone.name]["error"]
     later = time.time() + 3600
