@@ -23,7 +23,7 @@ from typing import Any, Callable
 from hercules_core import Cancelled, HerculesConfig, HerculesError, RunLog
 from hercules_run.pipeline import OUTPUT_FILES, ModelIds, RunRequest, run_pipeline
 
-from . import outcome, runstore, uploads
+from . import configform, outcome, runstore, uploads
 
 SendFn = Callable[[int, str, str], None]
 LOG_LINES = 40
@@ -193,7 +193,7 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
         return runstore.update_status(rdir, state=runstore.FAILED, error="The run has no spec.json.")
     cfg_dict = spec["config"]
     counts = cfg_dict.get("level_cluster_counts")
-    reporter = Reporter(rdir, len(counts) if counts else int(cfg_dict.get("max_levels", 3)), send,
+    reporter = Reporter(rdir, len(counts) if counts else HerculesConfig.from_dict(cfg_dict).max_levels, send,
                         stage_delay=_stage_delay())
     stop_capture = capture_warnings(run_id, reporter)
     t0 = time.time()
@@ -250,8 +250,8 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
     except HerculesError as e:
         uploads.discard_extracted(rdir)
         reporter.text = "Failed"
-        reporter.log(f"Failed: {e}"[:500])
-        return runstore.update_status(rdir, state=runstore.FAILED, error=str(e), log=reporter.tail(), finished=runstore.now_iso(),
+        reporter.log(f"Failed: {configform.error_text(e)}"[:500])
+        return runstore.update_status(rdir, state=runstore.FAILED, error=configform.error_text(e), log=reporter.tail(), finished=runstore.now_iso(),
                                       finished_ts=time.time())
     except OSError as e:
         return _write_failed(rdir, e)
