@@ -106,7 +106,7 @@ def _levels_problem(counts: Any) -> str | None:
 
 
 LEVELS = Custom(_levels_problem, "decreasing positive integers, finest level first (e.g. 100,20,5); "
-                                 "none: automatic k")
+                                 "null (--auto-k): automatic k")
 
 
 def _param(default: Any = dataclasses.MISSING, help: str = "", check: Interval | Choices | Custom | None = None, *,
@@ -286,8 +286,8 @@ class HerculesConfig:
         if self.level_cluster_counts is not None and isinstance(self.level_cluster_counts, (list, tuple)):
             object.__setattr__(self, "level_cluster_counts", tuple(self.level_cluster_counts))
         validate(self)
-        if self.topic_seed is not None and not str(self.topic_seed).strip():
-            object.__setattr__(self, "topic_seed", None)
+        if self.topic_seed is not None:  # as the form gives it: stripped, blank = none
+            object.__setattr__(self, "topic_seed", str(self.topic_seed).strip() or None)
 
     # --- serialisation ---
     def to_dict(self) -> dict[str, Any]:
