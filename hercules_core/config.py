@@ -189,8 +189,9 @@ class HerculesConfig:
         label="Weight centroids by size", group="Advanced", flag="--weights")
     normalize_centroids: str = _param("auto", "auto: when the item vectors are unit length.",
                                       Choices(("auto", "yes", "no")), label="Re-normalise centroids", group="Advanced")
-    kmeans_backend: str = _param("auto", "auto picks by problem size.", Choices(("auto", "sklearn", "faiss", "minibatch")),
-                                 label="k-means backend", group="Advanced")
+    kmeans_backend: str = _param("auto", "auto picks by problem size.",
+                                 Choices(("auto", "sklearn", "faiss", "minibatch")), label="k-means backend",
+                                 group="Advanced")
     kmeans_large_threshold: int = _param(20_000_000, "n * k above which kmeans_backend auto leaves scikit-learn.",
                                          POSITIVE)
     kmeans_n_init: int = _param(1, "k-means++ restarts at the finest level.", POSITIVE,
