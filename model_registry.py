@@ -354,10 +354,11 @@ def _file_gguf_entry(item: dict[str, Any], where: str, taken: tuple[ModelEntry, 
             client[name] = item[name]
     config = {}
     if item.get("prompt_style") is not None:
-        from hercules_core.config import PROMPT_STYLES
+        from hercules_core.config import PARAMETERS
 
-        if item["prompt_style"] not in PROMPT_STYLES:
-            raise ConfigError(f"{where}: prompt_style must be one of {', '.join(PROMPT_STYLES)}.")
+        styles = PARAMETERS["prompt_style"].options
+        if item["prompt_style"] not in styles:
+            raise ConfigError(f"{where}: prompt_style must be one of {', '.join(styles)}.")
         config["prompt_style"] = item["prompt_style"]
     if "n_ctx" in client:
         config["max_prompt_tokens"] = max(256, client["n_ctx"] - 256)

@@ -1,14 +1,15 @@
-"""The configuration form: one declarative list of fields, its layout, and form values -> config.
+"""The configuration form: its fields, its layout, and form values -> config.
 
-Each field is a ``HerculesConfig`` parameter (or a form-only helper such as the level mode) with a
-label, a widget, a one-line help text and a group; advanced fields sit in a collapsed section.
+The fields are the ``HerculesConfig`` parameters that declare a form label (``config.PARAMETERS``):
+label, help, group and choices come from there, the widget from the type and constraint; advanced
+fields sit in a collapsed section. The level mode (fixed / automatic) is a form-only helper.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -16,9 +17,8 @@ from dash import html
 
 import model_registry as registry
 from hercules_core import HerculesConfig
-from hercules_core.config import (AUTO_K_METHODS, CENTROID_NORMALIZATION, CHILD_SAMPLE_STRATEGIES, KMEANS_BACKENDS,
-                                  PROMPT_STYLES, REDUCE_METHODS, REPRESENTATION_MODES, SAMPLE_STRATEGIES)
-from hercules_core.errors import ConfigError
+from hercules_core.config import GROUPS, PARAMETERS, Parameter
+from hercules_core.errors import ConfigError, HerculesError
 
 from . import ids
 
@@ -44,78 +44,27 @@ def _default(name: str) -> Any:
     return getattr(DEFAULTS, name)
 
 
-FIELDS: tuple[Field, ...] = (
-    Field("representation_mode", "Representation", "select", "Cluster the items' own vectors (direct) or the "
-          "embeddings of their descriptions (description).", "Hierarchy", options=REPRESENTATION_MODES),
-    Field("auto_k_method", "Auto-k method", "select", "Score used to pick the top level's k (on the items).",
-          "Hierarchy",
-          options=AUTO_K_METHODS),
-    Field("reduce_method", "Clustering space", "select", "auto: level 1 clusters a UMAP of text and image embeddings "
-          "(and of tables with 16+ columns) of 300-50,000 items; none: the vectors as they are.", "Hierarchy",
-          options=REDUCE_METHODS),
-    Field("auto_k_min", "Auto-k: smallest k", "int", "Lower end of the top level's k range.", "Hierarchy"),
-    Field("auto_k_max", "Auto-k: largest k", "int", "Upper end of the top level's k range.", "Hierarchy"),
-    Field("auto_k_branching", "Auto-k: children per cluster", "float", "Levels below the top have about this "
-          "many times the clusters of the level above.", "Hierarchy"),
-    Field("max_levels", "Max levels", "int", "Stop after this many levels (auto-k).", "Hierarchy"),
-    Field("topic_seed", "Topic seed", "text", "Optional theme the titles are oriented towards; topic alignment "
-          "is measured against it.", "Summaries"),
-    Field("prompt_l0_sample_size", "Samples per cluster", "int", "Items shown to the summariser per cluster.",
-          "Summaries"),
-    Field("prompt_l0_sample_strategy", "Sample choice", "select", "Items closest to the centroid, or random.",
-          "Summaries", options=SAMPLE_STRATEGIES),
-    Field("prompt_immediate_child_sample_size", "Child summaries shown", "int",
-          "Child cluster summaries shown for upper levels.", "Summaries"),
-    Field("prompt_immediate_child_sample_strategy", "Child choice", "select", "Which children are shown.",
-          "Summaries", options=CHILD_SAMPLE_STRATEGIES),
-    Field("prompt_title_max_words", "Title length (words)", "int", "Upper bound asked of the model.", "Summaries"),
-    Field("use_resampling", "Resampling refinement", "switch", "Vo et al. resampling after k-means (slower, "
-          "steadier clusters).", "Resampling"),
-    Field("resampling_iterations", "Resampling iterations", "int", "Rounds of resampling.", "Resampling"),
-    Field("resampling_points_per_cluster", "Points per cluster", "int", "Points drawn per cluster and round.",
-          "Resampling"),
-    Field("llm_initial_batch_size", "Clusters per LLM call", "int", "Batch size; halved on failures.", "LLM batching"),
-    Field("llm_concurrency", "Parallel LLM calls", "int", "Batches in flight at once.", "LLM batching"),
-    Field("llm_retries", "Retries", "int", "Retries of a failing batch before falling back to keywords.",
-          "LLM batching"),
-    Field("random_state", "Random seed", "int", "Same data + seed + settings = same hierarchy.", "Reproducibility"),
-    # --- advanced
-    Field("weight_by_size", "Weight centroids by size", "switch", "Upper levels weight each child by its items "
-          "(off = the paper's unweighted variant).", "Advanced", True),
-    Field("normalize_centroids", "Re-normalise centroids", "select", "auto: when the item vectors are unit length.",
-          "Advanced", True, CENTROID_NORMALIZATION),
-    Field("kmeans_backend", "k-means backend", "select", "auto picks by problem size.", "Advanced", True,
-          KMEANS_BACKENDS),
-    Field("reduce_components", "UMAP dimensions", "int", "Dimensions of the clustering space.", "Advanced", True),
-    Field("reduce_neighbors", "UMAP neighbours", "int", "More = a more global view of the data.", "Advanced", True),
-    Field("kmeans_n_init", "k-means restarts (level 1)", "int", "k-means++ restarts at the finest level.",
-          "Advanced", True),
-    Field("kmeans_upper_n_init", "k-means restarts (upper)", "int", "Restarts at levels 2 and up.", "Advanced", True),
-    Field("kmeans_max_iter", "k-means iterations", "int", "Maximum Lloyd iterations.", "Advanced", True),
-    Field("min_clusters_per_level", "Min clusters per level", "int", "Stop when a level would be smaller.",
-          "Advanced", True),
-    Field("auto_k_sample_size", "Auto-k sample", "int", "Points the auto-k score is computed on.", "Advanced", True),
-    Field("use_llm_for_l0_descriptions", "LLM description of every item", "switch", "One LLM answer per item "
-          "(slow and costly).", "Advanced", True),
-    Field("prompt_include_immediate_children", "Show child summaries", "switch", "Include child summaries in "
-          "upper-level prompts.", "Advanced", True),
-    Field("prompt_l0_sample_trunc_len", "Sample length (chars)", "int", "Samples are cut to this length.",
-          "Advanced", True),
-    Field("prompt_child_desc_trunc_len", "Child description length", "int", "Child descriptions are cut to this.",
-          "Advanced", True),
-    Field("max_prompt_tokens", "Max prompt tokens", "int", "Batches are split to stay below this.", "Advanced", True),
-    Field("prompt_style", "Prompt style", "select", "full: the paper's prompt, several clusters per call; compact: "
-          "one cluster per call, for tiny models; grounded: compact, with candidate titles from the cluster's own words "
-          "kept by self-retrieval.", "Advanced", True, PROMPT_STYLES),
-    Field("evaluation_sample_size", "Silhouette sample", "int", "Silhouette is computed on at most this many "
-          "points.", "Advanced", True),
-    Field("calculate_llm_internal_metrics", "Description-space metrics", "switch", "Also score clusters in the "
-          "description embedding space.", "Advanced", True),
-)
+def _widget_kind(p: Parameter) -> str:
+    if p.kind is bool:
+        return "switch"
+    if p.options:
+        return "select"
+    return {int: "int", float: "float"}.get(p.kind, "text")
+
+
+LEVELS = PARAMETERS["level_cluster_counts"]  # not a row: the fixed/automatic block of the Hierarchy card
+# the labelled parameters, group by group in GROUPS order, each group in the config's field order
+FIELDS: tuple[Field, ...] = tuple(
+    Field(p.name, p.label, _widget_kind(p), p.help, p.group, p.advanced, p.options)
+    for group in GROUPS for p in PARAMETERS.values() if p.label and p.group == group and p is not LEVELS)
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
 AUTO_FIELDS = ("auto_k_method", "auto_k_min", "auto_k_max", "auto_k_branching", "max_levels")
-_CONFIG_FIELDS = {f.name for f in fields(HerculesConfig)}
-assert all(f.name in _CONFIG_FIELDS for f in FIELDS)
+
+
+def error_text(exc: HerculesError) -> str:
+    """``exc``'s message naming parameters by their form label (model kinds by theirs)."""
+    names = {**{p.name: p.label for p in PARAMETERS.values() if p.label}, **dict(MODEL_KINDS)}
+    return exc.render(lambda p: names.get(p, p), lambda p, v: f'"{names.get(p, p)}" set to {v}')
 
 
 # ----------------------------------------------------------------------------- models
@@ -205,10 +154,9 @@ def form_layout(include_tests: bool):
                        options=[{"label": "Fixed clusters per level", "value": "fixed"},
                                 {"label": "Automatic k", "value": "auto"}]),
         html.Div(id=ids.FIXED_BOX, children=[
-            dbc.Input(id={"type": ids.CFG_T, "name": "levels_text"}, value="20,5", size="sm",
-                      placeholder="e.g. 100,20,5"),
-            html.Div("Clusters per level, finest first (e.g. 100,20,5 builds three levels).",
-                     className="form-text small")]),
+            dbc.Input(id={"type": ids.CFG_T, "name": "levels_text"}, value=",".join(map(str, LEVELS.default)),
+                      size="sm", placeholder="e.g. 100,20,5"),
+            html.Div(LEVELS.help, className="form-text small")]),
         html.Div(id=ids.AUTO_BOX, children=auto_rows, style={"display": "none"}),
     ]
     basic = [dbc.Card(dbc.CardBody([html.H6("Models", className="card-title"), *models_layout(include_tests)]),
@@ -271,8 +219,8 @@ def config_from_form(values: dict[str, Any], levels_mode: str) -> HerculesConfig
     params["level_cluster_counts"] = None if levels_mode == "auto" else _parse_levels(values.get("levels_text"))
     try:
         return HerculesConfig(**params)
-    except ConfigError:
-        raise
+    except ConfigError as e:
+        raise ConfigError(error_text(e)) from None
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
 

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from hercules_core import Cancelled, HerculesConfig, HerculesError, RunLog
 from hercules_run.pipeline import OUTPUT_FILES, ModelIds, RunRequest, run_pipeline
 
-from . import outcome, runstore, uploads
+from . import configform, outcome, runstore, uploads
 
 SendFn = Callable[[int, str, str], None]
 LOG_LINES = 40
@@ -192,7 +192,7 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
         return runstore.fail(rdir, "The run has no spec.json.")
     cfg_dict = spec["config"]
     counts = cfg_dict.get("level_cluster_counts")
-    reporter = Reporter(rdir, len(counts) if counts else int(cfg_dict.get("max_levels", 3)), send,
+    reporter = Reporter(rdir, len(counts) if counts else HerculesConfig.from_dict(cfg_dict).max_levels, send,
                         stage_delay=_stage_delay())
     stop_capture = capture_warnings(run_id, reporter)
     t0 = time.time()
@@ -251,8 +251,8 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
     except HerculesError as e:
         uploads.discard_extracted(rdir)
         reporter.text = "Failed"
-        reporter.log(f"Failed: {e}"[:500])
-        return runstore.fail(rdir, str(e), log=reporter.tail())
+        reporter.log(f"Failed: {configform.error_text(e)}"[:500])
+        return runstore.fail(rdir, configform.error_text(e), log=reporter.tail())
     except OSError as e:
         return _write_failed(rdir, e)
     except Exception as e:  # a bug or an environment problem: say so, keep the traceback on disk

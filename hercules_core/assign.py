@@ -224,7 +224,7 @@ def _as_dataset(h: Hierarchy, data: Any, text_column: str | None, id_column: str
     if column is None or column not in cols:
         missing = f"no column {column!r}" if column else f"no column named {'text' if model_mod == 'text' else 'path'!r}"
         raise InputError(f"The data has {missing} for the {what} to assign; its columns are "
-                         f"{', '.join(map(str, cols[:20]))}. Name the column (text_column / --text-column).")
+                         f"{', '.join(map(str, cols[:20]))}. Name the column ({{param}}).", param="text_column")
     return prepare(data, modality=model_mod, text_column=column, id_column=id_column, min_items=1)
 
 
@@ -254,7 +254,7 @@ def _check_modality(h: Hierarchy, ds: Dataset) -> None:
 def _embedder_check(expected: str | None, given: Any, kind: str) -> None:
     if given is None:
         raise ConfigError(f"This model needs the {kind} it was built with ({expected}) to assign new items; "
-                          f"pass it (CLI: --embedder / --image-embedder).")
+                          "pass it as {setting}.", param=kind.replace(" ", "_"), value=expected)
     got = getattr(given, "model_id", None)
     if expected and got != expected:
         raise ConfigError(f"This model was built with the {kind} {expected!r}, but {got!r} was given: the vectors "

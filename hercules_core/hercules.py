@@ -107,7 +107,7 @@ class Hercules:
         if len(ds) < 2:
             raise InputError("Need at least 2 items to cluster.")
         if ds.modality == "text" and self.text_embedder is None:
-            raise ConfigError("Text data needs a text embedder (e.g. --embedder minilm).")
+            raise ConfigError("Text data needs a text embedder (e.g. {setting}).", param="text_embedder", value="minilm")
         if ds.modality == "image" and cfg.representation_mode == "direct" and self.image_embedder is None:
             raise ConfigError("Image data in direct mode needs an image embedder.")
         if cfg.representation_mode == "description" and self.text_embedder is None:

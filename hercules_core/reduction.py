@@ -218,7 +218,7 @@ def choose_method(config, modality: str, n: int, dims: int) -> tuple[str, str]:
         return "none", f"auto: {n} items < reduce_min_items={config.reduce_min_items}; clustered as they are"
     if n > config.reduce_max_items:
         return "none", (f"auto: {n} items > reduce_max_items={config.reduce_max_items} (UMAP would take longer "
-                        "than the rest of the run); clustered as they are, --reduce umap forces it")
+                        "than the rest of the run); clustered as they are, reduce_method='umap' forces it")
     what = f"{n} rows x {dims} columns" if modality == "numeric" else f"{modality} embeddings of {n} items"
     return "umap", f"auto: {what}"
 
@@ -271,7 +271,7 @@ def fit_umap(X: np.ndarray, params: dict[str, Any], *, cache: Any = None) -> tup
         import umap
     except ImportError:
         raise InputError("reduce_method='umap' needs umap-learn: pip install 'umap-learn>=0.5.7,<0.6', "
-                         "or run with --reduce none.") from None
+                         "or run with {setting}.", param="reduce_method", value="none") from None
     with warnings.catch_warnings():
         # "n_jobs value 1 overridden to 1 by setting random_state": the price of repeatable results
         warnings.filterwarnings("ignore", message=".*n_jobs.*", category=UserWarning)
@@ -280,7 +280,7 @@ def fit_umap(X: np.ndarray, params: dict[str, Any], *, cache: Any = None) -> tup
     reduced = np.ascontiguousarray(reduced, dtype=np.float32)
     if reduced.shape != (len(X), params["n_components"]) or not np.all(np.isfinite(reduced)):
         raise InputError(f"UMAP returned an unusable result (shape {reduced.shape}, non-finite values); "
-                         "run with --reduce none.")
+                         "run with {setting}.", param="reduce_method", value="none")
     if cache is not None:
         cache.set(key, {"shape": reduced.shape, "data": reduced.astype("<f4").tobytes()})
     return reduced, False

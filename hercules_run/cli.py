@@ -20,6 +20,7 @@ from tqdm import tqdm
 import model_registry as registry
 from hercules_core import Cancelled, HerculesConfig, HerculesError, cost, data, title_quality
 from hercules_core.cache import default_cache_dir
+from hercules_core.config import GROUPS, PARAMETERS, Parameter
 
 from . import assign_cli
 from .pipeline import CacheSettings, ModelIds, RunRequest, run_pipeline
@@ -78,26 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--id-column", help="column holding the item ids (default: row numbers)")
     src.add_argument("--labels-column", help="column with ground-truth labels, for external metrics")
     src.add_argument("--numeric-metadata", help="JSON file: {variable: {unit, description}}")
-    shape = r.add_argument_group("hierarchy")
-    levels = shape.add_mutually_exclusive_group()
-    levels.add_argument("--levels", type=_int_list, help="clusters per level, finest first, e.g. 100,20,5")
-    levels.add_argument("--auto-k", action="store_true", help="choose the top level's k automatically (on the items); the "
-                        "levels below it get --auto-k-branching times its clusters each")
-    shape.add_argument("--auto-k-method", choices=("silhouette", "davies_bouldin", "calinski_harabasz"),
-                       default="silhouette")
-    shape.add_argument("--k-range", type=_int_list, help="auto-k range of the top level MIN,MAX (default 3,50)")
-    shape.add_argument("--auto-k-branching", type=float, help="auto-k: children per cluster between levels (default 5)")
-    shape.add_argument("--max-levels", type=int, default=5)
-    shape.add_argument("--mode", choices=("direct", "description"), default="direct")
-    shape.add_argument("--resampling", action="store_true", help="Vo et al. resampling refinement")
-    shape.add_argument("--no-weights", action="store_true",
-                       help="cluster upper levels on unweighted centroids (the paper's original method)")
-    shape.add_argument("--seed", type=int, default=0)
-    shape.add_argument("--reduce", choices=("auto", "none", "umap"),
-                       help="space level 1 clusters in: UMAP of the vectors ('auto': text and image embeddings and "
-                            "numeric tables of 16+ columns, with 300 to 50,000 items) or the vectors as they are")
-    shape.add_argument("--reduce-dims", type=int, help="UMAP dimensions (default 5)")
-    shape.add_argument("--reduce-neighbors", type=int, help="UMAP neighbours (default 30)")
+    add_parameter_flags(r)
     models = r.add_argument_group("models")
     models.add_argument("--embedder", default="minilm", help="text embedder id ('none' for numeric data)")
     models.add_argument("--image-embedder", default="image-features", help="image embedder id")
@@ -105,9 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="image captioner id (e.g. openai-vision); captions become the images' descriptions")
     models.add_argument("--llm", help="LLM id ('keywords' needs no LLM); default: 'smollm2' (embedded) when it is "
                                       "installed and HERCULES_LLM_BASE_URL is unset, else 'keywords'")
-    models.add_argument("--topic-seed", help="a theme the summaries should be oriented towards")
-    models.add_argument("--llm-l0", action="store_true", help="ask the LLM for every item's description too")
-    models.add_argument("--config", help="JSON file with any HerculesConfig fields (command-line flags win)")
+    models.add_argument("--config", help="JSON file with any HerculesConfig fields; the flags typed win over it, "
+                                         "it wins over the settings recommended for the --llm")
     models.add_argument("--cache-dir", help="cache of embeddings and LLM answers (default: $HERCULES_CACHE_DIR "
                                             "or ~/.cache/hercules)")
     models.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
@@ -121,8 +102,65 @@ def default_llm() -> str:
     return registry.default_llm()
 
 
+def _default_text(p: Parameter) -> str:
+    if p.kind is bool:
+        return "on" if p.default else "off"
+    if p.kind is tuple:
+        return ",".join(map(str, p.default))
+    return "none" if p.default is None else str(p.default)
+
+
+def add_parameter_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per parameter that has one (``config.PARAMETERS``), in an argument group per form
+    group. A flag not typed leaves no attribute (``SUPPRESS``), so that only typed flags override."""
+    groups = {g: parser.add_argument_group(g.lower()) for g in GROUPS}
+    for p in PARAMETERS.values():
+        if p.flag is None:
+            continue
+        where = groups[p.group]
+        kw = dict(dest=p.name, default=argparse.SUPPRESS,
+                  help=f"{p.help} (default: {_default_text(p)})".replace("%", "%%"))
+        if p.kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif p.kind is tuple:  # level_cluster_counts: --levels 100,20,5 or --auto-k
+            where = where.add_mutually_exclusive_group()
+            where.add_argument("--auto-k", dest=p.name, action="store_const", const=None, default=argparse.SUPPRESS,
+                               help="choose the top level's k automatically (on the items); the levels below it get "
+                                    "--auto-k-branching times its clusters each")
+            kw.update(type=_int_list, metavar="K,K,...")
+        elif p.options:
+            kw["choices"] = p.options
+        elif p.kind in (int, float):
+            kw.update(type=p.kind, metavar="N" if p.kind is int else "X")
+        else:
+            kw["metavar"] = "TEXT"
+        where.add_argument(p.flag, **kw)
+    groups["Hierarchy"].add_argument("--k-range", type=_int_list, metavar="MIN,MAX",
+                                     help="auto-k range of the top level: --auto-k-min and --auto-k-max in one flag")
+
+
+# the flags of the parameters the core's errors name that are not HerculesConfig fields
+_OTHER_FLAGS = {"text_embedder": "--embedder", "image_embedder": "--image-embedder", "text_column": "--text-column"}
+
+
+def error_text(exc: HerculesError) -> str:
+    """``exc``'s message naming parameters by their flags (``--reduce none``)."""
+    flags = {**{p.name: p.flag for p in PARAMETERS.values() if p.flag}, **_OTHER_FLAGS}
+
+    def setting(param: str, value) -> str:
+        if param not in flags:
+            return f"{param}={value!r}"
+        if isinstance(value, bool):  # a BooleanOptionalAction: --weights / --no-weights
+            return flags[param] if value else "--no-" + flags[param][2:]
+        return f"{flags[param]} {value}"
+
+    return exc.render(lambda param: flags.get(param, param), setting)
+
+
 def _config(args) -> HerculesConfig:
-    base: dict = {}
+    """HerculesConfig defaults < the settings recommended for ``args.llm`` < the ``--config`` file
+    < the flags typed (the app's form applies the same order)."""
+    values = dict(registry.recommended_config(args.llm)) if args.llm else {}
     if args.config:
         try:
             base = json.loads(Path(args.config).read_text())
@@ -131,31 +169,13 @@ def _config(args) -> HerculesConfig:
         if not isinstance(base, dict):
             raise HerculesError(f"The config file {args.config} must hold a JSON object of settings, such as "
                                 f'{{"random_state": 1}}; it holds a {type(base).__name__}.')
-    if isinstance(base, dict) and args.llm:
-        for key, value in registry.recommended_config(args.llm).items():
-            base.setdefault(key, value)  # what the user's --config says wins
-    base.update(representation_mode=args.mode, random_state=args.seed, max_levels=args.max_levels,
-                use_resampling=args.resampling or base.get("use_resampling", False),
-                auto_k_method=args.auto_k_method, use_llm_for_l0_descriptions=args.llm_l0)
-    if args.no_weights:
-        base["weight_by_size"] = False
-    for flag, key in (("reduce", "reduce_method"), ("reduce_dims", "reduce_components"),
-                      ("reduce_neighbors", "reduce_neighbors")):
-        if getattr(args, flag, None) is not None:
-            base[key] = getattr(args, flag)
-    if args.topic_seed:
-        base["topic_seed"] = args.topic_seed
-    if args.auto_k:
-        base["level_cluster_counts"] = None
-    elif args.levels:
-        base["level_cluster_counts"] = args.levels
-    if args.auto_k_branching is not None:
-        base["auto_k_branching"] = args.auto_k_branching
+        values.update(base)
     if args.k_range:
         if len(args.k_range) != 2:
             raise HerculesError("--k-range takes two numbers: MIN,MAX")
-        base["auto_k_min"], base["auto_k_max"] = args.k_range
-    return HerculesConfig.from_dict(base)
+        values["auto_k_min"], values["auto_k_max"] = args.k_range
+    values.update({name: getattr(args, name) for name in PARAMETERS if hasattr(args, name)})
+    return HerculesConfig.from_dict(values)
 
 
 def _cache_dir(args) -> Path:
@@ -242,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     except (HerculesError, Cancelled) as exc:
         if getattr(args, "debug", False):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {error_text(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -142,3 +142,52 @@ def test_cli_images_with_a_captioner(tmp_path):
     assert all(d.startswith("A stub caption") for d in h.levels[0].descriptions)
     assert h.stats["models"]["captioner"] is not None
     assert not any("sk-caption-secret" in f.read_text(errors="ignore") for f in out.glob("*.*") if f.is_file())
+
+
+# --------------------------------------------------------------------------- --config and the flags
+def _config_of(*flags: str):
+    from hercules_run import cli as cli_module
+
+    return cli_module._config(cli_module.build_parser().parse_args(["run", "data.csv", "--out", "o", *map(str, flags)]))
+
+
+@pytest.mark.parametrize("settings, typed, wins", [
+    ({"max_levels": 3}, ["--max-levels", "4"], {"max_levels": 4}),
+    ({"random_state": 7}, ["--seed", "8"], {"random_state": 8}),
+    ({"representation_mode": "description"}, ["--mode", "direct"], {"representation_mode": "direct"}),
+    ({"auto_k_method": "davies_bouldin"}, ["--auto-k-method", "silhouette"], {"auto_k_method": "silhouette"}),
+    ({"use_llm_for_l0_descriptions": True}, ["--no-llm-l0"], {"use_llm_for_l0_descriptions": False}),
+    ({"use_resampling": True, "weight_by_size": False}, ["--no-resampling", "--weights"],
+     {"use_resampling": False, "weight_by_size": True}),
+    ({"level_cluster_counts": None, "auto_k_min": 4, "auto_k_max": 9}, ["--levels", "6,2", "--k-range", "5,8"],
+     {"level_cluster_counts": (6, 2), "auto_k_min": 5, "auto_k_max": 8}),
+])
+def test_a_config_file_keeps_its_values_unless_a_flag_is_typed(tmp_path, settings, typed, wins):
+    """The flags' defaults used to overwrite --config: {"max_levels": 3} ran with 5."""
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(settings))
+    cfg = _config_of("--llm", "keywords", "--config", path)
+    assert {k: getattr(cfg, k) for k in settings} == {k: tuple(v) if isinstance(v, list) else v
+                                                       for k, v in settings.items()}
+    cfg = _config_of("--llm", "keywords", "--config", path, *typed)
+    assert {k: getattr(cfg, k) for k in wins} == wins
+
+
+def test_recommendations_then_config_file_then_flags(tmp_path):
+    """Defaults < the settings recommended for the LLM < --config < typed flags, in the CLI as in the form."""
+    import model_registry
+
+    rec = model_registry.recommended_config("smollm2")
+    assert rec["llm_concurrency"] == 1 and rec["llm_initial_batch_size"] == 1
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"llm_concurrency": 3, "llm_initial_batch_size": 6}))
+    cfg = _config_of("--llm", "smollm2", "--config", path, "--llm-concurrency", "2")
+    assert (cfg.llm_concurrency, cfg.llm_initial_batch_size, cfg.prompt_style) == (2, 6, rec["prompt_style"])
+
+
+def test_cli_errors_name_the_flag(tmp_path, capsys):
+    from hercules_run import cli as cli_module
+
+    code = cli_module.main(["run", str(tmp_path / "d.csv"), "--out", str(tmp_path / "o"), "--llm", "keywords",
+                            "--max-levels", "0"])
+    assert code == 2 and capsys.readouterr().err.strip() == "error: --max-levels must be an integer >= 1; got 0."

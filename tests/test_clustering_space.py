@@ -137,7 +137,7 @@ def test_auto_reduces_embeddings_of_enough_items_only():
     assert reduction.choose_method(cfg, "numeric", 1797, 64)[0] == "umap"  # a wide one (pixels): reduced
     assert reduction.choose_method(cfg.replace(representation_mode="description"), "numeric", 500, 3)[0] == "umap"
     method, why = reduction.choose_method(cfg, "text", 200_000, 384)
-    assert method == "none" and "reduce_max_items" in why and "--reduce umap" in why
+    assert method == "none" and "reduce_max_items" in why and "reduce_method='umap'" in why
     method, why = reduction.choose_method(cfg, "text", 100, 384)
     assert method == "none" and "reduce_min_items" in why
     assert reduction.choose_method(cfg.replace(reduce_method="umap"), "numeric", 100, 3)[0] == "umap"
