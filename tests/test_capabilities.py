@@ -51,7 +51,7 @@ def test_the_cache_wrapper_declares_what_the_inner_llm_declares(tmp_path):
 
 
 def test_endpoint_wide_failures_are_their_own_type():
-    from tests.openai_stub_server import StubServer
+    from devkit.openai_stub_server import StubServer
     from hercules_core.clients.openai_compat import OpenAICompatLLM
 
     assert issubclass(EndpointFatalError, LLMFatalError) and not EndpointFatalError("x").retryable
