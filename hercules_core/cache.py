@@ -409,9 +409,9 @@ class CachedCaptioner:
 def _public_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Generation parameters without anything that looks like a credential (the run log's rule), so
     that a rotated key keeps the cache and no key is ever hashed into one."""
-    from .io import _is_secret_key
+    from .io import is_secret_key
 
-    return {str(k): v for k, v in (params or {}).items() if not _is_secret_key(k)}
+    return {str(k): v for k, v in (params or {}).items() if not is_secret_key(k)}
 
 
 def _is_title_schema(schema: Mapping[str, Any]) -> bool:
