@@ -416,34 +416,6 @@ def recommended_config(llm_id: str) -> dict[str, Any]:
     return {}
 
 
-def wrap_with_cache(obj, cache, *, llm_params: dict | None = None):
-    """``obj`` (an embedder, image embedder, captioner or LLM) answering from ``cache``.
-
-    ``None`` (no model, e.g. the keyword summariser) and a ``None`` cache pass through; an object
-    that is already wrapped is returned as is. What ``obj`` is comes from the protocols it satisfies
-    (``hercules_core.clients.base``). An LLM's generation parameters (part of its cache key) are
-    ``llm_params`` or else its own, when it is a ``ConfigurableLLM``.
-    """
-    from hercules_core.cache import CachedCaptioner, CachedEmbedder, CachedImageEmbedder, CachedLLM
-    from hercules_core.clients.base import LLM, Captioner, ConfigurableLLM, ImageEmbedder, TextEmbedder
-
-    if obj is None or cache is None:
-        return obj
-    if isinstance(obj, (CachedCaptioner, CachedEmbedder, CachedImageEmbedder, CachedLLM)):
-        return obj
-    if isinstance(obj, LLM):
-        params = llm_params if llm_params is not None else (
-            obj.generation_params if isinstance(obj, ConfigurableLLM) else None)
-        return CachedLLM(obj, cache, params=params if isinstance(params, dict) else None)
-    if isinstance(obj, ImageEmbedder):
-        return CachedImageEmbedder(obj, cache)
-    if isinstance(obj, Captioner):
-        return CachedCaptioner(obj, cache)
-    if isinstance(obj, TextEmbedder):
-        return CachedEmbedder(obj, cache)
-    raise TypeError(f"wrap_with_cache: {type(obj).__name__} is not an embedder, image embedder, captioner or LLM")
-
-
 def default_llm() -> str:
     """The LLM a user gets without choosing: the configured OpenAI-compatible endpoint when there is
     one, else the embedded SmolLM2 when it is installed, else the keyword summariser."""

@@ -130,7 +130,7 @@ def bench_callbacks(runs_dir: Path, run_id: str, clicks: int) -> dict:
 
 
 def bench_first_render(runs_dir: Path, run_id: str) -> dict:
-    from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, AppServer
+    from devkit.browser_support import CHROMIUM, CHROMIUM_ARGS, AppServer
 
     if not Path(CHROMIUM).exists():
         return {"skipped": f"{CHROMIUM} missing"}

@@ -33,7 +33,7 @@ from hercules_core.clients.openai_compat import OpenAICompatLLM  # noqa: E402
 from hercules_core.config import HerculesConfig  # noqa: E402
 from hercules_core.summarize import LLMSummarizer  # noqa: E402
 from hercules_core.summarize_types import Summary, SummaryRequest  # noqa: E402
-from tests.openai_stub_server import StubServer  # noqa: E402
+from devkit.openai_stub_server import StubServer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 MODEL = "stub-model"

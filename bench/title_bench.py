@@ -37,7 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import model_registry as registry  # noqa: E402
 from hercules_core import HerculesConfig, prepare  # noqa: E402
-from hercules_core.cache import Cache  # noqa: E402
+from hercules_core.cache import Cache, wrap  # noqa: E402
 from hercules_core.hercules import Hercules  # noqa: E402
 from hercules_core import RunLog, cost  # noqa: E402
 from hercules_run import timings  # noqa: E402
@@ -53,7 +53,7 @@ def run(ds, levels, llm_id: str | None, cache: Cache, overrides: dict | None = N
         cfg.update(registry.recommended_config(llm_id))
         cfg.update(overrides or {})
         llm = registry.get_llm(llm_id)
-    embedder = registry.wrap_with_cache(registry.get_text_embedder("minilm", show_progress=False), cache)
+    embedder = wrap(registry.get_text_embedder("minilm", show_progress=False), cache)
     hcfg = HerculesConfig.from_dict(cfg)
     # the estimate a user gets before the run: speeds measured in the cache folder, else the defaults
     rates = timings.rates_for({"llm": llm_id or "keywords", "text_embedder": "minilm"}, timings_dir)

@@ -17,7 +17,6 @@ import base64
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,14 +30,11 @@ import pandas as pd
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from devkit.browser_support import free_port, texts_table  # noqa: E402
+
 GB = 1024**3
 MB = 1024**2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_app(runs: Path) -> tuple[subprocess.Popen, str]:
@@ -98,24 +94,6 @@ def _texts(node) -> list[str]:
     if isinstance(node, dict):
         return _texts(node.get("props", {}).get("children"))
     return []
-
-
-def texts_table(megabytes: float, seed: int = 0) -> pd.DataFrame:
-    """Short texts (id, text) whose CSV is about ``megabytes`` MB."""
-    rng = np.random.default_rng(seed)
-    words = np.array("river mountain price market court judge planet orbit recipe garden engine season player "
-                     "music ticket doctor".split())
-
-    def table(n: int, first_id: int = 0) -> pd.DataFrame:
-        picks = words[rng.integers(0, len(words), size=(n, 6))]
-        text = pd.Series(picks[:, 0])
-        for k in range(1, 6):
-            text = text + " " + picks[:, k]
-        return pd.DataFrame({"id": np.arange(first_id, first_id + n), "text": text})
-
-    guess = int(megabytes * MB / 50)
-    per_row = len(table(10_000, guess).to_csv(index=False)) / 10_000  # ids as long as the last ones
-    return table(int(megabytes * MB / per_row))
 
 
 def legit_files(quick: bool) -> list[tuple[str, bytes, int]]:

@@ -5,6 +5,7 @@ The upload goes through the new-run page's own functions (``uploads.stage``, ``d
 while) and writes ``<run dir>/assign/<assign_id>/assignments.csv`` and ``summary.json``. The
 result is shown in an AG Grid, offered as a download, and drawn into the scatter as an extra trace
 (stars; red ones are novel). Run ids, upload ids and column names from the browser are validated.
+The card itself is laid out with the page (``pages/explore.py``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ import json
 import shutil
 from typing import Any
 
-import dash_ag_grid as dag
-import dash_bootstrap_components as dbc
 import numpy as np
-from dash import Input, Output, Patch, State, dcc, html
+from dash import Input, Output, Patch, State, html
 from dash.exceptions import PreventUpdate
 
 from hercules_core import HerculesError
@@ -30,37 +29,7 @@ from .reuse_routes import assignment_dir
 T_ASSIGNED = 6  # the scatter's trace slot after figures' fixed ones (T_ITEMS .. T_SELECTED)
 GRID_ROWS = 1000  # rows sent to the browser's table; the CSV has all of them
 POINTS_MAX = 5000  # new items drawn in the scatter
-HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
-
-
-def section():
-    """The collapsed "Assign new data" card (its parts always exist: callbacks read them as State)."""
-    return html.Details([
-        html.Summary("Assign new data to this hierarchy", className="fw-semibold assign-toggle"),
-        html.Div([
-            html.P("Upload new items of the same kind (a table, .txt files, images or a ZIP). Each gets its "
-                   "cluster at every level, its distance to its level-1 centroid, and a 'novel' flag when it is "
-                   "farther than 95% of that cluster's own items. No LLM is called.", className="small text-muted"),
-            uploads.limited(dcc.Upload(id=ids.ASSIGN_UPLOAD, multiple=True, className="upload-box", children=html.Div(
-                ["Drag and drop new data here, or ", html.A("browse", className="link-primary")])),
-                uploads.MAX_UPLOAD_BYTES, ids.ASSIGN_SIZE_MSG),
-            html.Div(id=ids.ASSIGN_MSG, className="mt-1"),
-            html.Div(id=ids.ASSIGN_OPTIONS, style=HIDDEN, children=dbc.Row([
-                dbc.Col([dbc.Label("Text column", className="small mb-0"),
-                         dbc.Select(id=ids.ASSIGN_TEXT_COL, options=[], size="sm")], md=4),
-                dbc.Col([dbc.Label("Id column", className="small mb-0"),
-                         dbc.Select(id=ids.ASSIGN_ID_COL, options=[], size="sm")], md=4),
-            ], className="g-2")),
-            dbc.Button("Assign", id=ids.ASSIGN_START, color="primary", size="sm", className="mt-2", disabled=True),
-            html.Div(id=ids.ASSIGN_SUMMARY, className="mt-2"),
-            dag.AgGrid(id=ids.ASSIGN_TABLE, rowData=[], columnDefs=[], className="ag-theme-alpine assign-grid",
-                       style={"height": "320px", "display": "none"}, columnSize="autoSize",
-                       defaultColDef={"resizable": True, "sortable": True, "filter": True, "maxWidth": 360},
-                       dashGridOptions={"pagination": True, "paginationPageSize": 10,
-                                        "paginationPageSizeSelector": False}),
-            dcc.Store(id=ids.ASSIGN_UPLOAD_STORE), dcc.Store(id=ids.ASSIGN_RESULT),
-        ], className="mt-2"),
-    ], className="card card-body mb-4 assign-section")
+HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}  # the column options, as laid out and shown
 
 
 def _opts(columns: list[str], empty: str | None = None) -> list[dict[str, str]]:

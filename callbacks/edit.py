@@ -12,17 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, dcc, html, no_update
+from dash import Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
 from hercules_core import HerculesError, io
 from hercules_core.edits import DESCRIPTION_MAX, TITLE_MAX, edit_cluster
 
 from . import figures, ids, runstore
-
-
-def edit_box():
-    return html.Div([dcc.Store(id=ids.EDIT_KEY), html.Div(id=ids.EDIT_BOX)], className="mt-2")
 
 
 def form(em, key: Any):

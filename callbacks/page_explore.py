@@ -20,9 +20,6 @@ from .explore_model import ExploreModel
 DOWNLOADS = (("model.json", "Model JSON"), ("memberships.csv", "Memberships CSV"),
              ("evaluation.json", "Evaluation JSON"), ("evaluation.csv", "Evaluation CSV"),
              ("hierarchy.txt", "Hierarchy text"), ("run_log.jsonl", "Run log"))
-# the search runs as the user types, once typing pauses this long: dbc.Input's ``debounce`` takes
-# milliseconds (dcc.Input's takes seconds); ``True`` would wait for Enter or a click elsewhere
-SEARCH_DEBOUNCE_MS = 300
 
 
 def as_int(value: Any, default: Any = None) -> Any:
@@ -189,11 +186,3 @@ def register(app, ctx) -> None:
                   prevent_initial_call=True)
     def _search(query, run):
         return search_results(load(ctx, run), query)
-
-
-def downloads_bar(links: list[tuple[str, str]]):
-    """Plain links: the server answers with ``Content-Disposition: attachment`` and a run-id file name."""
-    return html.Div([html.Span("Download: ", className="small text-muted me-1")] +
-                    [html.A(label, href=href, className="btn btn-sm btn-outline-secondary me-1 mb-1 download-link",
-                            **{"data-file": href.rsplit("/", 1)[-1]}) for href, label in links],
-                    id=ids.DOWNLOADS)

@@ -303,7 +303,7 @@ def assign(h: Hierarchy, data: Any, *, text_embedder: TextEmbedder | None = None
     data : anything :func:`hercules_core.prepare` accepts (texts, a table file, a DataFrame, a
         numeric array, image paths, a folder or zip of images) or a prepared ``Dataset``.
     text_embedder, image_embedder : the models the hierarchy was built with (checked by id). Wrap
-        them with the cache (``model_registry.wrap_with_cache``) to reuse cached embeddings.
+        them with the cache (``hercules_core.cache.wrap``) to reuse cached embeddings.
     text_column, id_column : for tables (the text column defaults to ``text``); numeric tables are
         read by the model's own column names.
     extract_dir : where a zip of images is extracted.

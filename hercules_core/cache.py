@@ -6,10 +6,11 @@ schema, generation parameters), never of secrets. The store is ``diskcache`` (SQ
 safe for several threads and processes at once; its ``size_limit`` bounds the volume on disk and
 older entries are evicted first (diskcache's ``least-recently-stored`` policy).
 
-``Hercules`` knows nothing about caching: callers wrap the model objects before handing them over::
+``Hercules`` knows nothing about caching: callers wrap the model objects before handing them over
+(:func:`wrap` picks the wrapper for what an object is)::
 
     cache = Cache("~/.cache/hercules")
-    model = Hercules(cfg, text_embedder=CachedEmbedder(embedder, cache), llm=CachedLLM(llm, cache))
+    model = Hercules(cfg, text_embedder=wrap(embedder, cache), llm=wrap(llm, cache))
 
 A failing cache never fails a run: read errors are misses, write errors are skipped (with one
 warning).
@@ -29,13 +30,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .clients.base import ContextLimitedLLM, UsageReportingLLM
+from .clients.base import (LLM, Captioner, ConfigurableLLM, ContextLimitedLLM, ImageEmbedder, TextEmbedder,
+                           UsageReportingLLM)
 from .prompts import PROMPT_TEMPLATE_VERSION, estimate_tokens, parse_response
 
 __all__ = [
     "Cache", "CachedEmbedder", "CachedImageEmbedder", "CachedCaptioner", "CachedLLM", "CachedUsageLLM",
     "DEFAULT_SIZE_LIMIT",
     "DEFAULT_CACHE_DIR", "cache_disabled_by_env", "default_cache_dir", "sha256_text", "sha256_file", "sha256_json",
+    "wrap",
 ]
 
 logger = logging.getLogger("hercules_core")
@@ -409,9 +412,9 @@ class CachedCaptioner:
 def _public_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Generation parameters without anything that looks like a credential (the run log's rule), so
     that a rotated key keeps the cache and no key is ever hashed into one."""
-    from .io import _is_secret_key
+    from .io import is_secret_key
 
-    return {str(k): v for k, v in (params or {}).items() if not _is_secret_key(k)}
+    return {str(k): v for k, v in (params or {}).items() if not is_secret_key(k)}
 
 
 def _is_title_schema(schema: Mapping[str, Any]) -> bool:
@@ -557,3 +560,28 @@ class CachedUsageContextLLM(_ContextPassThrough, CachedUsageLLM):
 # (reports usage, has a context limit) -> the wrapper class declaring the same
 _CACHED_LLM_CLASSES = {(False, False): CachedLLM, (True, False): CachedUsageLLM,
                        (False, True): CachedContextLLM, (True, True): CachedUsageContextLLM}
+
+
+def wrap(obj: Any, cache: Cache | None, *, llm_params: Mapping[str, Any] | None = None) -> Any:
+    """``obj`` (an embedder, image embedder, captioner or LLM) answering from ``cache``.
+
+    ``None`` (no model, e.g. the keyword summariser) and a ``None`` cache pass through; an object
+    that is already wrapped is returned as is. What ``obj`` is comes from the protocols it satisfies
+    (``hercules_core.clients.base``). An LLM's generation parameters (part of its cache key) are
+    ``llm_params`` or else its own, when it is a ``ConfigurableLLM``.
+    """
+    if obj is None or cache is None:
+        return obj
+    if isinstance(obj, (CachedCaptioner, CachedEmbedder, CachedImageEmbedder, CachedLLM)):
+        return obj
+    if isinstance(obj, LLM):
+        params = llm_params if llm_params is not None else (
+            obj.generation_params if isinstance(obj, ConfigurableLLM) else None)
+        return CachedLLM(obj, cache, params=params if isinstance(params, dict) else None)
+    if isinstance(obj, ImageEmbedder):
+        return CachedImageEmbedder(obj, cache)
+    if isinstance(obj, Captioner):
+        return CachedCaptioner(obj, cache)
+    if isinstance(obj, TextEmbedder):
+        return CachedEmbedder(obj, cache)
+    raise TypeError(f"cache.wrap: {type(obj).__name__} is not an embedder, image embedder, captioner or LLM")

@@ -72,9 +72,9 @@ def summarize_data(data: Dataset | DataSummary) -> DataSummary:
 
 def _representative_index(dataset: Dataset, l0_descriptions: list[str] | None, config: HerculesConfig) -> int:
     """An item of the sample whose rendered sample has about the average length."""
-    from .summarize import _render_sample  # the exact rendering the prompts use
+    from .summarize import render_sample  # the exact rendering the prompts use
 
-    lengths = np.array([len(_render_sample(i, dataset, l0_descriptions, config)) for i in range(len(dataset))],
+    lengths = np.array([len(render_sample(i, dataset, l0_descriptions, config)) for i in range(len(dataset))],
                        dtype=float)
     return int(np.argmin(np.abs(lengths - lengths.mean())))
 
@@ -148,13 +148,13 @@ def estimate_run(data: Dataset | DataSummary, config: HerculesConfig, *, llm_id:
                                           config.prompt_l0_numeric_repr_precision,
                                           config.prompt_l0_numeric_repr_max_vals)
         rep = _representative_index(dataset, l0_desc, config)
-        from .summarize import _numeric_stats, _render_sample
+        from .summarize import numeric_stats, render_sample
 
-        sample = (dataset.ids[rep], _render_sample(rep, dataset, l0_desc, config))
+        sample = (dataset.ids[rep], render_sample(rep, dataset, l0_desc, config))
         stats: list[dict[str, Any]] = []
         if dataset.modality == "numeric":  # the statistics of the sample: same shape as a cluster's
             m = len(dataset)
-            stats = _numeric_stats(dataset, np.arange(m), np.array([0, m]), 1, config)[0]
+            stats = numeric_stats(dataset, np.arange(m), np.array([0, m]), 1, config)[0]
         keywords: list[str] = []
         if dataset.modality != "numeric":
             words = [w for w in sample[1].replace(",", " ").split() if len(w) > 2]

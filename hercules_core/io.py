@@ -800,14 +800,15 @@ _SECRET_KEYS = {"authorization", "proxyauthorization", "apikey", "password", "pa
                 "cookie", "setcookie"}
 
 
-def _is_secret_key(key: Any) -> bool:
+def is_secret_key(key: Any) -> bool:
+    """Whether a mapping key names a credential (redacted in run logs, left out of cache keys)."""
     k = re.sub(r"[^a-z0-9]", "", str(key).lower())
     return k in _SECRET_KEYS or k.endswith(("apikey", "secret", "password"))
 
 
 def _redact(obj: Any) -> Any:
     if isinstance(obj, Mapping):
-        return {k: "***" if _is_secret_key(k) else _redact(v) for k, v in obj.items()}
+        return {k: "***" if is_secret_key(k) else _redact(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_redact(v) for v in obj]
     return obj

@@ -35,7 +35,7 @@ from .title_quality import Grounding, gate_answers
 __all__ = [
     "build_requests", "build_l0_requests", "build_prompt", "json_schema_for", "estimate_tokens",
     "parse_response", "LLMSummarizer", "copied_title", "copied_example", "fixed_tokens", "plan_batches",
-    "tokens_budget",
+    "tokens_budget", "render_sample", "numeric_stats",
 ]
 
 logger = logging.getLogger("hercules_core")
@@ -115,7 +115,8 @@ def _feature_names(dataset: Dataset, p: int) -> list[str]:
     return names + [f"v{j}" for j in range(len(names), p)]
 
 
-def _render_sample(i: int, dataset: Dataset, l0_descriptions: list[str] | None, config: HerculesConfig) -> str:
+def render_sample(i: int, dataset: Dataset, l0_descriptions: list[str] | None, config: HerculesConfig) -> str:
+    """Item ``i`` as a prompt shows it among a cluster's samples (the cost estimate renders the same)."""
     item_id = dataset.ids[i]
     if dataset.modality == "numeric":
         raw = dataset.numeric_raw if dataset.numeric_raw is not None else dataset.numeric
@@ -128,8 +129,8 @@ def _render_sample(i: int, dataset: Dataset, l0_descriptions: list[str] | None, 
     return clean_text(dataset.texts[i], config.prompt_l0_sample_trunc_len)
 
 
-def _numeric_stats(dataset: Dataset, order: np.ndarray, bounds: np.ndarray, k: int,
-                   config: HerculesConfig) -> list[list[dict[str, Any]]]:
+def numeric_stats(dataset: Dataset, order: np.ndarray, bounds: np.ndarray, k: int,
+                  config: HerculesConfig) -> list[list[dict[str, Any]]]:
     """Per cluster, the most distinctive variables' statistics on the original scale."""
     raw = np.asarray(dataset.numeric_raw if dataset.numeric_raw is not None else dataset.numeric, dtype=np.float64)
     p = raw.shape[1]
@@ -205,12 +206,12 @@ def build_requests(level: int, cluster_ids: list[str], cluster_vectors: np.ndarr
     stats: list[list[dict[str, Any]]] = [[] for _ in range(k)]
     n_vars = 0
     if dataset.modality == "numeric":
-        stats = _numeric_stats(dataset, order, bounds, k, config)
+        stats = numeric_stats(dataset, order, bounds, k, config)
         n_vars = (dataset.numeric_raw if dataset.numeric_raw is not None else dataset.numeric).shape[1]
 
     requests = []
     for j, cid in enumerate(cluster_ids):
-        samples = [(dataset.ids[i], _render_sample(int(i), dataset, l0_descriptions, config)) for i in picks[j]]
+        samples = [(dataset.ids[i], render_sample(int(i), dataset, l0_descriptions, config)) for i in picks[j]]
         requests.append(SummaryRequest(
             key=cid, level=level, n_items=int(counts[j]), modality=dataset.modality,
             member_indices=order[bounds[j]:bounds[j + 1]], samples=samples, children=children[j],

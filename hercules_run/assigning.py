@@ -12,6 +12,7 @@ from typing import Any
 import model_registry as registry
 from hercules_core import AssignResult, Hierarchy, assign
 from hercules_core.assign import embedders_needed
+from hercules_core.cache import wrap
 
 from .pipeline import CacheSettings, open_cache
 
@@ -34,7 +35,7 @@ def assign_with_models(h: Hierarchy, data: Any, *, chosen: dict[str, str | None]
     models = assign_embedders(h, chosen, show_progress=show_progress)  # an old model fails here, before work
     store = open_cache(cache or CacheSettings())
     try:
-        wrapped = {kind: registry.wrap_with_cache(m, store) for kind, m in models.items()}
+        wrapped = {kind: wrap(m, store) for kind, m in models.items()}
         result = assign(h, data, **wrapped, **kwargs)
     finally:
         stats = store.stats()

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 import model_registry as registry
 from hercules_core import Dataset, Hercules, HerculesConfig, Hierarchy, RunLog, cost, io
-from hercules_core.cache import Cache, default_cache_dir
+from hercules_core.cache import Cache, default_cache_dir, wrap
 
 from . import timings
 
@@ -163,7 +163,7 @@ def run_pipeline(request: RunRequest, *, progress: ProgressFn | None = None, can
     try:
         # timed under the cache: only what reached the model counts (hercules_run/timings.py)
         timed = {kind: timings.Timed(m) for kind, m in models.items() if m is not None and kind != "llm"}
-        wrapped = {kind: registry.wrap_with_cache(timed.get(kind, m), cache) for kind, m in models.items()}
+        wrapped = {kind: wrap(timed.get(kind, m), cache) for kind, m in models.items()}
         model = Hercules(cfg, **wrapped, run_log=run_log, progress=progress, cancel=cancel, cache=cache).fit(ds)
     finally:
         cache_stats = cache.stats()

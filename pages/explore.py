@@ -1,14 +1,63 @@
 """Explore one run: bubble scatter, cluster pane / overview, hierarchy tree, search, sunburst."""
 
 import dash
+import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 import flask
 from dash import dcc, html
 
-from callbacks import assign_panel, edit, figures, ids
-from callbacks.page_explore import SEARCH_DEBOUNCE_MS, controls, downloads_bar
+from callbacks import assign_panel, figures, ids, uploads
+from callbacks.page_explore import controls
 
 dash.register_page(__name__, path="/explore", name="Explore", title="HERCULES · explore", order=2)
+
+# the search runs as the user types, once typing pauses this long: dbc.Input's ``debounce`` takes
+# milliseconds (dcc.Input's takes seconds); ``True`` would wait for Enter or a click elsewhere
+SEARCH_DEBOUNCE_MS = 300
+
+
+def downloads_bar(links: list[tuple[str, str]]):
+    """Plain links: the server answers with ``Content-Disposition: attachment`` and a run-id file name."""
+    return html.Div([html.Span("Download: ", className="small text-muted me-1")] +
+                    [html.A(label, href=href, className="btn btn-sm btn-outline-secondary me-1 mb-1 download-link",
+                            **{"data-file": href.rsplit("/", 1)[-1]}) for href, label in links],
+                    id=ids.DOWNLOADS)
+
+
+def edit_box():
+    """Where callbacks/edit.py puts the edit form of the selected cluster."""
+    return html.Div([dcc.Store(id=ids.EDIT_KEY), html.Div(id=ids.EDIT_BOX)], className="mt-2")
+
+
+def assign_section():
+    """The collapsed "Assign new data" card (its parts always exist: callbacks/assign_panel.py reads
+    them as State)."""
+    return html.Details([
+        html.Summary("Assign new data to this hierarchy", className="fw-semibold assign-toggle"),
+        html.Div([
+            html.P("Upload new items of the same kind (a table, .txt files, images or a ZIP). Each gets its "
+                   "cluster at every level, its distance to its level-1 centroid, and a 'novel' flag when it is "
+                   "farther than 95% of that cluster's own items. No LLM is called.", className="small text-muted"),
+            uploads.limited(dcc.Upload(id=ids.ASSIGN_UPLOAD, multiple=True, className="upload-box", children=html.Div(
+                ["Drag and drop new data here, or ", html.A("browse", className="link-primary")])),
+                uploads.MAX_UPLOAD_BYTES, ids.ASSIGN_SIZE_MSG),
+            html.Div(id=ids.ASSIGN_MSG, className="mt-1"),
+            html.Div(id=ids.ASSIGN_OPTIONS, style=assign_panel.HIDDEN, children=dbc.Row([
+                dbc.Col([dbc.Label("Text column", className="small mb-0"),
+                         dbc.Select(id=ids.ASSIGN_TEXT_COL, options=[], size="sm")], md=4),
+                dbc.Col([dbc.Label("Id column", className="small mb-0"),
+                         dbc.Select(id=ids.ASSIGN_ID_COL, options=[], size="sm")], md=4),
+            ], className="g-2")),
+            dbc.Button("Assign", id=ids.ASSIGN_START, color="primary", size="sm", className="mt-2", disabled=True),
+            html.Div(id=ids.ASSIGN_SUMMARY, className="mt-2"),
+            dag.AgGrid(id=ids.ASSIGN_TABLE, rowData=[], columnDefs=[], className="ag-theme-alpine assign-grid",
+                       style={"height": "320px", "display": "none"}, columnSize="autoSize",
+                       defaultColDef={"resizable": True, "sortable": True, "filter": True, "maxWidth": 360},
+                       dashGridOptions={"pagination": True, "paginationPageSize": 10,
+                                        "paginationPageSizeSelector": False}),
+            dcc.Store(id=ids.ASSIGN_UPLOAD_STORE), dcc.Store(id=ids.ASSIGN_RESULT),
+        ], className="mt-2"),
+    ], className="card card-body mb-4 assign-section")
 
 
 def layout(run=None, **_):
@@ -41,7 +90,7 @@ def layout(run=None, **_):
         dbc.Row([
             dbc.Col([bar, dcc.Graph(id=ids.SCATTER, config={"scrollZoom": True, "displaylogo": False},
                                     className="scatter")], lg=7),
-            dbc.Col([html.Div(id=ids.PANE, className="pane-box"), edit.edit_box()], lg=5),
+            dbc.Col([html.Div(id=ids.PANE, className="pane-box"), edit_box()], lg=5),
         ], className="mt-2"),
         dbc.Row([
             dbc.Col([dbc.Input(id=ids.SEARCH, placeholder="Search titles, descriptions and items…", size="sm",
@@ -52,5 +101,5 @@ def layout(run=None, **_):
             dbc.Col([html.H6("All clusters by size"),
                      dcc.Graph(id=ids.SUNBURST, config={"displaylogo": False})], lg=7),
         ], className="mt-3 mb-4"),
-        assign_panel.section(),
+        assign_section(),
     ], fluid=True)

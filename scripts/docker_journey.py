@@ -31,8 +31,8 @@ import requests  # noqa: E402
 
 from callbacks import outcome, runstore  # noqa: E402
 from hercules_core import load_model  # noqa: E402
-from tests.dash_http import DashSession, wait_for  # noqa: E402
-from tests.procs import runs_row  # noqa: E402
+from devkit.dash_http import DashSession, wait_for  # noqa: E402
+from devkit.procs import runs_row  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "fortune_sample.csv"
 MODELS = {"text_embedder": "minilm", "llm": "smollm2"}

@@ -19,7 +19,7 @@ import pytest
 
 from callbacks import runstore
 from hercules_core import io, save_model
-from tests import browser_support as bs
+from devkit import browser_support as bs
 from tests.factories import make_hierarchy, run_in_state
 
 PASSWORD = "correct horse battery staple"
@@ -470,7 +470,7 @@ def test_browser_logs_in_and_the_app_works_behind_gunicorn(tmp_path):
     if not os.path.exists(bs.CHROMIUM):
         pytest.skip(f"{bs.CHROMIUM} is missing (scripts/setup.sh installs it)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    from tests import procs
+    from devkit import procs
 
     env = procs.app_env(tmp_path / "runs", redis_url="", HERCULES_PASSWORD=PASSWORD)
     env.pop("REDIS_URL")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests import browser_support as bs
+from devkit import browser_support as bs
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
@@ -22,7 +22,7 @@ if not os.path.exists(bs.CHROMIUM):
     pytest.skip(f"{bs.CHROMIUM} is missing (scripts/setup.sh installs it: apt-get install chromium)",
                 allow_module_level=True)
 pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
-from tests.browser_support import browser, page  # noqa: E402,F401  (the shared fixtures)
+from devkit.browser_support import browser, page  # noqa: E402,F401  (the shared fixtures)
 
 
 @pytest.fixture(scope="module")

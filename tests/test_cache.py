@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import model_registry
 from hercules_core import Hercules, HerculesConfig, LLMError
 from hercules_core.cache import (Cache, CachedCaptioner, CachedEmbedder, CachedImageEmbedder, CachedLLM,
-                                 complete_answer)
+                                 complete_answer, wrap)
 from hercules_core.clients.fakes import FakeEmbedder, FakeLLM
 from hercules_core.io import load_model
 from hercules_core.prompts import PROMPT_TEMPLATE_VERSION
@@ -218,7 +217,7 @@ def test_bypass_switch(tmp_path, monkeypatch):
     assert Cache(tmp_path / "env").enabled
 
 
-def test_wrap_with_cache_picks_the_wrapper(tmp_path):
+def test_wrap_picks_the_wrapper(tmp_path):
     cache = Cache(tmp_path)
 
     class Img:
@@ -233,17 +232,17 @@ def test_wrap_with_cache_picks_the_wrapper(tmp_path):
         def caption(self, paths):
             return ["x"] * len(paths)
 
-    assert model_registry.wrap_with_cache(None, cache) is None
+    assert wrap(None, cache) is None
     llm = FakeLLM()
-    assert model_registry.wrap_with_cache(llm, None) is llm
-    assert isinstance(model_registry.wrap_with_cache(FakeEmbedder(), cache), CachedEmbedder)
-    wrapped = model_registry.wrap_with_cache(llm, cache, llm_params={"temperature": 0})
+    assert wrap(llm, None) is llm
+    assert isinstance(wrap(FakeEmbedder(), cache), CachedEmbedder)
+    wrapped = wrap(llm, cache, llm_params={"temperature": 0})
     assert isinstance(wrapped, CachedLLM) and wrapped.params == {"temperature": 0}
-    assert model_registry.wrap_with_cache(wrapped, cache) is wrapped
-    assert isinstance(model_registry.wrap_with_cache(Img(), cache), CachedImageEmbedder)
-    assert isinstance(model_registry.wrap_with_cache(Cap(), cache), CachedCaptioner)
+    assert wrap(wrapped, cache) is wrapped
+    assert isinstance(wrap(Img(), cache), CachedImageEmbedder)
+    assert isinstance(wrap(Cap(), cache), CachedCaptioner)
     with pytest.raises(TypeError):
-        model_registry.wrap_with_cache(object(), cache)
+        wrap(object(), cache)
 
 
 # --------------------------------------------------------------------------- store

@@ -31,7 +31,7 @@ import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from callbacks import configform, job, page_runs, runstore, uploads
-from tests import browser_support as bs
+from devkit import browser_support as bs
 from tests import dash_client
 from tests.test_app_logic import data_url
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import model_registry
-from hercules_core.cache import Cache, CachedLLM, CachedUsageLLM
+from hercules_core.cache import Cache, CachedLLM, CachedUsageLLM, wrap
 from hercules_core.clients.base import LLM, ConfigurableLLM, UsageReportingLLM, complete_with_usage
 from hercules_core.clients.fakes import FakeLLM
 from hercules_core.errors import EndpointFatalError, LLMError, LLMFatalError
@@ -46,12 +45,12 @@ def test_the_cache_wrapper_declares_what_the_inner_llm_declares(tmp_path):
     assert type(CachedLLM(FakeLLM(), cache)) is CachedLLM
     wrapped = CachedLLM(UsageLLM(), cache)
     assert type(wrapped) is CachedUsageLLM and isinstance(wrapped, UsageReportingLLM)
-    tuned = model_registry.wrap_with_cache(TunedLLM(), cache)
+    tuned = wrap(TunedLLM(), cache)
     assert tuned.params == {"temperature": 0.7}  # the LLM's own parameters, credentials dropped
 
 
 def test_endpoint_wide_failures_are_their_own_type():
-    from tests.openai_stub_server import StubServer
+    from devkit.openai_stub_server import StubServer
     from hercules_core.clients.openai_compat import OpenAICompatLLM
 
     assert issubclass(EndpointFatalError, LLMFatalError) and not EndpointFatalError("x").retryable
@@ -110,7 +109,7 @@ def _project_sources():
 
 def test_capabilities_are_never_probed_by_attribute():
     probes = re.compile(r"(getattr|hasattr)\([^)]*[\"'](complete_with_usage|generation_params|keywords_for|"
-                        r"endpoint_fatal|retry_after|retryable|progress|wrap_with_cache|estimate_cost|"
+                        r"endpoint_fatal|retry_after|retryable|progress|wrap|estimate_cost|"
                         r"recommended_config)[\"']")
     found = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in _project_sources()
              for m in probes.finditer(p.read_text(encoding="utf-8"))]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import browser_support as bs
+from devkit import browser_support as bs
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(600)]
 

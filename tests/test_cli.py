@@ -119,7 +119,7 @@ def test_cli_images_with_a_captioner(tmp_path):
     import os
     import zipfile
 
-    from tests.openai_stub_server import StubServer
+    from devkit.openai_stub_server import StubServer
     from tests.test_data import write_digits
 
     paths = write_digits(tmp_path / "digits", n=12)

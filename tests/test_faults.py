@@ -1,5 +1,5 @@
 """Runs survive faults: real redis-server, real Celery workers, real web servers (gunicorn via serve.py),
-runs started over HTTP exactly as the browser starts them (tests/dash_http.py).
+runs started over HTTP exactly as the browser starts them (devkit/dash_http.py).
 
 - a worker SIGKILLed mid-run: the run is shown ``interrupted`` with a message (not re-queued: Celery
   acknowledges a task when it starts), and the next run works on a new worker;
@@ -22,9 +22,9 @@ import pytest
 
 from callbacks import runstore
 from hercules_core import load_model
-from tests import procs
-from tests.browser_support import ROOT
-from tests.dash_http import DashSession
+from devkit import procs
+from devkit.browser_support import ROOT
+from devkit.dash_http import DashSession
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 if procs.REDIS is None:

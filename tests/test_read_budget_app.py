@@ -17,9 +17,9 @@ import numpy as np
 import psutil
 import pytest
 
-from tests import procs
+from devkit import procs
 from tests import table_bombs as tb
-from tests.dash_http import DashSession
+from devkit.dash_http import DashSession
 
 pytestmark = [pytest.mark.timeout(600)]
 READ_MEMORY_MB = 1024  # the reader's limit in this server: the hidden bomb is stopped within seconds

@@ -11,12 +11,11 @@ import http.client
 import os
 import time
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from callbacks import uploads
-from tests import browser_support as bs
+from devkit import browser_support as bs
 
 pytestmark = [pytest.mark.timeout(600)]
 needs_chromium = pytest.mark.skipif(not os.path.exists(bs.CHROMIUM),
@@ -155,20 +154,8 @@ def test_a_large_request_is_read_to_its_end_and_no_further():
 
 
 def _texts_csv(path, megabytes: float) -> pd.DataFrame:
-    """A table of short texts (id, text) of about ``megabytes`` MB, written to ``path``; returns it."""
-    rng = np.random.default_rng(int(megabytes))
-    words = np.array("river mountain price market court judge planet orbit recipe garden engine "
-                     "season player music ticket doctor".split())
-    def table(n: int, first_id: int = 0) -> pd.DataFrame:
-        picks = words[rng.integers(0, len(words), size=(n, 6))]
-        text = pd.Series(picks[:, 0])
-        for k in range(1, 6):
-            text = text + " " + picks[:, k]
-        return pd.DataFrame({"id": np.arange(first_id, first_id + n), "text": text})
-
-    n = int(megabytes * 1024**2 / 50)
-    per_row = len(table(10_000, n).to_csv(index=False)) / 10_000  # ids as long as the last ones
-    frame = table(int(megabytes * 1024**2 / per_row))
+    """A table of short texts (id, text) of about ``megabytes`` MiB, written to ``path``; returns it."""
+    frame = bs.texts_table(megabytes, seed=int(megabytes))
     frame.to_csv(path, index=False)
     return frame
 

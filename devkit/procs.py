@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.browser_support import ROOT, free_port
+from devkit.browser_support import ROOT, free_port
 
 REDIS = shutil.which("redis-server")
 

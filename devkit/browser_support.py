@@ -140,6 +140,24 @@ def text_data() -> Path:
     return shared if shared.is_file() else ROOT / "tests" / "data" / "fortune_sample.csv"
 
 
+def texts_table(megabytes: float, seed: int = 0) -> pd.DataFrame:
+    """Short texts (id, text) whose CSV is about ``megabytes`` MiB."""
+    rng = np.random.default_rng(seed)
+    words = np.array("river mountain price market court judge planet orbit recipe garden engine season player "
+                     "music ticket doctor".split())
+
+    def table(n: int, first_id: int = 0) -> pd.DataFrame:
+        picks = words[rng.integers(0, len(words), size=(n, 6))]
+        text = pd.Series(picks[:, 0])
+        for k in range(1, 6):
+            text = text + " " + picks[:, k]
+        return pd.DataFrame({"id": np.arange(first_id, first_id + n), "text": text})
+
+    guess = int(megabytes * 1024**2 / 50)
+    per_row = len(table(10_000, guess).to_csv(index=False)) / 10_000  # ids as long as the last ones
+    return table(int(megabytes * 1024**2 / per_row))
+
+
 def numeric_data(folder: Path) -> Path:
     """scikit-learn's wine table as an Excel file with an id and a label column."""
     from sklearn.datasets import load_wine
@@ -179,7 +197,7 @@ def watch_console(page, errors: list[str]) -> None:
 
 
 # ----------------------------------------------------------------------------- shared fixtures
-# A browser test module imports these (``from tests.browser_support import browser, page``) after its
+# A browser test module imports these (``from devkit.browser_support import browser, page``) after its
 # own skips for a missing Chromium or playwright.
 
 @pytest.fixture(scope="module")
