@@ -515,7 +515,7 @@ def _mostly_text(s: pd.Series) -> bool:
 
 # Columns named like these hold ids or labels: never clustered unless named as the items.
 ID_COLUMN_NAMES = ("id", "item_id", "ids", "key")
-LABEL_COLUMN_NAMES = ("label", "labels", "class", "category", "target", "y")
+LABEL_COLUMN_NAMES = ("label", "labels", "class", "category", "target")
 # With numeric columns beside it, a text column whose values average fewer characters (names,
 # categories) is not what to cluster: the numbers are.
 SHORT_TEXT_CHARS = 20
