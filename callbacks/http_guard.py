@@ -61,7 +61,8 @@ def allowed_hosts(bind_host: str | None, env: str | None = None) -> list[str] | 
 
 def request_limit(output: str) -> int:
     """Largest body accepted for the callback whose output id is ``output``."""
-    if any(f"{store}.data" in output for store in (ids.UPLOAD_STORE, ids.LABELS_STORE, ids.ASSIGN_UPLOAD_STORE)):
+    if any(f"{store}.data" in output for store in (ids.UPLOAD_STORE, ids.LABELS_STORE, ids.METADATA_STORE,
+                                                      ids.ASSIGN_UPLOAD_STORE)):
         return uploads.MAX_UPLOAD_BYTES * 4 // 3 + _SLACK
     if f"{ids.MODEL_UPLOAD_MSG}.children" in output:
         return uploads.MAX_MODEL_BYTES * 4 // 3 + _SLACK

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from hercules_core import Cancelled, HerculesConfig, HerculesError, RunLog
 from hercules_run.pipeline import OUTPUT_FILES, ModelIds, RunRequest, run_pipeline
+from hercules_run.spec import DataSpec, RunSpec, dataset_summary
 
 from . import configform, outcome, runstore, uploads
 
@@ -204,16 +205,12 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
     if not runstore.is_active(status):  # cancelled (or gone) since it was read above
         stop_capture()
         return status
-    data_spec = spec["data"]
 
     def prepare(out):
-        ds = uploads.prepare_from_spec(data_spec, runs_dir, out)
-        names = data_spec.get("names") or []
-        ds.source = names[0] if len(names) == 1 else f"{data_spec.get('n_files', len(names))} files"
-        return ds
+        return uploads.prepare_from_spec(uploads.spec_of_record(spec["data"], runs_dir), runs_dir, out)
 
     def loaded(ds):
-        runstore.update_status(rdir, data=uploads.describe_dataset(ds))
+        runstore.progress(rdir, data=dataset_summary(ds))
         reporter.log(f"Loaded {len(ds):,} {ds.modality} items from {ds.source}"
                      + (" with labels" if ds.labels is not None else ""))
         for note in ds.notes:
@@ -268,16 +265,13 @@ def run(runs_dir, run_id: str, send: SendFn | None = None) -> dict[str, Any]:
         stop_capture()
 
 
-def create_run(runs_dir, spec: dict[str, Any], config: HerculesConfig, models: dict[str, Any]) -> str:
-    """Make the run directory with its spec and a ``queued`` status; returns the new run id."""
+def create_run(runs_dir, spec: DataSpec, config: HerculesConfig, models: dict[str, Any] | ModelIds) -> str:
+    """Make the run directory with its spec (:class:`RunSpec`) and a ``queued`` status; returns the new run id."""
+    run_spec = RunSpec(spec, config, models if isinstance(models, ModelIds) else ModelIds.from_dict(models))
     run_id = runstore.new_id()
     rdir = runstore.run_dir(runs_dir, run_id)
     rdir.mkdir(parents=True)
-    runstore.write_json_atomic(rdir / "spec.json", {"data": spec, "config": config.to_dict(), "models": models})
-    counts = config.level_cluster_counts
-    settings = {"levels": list(counts) if counts else f"auto ({config.auto_k_method})",
-                "mode": config.representation_mode, "seed": config.random_state,
-                "topic_seed": config.topic_seed, **{k: v for k, v in models.items() if v}}
-    runstore.create(rdir, settings=settings, data={"source": ", ".join(spec.get("names", [])[:3]),
-                                                   "modality": spec.get("what")})
+    runstore.write_json_atomic(rdir / "spec.json", run_spec.to_dict())
+    runstore.create(rdir, settings=run_spec.summary(), data={"source": ", ".join(spec.names[:3]),
+                                                          "modality": spec.modality})
     return run_id

@@ -15,6 +15,7 @@ from typing import Any
 
 from hercules_core import load_model
 from hercules_run.pipeline import save_outputs
+from hercules_run.spec import settings_summary
 
 
 def open_imported(rdir: str) -> dict[str, Any]:
@@ -22,10 +23,6 @@ def open_imported(rdir: str) -> dict[str, Any]:
     return what the run's status shows."""
     h = load_model(Path(rdir) / "model.json")
     save_outputs(h, rdir, write_model=False)
-    cfg = h.config
-    counts = cfg.level_cluster_counts
     return {"n_items": h.n_items, "top_level": h.top_level, "modality": h.dataset.modality,
-            "labelled": h.dataset.labels is not None,
-            "settings": {"levels": list(counts) if counts else "auto", "mode": cfg.representation_mode,
-                         "seed": cfg.random_state},
+            "labelled": h.dataset.labels is not None, "settings": settings_summary(h.config),
             "timings": h.stats.get("timings", {}), "clusters_per_level": [len(lv) for lv in h.levels[1:]]}

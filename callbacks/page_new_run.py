@@ -103,7 +103,7 @@ def data_summary(runs_dir, desc, choice: dict[str, Any], summaries=None) -> cost
         except HerculesError as e:
             return e
 
-    made = summaries.get_or_make(json.dumps(spec, sort_keys=True), make) if summaries is not None else make()
+    made = summaries.get_or_make(json.dumps(spec.to_dict(), sort_keys=True), make) if summaries is not None else make()
     if isinstance(made, HerculesError):
         raise made
     return made
@@ -160,11 +160,12 @@ def recommended_values(llm_id: str | None, id_list: list[dict[str, Any]], values
 
 
 def start_run(runs_dir, include_tests: bool, active, ref, labels, choice: dict[str, Any], cfg_values,
-              levels_mode, models) -> tuple[Any, Any]:
+              levels_mode, models, metadata=None) -> tuple[Any, Any]:
     """Validate everything and create the run; (new ACTIVE_RUN data, message).
 
     The new ACTIVE_RUN data carries the run's start token: the background job starts the run only for
     it, once (``runstore.claim_start``), so only this page can start (or cancel) the run it created.
+    ``labels`` and ``metadata`` are the browser's stores of the labels and numeric metadata uploads.
     """
     if isinstance(active, dict) and runstore.valid_id(active.get("run_id")):
         status = runstore.read_status(runstore.run_dir(runs_dir, active["run_id"]))
@@ -173,9 +174,7 @@ def start_run(runs_dir, include_tests: bool, active, ref, labels, choice: dict[s
                                        className="text-danger start-error")
     try:
         desc = uploads.load_descriptor(runs_dir, ref)
-        spec = uploads.data_spec(desc, labels=labels, **choice)
-        if spec.get("labels_upload_id"):
-            uploads.load_descriptor(runs_dir, spec["labels_upload_id"], kinds=("labels",))
+        spec = uploads.data_spec(desc, labels=labels, metadata=metadata, runs_dir=runs_dir, **choice)
         cfg = configform.config_from_form(cfg_values, levels_mode)
         checked = configform.check_models(models, modality_of(desc, choice.get("what")), cfg, include_tests)
         run_id = job.create_run(runs_dir, spec, cfg, checked)
@@ -234,7 +233,21 @@ def register(app, ctx) -> None:
         except HerculesError as e:
             return None, html.Div(str(e), className="text-danger labels-error")
         return ({"upload_id": desc["upload_id"]},
-                html.Div(f"Labels: {desc['n']:,} ids from {desc['name']}.", className="text-success"))
+                html.Div(f"Labels: {desc['n']:,} ids from {desc['names'][0]}.", className="text-success"))
+
+    @app.callback(Output(ids.METADATA_STORE, "data"), Output(ids.METADATA_MSG, "children"),
+                  Input(ids.METADATA_UPLOAD, "contents"), State(ids.METADATA_UPLOAD, "filename"),
+                  prevent_initial_call=True)
+    def _metadata(contents, name):
+        if not contents:
+            raise PreventUpdate
+        try:
+            desc = uploads.stage_metadata(ctx.runs_dir, name, contents)
+        except HerculesError as e:
+            return None, html.Div(str(e), className="text-danger metadata-error")
+        return ({"upload_id": desc["upload_id"]},
+                html.Div(f"Numeric metadata: {desc['n']:,} variables from {desc['names'][0]}.",
+                         className="text-success"))
 
     @app.callback(Output(ids.FIXED_BOX, "style"), Output(ids.AUTO_BOX, "style"), Input(ids.LEVELS_MODE, "value"))
     def _levels_mode(mode):
@@ -270,18 +283,19 @@ def register(app, ctx) -> None:
         Output(ids.ACTIVE_RUN, "data"), Output(ids.JOB_START, "data"), Output(ids.START_MSG, "children"),
         Input(ids.START, "n_clicks"),
         State(ids.ACTIVE_RUN, "data"), State(ids.UPLOAD_STORE, "data"), State(ids.LABELS_STORE, "data"),
-        State(ids.WHAT, "value"), State(ids.TEXT_COL, "value"), State(ids.NUM_COLS, "value"),
+        State(ids.METADATA_STORE, "data"), State(ids.WHAT, "value"), State(ids.TEXT_COL, "value"), State(ids.NUM_COLS, "value"),
         State(ids.ID_COL, "value"), State(ids.LABEL_COL, "value"), State(ids.TXT_MODE, "value"),
         State({"type": ids.CFG_T, "name": ALL}, "value"), State({"type": ids.CFG_T, "name": ALL}, "id"),
         State(ids.LEVELS_MODE, "value"),
         State({"type": ids.MODEL_T, "kind": ALL}, "value"), State({"type": ids.MODEL_T, "kind": ALL}, "id"),
         prevent_initial_call=True)
-    def _start(n, active, desc, labels, what, text_col, num_cols, id_col, label_col, txt_mode, values, id_list,
+    def _start(n, active, desc, labels, metadata, what, text_col, num_cols, id_col, label_col, txt_mode, values, id_list,
                levels_mode, mvalues, mids):
         if not n:
             raise PreventUpdate
         choice = form_choice(what, text_col, num_cols, id_col, label_col, txt_mode)
         started, message = start_run(ctx.runs_dir, ctx.include_test_models, active, desc, labels, choice,
-                                     form_values(values, id_list), levels_mode, model_values(mvalues, mids))
+                                     form_values(values, id_list), levels_mode, model_values(mvalues, mids),
+                                     metadata)
         # the session store remembers the run (a reload rejoins it); the memory store starts the job, once
         return started, started, message

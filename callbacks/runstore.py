@@ -285,9 +285,6 @@ def progress(rdir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
     return _apply(rdir, "progress", fields)[0]
 
 
-update_status = progress  # the former name, still used by job.py's data note
-
-
 def heartbeat(rdir: str | os.PathLike) -> dict[str, Any]:
     """The running job's sign of life (``heartbeat_ts``): see :class:`Heartbeat`."""
     return _apply(rdir, "heartbeat", {"heartbeat_ts": time.time()})[0]

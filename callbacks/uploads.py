@@ -1,11 +1,16 @@
-"""Uploads: decode, check, store under generated names, preview, and turn into ``prepare`` arguments.
+"""Uploads: decode, check, store under generated names, preview, and name them in a run's data spec.
 
 User file names are shown and used as item ids, never joined into a path: each upload is stored as
 ``<runs_dir>/_uploads/<upload_id>/f00000.<ext>`` with ``ext`` taken from a fixed list. The browser
 keeps only the opaque ``upload_id``; everything else about an upload (kind, files, the user's names,
 columns) is read back from its own record, ``upload.json`` in the upload's folder, and every file of
-it is resolved with :func:`runstore.inside` (it must stay in that folder). Error messages name the
-user's files, never the stored names or server paths.
+it is resolved with :func:`runstore.inside` (it must stay in that folder). Every record has one shape:
+``{"upload_id", "kind", "names", "files", ...}`` (one name and file for a labels or metadata file).
+Error messages name the user's files, never the stored names or server paths.
+
+:func:`data_spec` turns the form's choices and the server's records into a
+:class:`hercules_run.spec.DataSpec` (files relative to the uploads folder); turning that into a
+``Dataset`` is :func:`hercules_run.spec.prepare`, the command line's way too.
 """
 
 from __future__ import annotations
@@ -13,18 +18,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import re
 import shutil
-import zipfile
 from pathlib import Path, PurePath
 from typing import Any
 
 import pandas as pd
 
-from hercules_core import Dataset, InputError
+from hercules_core import InputError
 from hercules_core import data as core_data
-from hercules_core.data import IMAGE_EXTENSIONS, collect_images, prepare, read_table
+from hercules_core.data import IMAGE_EXTENSIONS, read_table
+from hercules_run import spec as run_spec
+from hercules_run.spec import DataSpec
 
 from . import bounded, runstore
 
@@ -34,10 +39,9 @@ PREVIEW_ROWS = 500
 PREVIEW_CHARS = 300
 PREVIEW_CELLS = 100_000  # a wide table previews fewer rows (at least 20), not a reply of many MB
 PREVIEW_FILE = "preview.json"  # the first rows of a table upload, written when it is staged
-TABLE_EXTS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".xlsx", ".xls")
-TEXT_EXTS = (".txt",)
-ZIP_EXTS = (".zip",)
-KINDS = ("table", "txt", "images", "zip")
+MAX_METADATA_BYTES = run_spec.MAX_METADATA_BYTES
+METADATA_TYPES = (".json",)
+TABLE_EXTS, TEXT_EXTS, ZIP_EXTS, KINDS = run_spec.TABLE_EXTS, run_spec.TEXT_EXTS, run_spec.ZIP_EXTS, run_spec.KINDS
 LIMITS_TEXT = (f"Up to {MAX_UPLOAD_BYTES // 1024**2} MB per upload. Tables: CSV, TSV, JSON, JSONL, Parquet, "
                "Excel (one file). Texts: .txt files (one item per file, or one per line). Images: several "
                f"image files ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) or one ZIP of a folder "
@@ -92,21 +96,7 @@ def classify(names: list[str]) -> str:
     """Which kind of upload ``names`` are: table | txt | images | zip; InputError when unusable."""
     if not names:
         raise InputError("No file was uploaded.")
-    exts = [_ext(n) for n in names]
-    unknown = sorted({n for n, e in zip(names, exts)
-                      if e not in TABLE_EXTS + TEXT_EXTS + ZIP_EXTS + IMAGE_EXTENSIONS})
-    if unknown:
-        raise InputError(f"Unsupported file type: {', '.join(unknown[:5])}. " + LIMITS_TEXT)
-    if all(e in IMAGE_EXTENSIONS for e in exts):
-        if len(names) < 2:
-            raise InputError("A single image cannot be clustered: upload several images or a ZIP of a folder.")
-        return "images"
-    if all(e in TEXT_EXTS for e in exts):
-        return "txt"
-    if len(names) > 1:
-        raise InputError(f"Upload one table or one ZIP at a time, or only .txt files, or only images "
-                         f"(got {len(names)} files of mixed kinds: {', '.join(sorted(set(exts)))}).")
-    return "zip" if exts[0] in ZIP_EXTS else "table"
+    return run_spec.classify(names, LIMITS_TEXT)
 
 
 def _str_list(value: Any, what: str) -> list[str]:
@@ -127,7 +117,7 @@ def user_text(message: str, desc: dict[str, Any], *folders: Path) -> str:
     udir = folders[0] if folders else None
     swaps: dict[str, str] = {}
     patterns: dict[str, str] = {}  # text to find -> its regex, longest text tried first
-    pairs = zip(desc.get("names") or [desc.get("name")], desc.get("files") or [desc.get("file")])
+    pairs = zip(desc.get("names") or [], desc.get("files") or [])
     for name, stored in pairs:
         if not stored or not isinstance(name, str):
             continue
@@ -189,7 +179,7 @@ def _store(udir: Path, upload_id: str, kind: str, names: list[str], contents: li
     if kind == "table":
         desc.update(_table_record(udir, desc))
     elif kind == "txt":
-        desc.update(txt_mode="file" if len(names) > 1 else "line", n_rows=len(names))
+        desc.update(txt_mode=run_spec.default_txt_mode(len(names)), n_rows=len(names))
     elif kind == "images":
         desc.update(n_rows=len(names))
     _saved(lambda: runstore.write_json_atomic(udir / "upload.json", desc), "The upload")
@@ -235,6 +225,14 @@ def upload_id_of(ref: Any) -> str | None:
     return uid if runstore.valid_id(uid) else None
 
 
+def _one_shape(desc: Any) -> Any:
+    """A record as ``{names, files}``; a labels record saved as ``{name, file}`` is read as one."""
+    if isinstance(desc, dict) and "files" not in desc and "file" in desc:
+        desc = {k: v for k, v in desc.items() if k not in ("name", "file")} | {
+            "names": [desc.get("name")], "files": [desc.get("file")]}
+    return desc
+
+
 def load_descriptor(runs_dir: str | Path, ref: Any, kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:
     """The server's record of the upload a browser value names; InputError when there is none.
 
@@ -245,13 +243,14 @@ def load_descriptor(runs_dir: str | Path, ref: Any, kinds: tuple[str, ...] = KIN
     if upload_id is None:
         raise InputError("Upload a data file first.")
     udir = runstore.upload_dir(runs_dir, upload_id)
-    desc = runstore.read_json(udir / "upload.json")
-    if not isinstance(desc, dict) or desc.get("kind", "labels" if "file" in desc else None) not in kinds \
-            or desc.get("upload_id") != upload_id:
+    desc = _one_shape(runstore.read_json(udir / "upload.json"))
+    if not isinstance(desc, dict) or desc.get("kind") not in kinds or desc.get("upload_id") != upload_id:
         raise InputError("The uploaded data is no longer on the server; upload it again.")
-    files = desc.get("files") if "files" in desc else [desc.get("file")]
     try:
-        for f in files:
+        if not isinstance(desc.get("files"), list) or not isinstance(desc.get("names"), list) \
+                or len(desc["names"]) != len(desc["files"]) or not desc["files"]:
+            raise ValueError
+        for f in desc["files"]:
             runstore.inside(udir, f)
     except (TypeError, ValueError):
         raise InputError("The uploaded data is damaged on the server; upload it again.") from None
@@ -260,33 +259,15 @@ def load_descriptor(runs_dir: str | Path, ref: Any, kinds: tuple[str, ...] = KIN
 
 def upload_file(runs_dir: str | Path, desc: dict[str, Any], index: int = 0) -> Path:
     """Stored file ``index`` of a record from :func:`load_descriptor` (checked inside its folder)."""
-    files = desc.get("files") if "files" in desc else [desc["file"]]
-    return runstore.inside(runstore.upload_dir(runs_dir, desc["upload_id"]), files[index])
-
-
-def _is_numeric(s: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+    return runstore.inside(runstore.upload_dir(runs_dir, desc["upload_id"]), desc["files"][index])
 
 
 def suggest_columns(df: pd.DataFrame) -> dict[str, Any]:
-    """Best guesses for the column pickers: text, numeric, id and label columns."""
-    cols = [str(c) for c in df.columns]
-    lower = {c.lower(): c for c in cols}
-    id_col = next((lower[k] for k in ("id", "item_id", "ids", "key") if k in lower), None)
-    label_col = next((lower[k] for k in ("label", "labels", "class", "category", "target", "y") if k in lower), None)
-    reserved = {id_col, label_col}
-    text_col, best = None, 0.0
-    for c in cols:
-        if c in reserved or _is_numeric(df[c]):
-            continue
-        lengths = df[c].dropna().astype(str).str.len()
-        mean = float(lengths.mean()) if len(lengths) else 0.0
-        if mean > best:
-            text_col, best = c, mean
-    numeric = [c for c in cols if c not in reserved and _is_numeric(df[c])]
-    what = "text" if text_col is not None and (best >= 20 or not numeric) else "numeric" if numeric else "text"
-    return {"what": what, "text_column": text_col, "numeric_columns": numeric, "id_column": id_col,
-            "label_column": label_col}
+    """The form's preselected columns: what ``prepare`` picks when no column is given
+    (:func:`hercules_core.data.guess_columns`), with the id and labels columns it recognises."""
+    g = core_data.guess_columns(df)
+    return {"what": "numeric" if g.kind == "numeric" else "text", "text_column": g.text_column,
+            "numeric_columns": list(g.numeric_columns), "id_column": g.id_column, "label_column": g.labels_column}
 
 
 def preview_rows(runs_dir: str | Path, ref: Any, txt_mode: Any = None, max_rows: int = PREVIEW_ROWS,
@@ -301,7 +282,7 @@ def preview_rows(runs_dir: str | Path, ref: Any, txt_mode: Any = None, max_rows:
                for r in records[:max_rows]]
         return cut, columns
     if kind == "txt":
-        mode = txt_mode if txt_mode in ("line", "file") else desc.get("txt_mode", "line")
+        mode = txt_mode if txt_mode in run_spec.TXT_MODES else desc.get("txt_mode", "line")
         df = txt_frame(udir, desc, mode).head(max_rows)
     elif kind == "images":
         df = pd.DataFrame({"file": desc["names"][:max_rows]})
@@ -359,37 +340,30 @@ def _table_preview(runs_dir, udir: Path, desc: dict[str, Any]) -> tuple[list[dic
     return rec["preview"]["rows"], rec["preview"]["columns"]
 
 
-def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
 def txt_frame(udir: Path, desc: dict[str, Any], mode: str) -> pd.DataFrame:
-    """``id, text`` from .txt uploads: one item per file (id = file name) or per non-empty line."""
-    if mode == "file":
-        return pd.DataFrame({"id": list(desc["names"]),
-                             "text": [_read_text(runstore.inside(udir, f)) for f in desc["files"]]})
-    ids, texts = [], []
-    for name, f in zip(desc["names"], desc["files"]):
-        stem = PurePath(name).stem
-        for k, line in enumerate(_read_text(runstore.inside(udir, f)).splitlines()):
-            if line.strip():
-                ids.append(f"{stem}:{k + 1}" if len(desc["names"]) > 1 else str(k + 1))
-                texts.append(line.strip())
-    return pd.DataFrame({"id": ids, "text": texts})
+    """``id, text`` of a .txt upload (the preview): :func:`hercules_run.spec.txt_frame` on its files."""
+    return run_spec.txt_frame([runstore.inside(udir, f) for f in desc["files"]], list(desc["names"]), mode)
+
+
+def uploads_root(runs_dir: str | Path) -> Path:
+    """The folder a run's data spec names its files in (``<upload_id>/<stored name>``)."""
+    return Path(runs_dir) / runstore.UPLOADS
+
+
+def _stored(desc: dict[str, Any], index: int = 0) -> str:
+    return f"{desc['upload_id']}/{desc['files'][index]}"
 
 
 def data_spec(desc: dict[str, Any] | None, *, what: str | None = None, text_column: str | None = None,
               numeric_columns: list[str] | None = None, id_column: str | None = None,
-              label_column: str | None = None, txt_mode: str | None = None,
-              labels: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Validate the data choices of the form into a small JSON spec (InputError says what is missing).
+              label_column: str | None = None, txt_mode: str | None = None, labels: Any = None,
+              metadata: Any = None, runs_dir: str | Path | None = None) -> DataSpec:
+    """The run's :class:`DataSpec` of the form's choices (InputError says what is missing).
 
     ``desc`` is the server's record of the upload (:func:`load_descriptor`), never a browser value;
-    the form's choices are browser values and are checked here.
+    the form's choices are browser values and are checked here. ``labels`` and ``metadata`` (browser
+    values naming a labels or numeric metadata upload) are looked up in ``runs_dir``: the spec holds
+    only the stored files the server's records name.
     """
     if not desc or not runstore.valid_id(desc.get("upload_id")):
         raise InputError("Upload a data file first.")
@@ -400,105 +374,113 @@ def data_spec(desc: dict[str, Any] | None, *, what: str | None = None, text_colu
     if numeric_columns is not None and (not isinstance(numeric_columns, list)
                                         or not all(isinstance(c, str) for c in numeric_columns)):
         raise InputError("The numeric columns must be a list of column names.")
-    spec: dict[str, Any] = {"upload_id": desc["upload_id"], "kind": desc["kind"], "names": desc["names"][:20],
-                            "n_files": len(desc["names"])}
-    if desc["kind"] == "table":
-        columns = desc.get("columns", [])
-        for name, col in (("id column", id_column), ("labels column", label_column), ("text column", text_column)):
-            if col and col not in columns:
-                raise InputError(f"The {name} {col!r} is not a column of the table.")
+    kind = desc["kind"]
+    files = tuple(_stored(desc, i) for i in range(len(desc["files"])))
+    kw: dict[str, Any] = {}
+    if kind == "table":
         if what == "numeric":
             cols = [c for c in (numeric_columns or []) if c not in (id_column, label_column)]
             if not cols:
                 raise InputError("Pick at least one numeric column to cluster.")
-            bad = [c for c in cols if c not in columns]
-            if bad:
-                raise InputError(f"Unknown numeric columns: {', '.join(bad)}.")
-            spec.update(what="numeric", numeric_columns=cols)
+            kw.update(modality="numeric", numeric_columns=tuple(cols))
         else:
             if not text_column:
                 raise InputError("Pick the column that holds the texts.")
-            if text_column in (id_column, label_column):
-                raise InputError("The text column cannot also be the id or labels column.")
-            spec.update(what="text", text_column=text_column)
-        if id_column and id_column == label_column:
-            raise InputError("The id column and the labels column must differ.")
-        spec.update(id_column=id_column or None, label_column=label_column or None)
-    elif desc["kind"] == "txt":
-        spec.update(what="text", txt_mode="file" if txt_mode == "file" else "line")
+            kw.update(modality="text", text_column=text_column)
+        kw.update(id_column=id_column or None, labels_column=label_column or None)
+    elif kind == "txt":
+        kw.update(modality="text", txt_mode=txt_mode if txt_mode in run_spec.TXT_MODES else None)
     else:
-        spec.update(what="image")
-    if labels:
-        if label_column and desc["kind"] == "table":
+        kw.update(modality="image")
+    for ref, key, kinds, what_file in ((labels, "labels_file", ("labels",), "labels file"),
+                                       (metadata, "numeric_metadata_file", ("metadata",), "numeric metadata file")):
+        if not ref:
+            continue
+        if key == "labels_file" and label_column and kind == "table":
             raise InputError("Labels were given twice: a labels column and a labels file; keep one.")
-        labels_id = upload_id_of(labels)
-        if labels_id is None:
-            raise InputError("The labels file is no longer on the server; upload it again.")
-        spec["labels_upload_id"] = labels_id
+        if runs_dir is None:
+            raise TypeError("data_spec needs runs_dir to look up a labels or metadata upload")
+        try:
+            kw[key] = _stored(load_descriptor(runs_dir, ref, kinds=kinds))
+        except InputError:
+            raise InputError(f"The {what_file} is no longer on the server; upload it again.") from None
+    spec = DataSpec(files=files, names=tuple(desc["names"]), kind=kind, **kw)
+    if kind == "table":
+        spec.check_columns(desc.get("columns", []))
     return spec
 
 
-def stage_labels(runs_dir: str | Path, name: Any, contents: Any) -> dict[str, Any]:
-    """Store an ``id,label`` file (any table format) and check it has two usable columns."""
+def _stage_small(runs_dir: str | Path, name: Any, contents: Any, *, kind: str, what: str, types: tuple[str, ...],
+                 max_bytes: int, check) -> dict[str, Any]:
+    """Store one side file (a labels or numeric metadata file) and ``check`` it in the bounded reader;
+    ``check(path, read_budget)`` returns the record's extra fields."""
     if not isinstance(name, str) or not isinstance(contents, str):
-        raise InputError("The labels file arrived damaged; try again.")
-    if _ext(name) not in TABLE_EXTS:
-        raise InputError(f"The labels file must be a table ({', '.join(TABLE_EXTS)}) with columns id,label.")
-    if encoded_size(contents) > MAX_UPLOAD_BYTES:
-        raise InputError("The labels file is too large.")
+        raise InputError(f"The {what} arrived damaged; try again.")
+    if _ext(name) not in types:
+        raise InputError(f"The {what} must be a {' or '.join(types)} file.")
+    if encoded_size(contents) > max_bytes:
+        raise InputError(f"The {what} is larger than {max_bytes / 1024**2:g} MB.")
     upload_id = runstore.new_id()
     udir = runstore.upload_dir(runs_dir, upload_id)
-    fname = "labels" + _ext(name)
-    desc = {"upload_id": upload_id, "kind": "labels", "name": name, "file": fname}
+    fname = kind + _ext(name)
+    desc = {"upload_id": upload_id, "kind": kind, "names": [name], "files": [fname]}
     try:
-        _saved(lambda: udir.mkdir(parents=True), "The labels file")
+        _saved(lambda: udir.mkdir(parents=True), f"The {what}")
         blob = decode_data_url(contents)
         _saved(lambda: runstore.inside(udir, fname).write_bytes(blob), name)
         try:
-            desc["n"] = bounded.bounded_call(labels_count, str(udir / fname), bounded.read_budget(), what=name)
+            desc.update(bounded.bounded_call(check, str(udir / fname), bounded.read_budget(), what=name))
         except InputError as e:
             raise InputError(user_text(str(e), desc, udir)) from None
-        _saved(lambda: runstore.write_json_atomic(udir / "upload.json", desc), "The labels file")
+        _saved(lambda: runstore.write_json_atomic(udir / "upload.json", desc), f"The {what}")
     except BaseException:
         shutil.rmtree(udir, ignore_errors=True)
         raise
     return desc
 
 
-def labels_count(path: str, budget: core_data.ReadBudget | None = None) -> int:
+def stage_labels(runs_dir: str | Path, name: Any, contents: Any) -> dict[str, Any]:
+    """Store an ``id,label`` file (any table format) and check it has two usable columns."""
+    if isinstance(name, str) and _ext(name) not in TABLE_EXTS:
+        raise InputError(f"The labels file must be a table ({', '.join(TABLE_EXTS)}) with columns id,label.")
+    return _stage_small(runs_dir, name, contents, kind="labels", what="labels file", types=TABLE_EXTS,
+                        max_bytes=MAX_UPLOAD_BYTES, check=labels_count)
+
+
+def labels_count(path: str, budget: core_data.ReadBudget | None = None) -> dict[str, int]:
     """How many ids a labels file maps (run in the bounded child at staging)."""
-    return len(labels_mapping(Path(path), budget))
+    return {"n": len(run_spec.read_labels_file(Path(path), budget))}
 
 
-def labels_mapping(path: Path, budget: core_data.ReadBudget | None = None) -> dict[str, str]:
-    df = read_table(path, budget=budget)
-    lower = {str(c).lower(): str(c) for c in df.columns}
-    if "id" in lower and "label" in lower:
-        id_col, label_col = lower["id"], lower["label"]
-    elif len(df.columns) == 2:
-        id_col, label_col = str(df.columns[0]), str(df.columns[1])
-    else:
-        raise InputError(f"The labels file needs columns id and label (it has {', '.join(map(str, df.columns))}).")
-    ids = df[id_col].map(lambda v: str(int(v)) if isinstance(v, float) and math.isfinite(v) and v.is_integer()
-                         else str(v))
-    if ids.duplicated().any():
-        raise InputError(f"The labels file lists ids more than once: {', '.join(ids[ids.duplicated()].head(5))}.")
-    return dict(zip(ids, df[label_col].astype(str)))
+def stage_metadata(runs_dir: str | Path, name: Any, contents: Any) -> dict[str, Any]:
+    """Store a numeric metadata file (JSON ``{variable: {unit, description}}``, as the command line's
+    ``--numeric-metadata``) and check its shape."""
+    return _stage_small(runs_dir, name, contents, kind="metadata", what="numeric metadata file",
+                        types=METADATA_TYPES, max_bytes=MAX_METADATA_BYTES, check=metadata_count)
 
 
-def prepare_from_spec(spec: dict[str, Any], runs_dir: str | Path, rdir: Path | None):
-    """The ``Dataset`` of a run's data spec (images of a ZIP are extracted into the run dir).
+def metadata_count(path: str, budget: core_data.ReadBudget | None = None) -> dict[str, int]:
+    """How many variables a numeric metadata file describes (run in the bounded child at staging)."""
+    return {"n": len(run_spec.read_numeric_metadata(Path(path)))}
 
-    On failure nothing extracted is left behind, and the message names the user's files only.
-    """
-    desc = load_descriptor(runs_dir, spec["upload_id"])
-    udir = runstore.upload_dir(runs_dir, desc["upload_id"])
-    folders = [udir] + ([Path(rdir)] if rdir is not None else []) + [Path(runs_dir)]
+
+def _spec_folders(spec: DataSpec, runs_dir, rdir: Path | None) -> tuple[dict[str, Any], list[Path]]:
+    """What :func:`user_text` needs to speak of ``spec``'s files by the user's names."""
+    root = uploads_root(runs_dir)
+    udir = root / PurePath(spec.files[0]).parent
+    desc = {"names": list(spec.names), "files": [PurePath(f).name for f in spec.files]}
+    return desc, [udir] + ([Path(rdir)] if rdir is not None else []) + [root, Path(runs_dir)]
+
+
+def _translated(work, spec: DataSpec, runs_dir, rdir: Path | None):
+    """``work()``; its errors in the user's words (no stored names, no server folders), and the images
+    a failed run extracted removed."""
     try:
-        return _prepare(spec, desc, runs_dir, udir, rdir)
+        return work()
     except InputError as e:
         if rdir is not None:
             discard_extracted(rdir)
+        desc, folders = _spec_folders(spec, runs_dir, rdir)
         raise InputError(user_text(str(e), desc, *folders)) from None
     except OSError as e:
         if rdir is not None:
@@ -506,92 +488,42 @@ def prepare_from_spec(spec: dict[str, Any], runs_dir: str | Path, rdir: Path | N
         raise InputError(f"The data could not be prepared: {runstore.os_error_text(e)}.") from None
 
 
+def prepare_from_spec(spec: DataSpec, runs_dir: str | Path, rdir: Path | None):
+    """The ``Dataset`` of a run's data spec (:func:`hercules_run.spec.prepare` on the uploads folder,
+    within the server's read budget; images of a ZIP are extracted into ``rdir/images``)."""
+    extract = Path(rdir) / "images" if rdir is not None else None
+    return _translated(lambda: run_spec.prepare(spec, uploads_root(runs_dir), extract,
+                                                read_budget=bounded.read_budget()), spec, runs_dir, rdir)
+
+
 def discard_extracted(rdir: Path) -> None:
     """Remove the images a failed run copied or extracted into its folder (they can be large)."""
     shutil.rmtree(Path(rdir) / "images", ignore_errors=True)
 
 
-def _prepare(spec: dict[str, Any], desc: dict[str, Any], runs_dir, udir: Path, rdir: Path | None):
-    labels = None
-    if spec.get("labels_upload_id"):
-        ldesc = load_descriptor(runs_dir, spec["labels_upload_id"], kinds=("labels",))
-        try:
-            labels = labels_mapping(upload_file(runs_dir, ldesc), bounded.read_budget())
-        except InputError as e:
-            raise InputError(user_text(str(e), ldesc, runstore.upload_dir(runs_dir, ldesc["upload_id"]))) from None
-    kind = desc["kind"]
-    if kind == "table":
-        path = upload_file(runs_dir, desc)
-        kw = dict(id_column=spec.get("id_column"), labels_column=spec.get("label_column"),
-                  read_budget=bounded.read_budget())
-        if spec["what"] == "numeric":
-            return prepare(path, numeric_columns=spec["numeric_columns"], labels=labels, **kw)
-        return prepare(path, text_column=spec["text_column"], labels=labels, modality="text", **kw)
-    if kind == "txt":
-        df = txt_frame(udir, desc, spec.get("txt_mode", "line"))
-        if df.empty:
-            raise InputError("The .txt files hold no non-empty lines.")
-        return prepare(df, text_column="text", id_column="id", labels=labels, modality="text")
-    images_dir = rdir / "images"
-    if kind == "images":
-        images_dir.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for f in desc["files"]:
-            target = runstore.inside(images_dir, f)
-            shutil.copyfile(runstore.inside(udir, f), target)
-            paths.append(str(target))
-        df = pd.DataFrame({"id": desc["names"], "path": paths})
-        return prepare(df, text_column="path", id_column="id", labels=labels, modality="image")
-    paths = collect_images(upload_file(runs_dir, desc), extract_dir=images_dir)
-    if not paths:
-        raise InputError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in {desc['names'][0]}.")
-    root = images_dir.resolve()
-    ids = [str(Path(p).resolve().relative_to(root)) for p in paths]
-    df = pd.DataFrame({"id": ids, "path": paths})
-    return prepare(df, text_column="path", id_column="id", labels=labels, modality="image")
+def spec_of_record(data: dict[str, Any], runs_dir: str | Path) -> DataSpec:
+    """The :class:`DataSpec` of a run's ``spec.json`` data: as saved, or (a run queued by an earlier
+    version, which saved the upload's id and the form's choices) rebuilt from the upload's record."""
+    if "upload_id" not in data:
+        return DataSpec.from_dict(data)
+    desc = load_descriptor(runs_dir, data["upload_id"])
+    return data_spec(desc, what=data.get("what"), text_column=data.get("text_column"),
+                     numeric_columns=data.get("numeric_columns"), id_column=data.get("id_column"),
+                     label_column=data.get("label_column"), txt_mode=data.get("txt_mode"),
+                     labels=data.get("labels_upload_id"), runs_dir=runs_dir)
 
 
-def estimate_dataset(spec: dict[str, Any], runs_dir: str | Path) -> Dataset:
-    """The data of a run's spec as far as the cost estimate needs it, without writing anything: a
-    table or texts are prepared (so their problems show before the start); images are only named,
-    and a ZIP's images are counted from its listing, not extracted."""
-    desc = load_descriptor(runs_dir, spec["upload_id"])
-    if desc["kind"] in ("table", "txt"):
-        return prepare_from_spec(spec, runs_dir, None)
-    names = list(desc["names"])
-    if desc["kind"] == "zip":
-        try:
-            with zipfile.ZipFile(upload_file(runs_dir, desc)) as zf:
-                names = [n for n in zf.namelist() if _ext(n) in IMAGE_EXTENSIONS
-                         and not any(p.startswith(".") or p == "__MACOSX" for p in PurePath(n).parts)]
-        except (zipfile.BadZipFile, OSError):
-            raise InputError(f"{desc['names'][0]} is not a readable ZIP archive.") from None
-        if not names:
-            raise InputError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in {desc['names'][0]}.")
-    return Dataset(ids=[str(i) for i in range(len(names))], modality="image", image_paths=names)
-
-
-def estimate_summary(spec: dict[str, Any], runs_dir: str | Path):
+def estimate_summary(spec: DataSpec, runs_dir: str | Path):
     """The cost estimate's ``DataSummary`` of a spec: a table or texts are prepared in the bounded
     child (the web process keeps only the summary's few hundred items), images here (a listing)."""
-    if spec.get("kind") in ("table", "txt"):
-        names = spec.get("names") or ["The data"]
-        return bounded.bounded_call(_summary, spec, str(runs_dir), what=str(names[0]))
+    if spec.kind in ("table", "txt"):
+        return bounded.bounded_call(_summary, spec, str(runs_dir), what=spec.names[0])
     return _summary(spec, str(runs_dir))
 
 
-def _summary(spec: dict[str, Any], runs_dir: str):
+def _summary(spec: DataSpec, runs_dir: str):
     from hercules_core import cost
 
-    return cost.summarize_data(estimate_dataset(spec, runs_dir))
-
-
-def describe_dataset(ds) -> dict[str, Any]:
-    """The small data description kept in status.json and shown on the runs page."""
-    out = {"source": ds.source, "modality": ds.modality, "n_items": len(ds), "labelled": ds.labels is not None}
-    if ds.modality == "numeric":
-        out["features"] = list(ds.feature_names or [])[:20]
-    if ds.notes:
-        out["notes"] = list(ds.notes)[:5]
-    return out
-
+    ds = _translated(lambda: run_spec.estimate_dataset(spec, uploads_root(runs_dir),
+                                                       read_budget=bounded.read_budget()), spec, runs_dir, None)
+    return cost.summarize_data(ds)

@@ -513,6 +513,74 @@ def _mostly_text(s: pd.Series) -> bool:
     return bool(vals) and texty >= 0.5 * len(vals)
 
 
+# Columns named like these hold ids or labels: never clustered unless named as the items.
+ID_COLUMN_NAMES = ("id", "item_id", "ids", "key")
+LABEL_COLUMN_NAMES = ("label", "labels", "class", "category", "target")
+# With numeric columns beside it, a text column whose values average fewer characters (names,
+# categories) is not what to cluster: the numbers are.
+SHORT_TEXT_CHARS = 20
+
+
+@dataclass(frozen=True)
+class ColumnGuess:
+    """What :func:`guess_columns` picks in a table: the items' ``kind`` ("text" | "image" | "numeric",
+    None when it cannot tell) and the columns for each choice."""
+
+    kind: str | None
+    text_column: str | None  # the text column to cluster (the best one even when kind is "numeric")
+    numeric_columns: list[str]  # every numeric column that is not the id or labels column
+    id_column: str | None
+    labels_column: str | None
+    text_like: list[str] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        """The item columns of ``kind`` (empty when it cannot tell)."""
+        if self.kind == "numeric":
+            return list(self.numeric_columns)
+        return [self.text_column] if self.kind is not None else []
+
+
+def _mean_chars(s: pd.Series) -> float:
+    lengths = [len(str(v)) for v in s.tolist() if not _is_missing(v)]
+    return sum(lengths) / len(lengths) if lengths else 0.0
+
+
+def guess_columns(df: pd.DataFrame, *, modality: str = "auto", id_column: str | None = None,
+                  labels_column: str | None = None) -> ColumnGuess:
+    """The one rule for a table's columns, used by ``prepare`` (no column given) and the app's form.
+
+    The id and labels columns are the ones given, else the first column named like one
+    (:data:`ID_COLUMN_NAMES`, :data:`LABEL_COLUMN_NAMES`, any case); neither is ever clustered.
+    Of the other columns: all numeric -> numeric; else the text column with the longest values
+    (a tie -> cannot tell), unless numeric columns exist and the texts are short
+    (< :data:`SHORT_TEXT_CHARS` characters on average) -> numeric. ``modality`` "numeric" keeps the
+    numbers only; "text"/"image" the text column only.
+    """
+    cols = [str(c) for c in df.columns]
+    lower = {c.lower(): c for c in reversed(cols)}  # the first of equal names in any case
+    if id_column is None:
+        id_column = next((lower[k] for k in ID_COLUMN_NAMES if k in lower and lower[k] != labels_column), None)
+    if labels_column is None:
+        labels_column = next((lower[k] for k in LABEL_COLUMN_NAMES if k in lower and lower[k] != id_column), None)
+    cands = [c for c in cols if c not in (id_column, labels_column)]
+    numeric = [c for c in cands if _numeric_like(df[c])]
+    texty = [c for c in cands if c not in numeric and _mostly_text(df[c])]
+    chars = {c: _mean_chars(df[c]) for c in texty}
+    top = max(chars.values(), default=0.0)
+    tied = [c for c in texty if chars[c] == top]
+    best = tied[0] if len(tied) == 1 else None
+    if modality == "numeric":
+        kind = "numeric" if numeric else None
+    elif modality == "auto" and numeric and (len(numeric) == len(cands) or top < SHORT_TEXT_CHARS):
+        kind = "numeric"
+    elif best is not None:
+        kind = "image" if modality == "image" else "text"
+    else:
+        kind = None
+    return ColumnGuess(kind, best, numeric, id_column, labels_column, texty)
+
+
 def _plan_frame(df, modality, text_column, numeric_columns, reserved, where, notes):
     """Choose the item column(s) of a table: ("text" | "image" | "numeric", [columns])."""
     if text_column is not None:
@@ -527,23 +595,20 @@ def _plan_frame(df, modality, text_column, numeric_columns, reserved, where, not
         if modality in ("text", "image"):
             raise InputError(f"modality={modality!r} conflicts with numeric_columns; pass text_column instead.")
         return "numeric", cols
-    cands = [c for c in df.columns if c not in reserved]
-    numeric = [c for c in cands if _numeric_like(df[c])]
-    texty = [c for c in cands if c not in numeric and _mostly_text(df[c])]
-    if cands and modality in ("auto", "numeric") and len(numeric) == len(cands):
-        return "numeric", numeric
-    if modality == "numeric" and numeric:
-        _note(notes, f"Ignored non-numeric columns {_some([c for c in cands if c not in numeric])}.")
-        return "numeric", numeric
-    if modality != "numeric" and len(texty) == 1:
-        others = [c for c in cands if c != texty[0]]
-        if others:
-            _note(notes, f"Using column {texty[0]!r} as the items; ignored columns {_some(others)}.")
-        return ("image" if modality == "image" else "text"), texty
-    raise InputError(
-        f"Cannot tell which columns of {where} hold the items (modality={modality!r}). Columns: {_some(df.columns, 30)}"
-        f" (numeric: {_some(numeric) or 'none'}; text-like: {_some(texty) or 'none'}). Pass text_column='...' to"
-        f" cluster texts or numeric_columns=[...] to cluster numbers (and id_column/labels_column for those).")
+    given = dict(reserved)
+    guess = guess_columns(df, modality=modality, id_column=given.get("id"), labels_column=given.get("labels"))
+    if guess.kind is None:
+        raise InputError(
+            f"Cannot tell which columns of {where} hold the items (modality={modality!r}). Columns:"
+            f" {_some(df.columns, 30)} (numeric: {_some(guess.numeric_columns) or 'none'}; text-like:"
+            f" {_some(guess.text_like) or 'none'}). Pass text_column='...' to cluster texts or numeric_columns=[...]"
+            f" to cluster numbers (and id_column/labels_column for those).")
+    chosen = guess.columns
+    others = [c for c in df.columns if c not in chosen and c not in given.values()]
+    if others:
+        what = f"column {chosen[0]!r}" if guess.kind != "numeric" else f"columns {_some(chosen, 5)}"
+        _note(notes, f"Using {what} as the items; ignored columns {_some(others)}.")
+    return guess.kind, chosen
 
 
 # ----------------------------------------------------------------------------- images
@@ -906,17 +971,17 @@ def _load_frame(df, where, modality, text_column, numeric_columns, id_column, la
         raise InputError(f"{where} has no rows; nothing to cluster.")
     if df.columns.duplicated().any():
         raise InputError(f"{where} has duplicated column names {_some(df.columns[df.columns.duplicated()])}; rename them.")
-    loaded, reserved = _Loaded(what=where, frame=df), set()
+    loaded, reserved = _Loaded(what=where, frame=df), {}
     if id_column is not None:
         c = _column(df, id_column, where, "id_column")
         loaded.src_ids, loaded.explicit_ids = df[c].tolist(), True
-        reserved.add(c)
+        reserved["id"] = c
     elif not _default_index(df.index):
         loaded.src_ids = df.index.tolist()
     if labels_column is not None:
         c = _column(df, labels_column, where, "labels_column")
         loaded.src_labels = df[c].tolist()
-        reserved.add(c)
+        reserved["labels"] = c
     loaded.kind, cols = _plan_frame(df, modality, text_column, numeric_columns, reserved, where, loaded.notes)
     loaded.columns = [str(c) for c in cols]
     loaded.what = f"{where} column {cols[0]!r}" if len(cols) == 1 else f"{where} columns {_some(cols, 5)}"

@@ -12,18 +12,19 @@ import json
 import logging
 import sys
 import tempfile
-from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
 
 import model_registry as registry
-from hercules_core import Cancelled, HerculesConfig, HerculesError, cost, data, title_quality
+from hercules_core import Cancelled, HerculesConfig, HerculesError, cost, title_quality
 from hercules_core.cache import default_cache_dir
 from hercules_core.config import GROUPS, PARAMETERS, Parameter
 
 from . import assign_cli
+from . import spec as run_spec
 from .pipeline import CacheSettings, ModelIds, RunRequest, run_pipeline
+from .spec import DataSpec
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 1
@@ -70,15 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="HERCULES: hierarchical clusters with titles and descriptions.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="cluster a data set and write the model, memberships and hierarchy")
-    r.add_argument("data", help="a table (CSV, TSV, JSON, JSONL, Parquet, Excel) or, with --images, a folder or ZIP")
+    r.add_argument("data", nargs="+", help="a table (CSV, TSV, JSON, JSONL, Parquet, Excel), .txt files, image "
+                                           "files, or a folder or ZIP of images")
     r.add_argument("--out", required=True, help="output directory (created if missing)")
     src = r.add_argument_group("data")
     src.add_argument("--text-column", help="column holding the texts")
     src.add_argument("--numeric-columns", help="comma-separated numeric columns (default: all numeric ones)")
-    src.add_argument("--images", action="store_true", help="DATA is a folder or a ZIP of images")
+    src.add_argument("--images", action="store_true", help="the table's text column holds image paths (a folder, "
+                                                           "a ZIP or image files are images anyway)")
     src.add_argument("--id-column", help="column holding the item ids (default: row numbers)")
     src.add_argument("--labels-column", help="column with ground-truth labels, for external metrics")
+    src.add_argument("--labels-file", help="table of ground-truth labels with columns id,label (or two columns), "
+                                           "for external metrics; instead of --labels-column")
     src.add_argument("--numeric-metadata", help="JSON file: {variable: {unit, description}}")
+    src.add_argument("--txt-mode", choices=run_spec.TXT_MODES,
+                     help="items of .txt files: one per non-empty line, or one per file (default: per line for "
+                          "one file, per file for several)")
     add_parameter_flags(r)
     models = r.add_argument_group("models")
     models.add_argument("--embedder", default="minilm", help="text embedder id ('none' for numeric data)")
@@ -182,13 +190,22 @@ def _cache_dir(args) -> Path:
     return Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
 
 
-def _prepare(args, metadata, out: Path):
-    return data.prepare(
-        args.data, modality="image" if args.images else "auto", text_column=args.text_column,
-        numeric_columns=args.numeric_columns.split(",") if args.numeric_columns else None,
-        id_column=args.id_column, labels_column=args.labels_column, numeric_metadata=metadata,
-        extract_dir=out / "images",
-    )
+CLI_LIMITS = "Give a table (CSV, TSV, JSON, JSONL, Parquet, Excel), .txt files, image files, or a folder or ZIP of images."
+
+
+def data_spec(args) -> DataSpec:
+    """The run's :class:`DataSpec` from the data flags (the same spec the app builds from its form)."""
+    files = list(args.data)
+    kind = "images" if len(files) == 1 and Path(files[0]).is_dir() else run_spec.classify(files, CLI_LIMITS)
+    return DataSpec(files=tuple(files), kind=kind, modality="image" if args.images else "auto",
+                    text_column=args.text_column,
+                    numeric_columns=tuple(args.numeric_columns.split(",")) if args.numeric_columns else None,
+                    id_column=args.id_column, labels_column=args.labels_column, labels_file=args.labels_file,
+                    numeric_metadata_file=args.numeric_metadata, txt_mode=args.txt_mode)
+
+
+def _prepare(spec: DataSpec, out: Path):
+    return run_spec.prepare(spec, None, out / "images")
 
 
 def _output_dir(text: str) -> Path:
@@ -210,18 +227,13 @@ def run(args) -> int:
     if args.llm is None:
         args.llm = default_llm()
     cfg = _config(args)
-    metadata = None
-    if args.numeric_metadata:
-        try:
-            metadata = json.loads(Path(args.numeric_metadata).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise HerculesError(f"Cannot read --numeric-metadata {args.numeric_metadata}: {exc}") from None
+    spec = run_spec.RunSpec(data_spec(args), cfg, ModelIds(text_embedder=args.embedder,
+                                                           image_embedder=args.image_embedder, llm=args.llm,
+                                                           captioner=args.captioner))
     show = not args.quiet
     request = RunRequest(
-        prepare=partial(_prepare, args, metadata), config=cfg, out_dir=out, show_progress=show,
-        models=ModelIds(text_embedder=args.embedder, image_embedder=args.image_embedder, llm=args.llm,
-                        captioner=args.captioner),
-        cache=CacheSettings(directory=_cache_dir(args), enabled=not args.no_cache))
+        prepare=lambda out_dir: _prepare(spec.data, out_dir), config=spec.config, out_dir=out, show_progress=show,
+        models=spec.models, cache=CacheSettings(directory=_cache_dir(args), enabled=not args.no_cache))
     progress = TqdmProgress(enabled=show)
     try:
         result = run_pipeline(request, progress=progress,

@@ -56,7 +56,13 @@ def layout(**_):
                                              children=html.A("choose a labels file", className="link-primary small")),
                                   uploads.MAX_UPLOAD_BYTES, ids.LABELS_SIZE_MSG)]),
         html.Div(id=ids.LABELS_MSG, className="small"),
-        dcc.Store(id=ids.UPLOAD_STORE), dcc.Store(id=ids.LABELS_STORE),
+        html.Div([html.Span("Optional numeric metadata (JSON {column: {unit, description}}): ", className="small"),
+                  uploads.limited(dcc.Upload(id=ids.METADATA_UPLOAD, className="upload-inline",
+                                             children=html.A("choose a metadata file", className="link-primary small")),
+                                  uploads.MAX_METADATA_BYTES, ids.METADATA_SIZE_MSG, uploads.METADATA_TYPES,
+                                  "{name} is not a JSON file: numeric metadata is a .json file.")]),
+        html.Div(id=ids.METADATA_MSG, className="small"),
+        dcc.Store(id=ids.UPLOAD_STORE), dcc.Store(id=ids.LABELS_STORE), dcc.Store(id=ids.METADATA_STORE),
     ]), className="mb-3")
     ctx = flask.current_app.config["HERCULES"]  # this app's context (several apps may share a process)
     configure = dbc.Card(dbc.CardBody([html.H5("2. Configure", className="card-title"),

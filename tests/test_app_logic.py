@@ -149,7 +149,8 @@ def test_txt_uploads_one_per_line_or_file(tmp_path):
 
 
 def test_data_spec_says_what_is_missing():
-    desc = {"upload_id": runstore.new_id(), "kind": "table", "names": ["t.csv"], "columns": ["id", "text", "x"]}
+    desc = {"upload_id": runstore.new_id(), "kind": "table", "names": ["t.csv"], "files": ["f00000.csv"],
+            "columns": ["id", "text", "x"]}
     with pytest.raises(InputError, match="Upload a data file"):
         uploads.data_spec(None)
     with pytest.raises(InputError, match="column that holds the texts"):
@@ -157,7 +158,8 @@ def test_data_spec_says_what_is_missing():
     with pytest.raises(InputError, match="at least one numeric"):
         uploads.data_spec(desc, what="numeric", numeric_columns=[])
     spec = uploads.data_spec(desc, what="numeric", numeric_columns=["x", "id"], id_column="id")
-    assert spec["numeric_columns"] == ["x"] and spec["id_column"] == "id"
+    assert spec.numeric_columns == ("x",) and spec.id_column == "id" and spec.modality == "numeric"
+    assert spec.files == (f"{desc['upload_id']}/f00000.csv",) and spec.names == ("t.csv",)
 
 
 def _zip_of_pngs(n: int = 12) -> bytes:
@@ -177,7 +179,7 @@ def test_prepare_from_zip_with_separate_labels_file(tmp_path):
     desc = uploads.stage(tmp_path, ["digits.zip"], [data_url(_zip_of_pngs())])
     labels_csv = "id,label\n" + "".join(f"digits/{i:03d}.png,{i % 3}\n" for i in range(12))
     ldesc = uploads.stage_labels(tmp_path, "labels.csv", data_url(labels_csv.encode()))
-    spec = uploads.data_spec(desc, labels=ldesc)
+    spec = uploads.data_spec(desc, labels=ldesc, runs_dir=tmp_path)
     rdir = tmp_path / runstore.new_id()
     ds = uploads.prepare_from_spec(spec, tmp_path, rdir)
     assert ds.modality == "image" and len(ds) == 12 and ds.ids[0] == "digits/000.png"

@@ -252,9 +252,22 @@ def test_table_formats_round_trip(tmp_path, ext):
 
 def test_auto_detection_on_files(tmp_path):
     p = tmp_path / "mixed.csv"
-    p.write_text("text,score\nhello there,1\ngeneral kenobi,2\nyou are a bold one,3\n")
+    p.write_text("text,score\nhello there how are you today,1\ngeneral kenobi you are a bold one,2\n"
+                 "so uncivilised said the general,3\n")
     ds = prepare(p)
     assert ds.modality == "text" and any("ignored columns score" in n for n in ds.notes)
+    # short texts (names, categories) beside numbers: the numbers are the items
+    p = tmp_path / "iris.csv"
+    p.write_text("length,width,species\n5.1,3.5,setosa\n7.0,3.2,versicolor\n6.3,3.3,virginica\n")
+    ds = prepare(p)
+    assert ds.modality == "numeric" and ds.feature_names == ["length", "width"]
+    assert any("ignored columns species" in n for n in ds.notes)
+    # columns named like ids or labels are never clustered unless named as the items
+    p = tmp_path / "named.csv"
+    p.write_text("ID,a,b,Label\n1,1,2,x\n2,3,4,y\n3,5,7,x\n")
+    ds = prepare(p)
+    assert ds.feature_names == ["a", "b"] and ds.ids == ["0", "1", "2"] and ds.labels is None
+    assert prepare(p, numeric_columns=["ID", "a"]).feature_names == ["ID", "a"]
     p = tmp_path / "nums.csv"
     p.write_text("id,a,b\nx,1,2\ny,3,4\nz,5,7\n")
     ds = prepare(p, id_column="id")

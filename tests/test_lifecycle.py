@@ -103,7 +103,7 @@ def test_the_lifecycle_owns_the_state_field(tmp_path):
     run_in_state(rdir, runstore.RUNNING)
     snapshot = _snapshot(rdir)
     for call in (lambda: runstore.progress(rdir, state=runstore.DONE), lambda: runstore.finish(rdir, updated="x"),
-                 lambda: runstore.update_status(rdir, state=runstore.RUNNING)):
+                 lambda: runstore.start(rdir, state=runstore.RUNNING)):
         with pytest.raises(TypeError):
             call()
     assert _snapshot(rdir) == snapshot

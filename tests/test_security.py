@@ -246,7 +246,7 @@ def test_callbacks_answer_wrong_types_without_an_error(app_client, finished_and_
         r = _post(client, scatter, [level, "representation", "x", 5, {"run_id": done_id}, "L1:0"])
         assert r.status_code in (200, 204), (level, r.status_code)
     start = dash_client.find(cbs, "start-msg.children")
-    values = [1, "not a dict", {"upload_id": 7}, ["x"], {"a": 1}, 5, [1, 2], None, None, 3,
+    values = [1, "not a dict", {"upload_id": 7}, ["x"], {"upload_id": "../x"}, {"a": 1}, 5, [1, 2], None, None, 3,
               [("bad", 1)], [("bad", 1)], 7, [("bad", 1)], [("bad", 1)]]
     r = _post(client, start, values)
     assert r.status_code in (200, 204)
