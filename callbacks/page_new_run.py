@@ -222,32 +222,23 @@ def register(app, ctx) -> None:
     def _search_preview(text):
         return preview_grid_options(text)
 
-    @app.callback(Output(ids.LABELS_STORE, "data"), Output(ids.LABELS_MSG, "children"),
-                  Input(ids.LABELS_UPLOAD, "contents"), State(ids.LABELS_UPLOAD, "filename"),
-                  prevent_initial_call=True)
-    def _labels(contents, name):
-        if not contents:
-            raise PreventUpdate
-        try:
-            desc = uploads.stage_labels(ctx.runs_dir, name, contents)
-        except HerculesError as e:
-            return None, html.Div(str(e), className="text-danger labels-error")
-        return ({"upload_id": desc["upload_id"]},
-                html.Div(f"Labels: {desc['n']:,} ids from {desc['names'][0]}.", className="text-success"))
+    def side_file(store: str, msg: str, upload: str, stage, noun: str, css: str) -> None:
+        """A small file beside the data (labels, numeric metadata): staged on the server, its id kept."""
+        @app.callback(Output(store, "data"), Output(msg, "children"), Input(upload, "contents"),
+                      State(upload, "filename"), prevent_initial_call=True)
+        def _staged(contents, name):
+            if not contents:
+                raise PreventUpdate
+            try:
+                desc = stage(ctx.runs_dir, name, contents)
+            except HerculesError as e:
+                return None, html.Div(str(e), className=f"text-danger {css}-error")
+            return ({"upload_id": desc["upload_id"]},
+                    html.Div(noun.format(n=desc["n"]) + f" from {desc['names'][0]}.", className="text-success"))
 
-    @app.callback(Output(ids.METADATA_STORE, "data"), Output(ids.METADATA_MSG, "children"),
-                  Input(ids.METADATA_UPLOAD, "contents"), State(ids.METADATA_UPLOAD, "filename"),
-                  prevent_initial_call=True)
-    def _metadata(contents, name):
-        if not contents:
-            raise PreventUpdate
-        try:
-            desc = uploads.stage_metadata(ctx.runs_dir, name, contents)
-        except HerculesError as e:
-            return None, html.Div(str(e), className="text-danger metadata-error")
-        return ({"upload_id": desc["upload_id"]},
-                html.Div(f"Numeric metadata: {desc['n']:,} variables from {desc['names'][0]}.",
-                         className="text-success"))
+    side_file(ids.LABELS_STORE, ids.LABELS_MSG, ids.LABELS_UPLOAD, uploads.stage_labels, "Labels: {n:,} ids", "labels")
+    side_file(ids.METADATA_STORE, ids.METADATA_MSG, ids.METADATA_UPLOAD, uploads.stage_metadata,
+              "Numeric metadata: {n:,} variables", "metadata")
 
     @app.callback(Output(ids.FIXED_BOX, "style"), Output(ids.AUTO_BOX, "style"), Input(ids.LEVELS_MODE, "value"))
     def _levels_mode(mode):
