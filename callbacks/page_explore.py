@@ -108,12 +108,14 @@ def search_results(em: ExploreModel, query: str | None):
     hits = em.search(query)
     if not query or len(query.strip()) < 2:
         return html.Div("Type at least two characters.", className="small text-muted")
+    note = em.item_search_note(query)
+    note = html.Div(note, className="small text-muted search-note") if note else None
     if not hits:
-        return html.Div("No match.", className="small text-muted search-empty")
+        return html.Div([html.Div("No match.", className="small text-muted search-empty"), note])
     return html.Div([html.Div([html.Span(h["id"], className="badge bg-secondary me-1"), html.Strong(h["title"]),
                                html.Div(h["snippet"], className="small text-muted")],
                               id={"type": ids.SEARCH_HIT_T, "key": h["key"]}, n_clicks=0, role="button",
-                              className="search-hit") for h in hits])
+                              className="search-hit") for h in hits] + [note])
 
 
 def register(app, ctx) -> None:
