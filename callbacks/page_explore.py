@@ -7,6 +7,7 @@ pane by re-rendering their (small, lazily built) contents.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dash import ALL, MATCH, Input, Output, State, ctx as dash_ctx, html, no_update
@@ -47,7 +48,13 @@ def clean_view(em: ExploreModel, view: Any) -> dict[str, Any] | None:
     if level is None or not 1 <= level <= em.top:
         return None
     space = view.get("space") if view.get("space") in em.spaces() else "representation"
-    return dict(view, level=level, space=space, items=view.get("items") is True)
+    rng = view.get("range")
+    ok = isinstance(rng, list) and len(rng) == 4 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in rng) \
+        and rng[1] > rng[0] and rng[3] > rng[2]
+    return {"level": level, "space": space, "items": view.get("items") is True, "image": view.get("image") is True
+            and ok, "range": [float(v) for v in rng] if ok else None,
+            "color_level": min(max(as_int(view.get("color_level"), em.top), level), em.top)}
 
 
 def load(ctx, run: dict[str, Any] | None) -> ExploreModel:
@@ -153,6 +160,19 @@ def register(app, ctx) -> None:
         if view is None:
             raise PreventUpdate
         return figures.highlight_patch(em, view, selected_key(selection))
+
+    @app.callback(Output(ids.SCATTER, "figure", allow_duplicate=True), Output(ids.VIEW, "data", allow_duplicate=True),
+                  Input(ids.SCATTER, "relayoutData"), State(ids.VIEW, "data"), State(ids.EXPLORE_RUN, "data"),
+                  State(ids.SELECTION, "data"), prevent_initial_call=True)
+    def _zoom(relayout, view, run, selection):
+        em = load(ctx, run)
+        view = clean_view(em, view)
+        if view is None or not view["image"]:
+            raise PreventUpdate
+        rng = figures.view_range(relayout, view, figures.full_range(em, view["space"], view["level"]))
+        if rng is None or rng == view["range"]:
+            raise PreventUpdate
+        return figures.zoom_patch(em, view, rng, selected_key(selection)), dict(view, range=rng)
 
     @app.callback(Output(ids.SUNBURST, "figure"), Input(ids.EXPLORE_RUN, "data"), State(ids.SELECTION, "data"))
     def _sunburst(run, selection):
