@@ -15,7 +15,7 @@ from dash.exceptions import PreventUpdate
 
 from hercules_core import HerculesError
 
-from . import figures, ids, pane, runstore, tree
+from . import figures, ids, pane, paging, runstore, tree
 from .explore_model import ExploreModel
 
 DOWNLOADS = (("model.json", "Model JSON"), ("memberships.csv", "Memberships CSV"),
@@ -193,13 +193,33 @@ def register(app, ctx) -> None:
     @app.callback(Output({"type": ids.TREE_KIDS_T, "key": MATCH}, "children"),
                   Output({"type": ids.TREE_TOGGLE_T, "key": MATCH}, "children"),
                   Input({"type": ids.TREE_TOGGLE_T, "key": MATCH}, "n_clicks"),
+                  Input({"type": ids.TREE_PAGE_T, "key": MATCH, "page": ALL}, "n_clicks"),
                   State({"type": ids.TREE_KIDS_T, "key": MATCH}, "children"), State(ids.EXPLORE_RUN, "data"),
                   prevent_initial_call=True)
-    def _toggle(n, current, run):
+    def _toggle(n, _pages, current, run):
+        trig = dash_ctx.triggered_id
+        if not isinstance(trig, dict):
+            raise PreventUpdate
+        if trig.get("type") == ids.TREE_PAGE_T:
+            page = paging.clicked_page(trig, dash_ctx.triggered[0]["value"] if dash_ctx.triggered else None)
+            out = None if page is None else tree.turn_page(load(ctx, run), trig.get("key"), page)
+            if out is None:
+                raise PreventUpdate
+            return out, no_update
         if not n:
             raise PreventUpdate
+        out = tree.toggle(load(ctx, run), trig.get("key"), current)
+        if out is None:
+            raise PreventUpdate
+        return out
+
+    @app.callback(Output({"type": ids.PANE_ITEMS_T, "key": MATCH}, "children"),
+                  Input({"type": ids.PANE_PAGE_T, "key": MATCH, "page": ALL}, "n_clicks"),
+                  State(ids.EXPLORE_RUN, "data"), prevent_initial_call=True)
+    def _pane_page(_pages, run):
         trig = dash_ctx.triggered_id
-        out = tree.toggle(load(ctx, run), trig.get("key") if isinstance(trig, dict) else None, current)
+        page = paging.clicked_page(trig, dash_ctx.triggered[0]["value"] if dash_ctx.triggered else None)
+        out = None if page is None else pane.item_page(load(ctx, run), trig.get("key"), page)
         if out is None:
             raise PreventUpdate
         return out
