@@ -27,7 +27,7 @@ from .explore_model import ExploreModel, make_key
 PALETTE = tuple(qualitative.Dark24 + qualitative.Light24)
 FADED = "rgba(200,200,200,0.35)"
 T_ITEMS, T_BUBBLES, T_LABELS, T_CONTEXT, T_SEL_ITEMS, T_SELECTED = range(6)
-PALETTE_RGB = np.array([hex_to_rgb(c) for c in PALETTE], dtype=np.float64)
+PALETTE_RGB = np.array([hex_to_rgb(c) for c in PALETTE], dtype=np.uint8)
 ITEMS_MAX = 5000  # L0 items are drawn as points up to this many items, above as a density image
 SEL_ITEMS_MAX = 2000  # above ITEMS_MAX, a selection's own items are also points when it has at most this many
 IMG_ITEMS, IMG_SELECTION = range(2)  # layout.images slots of the density images
@@ -89,18 +89,25 @@ def full_range(em: ExploreModel, space: str, level: int) -> list[float] | None:
     return [round(float(v), 6) for v in (lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1])]
 
 
-def _png(rgba: np.ndarray) -> str:
+ALPHAS = (70, 120, 170, 215, 255)  # opacity steps of a density pixel, by the log of its item count
+
+
+def _png(index: np.ndarray, colors: np.ndarray) -> str:
+    """A palette PNG: pixel value ``c * len(ALPHAS) + a + 1`` is colour ``colors[c]`` at ``ALPHAS[a]``, 0 is
+    transparent (one byte a pixel: small and fast to encode)."""
+    img = Image.fromarray(index, "P")
+    img.putpalette([0, 0, 0] + [int(v) for c in colors for _ in ALPHAS for v in c])
     buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, "PNG", compress_level=1)
+    img.save(buf, "PNG", compress_level=3, transparency=bytes([0] + list(ALPHAS) * len(colors)))
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def items_image(em: ExploreModel, space: str, rng: list[float], color_level: int | None = None,
                 mask: np.ndarray | None = None, px: tuple[int, int] = IMAGE_PX) -> dict[str, Any] | None:
-    """Every item inside ``rng`` (``[x0, x1, y0, y1]``) as one PNG for ``layout.images``: per pixel the
-    mean colour of its items' clusters at ``color_level`` (or ``SEL_RGB`` with a ``mask``: only
-    the masked items), opacity growing with the log of the count. Sparse views get bigger pixels
-    so that a single item stays visible."""
+    """Every item inside ``rng`` (``[x0, x1, y0, y1]``) as one PNG for ``layout.images``: a pixel has
+    the colour of (one of) its items' clusters at ``color_level`` (``SEL_RGB`` with a ``mask``: only
+    the masked items), more opaque the more items it holds (log scale). Sparse views get bigger
+    pixels so that a single item stays visible."""
     xy = em.xy(0, space)
     if xy is None:
         return None
@@ -118,18 +125,21 @@ def items_image(em: ExploreModel, space: str, rng: list[float], color_level: int
     cx = np.minimum(((x[sel] - x0) * (w / (x1 - x0))).astype(np.int64), w - 1)
     cy = np.minimum(((y1 - y[sel]) * (h / (y1 - y0))).astype(np.int64), h - 1)  # row 0 is the top
     pix = cy * w + cx
-    count = np.bincount(pix, minlength=w * h).astype(np.float64)
-    rgba = np.zeros((w * h, 4), dtype=np.uint8)
+    count = np.bincount(pix, minlength=w * h)
     hit = count > 0
-    if mask is None:
-        cols = PALETTE_RGB[color_index(em, 0, em.top if color_level is None else color_level)[sel]]
-        for c in range(3):
-            rgba[hit, c] = (np.bincount(pix, weights=cols[:, c], minlength=w * h)[hit] / count[hit]).astype(np.uint8)
-    else:
-        rgba[hit, :3] = SEL_RGB
+    index = np.zeros(w * h, dtype=np.uint8)
     if hit.any():
-        rgba[hit, 3] = (90 + 165 * np.log1p(count[hit]) / math.log1p(count.max())).astype(np.uint8)
-    return {"source": _png(rgba.reshape(h, w, 4)), "xref": "x", "yref": "y", "x": x0, "y": y1,
+        if mask is None:
+            colors = PALETTE_RGB
+            color = np.zeros(w * h, dtype=np.int64)
+            color[pix] = color_index(em, 0, em.top if color_level is None else color_level)[sel]
+        else:
+            colors, color = np.array([SEL_RGB]), np.zeros(w * h, dtype=np.int64)
+        level = np.log1p(count[hit]) / math.log1p(count.max()) * (len(ALPHAS) - 1)
+        index[hit] = color[hit] * len(ALPHAS) + np.rint(level).astype(np.int64) + 1
+    else:
+        colors = np.array([SEL_RGB])
+    return {"source": _png(index.reshape(h, w), colors), "xref": "x", "yref": "y", "x": x0, "y": y1,
             "sizex": x1 - x0, "sizey": y1 - y0, "sizing": "stretch", "layer": "below", "opacity": 1.0}
 
 

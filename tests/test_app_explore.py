@@ -415,3 +415,55 @@ def test_evaluate_page_says_why_metrics_coincide(real_em):
     # a model's evaluation read back from JSON has str keys and no labels
     plain = {str(k): {**v, "normalized_mutual_info_score": None, "v_measure_score": None} for k, v in ev.items()}
     assert len(page_evaluate.coincidence_notes(plain)) == 2
+
+
+def test_a_100k_item_run_sends_bounded_responses():
+    """At 100,000 items every item is drawn (a density image), yet the first scatter, a click on the
+    biggest cluster, a zoom, the pane and the tree each stay small."""
+    h = make_hierarchy(make_text_dataset(100_000), ks=(1000, 100, 10), dim=8)
+    reduce_hierarchy(h, 2, 0)
+    em = ExploreModel.from_hierarchy(h)
+
+    def size(obj) -> int:
+        return len(plotly.io.json.to_json_plotly(obj.to_plotly_json() if hasattr(obj, "to_plotly_json") else obj))
+
+    fig, view = figures.scatter_figure(em, 1)
+    assert view["image"] and fig["layout"]["images"][figures.IMG_ITEMS]["source"].startswith("data:image/png")
+    assert size(fig) < 400_000
+    biggest = make_key(3, int(np.argmax(h.levels[3].size)))
+    assert size(figures.highlight_patch(em, view, biggest)) < 200_000
+    x0, x1, y0, y1 = view["range"]
+    rng = figures.view_range({"xaxis.range[0]": x0, "xaxis.range[1]": (x0 + x1) / 2}, view, None)
+    assert rng == [x0, (x0 + x1) / 2, y0, y1]
+    assert size(figures.zoom_patch(em, view, rng, biggest)) < 200_000
+    l1 = make_key(1, int(np.argmax(h.levels[1].size)))
+    assert size(pane.cluster_pane(em, l1)) < 60_000 and size(tree.tree(em, make_key(0, 99_999))) < 200_000
+
+
+def test_density_image_shows_every_item_where_it_is(em):
+    """Each item lands in the pixel of its position (the image spans the given range, top row = top)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    xy = em.xy(0, "representation")
+    rng = figures.full_range(em, "representation", 1)
+    img = figures.items_image(em, "representation", rng, px=(400, 200))
+    assert (img["x"], img["y"], img["sizex"], img["sizey"]) == (rng[0], rng[3], rng[1] - rng[0], rng[3] - rng[2])
+    a = np.asarray(Image.open(io.BytesIO(base64.b64decode(img["source"].split(",", 1)[1]))).convert("RGBA"))
+    scale = 400 // a.shape[1]
+    w, h = a.shape[1], a.shape[0]
+    cx = ((xy[:, 0] - rng[0]) / (rng[1] - rng[0]) * w).astype(int)
+    cy = ((rng[3] - xy[:, 1]) / (rng[3] - rng[2]) * h).astype(int)
+    assert scale >= 1 and np.all(a[cy, cx, 3] > 0)
+    assert (a[..., 3] > 0).sum() <= len(xy)
+    # the selection's image holds exactly its items' pixels
+    fig, view = figures.scatter_figure(em, 1, items_max=10)
+    sel = figures.selection_image(em, view, "L1:2")
+    b = np.asarray(Image.open(io.BytesIO(base64.b64decode(sel["source"].split(",", 1)[1]))).convert("RGBA"))
+    bw, bh = b.shape[1], b.shape[0]
+    r = view["range"]
+    m = em.members(1, 2)
+    px = set(zip(((r[3] - xy[m, 1]) / (r[3] - r[2]) * bh).astype(int), ((xy[m, 0] - r[0]) / (r[1] - r[0]) * bw).astype(int)))
+    assert set(zip(*np.nonzero(b[..., 3]))) == px
