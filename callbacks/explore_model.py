@@ -16,6 +16,8 @@ import numpy as np
 from hercules_core import Hierarchy, load_model
 from hercules_core.reduction import cluster_positions
 
+from . import search_index
+
 KEY_RE = re.compile(r"L(\d{1,2}):(\d{1,9})")
 SPACES = ("representation", "description")
 
@@ -32,7 +34,9 @@ class ExploreModel:
     path: str = ""
     # up[a][b] for a < b: index at level b of each node of level a
     up: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
-    _search: dict[int, list[str]] = field(default_factory=dict)
+    _clusters: search_index.MemoryIndex | None = None  # rowid -> _cluster_rows[rowid] (top level first)
+    _cluster_rows: list[tuple[int, int]] = field(default_factory=list)
+    items_index: search_index.ItemIndex | None = None
     _xy: dict[tuple[int, str], np.ndarray | None] = field(default_factory=dict)
 
     @classmethod
@@ -48,12 +52,16 @@ class ExploreModel:
             for b in range(a + 1, top + 1):
                 idx = h.levels[b - 1].parent[idx]
                 em.up[(a, b)] = idx.astype(np.int64)
-        for lv in h.levels:
-            em._search[lv.level] = [f"{t}\n{d}".lower() for t, d in zip(lv.titles, lv.descriptions)]
-        if h.dataset.modality == "text" and h.dataset.texts is not None:
-            em._search[0] = [f"{i}\n{t}".lower() for i, t in zip(h.levels[0].ids, h.dataset.texts)]
-        else:
-            em._search[0] = [f"{i}\n{t}".lower() for i, t in zip(h.levels[0].ids, h.levels[0].titles)]
+        em._cluster_rows = [(level, j) for level in range(top, 0, -1) for j in range(len(h.levels[level]))]
+        em._clusters = search_index.MemoryIndex(
+            (r, f"{h.levels[lv].titles[j]}\n{h.levels[lv].descriptions[j]}".lower())
+            for r, (lv, j) in enumerate(em._cluster_rows))
+        ids0 = h.levels[0].ids
+        texts = h.dataset.texts if h.dataset.modality == "text" and h.dataset.texts is not None \
+            else h.levels[0].titles
+        em.items_index = search_index.ItemIndex(Path(path).parent if path else None,
+                                                lambda: search_index.rows_of(ids0, texts), len(ids0),
+                                                search_index.fingerprint(ids0))
         return em
 
     # ------------------------------------------------------------------ structure
@@ -132,22 +140,36 @@ class ExploreModel:
         return [s for s in SPACES if all(s in lv.reductions for lv in self.h.levels[1:])]
 
     # ------------------------------------------------------------------ search
-    def search(self, query: str, limit: int = 25) -> list[dict[str, Any]]:
-        """Case-insensitive substring search over titles and descriptions (clusters first), then items."""
-        q = " ".join(str(query or "").lower().split())
+    def search(self, query: str, limit: int = 25, wait: float = 1.0) -> list[dict[str, Any]]:
+        """Case-insensitive substring search over titles and descriptions (clusters first, top level
+        first), then items (from ``search_index.ITEM_MIN_CHARS`` characters, once their index is ready:
+        ``item_search_note`` says when they were not searched)."""
+        q = search_index.normalize(query)
         if len(q) < 2:
             return []
         hits: list[dict[str, Any]] = []
-        for level in list(range(self.top, 0, -1)) + [0]:
-            texts = self._search[level]
-            lv = self.h.levels[level]
-            for j, t in enumerate(texts):
-                if q in t:
-                    hits.append({"key": make_key(level, j), "level": level, "id": lv.ids[j], "title": lv.titles[j],
-                                 "snippet": _snippet(t, q), "size": int(lv.size[j])})
-                    if len(hits) >= limit:
-                        return hits
+        for rowid, text in self._clusters.find(q, limit):
+            level, j = self._cluster_rows[rowid]
+            hits.append(self._hit(level, j, text, q))
+        if len(hits) < limit and self.item_search_note(q, wait) is None:
+            for j, text in self.items_index.find(q, limit - len(hits)):
+                hits.append(self._hit(0, j, text, q))
         return hits
+
+    def item_search_note(self, query: str, wait: float = 0.0) -> str | None:
+        """Why items are not searched for ``query`` (None when they are)."""
+        q = search_index.normalize(query)
+        if len(q) < search_index.ITEM_MIN_CHARS:
+            return f"Items are searched from {search_index.ITEM_MIN_CHARS} characters on."
+        if not self.items_index.ready(wait):
+            return self.items_index.error or \
+                f"The {self.h.n_items:,} items are still being indexed for search: try again in a moment."
+        return None
+
+    def _hit(self, level: int, j: int, text: str, q: str) -> dict[str, Any]:
+        lv = self.h.levels[level]
+        return {"key": make_key(level, j), "level": level, "id": lv.ids[j], "title": lv.titles[j],
+                "snippet": _snippet(text, q), "size": int(lv.size[j])}
 
 
 def _snippet(text: str, q: str, width: int = 90) -> str:

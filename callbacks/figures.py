@@ -2,25 +2,37 @@
 
 The scatter has fixed trace slots (``T_*``): a click only rewrites per-bubble opacity / outline
 arrays and the three small overlay traces with a ``dash.Patch``, never the whole figure.
+
+Items: up to ``ITEMS_MAX`` they are points (hover, click); above, every item is drawn as a density
+image (``items_image``: a 2-D histogram of the visible range coloured by the items' clusters, a PNG
+under the bubbles, ``layout.images[IMG_ITEMS]``), re-rendered for the new range on zoom and pan; a
+selection's items are a second image (``IMG_SELECTION``). Responses stay ~100 kB at any item count.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import math
 from typing import Any
 
 import numpy as np
 from dash import Patch
-from plotly.colors import qualitative
+from PIL import Image
+from plotly.colors import hex_to_rgb, qualitative
 
 from .explore_model import ExploreModel, make_key
 
 PALETTE = tuple(qualitative.Dark24 + qualitative.Light24)
 FADED = "rgba(200,200,200,0.35)"
 T_ITEMS, T_BUBBLES, T_LABELS, T_CONTEXT, T_SEL_ITEMS, T_SELECTED = range(6)
-ITEMS_MAX = 5000  # L0 items are drawn as points only up to this many items
-SEL_ITEMS_MAX = 2000  # above ITEMS_MAX, a selection's own items are drawn when it has at most this many
+PALETTE_RGB = np.array([hex_to_rgb(c) for c in PALETTE], dtype=np.uint8)
+ITEMS_MAX = 5000  # L0 items are drawn as points up to this many items, above as a density image
+SEL_ITEMS_MAX = 2000  # above ITEMS_MAX, a selection's own items are also points when it has at most this many
+IMG_ITEMS, IMG_SELECTION = range(2)  # layout.images slots of the density images
+IMAGE_PX = (800, 480)  # density image resolution (about the plot area's size on a desktop)
+SEL_RGB = (17, 17, 17)
 SIZE_SCALES = ("linear", "sqrt", "log")
 # what the scatter draws where, said under its title (positions: ExploreModel.xy)
 SPACE_NOTES = {"representation": "2-D PCA of the item vectors; each bubble sits at the mean of its items",
@@ -56,11 +68,79 @@ def bubble_sizes(counts: np.ndarray, scale: str = "sqrt", min_px: float = 8.0, m
     return min_px + (max_px - min_px) * f
 
 
+def color_index(em: ExploreModel, level: int, color_level: int) -> np.ndarray:
+    """Palette index of each node of ``level``: that of its ancestor at ``color_level``."""
+    return em.map_to(level, max(color_level, level)) % len(PALETTE)
+
+
 def colors_for(em: ExploreModel, level: int, color_level: int) -> list[str]:
     """Colour of each node of ``level``: the colour of its ancestor at ``color_level``."""
-    color_level = max(color_level, level)
-    anc = em.map_to(level, color_level)
-    return [PALETTE[int(a) % len(PALETTE)] for a in anc]
+    return [PALETTE[int(a)] for a in color_index(em, level, color_level)]
+
+
+def full_range(em: ExploreModel, space: str, level: int) -> list[float] | None:
+    """``[x0, x1, y0, y1]`` around every item and every bubble of ``level`` (5% margin)."""
+    pts = [p for p in (em.xy(0, space), em.xy(level, space)) if p is not None and len(p)]
+    if not pts:
+        return None
+    lo = np.min([p.min(axis=0) for p in pts], axis=0)
+    hi = np.max([p.max(axis=0) for p in pts], axis=0)
+    pad = np.maximum((hi - lo) * 0.05, 1e-6)
+    return [round(float(v), 6) for v in (lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1])]
+
+
+ALPHAS = (70, 120, 170, 215, 255)  # opacity steps of a density pixel, by the log of its item count
+
+
+def _png(index: np.ndarray, colors: np.ndarray) -> str:
+    """A palette PNG: pixel value ``c * len(ALPHAS) + a + 1`` is colour ``colors[c]`` at ``ALPHAS[a]``, 0 is
+    transparent (one byte a pixel: small and fast to encode)."""
+    img = Image.fromarray(index, "P")
+    img.putpalette([0, 0, 0] + [int(v) for c in colors for _ in ALPHAS for v in c])
+    buf = io.BytesIO()
+    img.save(buf, "PNG", compress_level=3, transparency=bytes([0] + list(ALPHAS) * len(colors)))
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def items_image(em: ExploreModel, space: str, rng: list[float], color_level: int | None = None,
+                mask: np.ndarray | None = None, px: tuple[int, int] = IMAGE_PX) -> dict[str, Any] | None:
+    """Every item inside ``rng`` (``[x0, x1, y0, y1]``) as one PNG for ``layout.images``: a pixel has
+    the colour of (one of) its items' clusters at ``color_level`` (``SEL_RGB`` with a ``mask``: only
+    the masked items), more opaque the more items it holds (log scale). Sparse views get bigger
+    pixels so that a single item stays visible."""
+    xy = em.xy(0, space)
+    if xy is None:
+        return None
+    x0, x1, y0, y1 = (float(v) for v in rng)
+    if not (x1 > x0 and y1 > y0):
+        return None
+    x, y = xy[:, 0], xy[:, 1]
+    inside = (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
+    if mask is not None:
+        inside &= mask
+    sel = np.flatnonzero(inside)
+    w, h = px
+    scale = 4 if len(sel) < 2_000 else 2 if len(sel) < 50_000 else 1
+    w, h = max(1, w // scale), max(1, h // scale)
+    cx = np.minimum(((x[sel] - x0) * (w / (x1 - x0))).astype(np.int64), w - 1)
+    cy = np.minimum(((y1 - y[sel]) * (h / (y1 - y0))).astype(np.int64), h - 1)  # row 0 is the top
+    pix = cy * w + cx
+    count = np.bincount(pix, minlength=w * h)
+    hit = count > 0
+    index = np.zeros(w * h, dtype=np.uint8)
+    if hit.any():
+        if mask is None:
+            colors = PALETTE_RGB
+            color = np.zeros(w * h, dtype=np.int64)
+            color[pix] = color_index(em, 0, em.top if color_level is None else color_level)[sel]
+        else:
+            colors, color = np.array([SEL_RGB]), np.zeros(w * h, dtype=np.int64)
+        level = np.log1p(count[hit]) / math.log1p(count.max()) * (len(ALPHAS) - 1)
+        index[hit] = color[hit] * len(ALPHAS) + np.rint(level).astype(np.int64) + 1
+    else:
+        colors = np.array([SEL_RGB])
+    return {"source": _png(index.reshape(h, w), colors), "xref": "x", "yref": "y", "x": x0, "y": y1,
+            "sizex": x1 - x0, "sizey": y1 - y0, "sizing": "stretch", "layer": "below", "opacity": 1.0}
 
 
 def _empty_trace(name: str, **marker: Any) -> dict[str, Any]:
@@ -84,6 +164,13 @@ def scatter_figure(em: ExploreModel, level: int, space: str = "representation", 
     view = {"level": level, "space": space, "color_level": color_level, "size_scale": size_scale,
             "items": h.n_items <= items_max}
     items = _empty_trace("items", size=4, opacity=0.5)
+    rng = full_range(em, space, level) if not view["items"] else None
+    images: list[dict[str, Any]] = []
+    if rng is not None:
+        base = items_image(em, space, rng, color_level)
+        if base is not None:
+            view["image"], view["range"] = True, rng
+            images = [base, {**base, "source": "", "opacity": 1.0}]
     if view["items"]:
         ixy = em.xy(0, space)
         if ixy is None:
@@ -118,15 +205,61 @@ def scatter_figure(em: ExploreModel, level: int, space: str = "representation", 
             "xaxis": {"showticklabels": False, "zeroline": False, "title": {"text": "PC 1"}},
             "yaxis": {"showticklabels": False, "zeroline": False, "title": {"text": "PC 2"}},
             "uirevision": f"{level}-{space}", "hovermode": "closest", "clickmode": "event",
-            "plot_bgcolor": "#fbfbfd",
+            "plot_bgcolor": "#fbfbfd", "images": images,
         },
     }
+    if view.get("image"):  # the image covers this range: the axes start there, not at the bubbles'
+        fig["layout"]["xaxis"]["range"], fig["layout"]["yaxis"]["range"] = rng[:2], rng[2:]
     for path, value in highlight_values(em, view, selection).items():
-        node = fig["data"][path[0]]
-        for k in path[1:-1]:
-            node = node.setdefault(k, {})
+        node = fig["data"] if isinstance(path[0], int) else fig
+        for k in path[:-1]:
+            node = node[k] if isinstance(k, int) else node.setdefault(k, {})
         node[path[-1]] = value
     return fig, view
+
+
+def view_range(relayout: Any, view: dict[str, Any], full: list[float] | None) -> list[float] | None:
+    """The ``[x0, x1, y0, y1]`` a zoom or pan (plotly's ``relayoutData``) shows, None if it did not
+    change the axes; an autorange (double click) is the full range."""
+    if not isinstance(relayout, dict):
+        return None
+    if relayout.get("xaxis.autorange") or relayout.get("yaxis.autorange"):
+        return full
+    cur = list(view.get("range") or full or [])
+    if len(cur) != 4:
+        return None
+    changed = False
+    for i, key in enumerate(("xaxis.range[0]", "xaxis.range[1]", "yaxis.range[0]", "yaxis.range[1]")):
+        v = relayout.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            cur[i], changed = float(v), True
+    for i, key in ((0, "xaxis.range"), (2, "yaxis.range")):
+        v = relayout.get(key)
+        if isinstance(v, list) and len(v) == 2 and all(isinstance(a, (int, float)) and math.isfinite(a) for a in v):
+            cur[i:i + 2], changed = [float(v[0]), float(v[1])], True
+    if not changed or not (cur[1] > cur[0] and cur[3] > cur[2]):
+        return None
+    return cur
+
+
+def zoom_patch(em: ExploreModel, view: dict[str, Any], rng: list[float], selection: str | None) -> Patch:
+    """The density images re-rendered for a new visible range."""
+    patch = Patch()
+    base = items_image(em, view["space"], rng, view.get("color_level"))
+    if base is not None:
+        patch["layout"]["images"][IMG_ITEMS] = dict(base, opacity=1.0 if em.parse(selection) is None else 0.3)
+    patch["layout"]["images"][IMG_SELECTION] = selection_image(em, dict(view, range=rng), selection)
+    return patch
+
+
+def selection_image(em: ExploreModel, view: dict[str, Any], selection: str | None) -> dict[str, Any]:
+    parsed = em.parse(selection)
+    rng = view.get("range")
+    img = None
+    if parsed is not None and rng:
+        sl, si = parsed
+        img = items_image(em, view["space"], rng, mask=em.related(0, sl, si))
+    return img or {"source": "", "xref": "x", "yref": "y", "x": 0, "y": 0, "sizex": 0, "sizey": 0}
 
 
 def highlight_values(em: ExploreModel, view: dict[str, Any], selection: str | None) -> dict[tuple, Any]:
@@ -140,6 +273,9 @@ def highlight_values(em: ExploreModel, view: dict[str, Any], selection: str | No
         out[(T_BUBBLES, "marker", "line", "width")] = 0.5
         if view.get("items"):
             out[(T_ITEMS, "marker", "opacity")] = 0.5
+        if view.get("image"):
+            out[("layout", "images", IMG_ITEMS, "opacity")] = 1.0
+            out[("layout", "images", IMG_SELECTION)] = selection_image(em, view, None)
         for t in (T_CONTEXT, T_SEL_ITEMS, T_SELECTED):
             for k, v in empty.items():
                 out[(t, k)] = v
@@ -153,6 +289,9 @@ def highlight_values(em: ExploreModel, view: dict[str, Any], selection: str | No
     out[(T_BUBBLES, "marker", "line", "width")] = width.tolist()
     if view.get("items"):
         out[(T_ITEMS, "marker", "opacity")] = np.where(em.related(0, sl, si), 0.95, 0.06).tolist()
+    if view.get("image"):  # everything faded, the selection's items drawn over it
+        out[("layout", "images", IMG_ITEMS, "opacity")] = 0.3
+        out[("layout", "images", IMG_SELECTION)] = selection_image(em, view, selection)
     # ancestors drawn at other levels than the bubbles': rings, bigger the higher
     anc = [(b, j) for b, j in em.ancestors(sl, si) if b != level]
     ax, ay, acd, asz = [], [], [], []
@@ -190,8 +329,8 @@ def highlight_patch(em: ExploreModel, view: dict[str, Any], selection: str | Non
     """A ``dash.Patch`` of the scatter for a new selection (size ~ bubbles + selection, not items)."""
     patch = Patch()
     for path, value in highlight_values(em, view, selection).items():
-        node = patch["data"][path[0]]
-        for k in path[1:-1]:
+        node = patch["data"] if isinstance(path[0], int) else patch
+        for k in path[:-1]:
             node = node[k]
         node[path[-1]] = value
     return patch

@@ -124,3 +124,6 @@ ASSIGN_START = "assign-start"
 ASSIGN_RESULT = "assign-result"  # store: {"run_id", "assign_id"} of the last assignment
 ASSIGN_TABLE = "assign-table"
 ASSIGN_SUMMARY = "assign-summary"
+TREE_PAGE_T = "tree-page"  # {"type", "key", "page"}: a pager button of a node's item list
+PANE_PAGE_T = "pane-page"
+PANE_ITEMS_T = "pane-items"  # {"type", "key"}: the pane's paged item list

@@ -7,6 +7,7 @@ pane by re-rendering their (small, lazily built) contents.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dash import ALL, MATCH, Input, Output, State, ctx as dash_ctx, html, no_update
@@ -14,7 +15,7 @@ from dash.exceptions import PreventUpdate
 
 from hercules_core import HerculesError
 
-from . import figures, ids, pane, runstore, tree
+from . import figures, ids, pane, paging, runstore, tree
 from .explore_model import ExploreModel
 
 DOWNLOADS = (("model.json", "Model JSON"), ("memberships.csv", "Memberships CSV"),
@@ -47,7 +48,13 @@ def clean_view(em: ExploreModel, view: Any) -> dict[str, Any] | None:
     if level is None or not 1 <= level <= em.top:
         return None
     space = view.get("space") if view.get("space") in em.spaces() else "representation"
-    return dict(view, level=level, space=space, items=view.get("items") is True)
+    rng = view.get("range")
+    ok = isinstance(rng, list) and len(rng) == 4 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in rng) \
+        and rng[1] > rng[0] and rng[3] > rng[2]
+    return {"level": level, "space": space, "items": view.get("items") is True, "image": view.get("image") is True
+            and ok, "range": [float(v) for v in rng] if ok else None,
+            "color_level": min(max(as_int(view.get("color_level"), em.top), level), em.top)}
 
 
 def load(ctx, run: dict[str, Any] | None) -> ExploreModel:
@@ -108,12 +115,14 @@ def search_results(em: ExploreModel, query: str | None):
     hits = em.search(query)
     if not query or len(query.strip()) < 2:
         return html.Div("Type at least two characters.", className="small text-muted")
+    note = em.item_search_note(query)
+    note = html.Div(note, className="small text-muted search-note") if note else None
     if not hits:
-        return html.Div("No match.", className="small text-muted search-empty")
+        return html.Div([html.Div("No match.", className="small text-muted search-empty"), note])
     return html.Div([html.Div([html.Span(h["id"], className="badge bg-secondary me-1"), html.Strong(h["title"]),
                                html.Div(h["snippet"], className="small text-muted")],
                               id={"type": ids.SEARCH_HIT_T, "key": h["key"]}, n_clicks=0, role="button",
-                              className="search-hit") for h in hits])
+                              className="search-hit") for h in hits] + [note])
 
 
 def register(app, ctx) -> None:
@@ -152,6 +161,19 @@ def register(app, ctx) -> None:
             raise PreventUpdate
         return figures.highlight_patch(em, view, selected_key(selection))
 
+    @app.callback(Output(ids.SCATTER, "figure", allow_duplicate=True), Output(ids.VIEW, "data", allow_duplicate=True),
+                  Input(ids.SCATTER, "relayoutData"), State(ids.VIEW, "data"), State(ids.EXPLORE_RUN, "data"),
+                  State(ids.SELECTION, "data"), prevent_initial_call=True)
+    def _zoom(relayout, view, run, selection):
+        em = load(ctx, run)
+        view = clean_view(em, view)
+        if view is None or not view["image"]:
+            raise PreventUpdate
+        rng = figures.view_range(relayout, view, figures.full_range(em, view["space"], view["level"]))
+        if rng is None or rng == view["range"]:
+            raise PreventUpdate
+        return figures.zoom_patch(em, view, rng, selected_key(selection)), dict(view, range=rng)
+
     @app.callback(Output(ids.SUNBURST, "figure"), Input(ids.EXPLORE_RUN, "data"), State(ids.SELECTION, "data"))
     def _sunburst(run, selection):
         return figures.sunburst_figure(load(ctx, run), selected_key(selection))
@@ -171,13 +193,33 @@ def register(app, ctx) -> None:
     @app.callback(Output({"type": ids.TREE_KIDS_T, "key": MATCH}, "children"),
                   Output({"type": ids.TREE_TOGGLE_T, "key": MATCH}, "children"),
                   Input({"type": ids.TREE_TOGGLE_T, "key": MATCH}, "n_clicks"),
+                  Input({"type": ids.TREE_PAGE_T, "key": MATCH, "page": ALL}, "n_clicks"),
                   State({"type": ids.TREE_KIDS_T, "key": MATCH}, "children"), State(ids.EXPLORE_RUN, "data"),
                   prevent_initial_call=True)
-    def _toggle(n, current, run):
+    def _toggle(n, _pages, current, run):
+        trig = dash_ctx.triggered_id
+        if not isinstance(trig, dict):
+            raise PreventUpdate
+        if trig.get("type") == ids.TREE_PAGE_T:
+            page = paging.clicked_page(trig, dash_ctx.triggered[0]["value"] if dash_ctx.triggered else None)
+            out = None if page is None else tree.turn_page(load(ctx, run), trig.get("key"), page)
+            if out is None:
+                raise PreventUpdate
+            return out, no_update
         if not n:
             raise PreventUpdate
+        out = tree.toggle(load(ctx, run), trig.get("key"), current)
+        if out is None:
+            raise PreventUpdate
+        return out
+
+    @app.callback(Output({"type": ids.PANE_ITEMS_T, "key": MATCH}, "children"),
+                  Input({"type": ids.PANE_PAGE_T, "key": MATCH, "page": ALL}, "n_clicks"),
+                  State(ids.EXPLORE_RUN, "data"), prevent_initial_call=True)
+    def _pane_page(_pages, run):
         trig = dash_ctx.triggered_id
-        out = tree.toggle(load(ctx, run), trig.get("key") if isinstance(trig, dict) else None, current)
+        page = paging.clicked_page(trig, dash_ctx.triggered[0]["value"] if dash_ctx.triggered else None)
+        out = None if page is None else pane.item_page(load(ctx, run), trig.get("key"), page)
         if out is None:
             raise PreventUpdate
         return out

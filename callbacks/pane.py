@@ -13,7 +13,7 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import html
 
-from . import ids, outcome, runstore
+from . import ids, outcome, paging, runstore
 from .explore_model import ExploreModel, make_key
 
 SAMPLES = 6
@@ -129,6 +129,17 @@ def _raw(em: ExploreModel, run_id: str | None, i: int):
                          for n, v in zip((ds.feature_names or [])[:MAX_VARS], ds.numeric_raw[i])])
 
 
+def item_page(em: ExploreModel, key: Any, page: int) -> list | None:
+    """Page ``page`` of a level-1 cluster's items as links, with its pager."""
+    parsed = em.parse(key)
+    if parsed is None or parsed[0] != 1:
+        return None
+    kids = em.children(*parsed)
+    shown, page = paging.page_of(kids, page)
+    return [html.Ul([html.Li(_link(em, 0, int(k))) for k in shown], className="pane-children"),
+            paging.pager(ids.PANE_PAGE_T, key, page, len(kids))]
+
+
 def cluster_pane(em: ExploreModel, key: str, run_id: str | None = None):
     """Everything about one node: header, text, provenance, links, samples, statistics, raw data."""
     parsed = em.parse(key)
@@ -154,16 +165,16 @@ def cluster_pane(em: ExploreModel, key: str, run_id: str | None = None):
         links.append(html.Div([html.Span("Parent: ", className="text-muted small"), _link(em, level + 1, parent)]))
     kids = em.children(level, index)
     children_block = None
-    if len(kids):
+    if level == 1:  # the children are the items themselves: listed on demand, a page at a time, below the samples
+        children_block = html.Details([html.Summary(f"Items ({len(kids):,})", className="small text-muted"),
+                                       html.Div(item_page(em, key, 0), id={"type": ids.PANE_ITEMS_T, "key": key})],
+                                      className="mt-2")
+    elif len(kids):
         shown = kids[:30]
         items = [html.Ul([html.Li(_link(em, level - 1, int(k))) for k in shown], className="pane-children"),
                  html.Div(f"… and {len(kids) - len(shown)} more", className="small text-muted")
                  if len(kids) > len(shown) else None]
-        if level == 1:  # the children are the items themselves: listed on demand, below the samples
-            children_block = html.Details([html.Summary(f"Items ({len(kids)})", className="small text-muted"),
-                                           *items], className="mt-2")
-        else:
-            links.append(html.Div([html.Div(f"Children ({len(kids)}):", className="text-muted small"), *items]))
+        links.append(html.Div([html.Div(f"Children ({len(kids)}):", className="text-muted small"), *items]))
     body: list = [*header, *links]
     if level == 0:
         body.append(html.H6("Raw data", className="mt-2"))

@@ -1,21 +1,20 @@
 """The collapsible hierarchy tree; children are rendered lazily.
 
 Only the top level and the path to the selection are rendered up front; a node's children are
-rendered when its toggle (▸) is clicked, and removed again when it is collapsed. Items (level 0) are listed only for hierarchies of at most
-``ITEMS_IN_TREE_MAX`` items, and at most ``ITEMS_PER_NODE`` per cluster.
+rendered when its toggle (▸) is clicked, and removed again when it is collapsed. Items (level 0) are
+listed one page (``paging.PAGE``) at a time, with previous / next buttons.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from dash import html
 
-from . import ids
+from . import ids, paging
 from .explore_model import ExploreModel, make_key
 
-ITEMS_IN_TREE_MAX = 5000
-ITEMS_PER_NODE = 50
 CHILDREN_PER_NODE = 200
 
 
@@ -47,18 +46,18 @@ def node(em: ExploreModel, level: int, index: int, path: set[tuple[int, int]], s
 
 
 def children(em: ExploreModel, level: int, index: int, path: set[tuple[int, int]] | None = None,
-             selected: tuple[int, int] | None = None) -> list:
+             selected: tuple[int, int] | None = None, page: int | None = None) -> list:
+    """A node's children; a level-1 node's items one page at a time (by default the selected item's page)."""
     path = path or set()
     kids = em.children(level, index)
     if level == 1:
-        if em.h.n_items > ITEMS_IN_TREE_MAX:
-            return [html.Div(f"{len(kids):,} items (not listed above {ITEMS_IN_TREE_MAX:,} items; select the "
-                             "cluster to see samples)", className="tree-note")]
-        shown = list(kids[:ITEMS_PER_NODE])
-        if selected is not None and selected[0] == 0 and selected[1] in kids and selected[1] not in shown:
-            shown.append(selected[1])
-    else:
-        shown = list(kids[:CHILDREN_PER_NODE])
+        if page is None and selected is not None and selected[0] == 0:
+            where = np.flatnonzero(kids == selected[1])
+            page = int(where[0]) // paging.PAGE if len(where) else 0
+        shown, page = paging.page_of(kids, page)
+        out = [node(em, 0, int(k), path, selected) for k in shown]
+        return out + [paging.pager(ids.TREE_PAGE_T, make_key(level, index), page, len(kids))]
+    shown = kids[:CHILDREN_PER_NODE]
     out = [node(em, level - 1, int(k), path, selected) for k in shown]
     if len(kids) > len(shown):
         out.append(html.Div(f"… and {len(kids) - len(shown):,} more", className="tree-note"))
@@ -76,6 +75,14 @@ def tree(em: ExploreModel, selection: str | None = None) -> list:
     top = em.h.levels[em.top]
     order = sorted(range(len(top)), key=lambda j: -int(top.size[j]))
     return [node(em, em.top, j, path, sel) for j in order]
+
+
+def turn_page(em: ExploreModel, key: Any, page: int) -> list | None:
+    """A level-1 node's children showing page ``page`` of its items."""
+    parsed = em.parse(key)
+    if parsed is None or parsed[0] != 1:
+        return None
+    return children(em, *parsed, page=page)
 
 
 def toggle(em: ExploreModel, key: Any, current: Any) -> tuple[list, str] | None:

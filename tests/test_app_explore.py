@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import plotly.io
 import pytest
 from dash import html, no_update
 
-from callbacks import figures, ids, page_evaluate, page_explore, pane, tree
+from callbacks import figures, ids, page_evaluate, page_explore, pane, paging, tree
 from callbacks.explore_model import ExploreModel, make_key
 from hercules_core.evaluation import evaluate_all
 from hercules_core.reduction import reduce_hierarchy
@@ -151,10 +152,40 @@ def test_tree_is_lazy_and_opens_the_selection_path(em):
     assert tree.toggle(em, "../etc", []) is None
 
 
-def test_tree_hides_items_of_big_hierarchies(em, monkeypatch):
-    monkeypatch.setattr(tree, "ITEMS_IN_TREE_MAX", 50)
-    out = tree.children(em, 1, 0)
-    assert len(out) == 1 and "not listed" in _texts(out)
+def _keys(component) -> list[str]:
+    """The node keys of every tree label / pane link inside a component tree."""
+    blob = json.dumps(component, cls=plotly.utils.PlotlyJSONEncoder)
+    return [m for m in re.findall(r'"key": "(L\d+:\d+)"', blob)]
+
+
+def test_tree_and_pane_list_items_a_page_at_a_time(monkeypatch):
+    """A cluster's items are listed whatever the hierarchy's size, never more than a page per response."""
+    h = make_hierarchy(make_text_dataset(700), ks=(3, 1))
+    reduce_hierarchy(h, 2, 0)
+    em = ExploreModel.from_hierarchy(h)
+    big = int(np.argmax(h.levels[1].size))
+    kids = em.children(1, big)
+    assert len(kids) > 2 * paging.PAGE
+    first = tree.children(em, 1, big)
+    items = [k for k in _keys(first) if k.startswith("L0:")]
+    assert items == [make_key(0, int(k)) for k in kids[:paging.PAGE]]
+    assert f"1–{paging.PAGE} of {len(kids):,}" in _texts(first)
+    second = tree.turn_page(em, make_key(1, big), 1)
+    assert [k for k in _keys(second) if k.startswith("L0:")] == [make_key(0, int(k)) for k in kids[100:200]]
+    last = tree.turn_page(em, make_key(1, big), 10**6)  # clamped to the last page
+    assert 0 < len([k for k in _keys(last) if k.startswith("L0:")]) <= paging.PAGE
+    assert tree.turn_page(em, "L2:0", 1) is None and tree.turn_page(em, "x", 1) is None
+    # a selected item deep in the list opens its own page
+    deep = int(kids[250])
+    opened = tree.tree(em, make_key(0, deep))
+    assert make_key(0, deep) in _keys(opened) and len([k for k in _keys(opened) if k.startswith("L0:")]) <= paging.PAGE
+    # the pane: a page of links, and the next one on demand
+    p = pane.cluster_pane(em, make_key(1, big))
+    assert len([k for k in _keys(p) if k.startswith("L0:")]) <= paging.PAGE + pane.SAMPLES
+    nxt = pane.item_page(em, make_key(1, big), 2)
+    assert [k for k in _keys(nxt) if k.startswith("L0:")] == [make_key(0, int(k)) for k in kids[200:300]]
+    assert paging.clicked_page({"type": "x", "key": "L1:0", "page": 2}, 1) == 2
+    assert paging.clicked_page({"type": "x", "key": "L1:0", "page": 2}, 0) is None  # appeared, not clicked
 
 
 def test_pane_shows_everything_as_text(em):
@@ -190,6 +221,47 @@ def test_search_finds_titles_descriptions_and_items(em):
     assert em.search("description of 1.3")[0]["key"] == "L1:3"
     assert em.search("x") == []
     assert "No match" in _texts(page_explore.search_results(em, "zzzzqqq"))
+
+
+def _old_search(em, query, limit=25):
+    """The loop the index replaced (kept here as the reference of what a search finds)."""
+    q = " ".join(str(query or "").lower().split())
+    h = em.h
+    texts = {lv.level: [f"{t}\n{d}".lower() for t, d in zip(lv.titles, lv.descriptions)] for lv in h.levels}
+    texts[0] = [f"{i}\n{t}".lower() for i, t in zip(h.levels[0].ids, h.dataset.texts)]
+    hits = []
+    for level in list(range(em.top, 0, -1)) + [0]:
+        hits += [make_key(level, j) for j, t in enumerate(texts[level]) if q in t]
+    return hits[:limit]
+
+
+@pytest.mark.parametrize("query", ["unicorn", "item 1", "ITEM 11", "title 1", "description of 2", "id10",
+                                   "pets.", "about rain", "%", "_", "words 9", "dogs pets", "t1.", "zzzq"])
+def test_search_index_finds_what_the_loop_found(em, query):
+    assert [h["key"] for h in em.search(query)] == _old_search(em, query)
+
+
+def test_search_index_file_and_edited_titles(tmp_path):
+    """Items are indexed once into search.sqlite beside the model; an edited title is found after the
+    edit (the model is reloaded), the old one no longer."""
+    from hercules_core import save_model
+    from hercules_core.edits import edit_cluster
+
+    h = make_hierarchy(make_text_dataset(200), ks=(6, 2))
+    reduce_hierarchy(h, 2, 0)
+    path = tmp_path / "model.json"
+    save_model(h, path)
+    em = ExploreModel.load(path)
+    assert [x["key"] for x in em.search("item 17 about", wait=30)] == ["L0:17"]
+    assert (tmp_path / "search.sqlite").is_file()
+    built = (tmp_path / "search.sqlite").stat().st_mtime_ns
+    edit_cluster(path, h.levels[1].ids[3], title="Marmalade sandwiches", description="x")
+    em2 = ExploreModel.load(path)
+    assert [x["key"] for x in em2.search("marmalade")] == ["L1:3"]
+    assert em2.search("title 1.3") == []
+    assert [x["key"] for x in em2.search("item 17 about", wait=30)] == ["L0:17"]
+    assert (tmp_path / "search.sqlite").stat().st_mtime_ns == built  # the items' index is kept
+    assert em2.item_search_note("it") and em2.item_search_note("item") is None
 
 
 def test_selection_from_every_kind_of_click(em):
@@ -343,3 +415,55 @@ def test_evaluate_page_says_why_metrics_coincide(real_em):
     # a model's evaluation read back from JSON has str keys and no labels
     plain = {str(k): {**v, "normalized_mutual_info_score": None, "v_measure_score": None} for k, v in ev.items()}
     assert len(page_evaluate.coincidence_notes(plain)) == 2
+
+
+def test_a_100k_item_run_sends_bounded_responses():
+    """At 100,000 items every item is drawn (a density image), yet the first scatter, a click on the
+    biggest cluster, a zoom, the pane and the tree each stay small."""
+    h = make_hierarchy(make_text_dataset(100_000), ks=(1000, 100, 10), dim=8)
+    reduce_hierarchy(h, 2, 0)
+    em = ExploreModel.from_hierarchy(h)
+
+    def size(obj) -> int:
+        return len(plotly.io.json.to_json_plotly(obj.to_plotly_json() if hasattr(obj, "to_plotly_json") else obj))
+
+    fig, view = figures.scatter_figure(em, 1)
+    assert view["image"] and fig["layout"]["images"][figures.IMG_ITEMS]["source"].startswith("data:image/png")
+    assert size(fig) < 400_000
+    biggest = make_key(3, int(np.argmax(h.levels[3].size)))
+    assert size(figures.highlight_patch(em, view, biggest)) < 200_000
+    x0, x1, y0, y1 = view["range"]
+    rng = figures.view_range({"xaxis.range[0]": x0, "xaxis.range[1]": (x0 + x1) / 2}, view, None)
+    assert rng == [x0, (x0 + x1) / 2, y0, y1]
+    assert size(figures.zoom_patch(em, view, rng, biggest)) < 200_000
+    l1 = make_key(1, int(np.argmax(h.levels[1].size)))
+    assert size(pane.cluster_pane(em, l1)) < 60_000 and size(tree.tree(em, make_key(0, 99_999))) < 200_000
+
+
+def test_density_image_shows_every_item_where_it_is(em):
+    """Each item lands in the pixel of its position (the image spans the given range, top row = top)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    xy = em.xy(0, "representation")
+    rng = figures.full_range(em, "representation", 1)
+    img = figures.items_image(em, "representation", rng, px=(400, 200))
+    assert (img["x"], img["y"], img["sizex"], img["sizey"]) == (rng[0], rng[3], rng[1] - rng[0], rng[3] - rng[2])
+    a = np.asarray(Image.open(io.BytesIO(base64.b64decode(img["source"].split(",", 1)[1]))).convert("RGBA"))
+    scale = 400 // a.shape[1]
+    w, h = a.shape[1], a.shape[0]
+    cx = ((xy[:, 0] - rng[0]) / (rng[1] - rng[0]) * w).astype(int)
+    cy = ((rng[3] - xy[:, 1]) / (rng[3] - rng[2]) * h).astype(int)
+    assert scale >= 1 and np.all(a[cy, cx, 3] > 0)
+    assert (a[..., 3] > 0).sum() <= len(xy)
+    # the selection's image holds exactly its items' pixels
+    fig, view = figures.scatter_figure(em, 1, items_max=10)
+    sel = figures.selection_image(em, view, "L1:2")
+    b = np.asarray(Image.open(io.BytesIO(base64.b64decode(sel["source"].split(",", 1)[1]))).convert("RGBA"))
+    bw, bh = b.shape[1], b.shape[0]
+    r = view["range"]
+    m = em.members(1, 2)
+    px = set(zip(((r[3] - xy[m, 1]) / (r[3] - r[2]) * bh).astype(int), ((xy[m, 0] - r[0]) / (r[1] - r[0]) * bw).astype(int)))
+    assert set(zip(*np.nonzero(b[..., 3]))) == px

@@ -1,0 +1,156 @@
+"""The explorer's search: SQLite FTS5 (trigram tokenizer) indexes instead of a loop over every text.
+
+Two indexes, both over lowercased text so that a hit is exactly a case-insensitive substring match:
+
+* clusters (titles and descriptions of every level >= 1): small, built in memory when a model is
+  loaded, so an edited title is found as soon as the edited model is (re)loaded;
+* items (id + text, or id + title for non-text runs): built once per run into ``search.sqlite``
+  beside the model (written to a temporary file, then renamed), lazily on the first search and in a
+  background thread; until it is ready a search answers with cluster hits and says items are being
+  indexed. A model without a run directory keeps its item index in memory.
+
+The trigram index serves ``LIKE '%q%'`` from three characters on; a two-character query would scan
+every row, so items are searched from three characters (clusters from two).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import zlib
+from pathlib import Path
+from typing import Iterable, Iterator
+
+FILE_NAME = "search.sqlite"
+ITEM_MIN_CHARS = 3
+BATCH = 20_000
+_SCHEMA = "CREATE VIRTUAL TABLE t USING fts5(text, tokenize='trigram', detail='none')"
+
+
+def normalize(query: str) -> str:
+    return " ".join(str(query or "").lower().split())
+
+
+def _like(q: str) -> str:
+    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _fill(con: sqlite3.Connection, rows: Iterable[tuple[int, str]]) -> None:
+    con.execute(_SCHEMA)
+    con.execute("CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT)")
+    it = iter(rows)
+    while True:
+        chunk = [r for _, r in zip(range(BATCH), it)]
+        if not chunk:
+            break
+        con.executemany("INSERT INTO t(rowid, text) VALUES (?, ?)", chunk)
+    con.execute("INSERT INTO t(t) VALUES ('optimize')")
+
+
+def _find(con: sqlite3.Connection, q: str, limit: int) -> list[tuple[int, str]]:
+    return con.execute("SELECT rowid, text FROM t WHERE text LIKE ? ESCAPE '\\' ORDER BY rowid LIMIT ?",
+                       (_like(q), int(limit))).fetchall()
+
+
+class MemoryIndex:
+    """An FTS5 index in memory (rowid -> text), thread-safe."""
+
+    def __init__(self, rows: Iterable[tuple[int, str]]):
+        self._con = sqlite3.connect(":memory:", check_same_thread=False)
+        self._lock = threading.Lock()
+        with self._lock:
+            _fill(self._con, rows)
+
+    def find(self, q: str, limit: int) -> list[tuple[int, str]]:
+        with self._lock:
+            return _find(self._con, q, limit)
+
+
+class ItemIndex:
+    """The items' index of one run: ``search.sqlite`` in ``directory`` (or in memory without one).
+
+    ``rows()`` yields ``(item index, lowercased text)``; ``fingerprint`` identifies the items (a file
+    made for other items is rebuilt).
+    """
+
+    def __init__(self, directory: str | os.PathLike | None, rows, n: int, fingerprint: str):
+        self.path = Path(directory) / FILE_NAME if directory else None
+        self._rows, self.n, self.fingerprint = rows, n, fingerprint
+        self._memory: MemoryIndex | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._ok = False
+        self.error: str | None = None
+
+    def _valid_file(self) -> bool:
+        if self.path is None or not self.path.is_file():
+            return False
+        try:
+            with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True) as con:
+                v = con.execute("SELECT v FROM meta WHERE k = 'fingerprint'").fetchone()
+            return bool(v) and v[0] == self.fingerprint
+        except sqlite3.Error:
+            return False
+
+    def _build_file(self) -> None:
+        tmp = self.path.with_name(f".{FILE_NAME}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            tmp.unlink(missing_ok=True)
+            con = sqlite3.connect(tmp)
+            try:
+                con.execute("PRAGMA journal_mode=OFF")
+                con.execute("PRAGMA synchronous=OFF")
+                _fill(con, self._rows())
+                con.execute("INSERT INTO meta VALUES ('fingerprint', ?)", (self.fingerprint,))
+                con.commit()
+            finally:
+                con.close()
+            os.replace(tmp, self.path)
+        except (OSError, sqlite3.Error) as e:
+            self.error = f"The item search index could not be written ({e}); only clusters are searched."
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def ready(self, wait: float = 0.0) -> bool:
+        """Whether item search can run now; starts the build (in the background for a run directory)
+        the first time, and waits up to ``wait`` seconds for it."""
+        if self.path is None:
+            with self._lock:
+                if self._memory is None:
+                    self._memory = MemoryIndex(self._rows())
+            return True
+        if self._ok:
+            return True
+        if self._thread is None or not self._thread.is_alive():
+            if self._valid_file():
+                self._ok = True
+                return True
+            with self._lock:
+                if self.error is None and (self._thread is None or not self._thread.is_alive()):
+                    self._thread = threading.Thread(target=self._build_file, name="search-index", daemon=True)
+                    self._thread.start()
+        thread = self._thread
+        if thread is not None:
+            thread.join(wait)
+        self._ok = thread is not None and not thread.is_alive() and self.error is None and self._valid_file()
+        return self._ok
+
+    def find(self, q: str, limit: int) -> list[tuple[int, str]]:
+        if self._memory is not None:
+            return self._memory.find(q, limit)
+        with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True) as con:
+            return _find(con, q, limit)
+
+
+def fingerprint(ids: list[str]) -> str:
+    """A cheap identity of a run's items: their count and a CRC of their ids."""
+    crc = 0
+    for i in range(0, len(ids), 50_000):
+        crc = zlib.crc32("\x00".join(ids[i:i + 50_000]).encode("utf-8", "replace"), crc)
+    return f"{len(ids)}:{crc:08x}"
+
+
+def rows_of(ids: list[str], texts: list[str]) -> Iterator[tuple[int, str]]:
+    for j, (i, t) in enumerate(zip(ids, texts)):
+        yield j, f"{i}\n{t}".lower()
