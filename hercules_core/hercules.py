@@ -217,11 +217,15 @@ class Hercules:
         with self._stage("clustering space"):
             # UMAP's first use in a process compiles numba code (~20 s): say so while it happens
             self.progress(stage + ": the first run in a process compiles code, ~20 s", 0, 1)
-            reduced, cached = reduction.fit_umap(vectors, params, cache=self.cache)
+            reduced, cached = reduction.fit_umap(vectors, params, cache=self.cache, fit_sample=cfg.reduce_fit_sample)
             self.progress(stage, 1, 1)
+        sampled = reduction.fit_rows(len(vectors), cfg.reduce_fit_sample, params["random_state"]) is not None
+        fitted = (f"; fitted on a sample of {cfg.reduce_fit_sample:,} items, the other {len(vectors) - cfg.reduce_fit_sample:,} "
+                  f"placed by its transform (reduce_fit_sample)" if sampled else "")
         notes.append(f"Level 1 clustered {params['n_components']}-d UMAP vectors ({why}; "
-                     f"{params['n_neighbors']} neighbours, {params['metric']}){' from the cache' if cached else ''}.")
+                     f"{params['n_neighbors']} neighbours, {params['metric']}{fitted}){' from the cache' if cached else ''}.")
         self._log("clustering_space", method="umap", reason=why, cached=cached,
+                  fit_sample=cfg.reduce_fit_sample if sampled else None,
                   seconds=round(self.timings_.get("clustering space", 0.0), 3), **params)
         return reduced, "umap", params
 
