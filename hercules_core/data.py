@@ -338,10 +338,17 @@ def _read_parquet(path: Path, guard: _Guard, exclude: str | None = None) -> pd.D
     """``exclude``: a column left unread (a vector column, read by :func:`read_vector_column`)."""
     import pyarrow.parquet as pq
 
-    with pq.ParquetFile(path) as pf:  # reads the footer only
+    pf = pq.ParquetFile(path)  # reads the footer only
+    try:
         _check_parquet(pf, guard)
-        names = pf.schema_arrow.names
-    return pd.read_parquet(path, columns=[c for c in names if c != exclude] if exclude else None)
+        names = list(pf.schema_arrow.names) if exclude is not None else None
+    finally:
+        close = getattr(pf, "close", None)
+        if close is not None:
+            close()
+    if exclude is None:
+        return pd.read_parquet(path)
+    return pd.read_parquet(path, columns=[c for c in names if c != exclude])
 
 
 # ----------------------------------------------------------------------------- own vectors
