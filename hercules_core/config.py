@@ -167,7 +167,7 @@ class HerculesConfig:
     # original space.
     reduce_method: str = _param(
         "auto", "auto: level 1 clusters a UMAP of text and image embeddings (and of tables with 16+ columns) of "
-        "300-50,000 items; none: the vectors as they are.", Choices(("auto", "none", "umap")),
+        "at least 300 items; none: the vectors as they are.", Choices(("auto", "none", "umap")),
         label="Clustering space", group="Hierarchy", flag="--reduce")
     # BERTopic's choice: enough for k-means, cheap to cluster
     reduce_components: int = _param(5, "Dimensions of the clustering space.", POSITIVE, label="UMAP dimensions",
@@ -179,9 +179,13 @@ class HerculesConfig:
                                     Interval(float, 0.0, 1.0))
     # below it, the neighbour graph would span a large share of the items and the manifold estimate is noise
     reduce_min_items: int = _param(300, "reduce_method auto leaves sets of fewer items as they are.", POSITIVE)
-    # UMAP's time grows with n (single-threaded when seeded) until it outweighs the whole run
-    reduce_max_items: int = _param(50_000, "reduce_method auto leaves sets of more items as they are "
-                                           "(umap still reduces them).", POSITIVE)
+    # UMAP's time grows with n (single-threaded when seeded); above reduce_fit_sample it is fitted on a
+    # sample and the other items are placed by transform, which grows more slowly (docs/scaling.md)
+    reduce_max_items: int = _param(2_000_000, "reduce_method auto leaves sets of more items as they are "
+                                              "(umap still reduces them).", POSITIVE)
+    reduce_fit_sample: int = _param(50_000, "UMAP is fitted on a seeded sample of this many items and places the "
+                                            "others with its transform; 0 fits on all items.", NON_NEGATIVE,
+                                    label="UMAP fit sample", group="Advanced")
 
     # --- k-means (§3.3) ---
     weight_by_size: bool = _param(

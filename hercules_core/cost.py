@@ -66,7 +66,7 @@ def summarize_data(data: Dataset | DataSummary) -> DataSummary:
     sample = dataclasses.replace(
         data, ids=_take(data.ids, idx), texts=_take(data.texts, idx), image_paths=_take(data.image_paths, idx),
         numeric=_take(data.numeric, idx), numeric_raw=_take(data.numeric_raw, idx), labels=_take(data.labels, idx),
-        notes=list(data.notes))
+        embeddings=_take(data.embeddings, idx), notes=list(data.notes))
     return DataSummary(n_items=n, sample=sample)
 
 
@@ -139,7 +139,7 @@ def estimate_run(data: Dataset | DataSummary, config: HerculesConfig, *, llm_id:
     counts, auto = plan_levels(n, config)
     uses_llm = llm_id not in NO_LLM
     has_embedder = True if with_text_embedder is None else bool(with_text_embedder)
-    if dataset.modality == "text":
+    if dataset.modality == "text" and dataset.embeddings is None:
         has_embedder = True
 
     per_level: list[dict[str, Any]] = []
@@ -170,16 +170,20 @@ def estimate_run(data: Dataset | DataSummary, config: HerculesConfig, *, llm_id:
             per_level.append({"level": li, "clusters": k, **_level_cost(reqs, config)})
             n_below = k
 
-    described = (dataset.modality == "image" and with_captioner) or (
-        config.use_llm_for_l0_descriptions and uses_llm and dataset.modality in ("text", "numeric"))
+    from .hercules import describes_items, uses_text_embedder
+
+    described = describes_items(dataset, config, has_llm=uses_llm, has_captioner=with_captioner)
     texts = 0
-    if dataset.modality == "text" and (config.representation_mode == "direct" or not described):
+    own = dataset.embeddings is not None  # the items came with their own vectors
+    if dataset.modality == "text" and not own and (config.representation_mode == "direct" or not described):
         texts += n  # the items themselves
+    if own and config.representation_mode == "description" and not described:
+        texts += n  # description mode embeds the items' texts as their descriptions
     if has_embedder and (described or (dataset.modality != "text" and config.representation_mode == "description")):
         texts += n  # level-0 descriptions
-    if has_embedder:
+    if has_embedder and uses_text_embedder(dataset, config, described=described):
         texts += sum(counts)  # every cluster's "title. description"
-        if dataset.modality == "text" or described:
+        if (dataset.modality == "text" and not own) or described:
             texts += sum(counts)  # every title alone, for the title-quality score (title_quality.py)
         if config.topic_seed:
             texts += 1

@@ -208,7 +208,7 @@ def read_table(path: str | os.PathLike, *, sheet: str | int | None = None,
 
 
 def _read_table(path: Path, *, sheet: str | int | None = None, as_str: tuple = (),
-                budget: ReadBudget | None = None) -> pd.DataFrame:
+                budget: ReadBudget | None = None, exclude: str | None = None) -> pd.DataFrame:
     """``as_str`` columns are read as text so that ids such as "007" keep their leading zeros."""
     if not os.path.isfile(path):
         raise InputError(f"Table file {path} not found. Check the path.")
@@ -226,7 +226,7 @@ def _read_table(path: Path, *, sheet: str | int | None = None, as_str: tuple = (
         elif ext == ".jsonl":
             df = _read_jsonl(path, guard)
         elif ext == ".parquet":
-            df = _read_parquet(path, guard)
+            df = _read_parquet(path, guard, exclude)
         else:
             df = _read_excel(path, sheet, dtype, guard)
     except InputError:
@@ -327,20 +327,169 @@ def _read_jsonl(path: Path, guard: _Guard) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _read_parquet(path: Path, guard: _Guard) -> pd.DataFrame:
+def _check_parquet(pf, guard: _Guard) -> None:
+    md = pf.metadata
+    guard.shape(md.num_rows, len(pf.schema_arrow), how="declares")
+    raw = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
+    guard.size(raw, "declares", advice="sample or split the file")
+
+
+def _read_parquet(path: Path, guard: _Guard, exclude: str | None = None) -> pd.DataFrame:
+    """``exclude``: a column left unread (a vector column, read by :func:`read_vector_column`)."""
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)  # reads the footer only
     try:
-        md = pf.metadata
-        guard.shape(md.num_rows, len(pf.schema_arrow), how="declares")
-        raw = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
-        guard.size(raw, "declares", advice="sample or split the file")
+        _check_parquet(pf, guard)
+        names = list(pf.schema_arrow.names) if exclude is not None else None
     finally:
         close = getattr(pf, "close", None)
         if close is not None:
             close()
-    return pd.read_parquet(path)
+    if exclude is None:
+        return pd.read_parquet(path)
+    return pd.read_parquet(path, columns=[c for c in names if c != exclude])
+
+
+# ----------------------------------------------------------------------------- own vectors
+VECTOR_EXTENSIONS = (".npy", ".npz")
+_VECTOR_BATCH_ROWS = 1 << 16  # rows of a list column converted at a time
+
+
+def read_vector_column(path: str | os.PathLike, column: str, *, budget: ReadBudget | None = None) -> np.ndarray:
+    """The list (or fixed-size list) column ``column`` of a Parquet file as a float32 (n, d) matrix.
+
+    Read with pyarrow batch by batch into one preallocated matrix (never as Python lists), so a
+    1,000,000 x 384 column needs its 1.5 GB and one batch beside it. Every row must hold d numbers.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.suffix.lower() != ".parquet":
+        raise InputError(f"A vector column is read from a Parquet file; {path.name} is not one. Save the table as"
+                         f" Parquet with the vectors as a list column, or give the vectors as a .npy/.npz file.")
+    guard = _Guard(path, budget or DEFAULT_READ_BUDGET)
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:
+        raise InputError(f"Could not read {path.name} as a Parquet file: {exc}.") from None
+    with pf:
+        _check_parquet(pf, guard)
+        schema = pf.schema_arrow
+        if column not in schema.names:
+            raise InputError(f"The vector column {column!r} is not a column of {path.name}. Columns:"
+                             f" {_some(schema.names, 30)}.")
+        typ = schema.field(column).type
+        listy = pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ)
+        if not listy or not (pa.types.is_floating(typ.value_type) or pa.types.is_integer(typ.value_type)):
+            raise InputError(f"The vector column {column!r} of {path.name} holds {typ}, not lists of numbers:"
+                             f" choose a column whose cells are lists of floats (one vector per row).")
+        n = pf.metadata.num_rows
+        out, d, row = None, None, 0
+        for batch in pf.iter_batches(batch_size=_VECTOR_BATCH_ROWS, columns=[column]):
+            arr = batch.column(0)
+            if arr.null_count:
+                bad = np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False)) + row + 1
+                raise InputError(f"The vector column {column!r} of {path.name} has no vector in rows {_some(bad)}"
+                                 f" (counting from 1): fill or remove those rows.")
+            lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+            if d is None:
+                d = int(lengths[0]) if len(lengths) else 0
+                if d < 1:
+                    raise InputError(f"The vector column {column!r} of {path.name} holds empty vectors.")
+                out = np.empty((n, d), dtype=np.float32)
+            if (lengths != d).any():
+                bad = np.flatnonzero(lengths != d)
+                raise InputError(f"The vectors of {column!r} in {path.name} differ in length: {d} in row 1 but"
+                                 f" {_some(f'{int(lengths[b])} in row {row + b + 1}' for b in bad)}. Every vector"
+                                 f" must have the same dimension.")
+            values = arr.flatten()
+            if values.null_count:
+                raise InputError(f"The vector column {column!r} of {path.name} has missing numbers inside vectors"
+                                 f" (rows {row + 1}-{row + len(arr)}): fill them or remove those rows.")
+            out[row:row + len(arr)] = values.to_numpy(zero_copy_only=False).reshape(len(arr), d)
+            row += len(arr)
+            guard.tick()
+    if out is None:
+        raise InputError(f"{path.name} has no rows; nothing to cluster.")
+    return out
+
+
+def read_vectors(path: str | os.PathLike, *, budget: ReadBudget | None = None) -> np.ndarray:
+    """A float32 (n, d) matrix from a .npy file or a .npz file (its only array, or the one named
+    ``embeddings`` or ``vectors``); the array's header is checked against ``budget`` before it is read."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in VECTOR_EXTENSIONS:
+        raise InputError(f"{path.name}: vectors are read from a .npy or .npz file (numpy.save / numpy.savez).")
+    if not path.is_file():
+        raise InputError(f"Vectors file {path} not found. Check the path.")
+    guard = _Guard(path, budget or DEFAULT_READ_BUDGET)
+    try:
+        if ext == ".npy":
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)  # only the header is read here
+            return _vector_matrix(arr, path.name, guard)
+        with np.load(path, allow_pickle=False) as npz:
+            names = list(npz.files)
+            key = next((k for k in ("embeddings", "vectors") if k in names), names[0] if len(names) == 1 else None)
+            if key is None:
+                raise InputError(f"{path.name} holds several arrays ({_some(names)}): name the vectors 'embeddings'"
+                                 f" or save only them.")
+            return _vector_matrix(npz[key], path.name, guard)
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError(f"{path.name} needs more memory to read than this machine has: sample or split it.") from None
+    except Exception as exc:
+        raise InputError(f"Could not read {path.name} as a numpy array: {type(exc).__name__}: {exc}.") from None
+
+
+def _vector_matrix(arr: np.ndarray, name: str, guard: _Guard) -> np.ndarray:
+    if arr.ndim != 2 or arr.dtype.kind not in "iuf":
+        raise InputError(f"{name} holds an array of shape {arr.shape} and type {arr.dtype}; vectors are a 2-D array"
+                         f" of numbers (one row per item).")
+    guard.shape(arr.shape[0], 1)
+    guard.size(arr.shape[0] * arr.shape[1] * 4, "holds vectors of")
+    out = np.empty(arr.shape, dtype=np.float32)
+    for start in range(0, len(arr), _VECTOR_BATCH_ROWS):  # a memory-mapped file is read block by block
+        out[start:start + _VECTOR_BATCH_ROWS] = arr[start:start + _VECTOR_BATCH_ROWS]
+    return out
+
+
+def _stack_vectors(values: list, where: str) -> np.ndarray:
+    """A DataFrame's vector column (cells are lists/arrays of numbers) as a float32 matrix."""
+    bad = [k + 1 for k, v in enumerate(values) if _kind(v) != "vector"]
+    if bad:
+        raise InputError(f"{where} has no vector in rows {_some(bad)} (counting from 1): every cell must be a list of"
+                         f" numbers.")
+    lengths = np.array([len(v) for v in values])
+    if len(lengths) and (lengths != lengths[0]).any():
+        rows = np.flatnonzero(lengths != lengths[0]) + 1
+        raise InputError(f"The vectors of {where} differ in length: {lengths[0]} in row 1 but not in rows"
+                         f" {_some(rows)}. Every vector must have the same dimension.")
+    try:
+        return np.asarray(np.stack([np.asarray(v, dtype=np.float32) for v in values]), dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InputError(f"{where} holds vectors with values that are not numbers.") from None
+
+
+def _check_vectors(matrix: np.ndarray, ids: list[str], what: str) -> np.ndarray:
+    """Own vectors: one finite row per item."""
+    if matrix.ndim != 2 or matrix.shape[1] < 1:
+        raise InputError(f"The vectors of {what} must be a 2-D array (one row per item); got shape {matrix.shape}.")
+    if len(matrix) != len(ids):
+        raise InputError(f"{what} has {len(ids):,} items but {len(matrix):,} vectors: give one vector per row, in the"
+                         f" table's order.")
+    finite = np.ones(len(matrix), dtype=bool)
+    for start in range(0, len(matrix), _VECTOR_BATCH_ROWS):
+        finite[start:start + _VECTOR_BATCH_ROWS] = np.isfinite(matrix[start:start + _VECTOR_BATCH_ROWS]).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise InputError(f"{len(bad)} vectors contain NaN or infinite values: ids {_some(ids[b] for b in bad)}. Fix or"
+                         f" remove those rows.")
+    return matrix
 
 
 def _read_excel(path: Path, sheet: str | int | None, dtype: dict, guard: _Guard) -> pd.DataFrame:
@@ -929,6 +1078,7 @@ class _Loaded:
     explicit_ids: bool = False  # id_column / dict keys conflict with ids=; an index is overridden
     src_labels: list | None = None
     base_dir: Path | None = None
+    vectors: np.ndarray | None = None  # the items' own vectors (a vector column)
     notes: list[str] = field(default_factory=list)
 
 
@@ -937,7 +1087,7 @@ def _default_index(index: pd.Index) -> bool:
 
 
 def _load_path(path: Path, modality, text_column, numeric_columns, id_column, labels_column, extract_dir,
-               read_budget: ReadBudget | None = None):
+               read_budget: ReadBudget | None = None, vector_column: str | None = None):
     if not os.path.exists(path):  # unlike Path.exists(), False (not OSError) for a long text
         raise InputError(f"{str(path)[:200]!r} is not an existing file or folder. Pass a table file"
                          f" ({', '.join(TABLE_EXTENSIONS)}), a folder or .zip of images, or a list of items.")
@@ -946,9 +1096,10 @@ def _load_path(path: Path, modality, text_column, numeric_columns, id_column, la
                          f" .zip or a list of image paths.")
     if not (path.is_dir() or path.suffix.lower() == ".zip"):
         as_str = tuple(str(c) for c in (id_column, labels_column, text_column) if c is not None)
-        loaded = _load_frame(_read_table(path, as_str=as_str, budget=read_budget), path.name, modality, text_column,
-                             numeric_columns, id_column, labels_column)
-        loaded.base_dir = path.parent
+        vectors = read_vector_column(path, vector_column, budget=read_budget) if vector_column is not None else None
+        frame = _read_table(path, as_str=as_str, budget=read_budget, exclude=vector_column)
+        loaded = _load_frame(frame, path.name, modality, text_column, numeric_columns, id_column, labels_column)
+        loaded.base_dir, loaded.vectors = path.parent, vectors
         return loaded
     if any(x is not None for x in (text_column, numeric_columns, id_column, labels_column)):
         raise InputError("text_column/numeric_columns/id_column/labels_column apply to tables, not to an image"
@@ -1023,7 +1174,8 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
             labels_column: str | None = None, ids: Any = None, labels: Any = None,
             numeric_metadata: dict[str, dict[str, Any]] | None = None, drop_empty_texts: bool = True,
             extract_dir: str | os.PathLike | None = None, max_items: int | None = None,
-            min_items: int = 2, fit_scaler: bool = True, read_budget: ReadBudget | None = None) -> Dataset:
+            min_items: int = 2, fit_scaler: bool = True, read_budget: ReadBudget | None = None,
+            vector_column: str | None = None, vectors: Any = None) -> Dataset:
     """Validate texts, image paths (list, folder or zip), numbers, a DataFrame or a table file into a ``Dataset``.
 
     Parameters
@@ -1041,6 +1193,10 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
     fit_scaler : standardise numeric data (False leaves ``numeric`` unset: new items for a saved model
         are scaled with the model's own scaler).
     read_budget : limits on reading a table file (:class:`ReadBudget`; default :data:`DEFAULT_READ_BUDGET`).
+    vector_column, vectors : the items' own embeddings, as a column of lists of numbers (a Parquet
+        file's or a DataFrame's) or as an (n, d) array or a .npy/.npz file with one row per item in
+        order. The items are then texts (their text column feeds titles, summaries and search)
+        represented by these vectors, which are not scaled (``Dataset.embeddings``).
 
     Raises
     ------
@@ -1054,16 +1210,35 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
         raise InputError("Pass either text_column or numeric_columns, not both.")
     if isinstance(numeric_columns, str):
         numeric_columns = [numeric_columns]
+    own = vector_column is not None or vectors is not None
+    if own:
+        if vector_column is not None and vectors is not None:
+            raise InputError("Own vectors were given twice: a vector column and a vectors file; keep one.")
+        if modality in ("numeric", "image") or numeric_columns is not None:
+            raise InputError("Own vectors represent texts: they go with a text column, not with numeric columns or"
+                             " images.")
+        modality = "text"
     table_opts = (text_column, numeric_columns, id_column, labels_column)
+    own_matrix = None
     if isinstance(data, (str, os.PathLike)):
-        ld = _load_path(Path(data), modality, *table_opts, extract_dir, read_budget)
+        ld = _load_path(Path(data), modality, *table_opts, extract_dir, read_budget, vector_column)
+        own_matrix = ld.vectors
     elif isinstance(data, pd.DataFrame):
+        if vector_column is not None:
+            col = _column(data, vector_column, "DataFrame", "vector_column")
+            own_matrix = _stack_vectors(data[col].tolist(), f"DataFrame column {col!r}")
+            data = data.drop(columns=[col])
         ld = _load_frame(data, "DataFrame", modality, *table_opts)
     elif any(x is not None for x in table_opts):
         raise InputError("text_column/numeric_columns/id_column/labels_column only apply to a DataFrame or a table"
                          f" file, not to a {type(data).__name__}.")
+    elif vector_column is not None:
+        raise InputError("vector_column applies to a DataFrame or a table file; pass vectors=... with a list.")
     else:
         ld = _load_container(data, modality)
+    if vectors is not None:
+        own_matrix = read_vectors(vectors, budget=read_budget) if isinstance(vectors, (str, os.PathLike)) \
+            else np.asarray(vectors, dtype=np.float32)
     n = len(ld.frame) if ld.frame is not None else len(ld.matrix) if ld.matrix is not None else len(ld.values)
     if n == 0:
         raise InputError(f"The input ({ld.what}) is empty; nothing to cluster.")
@@ -1078,8 +1253,15 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
     if ld.kind != "numeric" and numeric_metadata is not None:
         raise InputError("numeric_metadata only applies to numeric data.")
     ds = Dataset(ids=item_ids, modality=ld.kind, labels=item_labels, notes=ld.notes, source=ld.what)
+    if own_matrix is not None:  # checked against the rows as given, before empty texts are dropped
+        what = f"vector column {vector_column!r}" if vector_column is not None else "the vectors"
+        _check_vectors(own_matrix, item_ids, f"{ld.what} with {what}")
     if ld.kind == "text":
-        _fill_texts(ds, ld.values, drop_empty_texts)
+        keep = _fill_texts(ds, ld.values, drop_empty_texts)
+        if own_matrix is not None:
+            ds.embeddings = own_matrix if keep is None else own_matrix[keep]
+            _note(ds.notes, f"The items are represented by their own {own_matrix.shape[1]}-d vectors; their texts"
+                            f" give titles, summaries and search.")
     elif ld.kind == "image":
         missing = [i for i, v in zip(item_ids, ld.values) if _is_missing(v)]
         if missing:
@@ -1096,7 +1278,8 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
     return ds
 
 
-def _fill_texts(ds: Dataset, values: list, drop_empty: bool) -> None:
+def _fill_texts(ds: Dataset, values: list, drop_empty: bool) -> list[int] | None:
+    """The texts into ``ds``; returns the positions kept when empty texts were dropped (else None)."""
     bad = [f"{i} ({v!r:.40})" for i, v in zip(ds.ids, values) if not _is_missing(v) and not isinstance(v, str)]
     if bad:
         raise InputError(f"Texts must be strings; {len(bad)} items of {ds.source} are not: ids {_some(bad)}. Convert"
@@ -1112,7 +1295,10 @@ def _fill_texts(ds: Dataset, values: list, drop_empty: bool) -> None:
         ds.ids = [ds.ids[k] for k in keep]
         ds.labels = None if ds.labels is None else [ds.labels[k] for k in keep]
         values = [values[k] for k in keep]
+        ds.texts = list(values)
+        return keep
     ds.texts = list(values)
+    return None
 
 
 def _fill_numeric(ds: Dataset, ld: _Loaded, metadata: Any, fit_scaler: bool = True) -> None:

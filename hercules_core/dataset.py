@@ -25,6 +25,8 @@ class Dataset:
     feature_names : one name per numeric column.
     numeric_metadata : {feature name: {"unit": ..., "description": ...}} (optional entries).
     scaler_mean, scaler_scale : the StandardScaler parameters (numeric = (raw - mean) / scale).
+    embeddings : the items' own vectors, float32 (n, d), given with the data (text modality): used as
+        the items' representation instead of embedding their texts (no scaling, no statistics).
     labels : optional ground-truth labels as strings, one per item.
     notes : what preparation did that a user should know (dropped rows, ...), also logged.
     source : a short human description of where the data came from (file name, "list", ...).
@@ -40,6 +42,7 @@ class Dataset:
     numeric_metadata: dict[str, dict[str, Any]] | None = None
     scaler_mean: np.ndarray | None = None
     scaler_scale: np.ndarray | None = None
+    embeddings: np.ndarray | None = None
     labels: list[str] | None = None
     notes: list[str] = field(default_factory=list)
     source: str = ""

@@ -34,6 +34,21 @@ def _no_progress(stage: str, done: int, total: int) -> None:
     return None
 
 
+def describes_items(ds: Dataset, config: HerculesConfig, *, has_llm: bool, has_captioner: bool) -> bool:
+    """Whether level 0 gets descriptions beyond the raw item: image captions, or LLM-written ones."""
+    return (ds.modality == "image" and has_captioner) or (
+        config.use_llm_for_l0_descriptions and has_llm and ds.modality in ("text", "numeric"))
+
+
+def uses_text_embedder(ds: Dataset, config: HerculesConfig, *, described: bool) -> bool:
+    """Whether a run on ``ds`` embeds text: texts without their own vectors, described items
+    (:func:`describes_items`), description mode or a topic seed. Otherwise nothing would use the
+    embeddings of the cluster descriptions (no item has a text embedding to compare them with), so
+    they are not computed and the pipeline builds no text embedder."""
+    return ((ds.modality == "text" and ds.embeddings is None) or described
+            or config.representation_mode == "description" or bool(config.topic_seed))
+
+
 class Hercules:
     """Build a hierarchy of titled clusters from a prepared ``Dataset``.
 
@@ -106,10 +121,15 @@ class Hercules:
         cfg = self.config
         if len(ds) < 2:
             raise InputError("Need at least 2 items to cluster.")
-        if ds.modality == "text" and self.text_embedder is None:
+        if ds.modality == "text" and ds.embeddings is None and self.text_embedder is None:
             raise ConfigError("Text data needs a text embedder (e.g. {setting}).", param="text_embedder", value="minilm")
         if ds.modality == "image" and cfg.representation_mode == "direct" and self.image_embedder is None:
             raise ConfigError("Image data in direct mode needs an image embedder.")
+        if ds.modality == "text" and ds.embeddings is not None and cfg.representation_mode == "description" \
+                and self.text_embedder is None:
+            raise ConfigError("Description mode embeds the items' texts and ignores their own vectors: it needs a "
+                              "text embedder; choose one, or use {setting} to cluster the vectors given.",
+                              param="representation_mode", value="direct")
         if cfg.representation_mode == "description" and self.text_embedder is None:
             raise ConfigError("Description mode embeds the descriptions: it needs a text embedder.")
         if cfg.use_llm_for_l0_descriptions and self.llm is None:
@@ -150,8 +170,11 @@ class Hercules:
                 described = True
 
         item_vectors = None
+        own = ds.embeddings is not None  # the items' own vectors, given with the data
         with self._stage("embedding"):
-            if ds.modality == "text" and (cfg.representation_mode == "direct" or not described):
+            if own:
+                item_vectors = np.asarray(ds.embeddings, dtype=np.float32)
+            elif ds.modality == "text" and (cfg.representation_mode == "direct" or not described):
                 item_vectors = self._embed_texts(ds.texts, "embedding items")
             elif ds.modality == "image" and cfg.representation_mode == "direct":
                 self.progress("embedding items", 0, n)
@@ -165,7 +188,7 @@ class Hercules:
             desc_emb = None
             if described and self.text_embedder is not None:
                 desc_emb = self._embed_texts(descriptions, "embedding descriptions")
-            elif ds.modality == "text":
+            elif ds.modality == "text" and not own:
                 desc_emb = item_vectors
             elif cfg.representation_mode == "description":
                 desc_emb = self._embed_texts(descriptions, "embedding descriptions")
@@ -194,11 +217,15 @@ class Hercules:
         with self._stage("clustering space"):
             # UMAP's first use in a process compiles numba code (~20 s): say so while it happens
             self.progress(stage + ": the first run in a process compiles code, ~20 s", 0, 1)
-            reduced, cached = reduction.fit_umap(vectors, params, cache=self.cache)
+            reduced, cached = reduction.fit_umap(vectors, params, cache=self.cache, fit_sample=cfg.reduce_fit_sample)
             self.progress(stage, 1, 1)
+        sampled = reduction.fit_rows(len(vectors), cfg.reduce_fit_sample, params["random_state"]) is not None
+        fitted = (f"; fitted on a sample of {cfg.reduce_fit_sample:,} items, the other {len(vectors) - cfg.reduce_fit_sample:,} "
+                  f"placed by its transform (reduce_fit_sample)" if sampled else "")
         notes.append(f"Level 1 clustered {params['n_components']}-d UMAP vectors ({why}; "
-                     f"{params['n_neighbors']} neighbours, {params['metric']}){' from the cache' if cached else ''}.")
+                     f"{params['n_neighbors']} neighbours, {params['metric']}{fitted}){' from the cache' if cached else ''}.")
         self._log("clustering_space", method="umap", reason=why, cached=cached,
+                  fit_sample=cfg.reduce_fit_sample if sampled else None,
                   seconds=round(self.timings_.get("clustering space", 0.0), 3), **params)
         return reduced, "umap", params
 
@@ -249,6 +276,11 @@ class Hercules:
         normalize = cfg.normalize_centroids == "yes" or (
             cfg.normalize_centroids == "auto" and np.allclose(np.linalg.norm(item_vectors[:1000], axis=1), 1.0, atol=1e-3))
 
+        described = describes_items(dataset, cfg, has_llm=self.llm is not None, has_captioner=self.captioner is not None)
+        embed_descriptions = self.text_embedder is not None and uses_text_embedder(dataset, cfg, described=described)
+        if self.text_embedder is not None and not embed_descriptions:
+            notes.append("Cluster descriptions were not embedded: no item has a text embedding to compare them with "
+                         "(numeric rows, own vectors or uncaptioned images in direct mode).")
         current, space, space_params = self._clustering_space(dataset, item_vectors, notes)
         reduced_items, reduced_centroids = current, {}
         item_assign = np.arange(len(dataset))
@@ -302,7 +334,7 @@ class Hercules:
                 self.progress(f"summarizing level {li}", k, k)
                 summaries = [answers[r.key] for r in requests]
             desc_emb = None
-            if self.text_embedder is not None:
+            if embed_descriptions:
                 with self._stage("embedding descriptions"):
                     desc_emb = self._embed_texts([f"{s.title}. {s.description}" for s in summaries],
                                                  f"embedding level {li} descriptions")

@@ -18,6 +18,7 @@ from .errors import ConfigError
 log = logging.getLogger("hercules_core")
 
 _CHUNK = 8192  # rows per block when assigning points to centroids (bounds memory)
+_MEANS_ROWS = 1 << 15  # rows per block when summing cluster means
 
 
 @dataclass
@@ -46,9 +47,17 @@ def assign(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 def _weighted_means(X: np.ndarray, labels: np.ndarray, k: int, weights: np.ndarray | None,
                     fallback: np.ndarray) -> np.ndarray:
+    from scipy import sparse
+
     w = np.ones(len(X), dtype=np.float64) if weights is None else np.asarray(weights, dtype=np.float64)
     sums = np.zeros((k, X.shape[1]), dtype=np.float64)
-    np.add.at(sums, labels, X * w[:, None])
+    # sums[c] = sum of w_i x_i over the rows of c: a sparse (k x block) product per block of rows,
+    # so no float64 copy of the whole matrix is made (1M x 384 would need 3 GB)
+    for start in range(0, len(X), _MEANS_ROWS):
+        block = slice(start, start + _MEANS_ROWS)
+        rows = np.asarray(labels[block])
+        M = sparse.csr_matrix((w[block], (rows, np.arange(len(rows)))), shape=(k, len(rows)))
+        sums += M @ np.asarray(X[block], dtype=np.float64)
     totals = np.bincount(labels, weights=w, minlength=k)
     out = np.array(fallback, dtype=np.float64, copy=True)
     nonempty = totals > 0

@@ -217,8 +217,8 @@ def choose_method(config, modality: str, n: int, dims: int) -> tuple[str, str]:
     if n < config.reduce_min_items:
         return "none", f"auto: {n} items < reduce_min_items={config.reduce_min_items}; clustered as they are"
     if n > config.reduce_max_items:
-        return "none", (f"auto: {n} items > reduce_max_items={config.reduce_max_items} (UMAP would take longer "
-                        "than the rest of the run); clustered as they are, reduce_method='umap' forces it")
+        return "none", (f"auto: {n} items > reduce_max_items={config.reduce_max_items}; clustered as they are, "
+                        "reduce_method='umap' forces it")
     what = f"{n} rows x {dims} columns" if modality == "numeric" else f"{modality} embeddings of {n} items"
     return "umap", f"auto: {what}"
 
@@ -231,9 +231,22 @@ def umap_params(config, n: int, metric: str) -> dict[str, Any]:
             "random_state": int(config.random_state)}
 
 
-def _cache_key(X: np.ndarray, params: dict[str, Any], version: str) -> tuple:
+def fit_rows(n: int, fit_sample: int, random_state: int) -> np.ndarray | None:
+    """The rows UMAP is fitted on: None for all ``n``, else a seeded sample of ``fit_sample`` (sorted)."""
+    if fit_sample <= 0 or n <= fit_sample:
+        return None
+    return np.sort(np.random.default_rng(random_state).choice(n, size=fit_sample, replace=False))
+
+
+_TRANSFORM_ROWS = 200_000  # rows placed by one umap transform call (bounds its graph's memory)
+
+
+def _cache_key(X: np.ndarray, params: dict[str, Any], version: str, fit_sample: int = 0) -> tuple:
     h = hashlib.sha256()
-    h.update(json.dumps({"params": params, "shape": list(X.shape)}, sort_keys=True).encode())
+    meta = {"params": params, "shape": list(X.shape)}
+    if fit_rows(len(X), fit_sample, params["random_state"]) is not None:
+        meta["fit_sample"] = int(fit_sample)
+    h.update(json.dumps(meta, sort_keys=True).encode())
     h.update(np.ascontiguousarray(X, dtype="<f4").tobytes())
     return ("red", f"umap-learn {version}", h.hexdigest())
 
@@ -246,8 +259,13 @@ def _numba_cache_dir(cache: Any) -> None:
         os.environ["NUMBA_CACHE_DIR"] = str(os.path.join(str(directory), "numba"))
 
 
-def fit_umap(X: np.ndarray, params: dict[str, Any], *, cache: Any = None) -> tuple[np.ndarray, bool]:
+def fit_umap(X: np.ndarray, params: dict[str, Any], *, cache: Any = None,
+             fit_sample: int = 0) -> tuple[np.ndarray, bool]:
     """UMAP of the rows of ``X`` with ``params`` (see :func:`umap_params`): float32 (n, n_components).
+
+    ``fit_sample`` > 0 fits on a seeded sample of that many rows when ``X`` has more
+    (:func:`fit_rows`) and places the other rows with umap-learn's ``transform`` (their neighbours
+    among the sample, then a short optimisation with the sample held fixed), in blocks of rows.
 
     With a ``cache`` (``hercules_core.cache.Cache``), the result is looked up and stored under
     ``("red", "umap-learn <version>", sha256(params, shape, X))``: the same vectors with the same
@@ -261,7 +279,7 @@ def fit_umap(X: np.ndarray, params: dict[str, Any], *, cache: Any = None) -> tup
         umap_version = _version("umap-learn")
     except Exception:  # pragma: no cover - not installed: the import below says so
         umap_version = "unknown"
-    key = _cache_key(X, params, umap_version)
+    key = _cache_key(X, params, umap_version, fit_sample)
     if cache is not None:
         hit = cache.get(key)
         if isinstance(hit, dict) and tuple(hit.get("shape", ())) == (len(X), params["n_components"]):
@@ -276,7 +294,19 @@ def fit_umap(X: np.ndarray, params: dict[str, Any], *, cache: Any = None) -> tup
         # "n_jobs value 1 overridden to 1 by setting random_state": the price of repeatable results
         warnings.filterwarnings("ignore", message=".*n_jobs.*", category=UserWarning)
         warnings.filterwarnings("ignore", message=".*disconnected.*", category=UserWarning)
-        reduced = umap.UMAP(**params).fit_transform(X)
+        rows = fit_rows(len(X), fit_sample, params["random_state"])
+        if rows is None:
+            reduced = umap.UMAP(**params).fit_transform(X)
+        else:
+            model = umap.UMAP(**params).fit(X[rows])
+            reduced = np.empty((len(X), params["n_components"]), dtype=np.float32)
+            rest = np.ones(len(X), dtype=bool)
+            rest[rows] = False
+            reduced[rows] = model.embedding_
+            others = np.flatnonzero(rest)
+            for start in range(0, len(others), _TRANSFORM_ROWS):
+                block = others[start:start + _TRANSFORM_ROWS]
+                reduced[block] = model.transform(X[block])
     reduced = np.ascontiguousarray(reduced, dtype=np.float32)
     if reduced.shape != (len(X), params["n_components"]) or not np.all(np.isfinite(reduced)):
         raise InputError(f"UMAP returned an unusable result (shape {reduced.shape}, non-finite values); "

@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--labels-file", help="table of ground-truth labels with columns id,label (or two columns), "
                                            "for external metrics; instead of --labels-column")
     src.add_argument("--numeric-metadata", help="JSON file: {variable: {unit, description}}")
+    src.add_argument("--vector-column", help="Parquet column of the items' own embeddings (lists of floats): "
+                     "clustered as they are, the text column still gives titles and summaries")
+    src.add_argument("--vectors", help="the items' own embeddings as a .npy/.npz file, one row per item in order")
     src.add_argument("--txt-mode", choices=run_spec.TXT_MODES,
                      help="items of .txt files: one per non-empty line, or one per file (default: per line for "
                           "one file, per file for several)")
@@ -201,7 +204,8 @@ def data_spec(args) -> DataSpec:
                     text_column=args.text_column,
                     numeric_columns=tuple(args.numeric_columns.split(",")) if args.numeric_columns else None,
                     id_column=args.id_column, labels_column=args.labels_column, labels_file=args.labels_file,
-                    numeric_metadata_file=args.numeric_metadata, txt_mode=args.txt_mode)
+                    numeric_metadata_file=args.numeric_metadata, txt_mode=args.txt_mode,
+                    vector_column=args.vector_column, vectors_file=args.vectors)
 
 
 def _prepare(spec: DataSpec, out: Path):

@@ -11,6 +11,7 @@ the cache counters).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -18,6 +19,7 @@ from typing import Any, Callable, Mapping
 import model_registry as registry
 from hercules_core import Dataset, Hercules, HerculesConfig, Hierarchy, RunLog, cost, io
 from hercules_core.cache import Cache, default_cache_dir, wrap
+from hercules_core.hercules import describes_items, uses_text_embedder
 
 from . import timings
 
@@ -91,10 +93,12 @@ class RunResult:
     timings: dict[str, float]
 
 
-def build_models(ids: ModelIds, modality: str, *, show_progress: bool = False) -> dict[str, Any]:
-    """The model objects of a run, keyed like ``Hercules``' arguments (None where not needed)."""
+def build_models(ids: ModelIds, modality: str, *, show_progress: bool = False,
+                 needs_text_embedder: bool = True) -> dict[str, Any]:
+    """The model objects of a run, keyed like ``Hercules``' arguments (None where not needed:
+    ``needs_text_embedder=False`` leaves the text embedder unbuilt, see ``hercules.uses_text_embedder``)."""
     out: dict[str, Any] = {"text_embedder": None, "image_embedder": None, "llm": None, "captioner": None}
-    if ids.text_embedder:
+    if ids.text_embedder and needs_text_embedder:
         out["text_embedder"] = registry.get_text_embedder(ids.text_embedder, show_progress=show_progress)
     if modality == "image" and ids.image_embedder:
         out["image_embedder"] = registry.get_image_embedder(ids.image_embedder, show_progress=show_progress)
@@ -149,7 +153,16 @@ def run_pipeline(request: RunRequest, *, progress: ProgressFn | None = None, can
     ds = request.prepare(out)
     if on_data is not None:
         on_data(ds)
-    models = build_models(request.models, ds.modality, show_progress=request.show_progress)
+    ids = request.models
+    described = describes_items(ds, cfg, has_llm=ids.llm not in cost.NO_LLM,
+                                has_captioner=ds.modality == "image" and bool(ids.captioner))
+    needs_text = uses_text_embedder(ds, cfg, described=described)
+    if ids.text_embedder and not needs_text:
+        ds.notes.append(f"The text embedder {ids.text_embedder} was not loaded: this run embeds no text "
+                        f"({'own vectors' if ds.embeddings is not None else ds.modality + ' items'} in "
+                        f"{cfg.representation_mode} mode), so its cluster descriptions are not embedded.")
+        logging.getLogger("hercules_core").warning(ds.notes[-1])
+    models = build_models(ids, ds.modality, show_progress=request.show_progress, needs_text_embedder=needs_text)
     estimate = cost.estimate_run(ds, cfg, llm_id=request.models.llm if models["llm"] is not None else None,
                                  with_text_embedder=models["text_embedder"] is not None,
                                  with_captioner=models["captioner"] is not None)

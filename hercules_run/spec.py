@@ -88,7 +88,9 @@ class DataSpec:
     table | txt | images | zip (:func:`classify`); ``images`` may also be one folder. ``modality``
     (auto | text | numeric | image) and the columns apply to a table; ``txt_mode`` (line | file) to
     .txt files. Labels come from ``labels_column`` or ``labels_file`` (a table id,label); the numeric
-    metadata from ``numeric_metadata_file`` (JSON ``{variable: {"unit", "description"}}``).
+    metadata from ``numeric_metadata_file`` (JSON ``{variable: {"unit", "description"}}``). The items'
+    own embeddings come from ``vector_column`` (a Parquet list column) or ``vectors_file`` (.npy/.npz,
+    one row per item of a table or of the .txt items, in order); they make the items texts.
     """
 
     files: tuple[str, ...]
@@ -102,6 +104,8 @@ class DataSpec:
     labels_file: str | None = None
     numeric_metadata_file: str | None = None
     txt_mode: str | None = None
+    vector_column: str | None = None
+    vectors_file: str | None = None
 
     def __post_init__(self):
         files = (self.files,) if isinstance(self.files, str) else self.files
@@ -119,7 +123,8 @@ class DataSpec:
             raise InputError(f"The modality must be one of {', '.join(MODALITIES)}; got {self.modality!r}.")
         for name, what in (("text_column", "text column"), ("id_column", "id column"),
                            ("labels_column", "labels column"), ("labels_file", "labels file"),
-                           ("numeric_metadata_file", "numeric metadata file")):
+                           ("numeric_metadata_file", "numeric metadata file"), ("vector_column", "vector column"),
+                           ("vectors_file", "vectors file")):
             set_(name, _opt_str(getattr(self, name), what))
         cols = self.numeric_columns
         if cols is not None:
@@ -146,11 +151,21 @@ class DataSpec:
                              "its numbers, not to texts or images.")
         if self.text_column is not None and self.numeric_columns is not None:
             raise InputError("Give either a text column or numeric columns, not both.")
+        if self.vector_column and self.vectors_file:
+            raise InputError("Own vectors were given twice: a vector column and a vectors file; keep one.")
+        if self.vector_column and self.kind != "table":
+            raise InputError("A vector column belongs to a table (Parquet); give .txt items their vectors as a "
+                             ".npy/.npz file.")
+        if self.vectors_file and self.kind not in ("table", "txt"):
+            raise InputError("Own vectors go with a table or .txt items, not with images.")
+        if (self.vector_column or self.vectors_file) and (self.modality in ("numeric", "image")
+                                                          or self.numeric_columns is not None):
+            raise InputError("Own vectors represent texts: they go with a text column, not with numeric columns.")
 
     def check_columns(self, columns: list[str]) -> None:
         """The chosen columns against a table's ``columns``: InputError says which is wrong."""
         for what, col in (("id column", self.id_column), ("labels column", self.labels_column),
-                          ("text column", self.text_column)):
+                          ("text column", self.text_column), ("vector column", self.vector_column)):
             if col and col not in columns:
                 raise InputError(f"The {what} {col!r} is not a column of the table.")
         bad = [c for c in self.numeric_columns or () if c not in columns]
@@ -158,6 +173,8 @@ class DataSpec:
             raise InputError(f"Unknown numeric columns: {', '.join(bad)}.")
         if self.text_column and self.text_column in (self.id_column, self.labels_column):
             raise InputError("The text column cannot also be the id or labels column.")
+        if self.vector_column and self.vector_column in (self.id_column, self.labels_column, self.text_column):
+            raise InputError("The vector column cannot also be the text, id or labels column.")
         if self.id_column and self.id_column == self.labels_column:
             raise InputError("The id column and the labels column must differ.")
 
@@ -308,17 +325,19 @@ def prepare(spec: DataSpec, base_dir: str | Path | None = None, extract_dir: str
     metadata = None
     if spec.numeric_metadata_file:
         metadata = read_numeric_metadata(_resolve(base_dir, spec.numeric_metadata_file))
+    vectors = _resolve(base_dir, spec.vectors_file) if spec.vectors_file else None
     if spec.kind == "table":
         ds = core_data.prepare(paths[0], modality=spec.modality, text_column=spec.text_column,
                                numeric_columns=list(spec.numeric_columns) if spec.numeric_columns else None,
                                id_column=spec.id_column, labels_column=spec.labels_column, labels=labels,
-                               numeric_metadata=metadata, read_budget=read_budget, extract_dir=extract_dir)
+                               numeric_metadata=metadata, read_budget=read_budget, extract_dir=extract_dir,
+                               vector_column=spec.vector_column, vectors=vectors)
     elif spec.kind == "txt":
         df = txt_frame(paths, list(spec.names), spec.txt_mode)
         if df.empty:
             raise InputError("The .txt files hold no non-empty lines.")
         ds = core_data.prepare(df, text_column="text", id_column="id", labels=labels, modality="text",
-                               numeric_metadata=metadata)
+                               numeric_metadata=metadata, vectors=vectors, read_budget=read_budget)
     else:
         df = _image_frame(spec, paths, extract_dir)
         ds = core_data.prepare(df, text_column="path", id_column="id", labels=labels, modality="image",
