@@ -215,8 +215,10 @@ def register(app, ctx) -> None:
 
     @app.callback(Output({"type": ids.PANE_ITEMS_T, "key": MATCH}, "children"),
                   Input({"type": ids.PANE_PAGE_T, "key": MATCH, "page": ALL}, "n_clicks"),
+                  # the list's own id: names the MATCH output among the arguments, as the tree's State does
+                  State({"type": ids.PANE_ITEMS_T, "key": MATCH}, "id"),
                   State(ids.EXPLORE_RUN, "data"), prevent_initial_call=True)
-    def _pane_page(_pages, run):
+    def _pane_page(_pages, _own, run):
         trig = dash_ctx.triggered_id
         page = paging.clicked_page(trig, dash_ctx.triggered[0]["value"] if dash_ctx.triggered else None)
         out = None if page is None else pane.item_page(load(ctx, run), trig.get("key"), page)

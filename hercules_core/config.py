@@ -180,9 +180,10 @@ class HerculesConfig:
     # below it, the neighbour graph would span a large share of the items and the manifold estimate is noise
     reduce_min_items: int = _param(300, "reduce_method auto leaves sets of fewer items as they are.", POSITIVE)
     # UMAP's time grows with n (single-threaded when seeded); above reduce_fit_sample it is fitted on a
-    # sample and the other items are placed by transform, which grows more slowly (docs/scaling.md)
-    reduce_max_items: int = _param(2_000_000, "reduce_method auto leaves sets of more items as they are "
-                                              "(umap still reduces them).", POSITIVE)
+    # sample and the other items are placed by transform, which grows more slowly (docs/scaling.md).
+    # auto still stops at 50,000 items: the sample fit's quality and time above that are not measured yet
+    reduce_max_items: int = _param(50_000, "reduce_method auto leaves sets of more items as they are "
+                                           "(umap still reduces them, fitted on reduce_fit_sample items).", POSITIVE)
     reduce_fit_sample: int = _param(50_000, "UMAP is fitted on a seeded sample of this many items and places the "
                                             "others with its transform; 0 fits on all items.", NON_NEGATIVE,
                                     label="UMAP fit sample", group="Advanced")
