@@ -27,6 +27,7 @@ from .data import default_l0_descriptions, prepare
 from .dataset import Dataset
 from .errors import ConfigError, HerculesError, InputError
 from .hierarchy import Hierarchy
+from .kmeans import nearest_centroids
 
 ASSIGN_VERSION = 1
 NOVEL_QUANTILE = 0.95
@@ -69,22 +70,6 @@ def to_clustering_space(h: Hierarchy, vectors: np.ndarray) -> np.ndarray:
     """Map item vectors (what the embedder or the scaler gives) into the space level 1 was
     clustered in. The identity today: a reduction step before level 1 extends it here."""
     return np.ascontiguousarray(vectors, dtype=np.float32)
-
-
-def nearest_centroids(X: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of and Euclidean distance to the nearest row of ``C`` for every row of ``X``.
-
-    An exact (flat) faiss index: one BLAS product per block plus a multi-threaded arg-min, about
-    twice as fast as ``KMeans.predict`` here and 6x faster than the same search in numpy.
-    """
-    import faiss
-
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    C = np.ascontiguousarray(C, dtype=np.float32)
-    index = faiss.IndexFlatL2(C.shape[1])
-    index.add(C)
-    d2, j = index.search(X, 1)
-    return j[:, 0].astype(np.int32), np.sqrt(np.maximum(d2[:, 0], 0.0))
 
 
 # ----------------------------------------------------------------------------- what the model stores

@@ -65,6 +65,9 @@ class HerculesConfig:
     kmeans_upper_n_init: int = 8  # restarts at levels >= 2 (few points, so cheap) ...
     kmeans_upper_work_budget: float = 2e8  # ... capped so that restarts * n * k * dim stays under this
     kmeans_max_iter: int = 100
+    # Lloyd steps (at most) that settle level 1, after its k-means, in the stored space that assign
+    # uses (nearest level-1 centroid), until the run's own items assign back to their clusters; 0: off
+    level1_settle_steps: int = 50
     use_resampling: bool = False  # Vo et al. refinement
     resampling_iterations: int = 3  # m
     resampling_points_per_cluster: int = 20  # r_t

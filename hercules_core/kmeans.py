@@ -63,6 +63,60 @@ def weighted_means(X: np.ndarray, labels: np.ndarray, k: int, weights: np.ndarra
     return _weighted_means(X, labels, k, weights, np.zeros((k, X.shape[1]), np.float32))
 
 
+def nearest_centroids(X: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of and Euclidean distance to the nearest row of ``C`` for every row of ``X``: the rule
+    that places an item in a level-1 cluster, both when the fit settles level 1 and in assign.
+
+    An exact (flat) faiss index: one BLAS product per block plus a multi-threaded arg-min, about
+    twice as fast as ``KMeans.predict`` here and 6x faster than the same search in numpy.
+    """
+    import faiss
+
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    C = np.ascontiguousarray(C, dtype=np.float32)
+    index = faiss.IndexFlatL2(C.shape[1])
+    index.add(C)
+    d2, j = index.search(X, 1)
+    return j[:, 0].astype(np.int32), np.sqrt(np.maximum(d2[:, 0], 0.0))
+
+
+def cluster_centroids(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: bool,
+                      weights: np.ndarray | None = None) -> np.ndarray:
+    """The stored centroid of each of the ``k`` groups: the (weighted) mean of its rows, scaled to
+    unit length when ``normalize`` (embeddings). float32 (k, d)."""
+    c = weighted_means(X, labels, k, weights)
+    if normalize:
+        norms = np.linalg.norm(c, axis=1, keepdims=True)
+        c = c / np.where(norms > 0, norms, 1.0)
+    return np.ascontiguousarray(c, dtype=np.float32)
+
+
+def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: bool,
+                      max_steps: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Lloyd steps in the space of ``X`` from the partition ``labels`` until every row's nearest
+    centroid (:func:`nearest_centroids`, centroids by :func:`cluster_centroids`) is its own group.
+
+    A partition made in another space (UMAP) or from centroids other than its means (resampling,
+    normalisation) is not the nearest-centroid partition of its stored centroids, so assigning the
+    same items again would move some of them. At the fixed point it is. Stops after ``max_steps``
+    re-assignments at most (0: the partition is only given its centroids), and never leaves a group
+    empty. Returns ``(labels, centroids, steps, moved)``; ``moved`` counts rows whose group changed.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    start = np.asarray(labels, dtype=np.int32)
+    labels = start.copy()
+    C = cluster_centroids(X, labels, k, normalize=normalize)
+    steps = 0
+    while steps < max_steps:
+        nearest, _ = nearest_centroids(X, C)
+        steps += 1
+        if np.array_equal(nearest, labels):
+            break
+        labels, _ = _fill_empty(X, nearest, C, None)
+        C = cluster_centroids(X, labels, k, normalize=normalize)
+    return labels, C, steps, int(np.count_nonzero(labels != start))
+
+
 def choose_backend(n: int, k: int, backend: str, large_threshold: int) -> str:
     if backend != "auto":
         return backend
