@@ -91,7 +91,7 @@ def assignment_info(h: Hierarchy) -> dict[str, Any]:
     diff = X - C[members]
     dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     # how often the rule used for new items (nearest level-1 centroid) gives a training item its own
-    # cluster: 1.0 when level 1 was clustered in this space, less when it was clustered in a UMAP space
+    # cluster: 1.0 when the fit settled level 1 to this rule (level1_settle_steps), less without it
     nearest, _ = nearest_centroids(X, C)
     agreement = float(np.mean(nearest == members)) if len(X) else 1.0
     k = len(C)
