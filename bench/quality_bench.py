@@ -8,6 +8,9 @@ bench/results/. For seeds 0..N-1, every row uses the same embeddings:
   - HERCULES --auto-k: the top level's k (against the number of labels) and its ARI.
 Numeric (sklearn wine, digits as a table) and images (digits saved as PNGs, image-features
 embedder): flat KMeans(#labels) against HERCULES with its defaults and with the other setting.
+Every HERCULES row also gives the assign self-agreement: the share of the run's own items that
+``hercules_core.assign`` puts back into their level-1 cluster (mean over seeds, and the lowest seed);
+the closing lines repeat, per data set, the defaults' top ARI against flat k-means beside it.
 Optionally (--cli) a whole CLI run on fortune_dev8 with a cold and then a warm cache, against the
 same with --reduce none.
 
@@ -37,6 +40,7 @@ from sklearn.metrics import adjusted_rand_score as ari  # noqa: E402
 from sklearn.metrics import normalized_mutual_info_score as nmi  # noqa: E402
 
 from hercules_core import reduction  # noqa: E402
+from hercules_core.assign import assign  # noqa: E402
 from hercules_core.clients.fakes import FakeEmbedder  # noqa: E402
 from hercules_core.config import HerculesConfig  # noqa: E402
 from hercules_core.dataset import Dataset  # noqa: E402
@@ -80,11 +84,15 @@ def hercules(ds, seed, embedder=None, image_embedder=None, **cfg):
     t = time.perf_counter()
     model = Hercules(HerculesConfig(random_state=seed, **cfg), text_embedder=embedder, image_embedder=image_embedder,
                      cache=CACHE).fit(ds, labels=ds.labels)
+    seconds = time.perf_counter() - t
     h = model.hierarchy_
     top, one = h.evaluation[h.top_level], h.evaluation[1]
+    # the run's own items assigned back, as a user would (embedder / scaler, nearest level-1 centroid)
+    placed = assign(h, ds, text_embedder=embedder, image_embedder=image_embedder).labels[:, 0]
     return {"top_ari": top["adjusted_rand_score"], "top_nmi": top["normalized_mutual_info_score"],
             "l1_ari": one["adjusted_rand_score"], "l1_nmi": one["normalized_mutual_info_score"],
-            "ks": [len(lv) for lv in h.levels[1:]], "seconds": time.perf_counter() - t}
+            "self_agreement": float(np.mean(placed == h.levels[0].parent)),
+            "ks": [len(lv) for lv in h.levels[1:]], "seconds": seconds}
 
 
 def flat(X, y, k, seed):
@@ -100,7 +108,7 @@ def umap_flat(X, y, k, seed, metric, n):
 
 def summarize(name, runs, base=None):
     out = {"name": name}
-    for key in ("top_ari", "top_nmi", "l1_ari", "l1_nmi", "seconds"):
+    for key in ("top_ari", "top_nmi", "l1_ari", "l1_nmi", "self_agreement", "seconds"):
         vals = [r[key] for r in runs if key in r]
         if vals:
             out[key], out[key + "_sd"] = float(np.mean(vals)), float(np.std(vals))
@@ -113,6 +121,9 @@ def summarize(name, runs, base=None):
         line += f"  L1 ARI {out['l1_ari']:.3f} NMI {out['l1_nmi']:.3f}"
     if base is not None:
         line += f"  = {out['ratio']:.2f}x flat"
+    if "self_agreement" in out:
+        out["self_agreement_min"] = float(min(r["self_agreement"] for r in runs))
+        line += f"  self-agreement {out['self_agreement']:.2%} (min {out['self_agreement_min']:.2%})"
     if "seconds" in out:
         line += f"  {out['seconds']:.1f} s"
     if "ks" in out and name.endswith("auto-k"):
@@ -251,6 +262,19 @@ def cli_rows():
     return out
 
 
+def closing_lines(report):
+    """Per data set, the default settings' top ARI against flat k-means beside the assign self-agreement
+    (targets: >= 1.05x on fortune_dev8, >= 99% self-agreement everywhere)."""
+    rows = [{"set": "fortune_dev8 (texts)", **r} for r in report.get("fortune", [])] + report.get("other", [])
+    rows = [r for r in rows if "defaults" in r.get("name", "") and "self_agreement" in r]
+    if not rows:
+        return
+    print("Defaults: top ARI vs flat k-means | assign self-agreement (mean, lowest seed)", flush=True)
+    for r in rows:
+        print(f"  {r['set']:<26} {r['name']:<36} {r['ratio']:.2f}x flat | "
+              f"{r['self_agreement']:.2%} (min {r['self_agreement_min']:.2%})", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, default=5)
@@ -268,6 +292,7 @@ def main():
         report["other"] = other_rows(args.seeds)
     if args.cli and FORTUNE.exists():
         report["cli"] = cli_rows()
+    closing_lines(report)
     print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
     (RESULTS / "quality_bench.json").write_text(json.dumps(report, indent=2))
 

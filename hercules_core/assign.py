@@ -27,6 +27,7 @@ from .data import default_l0_descriptions, prepare
 from .dataset import Dataset
 from .errors import ConfigError, HerculesError, InputError
 from .hierarchy import Hierarchy
+from .kmeans import nearest_centroids
 
 ASSIGN_VERSION = 1
 NOVEL_QUANTILE = 0.95
@@ -71,22 +72,6 @@ def to_clustering_space(h: Hierarchy, vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def nearest_centroids(X: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of and Euclidean distance to the nearest row of ``C`` for every row of ``X``.
-
-    An exact (flat) faiss index: one BLAS product per block plus a multi-threaded arg-min, about
-    twice as fast as ``KMeans.predict`` here and 6x faster than the same search in numpy.
-    """
-    import faiss
-
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    C = np.ascontiguousarray(C, dtype=np.float32)
-    index = faiss.IndexFlatL2(C.shape[1])
-    index.add(C)
-    d2, j = index.search(X, 1)
-    return j[:, 0].astype(np.int32), np.sqrt(np.maximum(d2[:, 0], 0.0))
-
-
 # ----------------------------------------------------------------------------- what the model stores
 def _described(h: Hierarchy) -> bool:
     """True when level-0 descriptions were written by a model (captions or LLM), not derived."""
@@ -106,7 +91,7 @@ def assignment_info(h: Hierarchy) -> dict[str, Any]:
     diff = X - C[members]
     dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     # how often the rule used for new items (nearest level-1 centroid) gives a training item its own
-    # cluster: 1.0 when level 1 was clustered in this space, less when it was clustered in a UMAP space
+    # cluster: 1.0 when the fit settled level 1 to this rule (level1_settle_steps), less without it
     nearest, _ = nearest_centroids(X, C)
     agreement = float(np.mean(nearest == members)) if len(X) else 1.0
     k = len(C)

@@ -210,6 +210,11 @@ class HerculesConfig:
         Interval(float, 0, closed="neither"))
     kmeans_max_iter: int = _param(100, "Maximum Lloyd iterations.", POSITIVE, label="k-means iterations",
                                   group="Advanced")
+    # after level 1's k-means, Lloyd steps in the stored space that assign uses (nearest level-1
+    # centroid) until the run's own items assign back to their clusters (kmeans.settle_to_nearest)
+    level1_settle_steps: int = _param(
+        50, "Lloyd steps (at most) that settle level 1 in the space assign uses, so that a run's own items "
+        "assign back to their clusters; 0: off.", NON_NEGATIVE, label="Level-1 settle steps", group="Advanced")
     use_resampling: bool = _param(False, "Vo et al. resampling after k-means (slower, steadier clusters).",
                                   label="Resampling refinement", group="Resampling", flag="--resampling")
     resampling_iterations: int = _param(3, "Rounds of resampling.", POSITIVE,  # m

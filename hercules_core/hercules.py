@@ -306,20 +306,32 @@ class Hercules:
                     result = km.resample_refine(current, result, rng=rng, iterations=cfg.resampling_iterations,
                                                 points_per_cluster=cfg.resampling_points_per_cluster,
                                                 sample_weight=weights)
-                centroids = result.centroids
-                if space != "none" and (li == 1 or cfg.representation_mode == "direct"):
-                    # clustered in the reduced space: keep its centroids for the next level, and
-                    # store the original-space centroids (weighted means of what is below)
-                    reduced_centroids[li] = centroids
-                    below_vectors = item_vectors if li == 1 else below.vectors
-                    centroids = km.weighted_means(below_vectors, result.labels, k,
-                                                  below.size.astype(np.float64))
-                if normalize:
-                    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
-                    centroids = centroids / np.where(norms > 0, norms, 1.0)
-                below.parent = result.labels.astype(np.int32)
+                members, centroids = result.labels, result.centroids
+                if li == 1:
+                    # assign places an item at its nearest stored level-1 centroid (original space):
+                    # settle level 1 to that rule, so that the run's own items assign back to it
+                    start = members
+                    members, centroids, steps, moved = km.settle_to_nearest(
+                        item_vectors, members, k, normalize=normalize, max_steps=cfg.level1_settle_steps)
+                    if space != "none":  # the level above clusters level 1's reduced centroids
+                        reduced_centroids[li] = km.weighted_means(current, members, k)
+                    if moved:
+                        notes.append(f"Level 1 settled to nearest centroids in the stored space (what assign "
+                                     f"uses): {moved} items ({moved / len(members):.1%}) moved in {steps} steps.")
+                    self._log("level1_settled", steps=steps, moved=moved,
+                              changed_clusters=int(np.unique(start[members != start]).size))
+                else:
+                    if space != "none" and cfg.representation_mode == "direct":
+                        # clustered in the reduced space: keep its centroids for the next level, and
+                        # store the original-space centroids (weighted means of what is below)
+                        reduced_centroids[li] = centroids
+                        centroids = km.weighted_means(below.vectors, members, k, below.size.astype(np.float64))
+                    if normalize:
+                        norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+                        centroids = centroids / np.where(norms > 0, norms, 1.0)
+                below.parent = members.astype(np.int32)
                 item_assign = below.parent[item_assign]
-                size = np.bincount(result.labels, weights=below.size, minlength=k).astype(np.int64)
+                size = np.bincount(members, weights=below.size, minlength=k).astype(np.int64)
                 ids = [cluster_id(li, j) for j in range(k)]
                 self.progress(f"clustering level {li}", 1, 1)
             self._log("level_clustered", level=li, k=k, backend=result.backend)

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_samples
 
@@ -47,8 +48,6 @@ def assign(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 def _weighted_means(X: np.ndarray, labels: np.ndarray, k: int, weights: np.ndarray | None,
                     fallback: np.ndarray) -> np.ndarray:
-    from scipy import sparse
-
     w = np.ones(len(X), dtype=np.float64) if weights is None else np.asarray(weights, dtype=np.float64)
     sums = np.zeros((k, X.shape[1]), dtype=np.float64)
     # sums[c] = sum of w_i x_i over the rows of c: a sparse (k x block) product per block of rows,
@@ -70,6 +69,65 @@ def weighted_means(X: np.ndarray, labels: np.ndarray, k: int, weights: np.ndarra
     a parent's centroid from its children weighted by their item counts is the mean of its items."""
     X = np.asarray(X, dtype=np.float32)
     return _weighted_means(X, labels, k, weights, np.zeros((k, X.shape[1]), np.float32))
+
+
+def nearest_centroids(X: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of and Euclidean distance to the nearest row of ``C`` for every row of ``X``: the rule
+    that places an item in a level-1 cluster, both when the fit settles level 1 and in assign.
+
+    An exact (flat) faiss index: one BLAS product per block plus a multi-threaded arg-min, about
+    twice as fast as ``KMeans.predict`` here and 6x faster than the same search in numpy.
+    """
+    import faiss
+
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    C = np.ascontiguousarray(C, dtype=np.float32)
+    index = faiss.IndexFlatL2(C.shape[1])
+    index.add(C)
+    d2, j = index.search(X, 1)
+    return j[:, 0].astype(np.int32), np.sqrt(np.maximum(d2[:, 0], 0.0))
+
+
+def cluster_centroids(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: bool,
+                      weights: np.ndarray | None = None) -> np.ndarray:
+    """The stored centroid of each of the ``k`` groups: the (weighted) mean of its rows, scaled to
+    unit length when ``normalize`` (embeddings). float32 (k, d)."""
+    c = weighted_means(X, labels, k, weights)
+    if normalize:
+        norms = np.linalg.norm(c, axis=1, keepdims=True)
+        c = c / np.where(norms > 0, norms, 1.0)
+    return np.ascontiguousarray(c, dtype=np.float32)
+
+
+SETTLE_TOLERANCE = 0.001  # settling stops when at most this share of the rows would still move
+
+
+def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: bool,
+                      max_steps: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Lloyd steps in the space of ``X`` from the partition ``labels`` until (nearly) every row's
+    nearest centroid (:func:`nearest_centroids`, centroids by :func:`cluster_centroids`) is its own group.
+
+    A partition made in another space (UMAP) or from centroids other than its means (resampling,
+    normalisation, a capped number of faiss iterations) is not the nearest-centroid partition of its
+    stored centroids, so assigning the same items again would move some of them. Stops at the
+    first step where at most ``SETTLE_TOLERANCE`` of the rows would move (those stay, so at least
+    99.9% are their nearest centroid's) or after ``max_steps`` searches (0: the partition is only
+    given its centroids); never leaves a group empty. Returns ``(labels, centroids, steps, moved)``;
+    ``moved`` counts rows whose group changed.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    start = np.asarray(labels, dtype=np.int32)
+    labels = start.copy()
+    C = cluster_centroids(X, labels, k, normalize=normalize)
+    steps = 0
+    while steps < max_steps:
+        nearest, _ = nearest_centroids(X, C)
+        steps += 1
+        if np.count_nonzero(nearest != labels) <= SETTLE_TOLERANCE * len(X):
+            break
+        labels, _ = _fill_empty(X, nearest, C, None)
+        C = cluster_centroids(X, labels, k, normalize=normalize)
+    return labels, C, steps, int(np.count_nonzero(labels != start))
 
 
 def choose_backend(n: int, k: int, backend: str, large_threshold: int) -> str:
