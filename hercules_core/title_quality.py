@@ -168,7 +168,7 @@ _NOUN_EXCEPTIONS = {"bed", "seed", "need", "speed", "feed", "greed", "breed", "w
                     "reward", "ward", "award", "steward", "coward", "forward", "wish", "dish", "fish", "english",
                     "spanish", "polish", "irish", "turkish", "danish", "swedish", "finnish", "jewish", "rubbish"}
 FLUENCY_READABLE = 0.75  # a title scoring below this reads oddly (``title_disfluent``)
-# Reference titles a person would write (the README's and docs' examples of natural titles): each
+# Reference titles a person would write (natural titles the README and docs quote, and a few alike): each
 # scores 1.0; tests keep it so, and a rule change that marks one of them down is wrong.
 FLUENCY_REFERENCE = ("Illegal Driving Laws", "Smoking and Cancer", "Linux kernel", "Cats and dogs",
                      "Doctor patient health", "Mark Twain quotes", "Humor in the Court", "War and peace",
