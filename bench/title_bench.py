@@ -2,7 +2,7 @@
 
 Both summarisers title the same hierarchy input (same data, levels, seed, embeddings) and are scored
 by ``hercules_core.title_quality`` (self-retrieval with the run's MiniLM embedder, model-written
-share, meta-text, junk, bare keyword lists, duplicates, parents titled like a child). The seconds per
+share, meta-text, junk, bare keyword lists, fluency, duplicates, parents titled like a child). The seconds per
 cluster are the summarising stages' time divided by the number of clusters (LLM answers are never
 read from a cache here: the cache lives in a fresh temporary folder and holds only embeddings).
 
@@ -15,7 +15,10 @@ with the speeds ``hercules_run.timings`` finds in the cache folder, else the reg
 defaults) beside the measured one and their ratio (target: within 2x).
 
 Usage: .venv/bin/python bench/title_bench.py [--data CSV] [--levels 24,8] [--llm smollm2] [--json OUT]
-                                             [--timings-dir DIR] [--set prompt_style=full ...]
+                                             [--before OLD_JSON] [--timings-dir DIR] [--set prompt_style=full ...]
+
+``--before OLD_JSON`` (an earlier run's ``--json``) prints the LLM run's titles that changed, old ->
+new, with their fluency (``title_quality.title_fluency``).
 
 ``--set KEY=VALUE`` overrides the LLM's recommended settings (e.g. the settings a new user may pick
 by mistake: ``--set prompt_style=full --set llm_initial_batch_size=8 --set llm_concurrency=4``).
@@ -105,6 +108,9 @@ def table(runs: list[dict], top: int) -> list[str]:
         ("junk titles or descriptions (0)", lambda r: total(r, "title_junk")),
         ("bare keyword lists (<= 10%)", lambda r: f"{total(r, 'title_keyword_lists')}/{n(r)} "
                                                   f"({100 * total(r, 'title_keyword_lists') / n(r):.0f}%)"),
+        ("title fluency, mean (1 = like the reference titles)",
+         lambda r: sum(q["title_fluency"] * q["n_clusters"] for q in r["levels"].values()) / n(r)),
+        ("titles that read oddly (fluency < 0.75)", lambda r: f"{total(r, 'title_disfluent')}/{n(r)}"),
         (f"L{top} titles equal to a child's (<= 1)", lambda r: r["levels"][top]["title_parent_equals_child"]),
         ("duplicates among siblings", lambda r: total(r, "title_duplicates_among_siblings")),
         ("written by the model (>= 80%)", lambda r: f"{total(r, 'title_model_written')}/{n(r)} "
@@ -118,12 +124,27 @@ def table(runs: list[dict], top: int) -> list[str]:
     return out
 
 
+def compare(old: dict, new: dict) -> list[str]:
+    """The LLM run's titles that changed against an earlier run of the bench (``--json`` of it): the
+    same data, levels and seed give the same clusters, so titles at one index name the same cluster."""
+    from hercules_core.title_quality import title_fluency
+
+    out = [f"\ntitles changed against the earlier run ({old['llm']}); fluency in brackets"]
+    for lv, titles in sorted(new["titles"].items(), key=lambda x: int(x[0])):
+        before = old["titles"].get(lv) or old["titles"].get(str(lv)) or []
+        for j, (a, b) in enumerate(zip(before, titles)):
+            if a != b:
+                out.append(f"  L{lv}_{j}: {a} ({title_fluency(a):.2f}) -> {b} ({title_fluency(b):.2f})")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--levels", default="24,8")
     p.add_argument("--llm", default="smollm2", help="the LLM compared with the keyword summariser")
     p.add_argument("--json", help="write the figures and titles to this file")
+    p.add_argument("--before", help="a --json file of an earlier run: print its titles that changed, old -> new")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the LLM run (repeatable)")
     p.add_argument("--timings-dir", help="folder of the measured speeds the estimate reads (timings.json; "
@@ -164,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
               f" ({', '.join(f'{k} {v} s' for k, v in r['stages'].items() if k != 'total')})")
         for lv, titles in sorted(r["titles"].items(), reverse=True):
             print(f"  L{lv}: " + " | ".join(titles))
+    if args.before:
+        print("\n".join(compare(json.loads(Path(args.before).read_text())["runs"][1], runs[1])))
     if args.json:
         Path(args.json).write_text(json.dumps({"load": [load_before, load_after], "runs": runs}, indent=2))
     return 0

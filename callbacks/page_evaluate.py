@@ -28,7 +28,8 @@ GROUPS = (
     # hercules_core/title_quality.py; self-retrieval rewards lexical overlap: one signal, not the truth
     ("Titles (self-retrieval: is a title closest to its own cluster?)",
      ("title_self_retrieval_top1", "title_self_retrieval_mrr", "title_model_written", "title_model_written_share",
-      "title_fallbacks", "title_meta_text", "title_junk", "title_keyword_lists", "title_duplicates_among_siblings",
+      "title_fallbacks", "title_meta_text", "title_junk", "title_keyword_lists", "title_fluency", "title_disfluent",
+      "title_duplicates_among_siblings",
       "title_parent_equals_child")),
 )
 

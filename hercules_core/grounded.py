@@ -6,8 +6,10 @@ in the JSON schema, which llama.cpp turns into a grammar) to open with one of th
 distinctive phrases and to continue with at most two more of the cluster's own words, optionally
 joined by a function word: "Doctor patient health", "Linux kernel", "Cats and dogs". The candidate
 whose embedding is closest to its own cluster, relative to the nearest other cluster (self-retrieval
-margin), is kept; then one more call writes the description for that title. Without a text embedder
-the first candidate is kept.
+margin), is kept, the most readable one (``title_quality.title_fluency``) among those within noise of
+the best margin; the candidates include each one cut before a joining word ("Oz of cup and price" ->
+"Oz of cup"), and words the samples capitalise are capitalised. Then one more call writes the
+description for that title. Without a text embedder the most readable candidate is kept.
 
 The model still chooses the words, their order and the joining words; the grammar only keeps it on
 the cluster's vocabulary. Titles are therefore short and literal, not idiomatic.
@@ -23,7 +25,7 @@ from typing import Any, Callable
 from .config import HerculesConfig
 from .prompts import build_compact_prompt, clean_text
 from .summarize_types import SummaryRequest
-from .title_quality import norm_title
+from .title_quality import choose_title, norm_title
 
 CANDIDATES = 3  # candidate titles per cluster (one call each; the prompt prefix is reused by llama.cpp)
 MAX_EXTRA_WORDS = 2  # words after the opening phrase
@@ -121,6 +123,29 @@ def _titled(text: str) -> str:
     return t[:1].upper() + t[1:]
 
 
+def shorter_titles(title: str) -> list[str]:
+    """The title cut before each joining word, longest first: "Oz of cup and price" gives "Oz of cup"
+    and "Oz". The model's own words, fewer of them: candidates when the whole reads oddly."""
+    w = title.split()
+    return [" ".join(w[:i]) for i in range(len(w) - 1, 0, -1) if w[i].lower() in FUNCTION_WORDS]
+
+
+def _cased(title: str, req: SummaryRequest) -> str:
+    """``title`` with the words its samples capitalise inside a sentence capitalised too ("Stardate
+    unknown and kirk" -> "... and Kirk"): the grammar's vocabulary is lower-case."""
+    upper: Counter = Counter()
+    lower: Counter = Counter()
+    for _, text in req.samples:
+        for sentence in re.split(r"[.!?:;\n\"“”]+", str(text)):
+            for w in re.findall(r"[A-Za-z]+", sentence)[1:]:  # the first word of a sentence is capitalised anyway
+                (upper if w[0].isupper() and w[1:].islower() else lower)[w.lower()] += 1
+    out = title.split()
+    for i, w in enumerate(out[1:], 1):
+        if w.islower() and upper[w] > lower[w]:
+            out[i] = w.capitalize()
+    return " ".join(out)
+
+
 def _json_string(raw: str) -> str | None:
     """The non-empty string a JSON-string answer holds; None when it is not one (e.g. cut short)."""
     try:
@@ -136,7 +161,8 @@ def grounded_answer(req: SummaryRequest, config: HerculesConfig, call: Callable[
     (``call`` returned None), :class:`NoGroundedTitle` if there was nothing usable.
 
     ``call(prompt, schema)`` asks the model (None when it failed for good); ``choose(titles)`` picks
-    the index of the best candidate (e.g. by self-retrieval margin); default: the first.
+    the index of the best candidate (e.g. by self-retrieval margin and fluency,
+    ``Grounding.best``); default: the most readable (``title_quality.choose_title``).
     """
     leads = lead_phrases(req)
     if not leads:
@@ -150,15 +176,18 @@ def grounded_answer(req: SummaryRequest, config: HerculesConfig, call: Callable[
             return None
         value = _json_string(raw)
         if value is not None:
-            titles.append(_titled(value))
-    titles = list(dict.fromkeys(titles))
+            titles.append(_cased(_titled(value), req))
+    # the shortened candidates come after the whole ones: a chooser that keeps the first keeps the model's
+    titles += [t for title in titles for t in shorter_titles(title)]
+    seen: set[str] = set()
+    titles = [t for t in titles if not (norm_title(t) in seen or seen.add(norm_title(t)))]
     if not titles:
         raise NoGroundedTitle("no candidate title was valid")
     # a candidate naming one of the cluster's children would be rejected by the title gate (and asked
     # again, from the same openings): keep the other candidates when there are any
     kids = {norm_title(t) for _, t, _ in req.children if t}
     titles = [t for t in titles if norm_title(t) not in kids] or titles
-    title = titles[choose(titles) if choose is not None and len(titles) > 1 else 0]
+    title = titles[(choose or choose_title)(titles) if len(titles) > 1 else 0]
     raw = call(_description_prompt(req, config, title), description_schema())
     if raw is None:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -286,6 +287,12 @@ def test_grounded_candidate_named_like_a_child_is_passed_over():
     assert out["title"] == "Parents and kids"
     only = iter(['"Children and parents in awkward"', '"children and parents in awkward"', '"Kids at school"',
                  '"About families."'])
+    out = json.loads(grounded_answer(req, HerculesConfig(), lambda prompt, schema: next(only), choose=lambda t: 0))
+    assert out["title"] == "Children and parents"  # the candidate cut before a joining word is not a child's
+    only = iter(['"Children and parents in awkward"', '"children and parents in awkward"', '"Kids at school"',
+                 '"About families."'])
+    req = dataclasses.replace(req, children=[*req.children, ("L1_2", "Children and parents", "d"),
+                                             ("L1_3", "Children", "d"), ("L1_4", "Kids", "d")])
     out = json.loads(grounded_answer(req, HerculesConfig(), lambda prompt, schema: next(only), choose=lambda t: 0))
     assert out["title"] == "Children and parents in awkward"  # nothing else: the gate decides
 
