@@ -30,6 +30,10 @@ GROUPS = (
      ("title_self_retrieval_top1", "title_self_retrieval_mrr", "title_model_written", "title_model_written_share",
       "title_fallbacks", "title_meta_text", "title_junk", "title_keyword_lists", "title_duplicates_among_siblings",
       "title_parent_equals_child")),
+    # hercules_core/descriptions.py: descriptions that add nothing to the title, and how they were replaced
+    ("Descriptions (do they say more than the title?)",
+     ("description_title_copies", "description_sample_copies", "description_reasked", "description_reasked_share",
+      "description_extractive", "description_extractive_share")),
 )
 
 
