@@ -2,20 +2,24 @@
 
 Both summarisers title the same hierarchy input (same data, levels, seed, embeddings) and are scored
 by ``hercules_core.title_quality`` (self-retrieval with the run's MiniLM embedder, model-written
-share, meta-text, junk, bare keyword lists, fluency, duplicates, parents titled like a child). The seconds per
+share, meta-text, junk, bare keyword lists, fluency, duplicates, parents titled like a child) and their
+descriptions (``hercules_core.descriptions``: equal to the title, one sample copied, accepted when
+asked again, extractive). The seconds per
 cluster are the summarising stages' time divided by the number of clusters (LLM answers are never
 read from a cache here: the cache lives in a fresh temporary folder and holds only embeddings).
 
 Targets (issue 10, fortune_dev8 at levels 24,8, offline default, no endpoint): L1 self-retrieval
 >= 0.85, L2 >= 0.75, 0 meta-text titles, <= 10% bare keyword lists, <= 1 top-level title equal to a
-child's, >= 80% of titles written by the model, <= 5 s per cluster.
+child's, >= 80% of titles written by the model, <= 5 s per cluster. Issue 19: no description equal
+to its title, <= 10% extractive descriptions.
 
 It also prints each run's estimated duration (``cost.estimate_run`` + ``cost.annotate_estimate``,
 with the speeds ``hercules_run.timings`` finds in the cache folder, else the registry's declared
 defaults) beside the measured one and their ratio (target: within 2x).
 
 Usage: .venv/bin/python bench/title_bench.py [--data CSV] [--levels 24,8] [--llm smollm2] [--json OUT]
-                                             [--before OLD_JSON] [--timings-dir DIR] [--set prompt_style=full ...]
+                                             [--before OLD_JSON] [--descriptions] [--timings-dir DIR]
+                                             [--set prompt_style=full ...]
 
 ``--before OLD_JSON`` (an earlier run's ``--json``) prints the LLM run's titles that changed, old ->
 new, with their fluency (``title_quality.title_fluency``).
@@ -73,9 +77,13 @@ def run(ds, levels, llm_id: str | None, cache: Cache, overrides: dict | None = N
             "stages": {k: round(v, 1) for k, v in model.timings_.items()},
             "llm_calls": model.run_log.summary()["llm_calls"], "llm_seconds": model.run_log.summary()["llm_seconds"],
             "seconds_per_cluster": round(summarising / max(n_clusters, 1), 2),
-            "levels": {lv: {k: v for k, v in h.evaluation[lv].items() if k.startswith("title_") or k == "n_clusters"}
+            "levels": {lv: {k: v for k, v in h.evaluation[lv].items()
+                            if k.startswith(("title_", "description_")) or k == "n_clusters"}
                        for lv in range(1, h.top_level + 1)},
             "titles": {lv: list(h.levels[lv].titles) for lv in range(1, h.top_level + 1)},
+            "descriptions": {lv: [f"{d} [{m}]" if m else d for d, m in
+                                  zip(h.levels[lv].descriptions, h.levels[lv].description_marks or [""] * len(h.levels[lv]))]
+                             for lv in range(1, h.top_level + 1)},
             "fallback_errors": sorted({e for e in (h.stats.get("notes") or []) if "fallback" in e})}
 
 
@@ -101,8 +109,9 @@ def table(runs: list[dict], top: int) -> list[str]:
     if top >= 2:
         rows += [(f"L{top} self-retrieval top-1 (>= 0.75)", lambda r: r["levels"][top]["title_self_retrieval_top1"]),
                  (f"L{top} self-retrieval MRR", lambda r: r["levels"][top]["title_self_retrieval_mrr"])]
-    total = lambda r, key: sum(q[key] for q in r["levels"].values())  # noqa: E731
+    total = lambda r, key: sum(q.get(key) or 0 for q in r["levels"].values())  # noqa: E731
     n = lambda r: sum(q["n_clusters"] for q in r["levels"].values())  # noqa: E731
+    share = lambda r, key: f"{total(r, key)}/{n(r)} ({100 * total(r, key) / n(r):.0f}%)"  # noqa: E731
     rows += [
         ("meta-text titles (0)", lambda r: total(r, "title_meta_text")),
         ("junk titles or descriptions (0)", lambda r: total(r, "title_junk")),
@@ -115,6 +124,10 @@ def table(runs: list[dict], top: int) -> list[str]:
         ("duplicates among siblings", lambda r: total(r, "title_duplicates_among_siblings")),
         ("written by the model (>= 80%)", lambda r: f"{total(r, 'title_model_written')}/{n(r)} "
                                                     f"({100 * total(r, 'title_model_written') / n(r):.0f}%)"),
+        ("descriptions equal to the title (0)", lambda r: total(r, "description_title_copies")),
+        ("descriptions copying one sample", lambda r: total(r, "description_sample_copies")),
+        ("descriptions accepted when asked again", lambda r: share(r, "description_reasked")),
+        ("extractive descriptions (<= 10%)", lambda r: share(r, "description_extractive")),
         ("seconds per cluster (<= 5)", lambda r: r["seconds_per_cluster"]),
     ]
     width = max(len(label) for label, _ in rows)
@@ -147,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--before", help="a --json file of an earlier run: print its titles that changed, old -> new")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the LLM run (repeatable)")
+    p.add_argument("--descriptions", action="store_true", help="print every description (marked [reasked] or "
+                                                                   "[extractive] when it was)")
     p.add_argument("--timings-dir", help="folder of the measured speeds the estimate reads (timings.json; "
                                          "default: the cache folder, HERCULES_CACHE_DIR or ~/.cache/hercules)")
     args = p.parse_args(argv)
@@ -185,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
               f" ({', '.join(f'{k} {v} s' for k, v in r['stages'].items() if k != 'total')})")
         for lv, titles in sorted(r["titles"].items(), reverse=True):
             print(f"  L{lv}: " + " | ".join(titles))
+        if args.descriptions:
+            for lv, descs in sorted(r["descriptions"].items(), reverse=True):
+                print(f"  L{lv} descriptions:\n    " + "\n    ".join(descs))
     if args.before:
         print("\n".join(compare(json.loads(Path(args.before).read_text())["runs"][1], runs[1])))
     if args.json:

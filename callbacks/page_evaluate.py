@@ -31,6 +31,10 @@ GROUPS = (
       "title_fallbacks", "title_meta_text", "title_junk", "title_keyword_lists", "title_fluency", "title_disfluent",
       "title_duplicates_among_siblings",
       "title_parent_equals_child")),
+    # hercules_core/descriptions.py: descriptions that add nothing to the title, and how they were replaced
+    ("Descriptions (do they say more than the title?)",
+     ("description_title_copies", "description_sample_copies", "description_reasked", "description_reasked_share",
+      "description_extractive", "description_extractive_share")),
 )
 
 

@@ -158,7 +158,11 @@ def cluster_pane(em: ExploreModel, key: str, run_id: str | None = None):
               html.P(lv.descriptions[index], className="pane-description mt-2"),
               html.Div([html.Span("written by ", className="text-muted"), html.Code(source),
                         html.Span(" fallback (keywords: the LLM failed)", className="badge bg-warning text-dark ms-1")
-                        if bool(lv.fallback[index]) else None], className="small mb-2")]
+                        if bool(lv.fallback[index]) else None,
+                        html.Span(" extractive description (the model's only repeated the title or a sample)",
+                                  className="badge bg-warning text-dark ms-1 pane-extractive")
+                        if lv.description_marks and lv.description_marks[index] == "extractive" else None],
+                       className="small mb-2")]
     parent = int(lv.parent[index])
     links = []
     if parent >= 0:

@@ -266,7 +266,8 @@ class HerculesConfig:
         "models; grounded: compact, with candidate titles from the cluster's own words kept by self-retrieval.",
         Choices(("full", "compact", "grounded")), label="Prompt style", group="Advanced")
     title_gate: bool = _param(True, "LLM titles must pass the title-quality gate (else asked again, then the "
-                                    "fallback).")
+                                    "fallback), and descriptions must add to the title (else asked again, then "
+                                    "extractive).")
     max_prompt_tokens: int = _param(6000, "Batches are split to stay below this.", POSITIVE,
                                     label="Max prompt tokens", group="Advanced")
     prompt_token_safety_margin: float = _param(0.2, "Estimated prompt tokens stay under (1 - margin) * "

@@ -62,6 +62,8 @@ def apply_edit(h: Hierarchy, cluster_id: str, title: str, description: str) -> N
     h.edits[cluster_id]["edited"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     lv.titles[j], lv.descriptions[j], lv.sources[j] = title, description, EDITED
     lv.fallback[j] = False  # a person wrote it: no longer a keyword fallback
+    if lv.description_marks:
+        lv.description_marks[j] = ""  # ... nor an extractive description
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from collections import Counter
 from typing import Any, Callable
 
 from .config import HerculesConfig
+from .descriptions import description_prompt
 from .prompts import build_compact_prompt, clean_text
 from .summarize_types import SummaryRequest
 from .title_quality import choose_title, norm_title
@@ -100,8 +101,7 @@ def _title_prompt(req: SummaryRequest, config: HerculesConfig) -> str:
 
 
 def _description_prompt(req: SummaryRequest, config: HerculesConfig, title: str) -> str:
-    base = build_compact_prompt(req, config).rsplit("\n\n", 1)[0]
-    return (base + f'\n\nTitle: "{clean_text(title, 80)}". Write one sentence saying what these examples are about.')
+    return description_prompt(req, config, title)
 
 
 def _titled(text: str) -> str:

@@ -353,7 +353,8 @@ class Hercules:
             levels.append(Level(li, ids, np.full(k, -1, np.int32), size, centroids.astype(np.float32), desc_emb,
                                 [s.title for s in summaries], [s.description for s in summaries],
                                 np.array([s.fallback for s in summaries], dtype=bool),
-                                [s.source for s in summaries]))
+                                [s.source for s in summaries],
+                                description_marks=[s.description_mark for s in summaries]))
             current = desc_emb if cfg.representation_mode == "description" else reduced_centroids.get(li, centroids)
 
         if len(levels) == 1:

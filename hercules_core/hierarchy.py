@@ -34,6 +34,9 @@ class Level:
     fallback: np.ndarray  # bool (n,): summary is a fallback, not the requested model's answer
     sources: list[str]  # what wrote each summary: a model id, "keywords", "snippet", ...
     reductions: dict[str, np.ndarray] = field(default_factory=dict)  # "representation"/"description"
+    # per cluster, how its description was obtained (descriptions.MARKS: "", "reasked", "extractive");
+    # empty for level 0 and for models saved before it was recorded
+    description_marks: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -185,6 +188,8 @@ class Hierarchy:
                     raise HerculesError(f"Level {lv.level}: {name} has the wrong length.")
             if len(lv.titles) != m or len(lv.descriptions) != m or len(lv.sources) != m:
                 raise HerculesError(f"Level {lv.level}: titles/descriptions/sources have the wrong length.")
+            if lv.description_marks and len(lv.description_marks) != m:
+                raise HerculesError(f"Level {lv.level}: description_marks has the wrong length.")
             if len(set(lv.ids)) != m:
                 raise HerculesError(f"Level {lv.level}: ids are not unique.")
             if lv.level == self.top_level:

@@ -373,6 +373,7 @@ def _clusters_doc(h: Hierarchy) -> list[dict[str, Any]]:
                 "children": [below.ids[c] for c in h.children_of(level, j)], "size": int(lv.size[j]),
                 "title": lv.titles[j], "description": lv.descriptions[j], "fallback": bool(lv.fallback[j]),
                 "source": lv.sources[j],
+                "description_mark": lv.description_marks[j] if lv.description_marks else None,
             })
     return out
 
@@ -394,6 +395,7 @@ def _level_doc(lv: Level, keep_vectors: bool, enc: Encoder) -> dict[str, Any]:
         "titles": list(lv.titles), "descriptions": list(lv.descriptions), "fallback": enc(lv.fallback),
         "sources": list(lv.sources), "vectors": None if vectors is None else enc(vectors),
         "desc_embeddings": desc, "reductions": {space: enc(r) for space, r in lv.reductions.items()},
+        "description_marks": list(lv.description_marks),
     }
 
 
@@ -582,13 +584,23 @@ def _load_level(i: int, d: dict[str, Any]) -> Level:
     lv = Level(i, [str(x) for x in d["ids"]], decode_array(d["parent"]), decode_array(d["size"]),
                vectors, desc, list(d["titles"]), list(d["descriptions"]),
                decode_array(d["fallback"]), list(d["sources"]),
-               {space: decode_array(r) for space, r in (d.get("reductions") or {}).items()})
+               {space: decode_array(r) for space, r in (d.get("reductions") or {}).items()},
+               _description_marks(i, n, d.get("description_marks")))
     arrays = {"vectors": lv.vectors, "desc_embeddings": lv.desc_embeddings,
               **{f"reductions.{k}": v for k, v in lv.reductions.items()}}
     for name, arr in arrays.items():
         if arr is not None and (arr.ndim != 2 or len(arr) != n):
             raise ModelFileError(f"levels[{i}].{name} has shape {arr.shape}, expected {n} rows.")
     return lv
+
+
+def _description_marks(i: int, n: int, marks: Any) -> list[str]:
+    """A level's description marks as saved (absent in older models: none)."""
+    if not marks:
+        return []
+    if not isinstance(marks, list) or len(marks) != n or not all(isinstance(m, str) for m in marks):
+        raise ModelFileError(f"levels[{i}].description_marks must be a list of {n} strings.")
+    return list(marks)
 
 
 def _config_of(doc: dict[str, Any]) -> dict[str, Any]:
@@ -743,7 +755,7 @@ def hierarchy_text(h: Hierarchy, *, max_children: int | None = None, include_ite
     """An indented tree, top level first, biggest clusters first, children indented by two spaces.
 
     Each cluster is ``L3_0 [120 items, by MODEL] Title — description`` (``fallback: MODEL`` when
-    the requested LLM failed for it); items (with ``include_items``) are
+    the requested LLM failed for it, ``, extractive description`` when its description is); items (with ``include_items``) are
     ``id — title``. ``max_children`` shows at most that many children per cluster and then
     ``… and N more``.
     """
@@ -759,6 +771,8 @@ def hierarchy_text(h: Hierarchy, *, max_children: int | None = None, include_ite
         size = int(lv.size[j])
         # who wrote the summary, and whether it is a fallback for a failed LLM answer
         by = f"fallback: {lv.sources[j]}" if lv.fallback[j] else f"by {lv.sources[j]}"
+        if lv.description_marks and lv.description_marks[j] == "extractive":
+            by += ", extractive description"
         head = f"{lv.ids[j]} [{size} item{'s' if size != 1 else ''}, {by}] {lv.titles[j]}"
         desc = _one_line(lv.descriptions[j])
         lines.append("  " * depth + _one_line(head) + (f" — {desc}" if desc else ""))

@@ -73,7 +73,8 @@ def _terms_of(text: str) -> list[str]:
     return out
 
 
-def _stem(term: str) -> str:
+def stem(term: str) -> str:
+    """A crude stem (dogs -> dog, children -> child) for comparing words, not for showing them."""
     w = term.lower()
     for suffix in ("ies", "es", "s", "ing", "ed", "ren"):
         if w.endswith(suffix) and len(w) - len(suffix) >= 3:
@@ -84,7 +85,7 @@ def _stem(term: str) -> str:
 def _same_stem(a: str, b: str) -> bool:
     """Two terms that read as a repetition in one title: "dog"/"dogs", "child"/"children",
     "mark twain"/"twain"."""
-    sa, sb = {_stem(w) for w in a.split()}, {_stem(w) for w in b.split()}
+    sa, sb = {stem(w) for w in a.split()}, {stem(w) for w in b.split()}
     return bool(sa & sb)
 
 
@@ -368,25 +369,25 @@ class KeywordSummarizer:
         return out
 
     def _text_summaries(self, requests: list[SummaryRequest], base: list[SummaryRequest]) -> dict[str, Summary]:
+        from .descriptions import extractive_description
+
         out = {}
         all_terms = self._terms(requests, base)
         for i, (r, terms) in enumerate(zip(requests, all_terms)):
-            sample = clean_text(r.samples[0][1], _SAMPLE_CHARS) if r.samples else ""
-            central = f' Most central: "{sample}"' if sample else ""
+            samples = [t for _, t in r.samples]
+            # the terms and the two most central samples: a description that adds to the title
+            desc = extractive_description(terms, samples, n_items=r.n_items)
             if terms:
                 title = ", ".join(_cap(t) for t in _title_terms(terms, self.n_title_words))
-                desc = f"Items about {', '.join(terms)}.{central}"
             elif self.dataset.modality == "image" and not self._captioned:
                 shown = ", ".join(f"#{clean_text(item_id, 30)}" for item_id, _ in r.samples[:3])
                 title = f"Images like {shown}" if shown else f"Images of cluster {r.key}"
                 desc = (f"{r.n_items} images without captions or informative file names; the most central: "
                         f"{shown or 'none'}. Add a captioner for titles about their content.")
-            elif sample:  # no usable keyword: the most central sample speaks for the cluster
-                title = _first_words(sample, max(self.n_title_words, 5), 80)
-                desc = f"{r.n_items} items such as:{central}"
+            elif samples:  # no usable keyword: the most central sample speaks for the cluster
+                title = _first_words(clean_text(samples[0], _SAMPLE_CHARS), max(self.n_title_words, 5), 80)
             else:
                 title = f"Cluster {r.key}"
-                desc = f"{r.n_items} items without distinctive keywords."
             out[r.key] = Summary(title=title, description=desc, source=self.model_id)
         return out
 

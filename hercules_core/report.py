@@ -89,6 +89,7 @@ def report_data(h: Hierarchy, *, items_max: int = ITEMS_MAX) -> dict[str, Any]:
         levels.append({
             "level": level, "ids": list(lv.ids), "titles": list(lv.titles), "descriptions": list(lv.descriptions),
             "sources": list(lv.sources), "fallback": [bool(x) for x in lv.fallback],
+            "description_marks": list(lv.description_marks),
             "size": [int(x) for x in lv.size], "parent": [int(x) for x in lv.parent],
             "xy": _r(cluster_positions(h, level, "representation")),  # at the mean of its items
         })

@@ -27,10 +27,12 @@ from .errors import Cancelled, LLMError
 from .hierarchy import Level
 from .prompts import (build_prompt, clean_text, estimate_tokens, json_schema_for, parse_response,
                       prompt_footer, prompt_header, render_block)
-from .grounded import NoGroundedTitle, grounded_answer
+from .descriptions import (EXTRACTIVE, REASKED, description_problem, description_prompt, extractive_description,
+                           parse_description, reask_feedback)
+from .grounded import NoGroundedTitle, description_schema, grounded_answer
 from .retry import is_transient, retrying
 from .summarize_types import KeywordSource, ProgressFn, RunLogLike, Summarizer, Summary, SummaryRequest
-from .title_quality import Grounding, gate_answers
+from .title_quality import Grounding, gate_answers, junk_reason
 
 __all__ = [
     "build_requests", "build_l0_requests", "build_prompt", "json_schema_for", "estimate_tokens",
@@ -495,6 +497,22 @@ class LLMSummarizer:
                 record["shrunk"] = shrunk
             self._write(record)
 
+    def _ask(self, batch: list[SummaryRequest], prompt: str, schema: dict[str, Any] | None, shrunk_keys: list[str],
+             abort: threading.Event, failed: list[str]) -> str | None:
+        """The answer to ``prompt``, retried; None (and why, appended to ``failed``) when a transient
+        error outlasted the retries."""
+        attempts = retrying(self.config.llm_retries + 1, base=self.config.llm_retry_delay,
+                            cap=self.config.llm_retry_max_delay, sleep=self._sleeper(abort))
+        try:
+            for attempt in attempts:
+                with attempt:
+                    return self._call(batch, prompt, shrunk_keys, attempt.retry_state.attempt_number, abort, schema)
+        except LLMError as exc:
+            if not is_transient(exc):
+                raise
+            failed.append(f"LLM call failed after {self.config.llm_retries + 1} attempt(s): {exc}")
+        return None
+
     def _run_batch(self, batch: list[SummaryRequest], shrunk: set[str],
                    abort: threading.Event) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
         """Parsed answers of one batch and, for the keys without an accepted answer, why."""
@@ -502,18 +520,7 @@ class LLMSummarizer:
         failed: list[str] = []
 
         def ask(prompt: str, schema: dict[str, Any] | None = None) -> str | None:
-            attempts = retrying(self.config.llm_retries + 1, base=self.config.llm_retry_delay,
-                                cap=self.config.llm_retry_max_delay, sleep=self._sleeper(abort))
-            try:
-                for attempt in attempts:
-                    with attempt:
-                        return self._call(batch, prompt, shrunk_keys, attempt.retry_state.attempt_number, abort,
-                                          schema)
-            except LLMError as exc:
-                if not is_transient(exc):
-                    raise
-                failed.append(f"LLM call failed after {self.config.llm_retries + 1} attempt(s): {exc}")
-            return None
+            return self._ask(batch, prompt, schema, shrunk_keys, abort, failed)
 
         if self.config.prompt_style == "grounded" and len(batch) == 1 and batch[0].level >= 1:
             try:
@@ -586,6 +593,58 @@ class LLMSummarizer:
         answers.update(new)
         return final
 
+    def _describe_again(self, req: SummaryRequest, title: str, why: str, abort: threading.Event) -> str:
+        """The description of ``title`` asked once more, saying ``why`` the first was rejected ("" if none)."""
+        prompt = description_prompt(req, self.config, title, reask_feedback(why, req.keywords))
+        schema = description_schema() if self.config.prompt_style == "grounded" else {
+            "type": "object", "properties": {"description": {"type": "string", "minLength": 1}},
+            "required": ["description"]}
+        return parse_description(self._ask([req], prompt, schema, [], abort, []))
+
+    def _descriptions(self, pool: ThreadPoolExecutor, answers: dict[str, tuple[str, str]],
+                      fitted: dict[str, SummaryRequest], by_key: dict[str, SummaryRequest],
+                      abort: threading.Event) -> dict[str, str]:
+        """The description test (descriptions.description_problem) on the answers of clusters: a
+        rejected description is asked again once with the reason, and one that fails again is replaced
+        by the extractive description. Returns the marks (key -> descriptions.REASKED / EXTRACTIVE)."""
+        def problem(key: str, desc: str) -> str | None:
+            junk = junk_reason(desc, title=False)
+            if junk:
+                return junk
+            return description_problem(desc, answers[key][0], [t for _, t in by_key[key].samples],
+                                       fitted[key].keywords)
+
+        rejected = {k: why for k, (_, d) in answers.items() if fitted[k].level >= 1 and (why := problem(k, d))}
+        if not rejected:
+            return {}
+        self._write({"event": "description_rejected", "model": self.model_id, "keys": list(rejected),
+                     "reasons": rejected})
+        futures = {pool.submit(contextvars.copy_context().run, self._describe_again, fitted[k], answers[k][0], why,
+                               abort): k for k, why in rejected.items()}
+        marks: dict[str, str] = {}
+        extractive: dict[str, str] = {}
+        try:
+            for fut, key in futures.items():
+                desc = fut.result()
+                why = problem(key, desc) if desc else "no answer"
+                if why is None:
+                    marks[key] = REASKED
+                else:
+                    req = by_key[key]
+                    desc = extractive_description(fitted[key].keywords, [t for _, t in req.samples],
+                                                  n_items=req.n_items)
+                    marks[key], extractive[key] = EXTRACTIVE, f"{rejected[key]}; asked again: {why}"
+                answers[key] = (answers[key][0], desc)
+        except BaseException:
+            abort.set()
+            for fut in futures:
+                fut.cancel()
+            raise
+        if extractive:
+            self._write({"event": "description_extractive", "model": self.model_id, "keys": list(extractive),
+                         "reasons": extractive})
+        return marks
+
     # --- public ---
     def summarize(self, requests: list[SummaryRequest], *, level_requests: list[SummaryRequest] | None = None,
                   progress: ProgressFn | None = None) -> dict[str, Summary]:
@@ -645,15 +704,18 @@ class LLMSummarizer:
                 for key in pending:
                     if reasons.get(key) == COPIED_TITLE and not fitted[key].feedback:
                         self._refit(fitted, shrunk, cost, dataclasses.replace(fitted[key], feedback=COPIED_FEEDBACK))
+            marks: dict[str, str] = {}
             if cfg.title_gate:
                 reasons.update(self._gate(pool, answers, fitted, shrunk, abort))
                 pending = [k for k in by_key if k not in answers]
+                marks = self._descriptions(pool, answers, fitted, by_key, abort)
 
         results = {}
         for key, (title, desc) in answers.items():
             if by_key[key].level == 0:
                 title, desc = clean_text(title, cfg.l0_title_max_chars), clean_text(desc, cfg.l0_description_max_chars)
-            results[key] = Summary(title=title, description=desc, source=self.model_id)
+            results[key] = Summary(title=title, description=desc, source=self.model_id,
+                                   description_mark=marks.get(key, ""))
         if pending:
             results.update(self._fall_back([by_key[k] for k in pending], reasons, level_requests or requests))
             if progress is not None:

@@ -39,6 +39,9 @@ class Summary:
     source: str  # the model id that wrote it, or "keywords"
     fallback: bool = False  # True when the requested model failed and another source wrote it
     error: str | None = None  # why it is a fallback
+    # "" when the description passed descriptions.description_problem at once, "reasked" when it did
+    # when asked again, "extractive" when it was built from keywords and samples instead
+    description_mark: str = ""
 
 
 ProgressFn = Callable[[int, int], None]  # (requests answered, requests in all)

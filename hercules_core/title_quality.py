@@ -17,6 +17,8 @@ a title assembled from a cluster's words ("Oz of cup and price", "Children and p
 loses a quarter per fault; natural titles (``FLUENCY_REFERENCE``) score 1.
 
 The gate (:func:`gate_answers`) applies the same tests to every LLM answer before it becomes a title.
+The ``description_*`` figures (:mod:`.descriptions`) count descriptions that add nothing to their
+title or copy one item, and those that were asked again or built extractively.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .descriptions import format_line as description_line, level_description_quality
 from .summarize_types import SummaryRequest
 
 _PLACEHOLDER_SOURCES = ("values", "file name")  # level-0 sources of default numeric / image descriptions
@@ -495,6 +498,7 @@ def level_title_quality(h: Any, level: int, title_vectors: np.ndarray | None,
         out["title_self_retrieval_mrr"] = float(np.mean(1.0 / ranks))
     elif k < 2:
         out["title_notes"].append("self-retrieval needs at least 2 clusters.")
+    out.update(level_description_quality(h, level))
     return out
 
 
@@ -535,7 +539,8 @@ def title_quality(h: Any, text_embedder: Any = None) -> dict[int, dict[str, Any]
 
 
 def format_lines(evaluation: dict[Any, dict[str, Any]]) -> list[str]:
-    """One closing line per level for the CLI: ``titles L1: self-retrieval 0.92 (MRR 0.95), ...``."""
+    """Closing lines per level for the CLI: ``titles L1: self-retrieval 0.92 (MRR 0.95), ...`` and
+    ``descriptions L1: 0/24 repeat the title, ...``."""
     lines = []
     for lv in sorted(int(k) for k in evaluation):
         q = evaluation.get(lv) or evaluation.get(str(lv)) or {}
@@ -553,4 +558,7 @@ def format_lines(evaluation: dict[Any, dict[str, Any]]) -> list[str]:
         if q.get("title_parent_equals_child") is not None:
             parts.append(f"{q['title_parent_equals_child']} titled like a child")
         lines.append(f"titles L{lv}: " + ", ".join(parts))
+        desc = description_line(lv, q)
+        if desc:
+            lines.append(desc)
     return lines

@@ -24,6 +24,14 @@ class ListLog:
         self.records.append(record)
 
 
+def title_calls(llm) -> list[dict]:
+    """The calls of a FakeLLM that asked for titles, without the description re-asks
+    (hercules_core/descriptions.py)."""
+    from hercules_core.clients.fakes import is_description_request
+
+    return [c for c in llm.history if not is_description_request(c["prompt"], c["schema"])]
+
+
 def make_text_dataset(n: int = 60, seed: int = 0) -> Dataset:
     rng = np.random.default_rng(seed)
     topics = ["cats dogs pets", "stocks bonds market", "rain snow weather"]

@@ -14,7 +14,7 @@ from hercules_core.config import HerculesConfig
 from hercules_core.keywords import KeywordSummarizer, _title_terms
 from hercules_core.summarize import COPIED_TITLE, LLMSummarizer, build_prompt, build_requests, copied_title
 from hercules_core.summarize_types import SummaryRequest
-from tests.factories import FAST, ListLog, make_text_dataset
+from tests.factories import FAST, ListLog, make_text_dataset, title_calls
 
 
 def text_requests(n_clusters=4, n_items=40, level=1):
@@ -72,7 +72,7 @@ def test_copied_titles_are_reasked_then_fall_back():
     out = summarizer(llm, ds, log, llm_initial_batch_size=4, llm_batch_reduction_factor=4,
                      llm_concurrency=1).summarize(reqs)
     # batch of 4, then the three copied keys re-asked one by one (copied again), then keyword titles
-    assert llm.calls == 4
+    assert len(title_calls(llm)) == 4  # placeholder descriptions are asked again too (test_descriptions.py)
     assert out["L1_1"].title == "Money and markets" and not out["L1_1"].fallback
     for key in ("L1_0", "L1_2", "L1_3"):
         s = out[key]

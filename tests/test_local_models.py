@@ -12,6 +12,7 @@ from hercules_core.clients import clip_local
 from hercules_core.clients.fakes import FakeEmbedder
 from hercules_core.clients.llama_local import SmolLM2LLM, _tighten, smollm2_path
 from hercules_core.config import HerculesConfig
+from hercules_core.descriptions import MARKS, is_title_copy
 from hercules_core.errors import ConfigError, EmbeddingError
 from hercules_core.hercules import Hercules
 from hercules_core.prompts import json_schema_for
@@ -97,6 +98,9 @@ def test_fit_gives_every_cluster_a_title(smollm2):
     for i in range(len(lv)):
         assert lv.titles[i].strip() and lv.descriptions[i].strip()
         assert lv.sources[i] == ("keywords" if lv.fallback[i] else "smollm2-135m")
+        # the description says more than the title: the model's, accepted (perhaps when asked again), or extractive
+        assert not is_title_copy(lv.descriptions[i], lv.titles[i]), (lv.titles[i], lv.descriptions[i])
+        assert lv.description_marks[i] in MARKS
 
 
 # --------------------------------------------------------------------------- CLIP

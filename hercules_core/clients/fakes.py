@@ -45,7 +45,9 @@ class FakeLLM:
 
     Answers queued with ``queue(...)`` are returned first (a string, or an exception instance to
     raise). With an empty queue it answers every cluster ID named in the prompt's last line with a
-    deterministic title built from the first words of that cluster's first sample.
+    deterministic title built from the first words of that cluster's first sample, and a description
+    naming the first two of the cluster's keywords (when the prompt shows some); a prompt asking for a
+    description only (descriptions.description_prompt) gets such a description.
     """
 
     def __init__(self, model_id: str = "fake-llm"):
@@ -70,6 +72,9 @@ class FakeLLM:
             raise scripted
         if scripted is not None:
             return scripted
+        if is_description_request(prompt, schema):
+            desc = f"Fake description about {' and '.join(_keywords(prompt)[:2]) or 'these examples'}."
+            return json.dumps(desc if schema.get("type") == "string" else {"description": desc})
         return json.dumps(self.default_answer(prompt))
 
     @staticmethod
@@ -93,24 +98,41 @@ class FakeLLM:
             title = " ".join(words) if words else cid
             if _has_children(prompt, cid):  # a parent's closest sample is often its child's: say "etc."
                 title = title[:50] + " etc."
-            answer[cid] = {"title": f"Fake {title}"[:60], "description": f"Fake summary of {cid}: {' '.join(words)}."}
+            about = " and ".join(_keywords(_block(prompt, cid))[:2])
+            answer[cid] = {"title": f"Fake {title}"[:60],
+                           "description": f"Fake summary of {cid}: {' '.join(words)}" + (f"; about {about}." if about
+                                                                                        else ".")}
         return answer
 
 
-def _has_children(prompt: str, cid: str) -> bool:
-    start = prompt.find(f"ID: {cid} ")
-    end = prompt.find("--- End", start)
-    return start >= 0 and "- Child ID " in prompt[start:end if end > 0 else None]
+def is_description_request(prompt: str, schema: dict[str, Any] | None) -> bool:
+    """A prompt of descriptions.description_prompt: its schema asks for a description and nothing else."""
+    if not schema or "pattern" in schema:
+        return False
+    return schema.get("type") == "string" or set(schema.get("properties") or {}) == {"description"}
 
 
-def _block_for(prompt: str, cid: str) -> str:
-    """The first sample line of the prompt block of ``cid`` (empty if none)."""
+def _keywords(text: str) -> list[str]:
+    """The terms of the first "Keywords: a, b" line of ``text``."""
+    m = re.search(r"^Keywords: (.+)$", text, re.MULTILINE)
+    return [k.strip() for k in m.group(1).split(",") if k.strip()] if m else []
+
+
+def _block(prompt: str, cid: str) -> str:
     start = prompt.find(f"ID: {cid} ")
     if start < 0:
         return ""
     end = prompt.find("--- End", start)
-    block = prompt[start:end if end > 0 else None]
-    for line in block.splitlines():
+    return prompt[start:end if end > 0 else None]
+
+
+def _has_children(prompt: str, cid: str) -> bool:
+    return "- Child ID " in _block(prompt, cid)
+
+
+def _block_for(prompt: str, cid: str) -> str:
+    """The first sample line of the prompt block of ``cid`` (empty if none)."""
+    for line in _block(prompt, cid).splitlines():
         if line.startswith("- (Orig. ID:"):
             return line.split(")", 1)[-1]
     return ""

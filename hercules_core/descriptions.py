@@ -1,0 +1,252 @@
+"""Descriptions that add information: the test every cluster description passes, the re-ask, the
+extractive fallback, and the ``description_*`` figures of the title-quality section.
+
+A description is accepted (:func:`description_problem`) when it
+
+- is not the title: after dropping case, punctuation, stop words and a few words that say nothing
+  about a subject ("items", "about", "various"), it has a word (stem) the title lacks;
+- is not a copy of one sample: no run of consecutive words shared with one sample covers two
+  thirds or more of the description (at least ``_COPY_MIN_RUN`` words, or the whole sample);
+- names at least two of the cluster's distinctive terms (the c-TF-IDF keywords the summariser
+  shows in the prompt; a term counts when the stems of all its words occur), or all of them when
+  the cluster has fewer. Clusters without keywords (numeric data) skip this test.
+
+An LLM description that fails is asked again once with the reason (:func:`description_prompt`);
+one that fails again is replaced by :func:`extractive_description` (the keywords and the two most
+central samples, shortened) and marked ``extractive`` (``Level.description_marks``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .config import HerculesConfig
+from .keywords import STOP_WORDS, stem
+from .prompts import build_compact_prompt, clean_text
+from .summarize_types import SummaryRequest
+
+REASKED = "reasked"  # accepted when asked again
+EXTRACTIVE = "extractive"  # built from keywords and samples after the re-ask failed too
+MARKS = ("", REASKED, EXTRACTIVE)
+MIN_TERMS = 2  # distinctive terms a description must name
+_COPY_SHARE = 2 / 3  # a run copied from one sample covering this share of the description is a copy
+_COPY_MIN_RUN = 6  # ... of at least this many words (or the whole sample)
+EXCERPT_WORDS = 12  # words of each central sample quoted by the extractive description
+_EXCERPT_ALONE = 6  # ... when only one sample exists (so the quote stays under the copy share)
+KEYWORDS_SHOWN = 8
+DESCRIPTION_MAX_CHARS = 400  # an answer to the re-ask is cut to this
+# words a description adds to its title without adding information ("Items about X", "Various X topics")
+_EMPTY_WORDS = frozenset("""
+item items text texts example examples sample samples group groups cluster clusters topic topics subject
+subjects theme themes various related relating regarding concerning discussing discusses discuss describe
+describes describing mention mentions mentioning include includes including collection set sets type types
+short quotes quote sentence sentences statement statements mostly mainly general""".split()) | STOP_WORDS
+_TOKEN = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+_POSSESSIVE = re.compile(r"['’]s$")
+
+
+def _tokens(text: Any) -> list[str]:
+    """Lowercase words (letters only), possessive 's dropped: "Kirk's log, 2nd" -> kirk, log, nd."""
+    return [_POSSESSIVE.sub("", w) for w in _TOKEN.findall(str(text or "").lower())]
+
+
+def _content_stems(text: Any) -> set[str]:
+    return {stem(w) for w in _tokens(text) if w not in _EMPTY_WORDS and len(w) > 1}
+
+
+def is_title_copy(description: Any, title: Any) -> bool:
+    """Whether ``description`` says nothing its title does not: no content word (stem) beyond the
+    title's ("Stardate unknown and kirk." for "Stardate unknown and kirk", "War and violence in
+    war" for "War and violence", an empty description)."""
+    return not (_content_stems(description) - _content_stems(title))
+
+
+def _longest_run(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest run of consecutive words common to ``a`` and ``b``."""
+    if not a or not b:
+        return 0
+    prev = [0] * (len(b) + 1)
+    best = 0
+    for x in a:
+        cur = [0] * (len(b) + 1)
+        for j, y in enumerate(b, 1):
+            if x == y:
+                cur[j] = prev[j - 1] + 1
+                if cur[j] > best:
+                    best = cur[j]
+        prev = cur
+    return best
+
+
+def is_sample_copy(description: Any, samples: Iterable[str]) -> bool:
+    """Whether ``description`` is (mostly) a verbatim copy of one of ``samples``: a run of words
+    shared with one sample covers >= 2/3 of it and is the whole sample or >= ``_COPY_MIN_RUN`` words."""
+    d = _tokens(description)
+    if not d:
+        return False
+    need = max(1, int(np.ceil(_COPY_SHARE * len(d) - 1e-9)))
+    key = set(d)
+    for text in samples:
+        s = _tokens(text)
+        if len(key.intersection(s)) < min(need, _COPY_MIN_RUN):
+            continue  # cheap: too few shared words for any long run
+        run = _longest_run(d, s)
+        if run >= need and (run >= _COPY_MIN_RUN or run == len(s)):
+            return True
+    return False
+
+
+def named_terms(description: Any, keywords: Sequence[str]) -> list[str]:
+    """The ``keywords`` that ``description`` names (every word of the term, by stem)."""
+    stems = {stem(w) for w in _tokens(description)}
+    out = []
+    for k in keywords:
+        words = [stem(w) for w in _tokens(k)]
+        if words and all(w in stems for w in words) and k not in out:
+            out.append(k)
+    return out
+
+
+def terms_needed(keywords: Sequence[str]) -> int:
+    return min(MIN_TERMS, len(keywords))
+
+
+def description_problem(description: Any, title: Any, samples: Iterable[str],
+                        keywords: Sequence[str]) -> str | None:
+    """Why ``description`` adds no information to ``title`` (the module docstring's tests), else None.
+    The reason is written to be shown to the model when it is asked again."""
+    if not _tokens(description):
+        return "it is empty"
+    if is_title_copy(description, title):
+        return "it only repeats the title"
+    if is_sample_copy(description, samples):
+        return "it copies one of the examples"
+    need = terms_needed(keywords)
+    if len(named_terms(description, keywords)) < need:
+        return f"it names fewer than {need} of the group's distinctive words"
+    return None
+
+
+def reask_feedback(problem: str, keywords: Sequence[str]) -> str:
+    shown = ", ".join(clean_text(k, 40) for k in keywords[:KEYWORDS_SHOWN])
+    return (f"Your description was rejected: {problem}. Write one new sentence in your own words that "
+            "says what the examples have in common" + (f", using at least two of these words: {shown}." if shown
+                                                       else "."))
+
+
+def description_prompt(req: SummaryRequest, config: HerculesConfig, title: str, feedback: str = "") -> str:
+    """A one-cluster prompt asking only for the description of ``title`` (the grounded style's second
+    call, and every style's re-ask, then with ``feedback``)."""
+    # without the title's feedback (a re-asked title's): the title is settled
+    base = build_compact_prompt(dataclasses.replace(req, feedback=""), config).rsplit("\n\n", 1)[0]
+    ask = f'\n\nTitle: "{clean_text(title, 80)}".'
+    if feedback:
+        ask += " " + clean_text(feedback, 600)
+    return base + ask + " Write one sentence saying what these examples are about."
+
+
+def parse_description(raw: str | None) -> str:
+    """The description in an answer to :func:`description_prompt`: a JSON string, a JSON object
+    with a "description", or plain text; "" when there is none."""
+    if raw is None:
+        return ""
+    try:
+        value = json.loads(raw, strict=False)
+    except ValueError:
+        value = raw
+    if isinstance(value, dict):
+        value = value.get("description")
+    return clean_text(value, DESCRIPTION_MAX_CHARS) if isinstance(value, str) else ""
+
+
+def _excerpt(text: str, words: int) -> str:
+    w = clean_text(text).split()
+    return " ".join(w[:words]) + ("…" if len(w) > words else "")
+
+
+def extractive_description(keywords: Sequence[str], samples: Sequence[str], *, n_items: int | None = None) -> str:
+    """The cluster's distinctive terms and its two most central samples (``samples`` in order of
+    closeness), shortened: 'Items about a, b, c. Most central: "..."; "..."'. With two or more
+    keywords it passes :func:`description_problem` by construction (the keyword summariser's
+    descriptions are these)."""
+    quotes = [q for q in (_excerpt(s, EXCERPT_WORDS if len(samples) > 1 else _EXCERPT_ALONE)
+                          for s in samples[:2]) if q]
+    central = (" Most central: " + "; ".join(f'"{q}"' for q in quotes)) if quotes else ""
+    if keywords:
+        return f"Items about {', '.join(keywords[:KEYWORDS_SHOWN])}.{central}"
+    count = f"{n_items} items" if n_items else "Items"
+    return f"{count}.{central}" if central else f"{count} without distinctive keywords."
+
+
+# --------------------------------------------------------------------------- figures
+
+def _member_texts(h: Any) -> list[str] | None:
+    ds = h.dataset
+    if ds.modality == "text" and ds.texts is not None:
+        return list(ds.texts)
+    if ds.modality == "image":
+        return list(h.levels[0].descriptions)
+    return None  # numeric rows: a description cannot copy one
+
+
+def _copies_a_member(description: str, texts: list[str], members: np.ndarray) -> bool:
+    d = _tokens(description)
+    if len(d) < 2:
+        return False
+    # a copy covering 2/3 of the description holds its middle third: a cheap filter on one word of it
+    mid = d[len(d) // 3: max(len(d) // 3 + 1, (2 * len(d)) // 3)]
+    probe = max(mid, key=len)
+    hits = [texts[int(i)] for i in members if probe in str(texts[int(i)]).lower()]
+    return is_sample_copy(description, hits)
+
+
+def level_description_quality(h: Any, level: int) -> dict[str, Any]:
+    """The ``description_*`` figures of one level (JSON-serialisable): descriptions that only repeat
+    the title, that copy one member's text (checked against every member), that were accepted when
+    asked again, and that are extractive (counts, and shares of the level's clusters). The marks are
+    None for models saved before they were recorded."""
+    lv = h.levels[level]
+    k = len(lv)
+    descriptions = list(lv.descriptions or []) + [""] * (k - len(lv.descriptions or []))
+    title_copies = sum(is_title_copy(d, t) for d, t in zip(descriptions, lv.titles))
+    texts = _member_texts(h)
+    sample_copies = None
+    if texts is not None:
+        assign = h.assignments(level)
+        order = np.argsort(assign, kind="stable")
+        bounds = np.searchsorted(assign[order], np.arange(k + 1))
+        sample_copies = sum(_copies_a_member(descriptions[j], texts, order[bounds[j]:bounds[j + 1]])
+                            for j in range(k))
+    marks = list(getattr(lv, "description_marks", None) or [])
+    known = len(marks) == k
+    reasked = sum(m == REASKED for m in marks) if known else None
+    extractive = sum(m == EXTRACTIVE for m in marks) if known else None
+
+    def share(n: int | None) -> float | None:
+        return None if n is None or not k else n / k
+
+    return {"description_title_copies": title_copies, "description_title_copy_share": share(title_copies),
+            "description_sample_copies": sample_copies, "description_sample_copy_share": share(sample_copies),
+            "description_reasked": reasked, "description_reasked_share": share(reasked),
+            "description_extractive": extractive, "description_extractive_share": share(extractive)}
+
+
+def format_line(level: int, q: dict[str, Any]) -> str | None:
+    """The CLI's closing line of one level: ``descriptions L1: 0 repeat the title, 0 copy a sample,
+    3 asked again, 1 extractive``; None for evaluations without the figures."""
+    if "description_title_copies" not in q:
+        return None
+    n = q.get("n_clusters") or 0
+
+    def part(key: str, what: str) -> str:
+        v = q.get(key)
+        return f"{'n/a' if v is None else v}/{n} {what}"
+
+    return (f"descriptions L{level}: " + ", ".join([
+        part("description_title_copies", "repeat the title"), part("description_sample_copies", "copy a sample"),
+        part("description_reasked", "accepted when asked again"), part("description_extractive", "extractive")]))

@@ -1,0 +1,174 @@
+"""Descriptions that add information (hercules_core/descriptions.py): the test, the re-ask, the
+extractive fallback, the marks and the description_* figures."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from hercules_core import load_model, save_model
+from hercules_core.clients.fakes import FakeEmbedder, FakeLLM, is_description_request
+from hercules_core.config import HerculesConfig
+from hercules_core.descriptions import (EXTRACTIVE, REASKED, description_problem, extractive_description,
+                                        is_sample_copy, is_title_copy, level_description_quality)
+from hercules_core.hercules import Hercules
+from hercules_core.io import hierarchy_text
+from hercules_core.keywords import KeywordSummarizer
+from hercules_core.summarize import LLMSummarizer
+from hercules_core.title_quality import format_lines
+from tests.factories import FAST, ListLog, make_text_dataset
+from tests.test_title_gate import topic_requests
+
+SAMPLE = "In Tennessee, it is illegal to shoot any game other than whales from a moving automobile."
+KEYWORDS = ["illegal", "tennessee", "automobile", "law"]
+
+
+# --------------------------------------------------------------------------- the test
+
+@pytest.mark.parametrize("description", [
+    "Stardate unknown and kirk.", "stardate UNKNOWN, and Kirk", "The stardate unknown and kirk", "",
+])
+def test_the_title_again_is_a_copy(description):
+    assert is_title_copy(description, "Stardate unknown and kirk")
+    assert description_problem(description, "Stardate unknown and kirk", [], []) is not None
+
+
+def test_the_title_reworded_with_stop_words_is_a_copy():
+    assert is_title_copy("War and violence in war", "War and violence")
+    assert is_title_copy("Items about wars and the violence", "War and violence")  # plural, filler words
+    assert not is_title_copy("War, violence and the soldiers who come home", "War and violence")
+
+
+def test_one_sample_copied_is_a_copy():
+    assert is_sample_copy(SAMPLE, [SAMPLE])
+    assert is_sample_copy("In Tennessee, it is illegal to shoot any game …", ["Other text.", SAMPLE])
+    # a long stretch of one sample with a word or two around it is still a copy
+    assert is_sample_copy("Laws: it is illegal to shoot any game other than whales from a moving car", [SAMPLE])
+    # quoting a few words among one's own is not
+    assert not is_sample_copy("Odd state laws, such as Tennessee's ban on shooting game from a car", [SAMPLE])
+    assert description_problem(SAMPLE, "Illegal laws", [SAMPLE], KEYWORDS) == "it copies one of the examples"
+
+
+def test_a_description_must_name_two_distinctive_terms():
+    title = "Strange laws"
+    assert description_problem("Odd rules people once wrote down somewhere.", title, [SAMPLE], KEYWORDS)
+    assert description_problem("Odd rules of Tennessee people once wrote down.", title, [SAMPLE], KEYWORDS)
+    # stems: "laws" names "law"
+    assert description_problem("Odd laws of Tennessee that people once wrote down.", title, [SAMPLE], KEYWORDS) \
+        is None
+    assert description_problem("Odd rules people once wrote down.", title, [SAMPLE], ["law"])  # all of one
+    assert description_problem("Odd rules people once wrote down.", title, [SAMPLE], []) is None  # none known
+
+
+def test_extractive_descriptions_pass_by_construction():
+    samples = [SAMPLE, "It is illegal in Tennessee to lasso a fish.", "A third sample."]
+    desc = extractive_description(KEYWORDS, samples)
+    assert desc.startswith("Items about illegal, tennessee") and desc.count('"') == 4  # two central samples
+    assert "third" not in desc
+    assert description_problem(desc, "Illegal tennessee", samples, KEYWORDS) is None
+    one = extractive_description(KEYWORDS[:2], samples[:1])
+    assert description_problem(one, "Illegal tennessee", samples[:1], KEYWORDS[:2]) is None
+
+
+def test_keyword_descriptions_pass_by_construction():
+    ds, labels, reqs, _ = topic_requests()
+    kw = KeywordSummarizer(ds, ds.texts)
+    terms = kw.keywords_for(reqs)
+    for r in reqs:
+        s = kw.summarize(reqs)[r.key]
+        assert len(terms[r.key]) >= 2
+        assert description_problem(s.description, s.title, [t for _, t in r.samples], terms[r.key]) is None
+
+
+# --------------------------------------------------------------------------- the summariser
+
+def _summarizer(llm, ds, log=None):
+    return LLMSummarizer(llm, HerculesConfig(**{**FAST, "llm_concurrency": 1}),
+                         fallback=KeywordSummarizer(ds, ds.texts), run_log=log)
+
+
+def test_rejected_descriptions_are_reasked_once_then_extractive():
+    ds, labels, reqs, _ = topic_requests()
+    terms = KeywordSummarizer(ds, ds.texts).keywords_for(reqs)
+    first = {"L1_0": {"title": "Pets at home", "description": "Pets at home."},  # the title
+             "L1_1": {"title": "Money talk", "description": reqs[1].samples[0][1]},  # one sample
+             "L1_2": {"title": "Weather talk",
+                      "description": f"Reports on {terms['L1_2'][0]} and {terms['L1_2'][1]} outside."}}
+    good = json.dumps(f"Short notes about {terms['L1_0'][0]} and {terms['L1_0'][1]} in daily life.")
+    llm = FakeLLM().queue(json.dumps(first), good, json.dumps(reqs[1].samples[0][1]))
+    log = ListLog()
+    out = _summarizer(llm, ds, log).summarize(reqs, level_requests=reqs)
+    asked = [c for c in llm.history if is_description_request(c["prompt"], c["schema"])]
+    assert llm.calls == 3 and len(asked) == 2  # one re-ask each for L1_0 and L1_1, none for L1_2
+    assert "Your description was rejected: it only repeats the title" in asked[0]["prompt"]
+    assert "Your description was rejected: it copies one of the examples" in asked[1]["prompt"]
+    assert 'Title: "Pets at home"' in asked[0]["prompt"]
+    assert terms["L1_0"][0] in asked[0]["prompt"].rsplit("rejected", 1)[1]  # the words to use are named
+
+    assert out["L1_0"].description_mark == REASKED and out["L1_0"].description == json.loads(good)
+    assert out["L1_1"].description_mark == EXTRACTIVE and not out["L1_1"].fallback
+    assert out["L1_1"].title == "Money talk" and out["L1_1"].source == "fake-llm"  # the title stays the model's
+    assert out["L1_1"].description.startswith("Items about " + terms["L1_1"][0])
+    assert out["L1_2"].description_mark == "" and out["L1_2"].description == first["L1_2"]["description"]
+    events = [r["event"] for r in log.records if r.get("event", "").startswith("description")]
+    assert events == ["description_rejected", "description_extractive"]
+
+
+class CopyingLLM(FakeLLM):
+    """Answers like FakeLLM but every description repeats its title, also when asked again."""
+
+    def complete(self, prompt, *, schema=None):
+        if is_description_request(prompt, schema):
+            self.history.append({"prompt": prompt, "schema": schema})
+            return json.dumps({"description": re.search(r'Title: "(.*?)"\.', prompt).group(1)})
+        return json.dumps({k: {"title": v["title"], "description": v["title"]}
+                           for k, v in json.loads(super().complete(prompt, schema=schema)).items()})
+
+
+def _fit(llm, tmp_path=None):
+    ds = make_text_dataset(90)
+    cfg = HerculesConfig(level_cluster_counts=(6, 3), **FAST)
+    return Hercules(cfg, text_embedder=FakeEmbedder(), llm=llm).fit(ds).hierarchy_
+
+
+def test_a_run_counts_and_marks_its_descriptions(tmp_path):
+    h = _fit(CopyingLLM())
+    for lv in (1, 2):
+        level, ev = h.levels[lv], h.evaluation[lv]
+        k = len(level)
+        assert level.description_marks == [EXTRACTIVE] * k
+        assert ev["description_extractive"] == k and ev["description_extractive_share"] == 1.0
+        assert ev["description_reasked"] == 0 and ev["description_title_copies"] == 0
+        assert ev["description_sample_copies"] == 0
+    assert any(line.startswith("descriptions L1: 0/6 repeat the title") and "6/6 extractive" in line
+               for line in format_lines(h.evaluation))
+    assert "extractive description" in hierarchy_text(h)
+    # saved and loaded with the model; a model saved before the marks existed has none
+    path = tmp_path / "m.json"
+    save_model(h, path)
+    assert load_model(path).levels[1].description_marks == [EXTRACTIVE] * 6
+    doc = json.loads(path.read_text())
+    for lv in doc["levels"]:
+        lv.pop("description_marks", None)
+    path.write_text(json.dumps(doc))
+    old = load_model(path)
+    assert old.levels[1].description_marks == []
+    q = level_description_quality(old, 1)
+    assert q["description_extractive"] is None and q["description_title_copies"] == 0
+
+
+def test_without_the_check_descriptions_repeat_the_title():
+    """What the figures measure: the same fake without the gate keeps its title copies."""
+    ds = make_text_dataset(90)
+    cfg = HerculesConfig(level_cluster_counts=(6, 3), title_gate=False, **FAST)
+    h = Hercules(cfg, text_embedder=FakeEmbedder(), llm=CopyingLLM()).fit(ds).hierarchy_
+    assert h.evaluation[1]["description_title_copies"] == 6 and h.evaluation[1]["description_extractive"] == 0
+
+
+def test_good_fake_descriptions_are_kept_without_reasks():
+    llm = FakeLLM()
+    h = _fit(llm)
+    assert not any(is_description_request(c["prompt"], c["schema"]) for c in llm.history)
+    assert h.evaluation[1]["description_reasked"] == 0 and h.evaluation[1]["description_extractive"] == 0
