@@ -19,13 +19,16 @@ from hercules_run.pipeline import save_outputs
 from hercules_run.spec import settings_summary
 
 
+UPLOAD = "upload" + columnar.BUNDLE_SUFFIX  # an uploaded bundle, while it is unpacked
+
+
 def open_imported(rdir: str) -> dict[str, Any]:
     """Load ``rdir/model.json``, write the other outputs (the model itself stays as it was), and
     return what the run's status shows. An uploaded bundle is unpacked first (its model.json and
     items file, under the ZIP rules); loading then checks the items file against the model."""
     model = Path(rdir) / "model.json"
     if columnar.is_bundle(model):
-        bundle = model.replace(model.with_name("upload" + columnar.BUNDLE_SUFFIX))
+        bundle = model.replace(model.with_name(UPLOAD))
         columnar.extract_bundle(bundle, Path(rdir))
         bundle.unlink()
     h = load_model(model)

@@ -107,7 +107,8 @@ def import_model(runs_dir, name: str, contents: str) -> tuple[str | None, str]:
             shutil.rmtree(rdir, ignore_errors=True)
             raise
     except HerculesError as e:
-        return None, uploads.user_text(str(e), {"names": [name], "files": ["model.json"]}, rdir)
+        return None, uploads.user_text(str(e), {"names": [name, name], "files": ["model.json", model_import.UPLOAD]},
+                                       rdir)
     except OSError as e:  # a full disk: say so
         return None, f"{name} could not be saved: {runstore.os_error_text(e)}."
     except Exception as e:  # a bug: the page says so, the traceback goes to the server log only

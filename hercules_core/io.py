@@ -546,7 +546,7 @@ def _array_specs(doc: dict[str, Any]) -> Iterable[_Spec]:
         for key in ("parent", "size", "fallback"):
             yield f"levels[{i}].{key}", lv[key], m, why, 1
         yield f"levels[{i}].vectors", lv.get("vectors"), m, why, 2
-        if lv.get("desc_embeddings") != {"same_as": "vectors"}:
+        if not (isinstance(lv.get("desc_embeddings"), dict) and lv["desc_embeddings"] == {"same_as": "vectors"}):
             yield f"levels[{i}].desc_embeddings", lv.get("desc_embeddings"), m, why, 2
         reductions = lv.get("reductions")
         for space, r in reductions.items() if isinstance(reductions, dict) else ():
@@ -620,7 +620,7 @@ def _load_level(i: int, d: dict[str, Any]) -> Level:
         raise ModelFileError(f"levels[{i}] says it is level {d['level']!r}.")
     n = len(d["ids"])
     vectors, desc = _dec(d.get("vectors")), d.get("desc_embeddings")
-    if desc == {"same_as": "vectors"}:
+    if isinstance(desc, dict) and desc == {"same_as": "vectors"}:
         if vectors is None:
             raise ModelFileError(f"levels[{i}].desc_embeddings refers to vectors, which are not stored.")
         desc = vectors
@@ -700,9 +700,9 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> Hierarchy:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"Model file {path} does not exist or is not a file.")
-    entry = None
+    entry, bundled = None, columnar.is_bundle(path)
     try:
-        if columnar.is_bundle(path):
+        if bundled:
             raw, entry = columnar.open_bundle(path)
         else:
             raw = path.read_bytes()
@@ -724,7 +724,10 @@ def load_model(path: str | os.PathLike, *, verify: bool = True) -> Hierarchy:
     try:
         if version >= 2 and "items" in doc:
             columnar.check_reference(doc["items"], str(path))
-            if entry is not None:
+            if bundled:
+                if entry is None:
+                    raise ModelFileError(f"{path}: the bundle holds no items file; its model refers to "
+                                         f"{doc['items']['file']!r}. Download the model again.")
                 if entry.filename != doc["items"]["file"]:
                     raise ModelFileError(f"{path}: the bundle's items file is {entry.filename!r}, its model refers "
                                          f"to {doc['items']['file']!r}.")
