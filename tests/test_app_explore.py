@@ -343,3 +343,23 @@ def test_evaluate_page_says_why_metrics_coincide(real_em):
     # a model's evaluation read back from JSON has str keys and no labels
     plain = {str(k): {**v, "normalized_mutual_info_score": None, "v_measure_score": None} for k, v in ev.items()}
     assert len(page_evaluate.coincidence_notes(plain)) == 2
+
+
+def test_the_explorer_works_on_a_columnar_model(tmp_path):
+    """A model whose item arrays are memory-mapped from its items file (read-only views): the
+    scatter, highlight, pane, tree and search work on it as on a model loaded from JSON."""
+    from hercules_core import io
+
+    h = make_hierarchy(make_text_dataset(120), ks=(12, 4))
+    h.dataset.texts[7] = "A claim about unicorns"
+    reduce_hierarchy(h, 2, 0)
+    evaluate_all(h)
+    io.save_model(h, tmp_path / "model.json", items="columnar")
+    em = ExploreModel.load(tmp_path / "model.json")
+    assert not em.h.levels[0].reductions["representation"].flags.writeable  # mapped, not copied
+    fig, view = figures.scatter_figure(em, 1, "representation", color_level=2)
+    assert len(fig["data"][figures.T_ITEMS]["x"]) == 120
+    assert len(figures.highlight_patch(em, view, "L1:2").to_plotly_json()["operations"]) > 0
+    assert "unicorns" in _texts(pane.cluster_pane(em, "L0:7"))
+    assert [x["key"] for x in em.search("unicorn")] == ["L0:7"]
+    assert "unicorns" not in _texts(tree.tree(em)) and _texts(tree.tree(em, "L0:7"))  # opens the path
