@@ -18,7 +18,7 @@ from hercules_core import HerculesError
 from . import figures, ids, pane, paging, runstore, tree
 from .explore_model import ExploreModel
 
-DOWNLOADS = (("model.json", "Model JSON"), ("memberships.csv", "Memberships CSV"),
+DOWNLOADS = (("model.json", "Model"), ("memberships.csv", "Memberships CSV"),
              ("evaluation.json", "Evaluation JSON"), ("evaluation.csv", "Evaluation CSV"),
              ("hierarchy.txt", "Hierarchy text"), ("run_log.jsonl", "Run log"))
 

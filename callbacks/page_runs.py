@@ -21,8 +21,9 @@ log = logging.getLogger("hercules.import")
 
 # what the model import takes, and what it says of anything else (in the browser, before sending:
 # pages/runs.py through uploads.limited; here, for a file that arrives all the same)
-MODEL_TYPES = (".json",)
-NOT_A_MODEL = "{name} is not a model file: a model is the model.json a run wrote; to cluster a table, use New run."
+MODEL_TYPES = (".json", ".hercules")
+NOT_A_MODEL = ("{name} is not a model file: a model is the model.json or .hercules bundle a run wrote; to cluster a "
+               "table, use New run.")
 
 
 def _when(status: dict[str, Any]) -> str:
@@ -106,13 +107,15 @@ def import_model(runs_dir, name: str, contents: str) -> tuple[str | None, str]:
             shutil.rmtree(rdir, ignore_errors=True)
             raise
     except HerculesError as e:
-        return None, uploads.user_text(str(e), {"names": [name], "files": ["model.json"]}, rdir)
+        return None, uploads.user_text(str(e), {"names": [name, name], "files": ["model.json", model_import.UPLOAD]},
+                                       rdir)
     except OSError as e:  # a full disk: say so
         return None, f"{name} could not be saved: {runstore.os_error_text(e)}."
     except Exception as e:  # a bug: the page says so, the traceback goes to the server log only
         log.warning("importing a model failed", exc_info=e)
         return None, (f"{name} could not be imported: an internal error occurred ({type(e).__name__}). "
-                      "Check that it is a model.json saved by HERCULES; the details are in the server log.")
+                      "Check that it is a model.json or .hercules bundle saved by HERCULES; the details are in the "
+                      "server log.")
     return run_id, f"Imported {name}: {info['n_items']:,} items, {info['top_level']} levels."
 
 

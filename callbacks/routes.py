@@ -4,13 +4,16 @@ Run ids are checked with the strict run-id regex and file kinds against a fixed 
 from the URL reaches a path unchecked. An image is served only when it lies inside the requested
 run's own ``images`` folder (``runstore.inside``): never another run's files, the background cache,
 or wherever an imported model's paths point.
+
+``model.json`` is the whole model: the JSON itself, or for a model that keeps its items in a
+columnar file beside it, a ``.hercules`` bundle of both (streamed: nothing is built on disk).
 """
 
 from __future__ import annotations
 
 from flask import Response, abort, send_file
 
-from hercules_core import HerculesError
+from hercules_core import HerculesError, columnar
 from hercules_core.io import rows_csv
 
 from . import runstore
@@ -62,6 +65,10 @@ def register(server, ctx) -> None:
         path = rdir / kind
         if not path.is_file():
             abort(404)
+        if kind == "model.json" and columnar.has_items_file(path):
+            name = download_name(run_id, "model" + columnar.BUNDLE_SUFFIX)
+            return Response(columnar.iter_bundle(path), mimetype="application/zip",
+                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
         return send_file(path, mimetype=FILES[kind], as_attachment=True, download_name=download_name(run_id, kind),
                          max_age=0)
 

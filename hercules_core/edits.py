@@ -95,9 +95,11 @@ def edit_cluster(model_path: str | os.PathLike, cluster_id: str, *, title: objec
             or cluster_id.startswith("L0_"):
         raise InputError("Only clusters (level 1 and above) can be edited.")
     with model_lock(model_path):
-        h = load_model(model_path)  # re-read: another edit may have landed since this one was typed
+        # re-read: another edit may have landed since this one was typed (a file this installation wrote)
+        h = load_model(model_path, verify=False)
         apply_edit(h, cluster_id, title, description)
-        save_model(h, model_path, include_item_vectors=h.levels[0].vectors is not None)
+        # edits change clusters only: the items file (if any) is kept, not rewritten
+        save_model(h, model_path, include_item_vectors=h.levels[0].vectors is not None, items="keep")
         if on_saved is not None:
             on_saved(h)
     return h

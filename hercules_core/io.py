@@ -1,9 +1,11 @@
 """Saving and loading (paper §5.1): model JSON, memberships CSV, hierarchy text, run log.
 
-The model file is one JSON document (``schema_version`` 1) holding everything a ``Hierarchy``
-holds and nothing else (no keys, no client objects). Arrays are stored compactly and losslessly by
-:func:`encode_array`; every file is written to a temporary file in the target directory and moved
-into place with ``os.replace``, so a crash never leaves a half-written file behind.
+The model file is one JSON document holding everything a ``Hierarchy`` holds and nothing else (no
+keys, no client objects): ``schema_version`` 1 with every array inline, stored compactly and
+losslessly by :func:`encode_array`; or ``schema_version`` 2, where the item-level values live in a
+memory-mapped Arrow file beside it (:mod:`hercules_core.columnar`; ``save_model(items=...)``). Every
+file is written to a temporary file in the target directory and moved into place with
+``os.replace``, so a crash never leaves a half-written file behind.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ try:  # advisory lock so that several processes can append to one run log
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the newest model document this version reads
+INLINE_SCHEMA_VERSION = 1  # a document with every array inline: unchanged, so older versions read it
+ITEMS_MODES = ("auto", "inline", "columnar", "keep")
 FORMAT = "hercules-model"
 ARRAY_ENCODING = "shuffle-zlib-b85"
 
@@ -334,7 +338,8 @@ def _decode_values(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _dec(d: Any) -> np.ndarray | None:
-    return None if d is None else decode_array(d)
+    """A stored array: decoded from JSON, or as read from the items file (already an array)."""
+    return d if d is None or isinstance(d, np.ndarray) else decode_array(d)
 
 
 # --------------------------------------------------------------------------- model file
@@ -405,7 +410,7 @@ def _model_document(h: Hierarchy, include_item_vectors: bool, enc: Encoder) -> d
         return {str(k): enc(v) if isinstance(v, np.ndarray) else _plain(v, f"{where}.{k}") for k, v in d.items()}
 
     return {
-        "schema_version": SCHEMA_VERSION, "format": FORMAT,
+        "schema_version": INLINE_SCHEMA_VERSION, "format": FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": _plain(h.config.to_dict(), "config"), "dataset": _dataset_doc(h.dataset, enc),
         "levels": [_level_doc(lv, include_item_vectors or lv.level > 0, enc) for lv in h.levels],
@@ -420,9 +425,24 @@ def _model_document(h: Hierarchy, include_item_vectors: bool, enc: Encoder) -> d
     }
 
 
-def save_model(h: Hierarchy, path: str | os.PathLike, *, include_item_vectors: bool = True) -> None:
-    """Save ``h`` as a HERCULES model JSON (atomically). ``include_item_vectors=False`` leaves out
-    the L0 representation vectors, usually the biggest part; everything else is kept."""
+def save_model(h: Hierarchy, path: str | os.PathLike, *, include_item_vectors: bool = True,
+               items: str = "auto") -> None:
+    """Save ``h`` as a HERCULES model (atomically). ``include_item_vectors=False`` leaves out the L0
+    representation vectors, usually the biggest part; everything else is kept.
+
+    ``items`` says where the item-level values go: ``"inline"``, one self-contained JSON;
+    ``"columnar"``, an Arrow file beside the JSON (:mod:`hercules_core.columnar`), which loads in a
+    fraction of the time and memory; ``"auto"`` (default), columnar above
+    ``columnar.INLINE_MAX_ITEMS`` items; ``"keep"``, as the model already at ``path`` stores them,
+    without rewriting its items file (for changes above level 0, such as hand edits).
+    """
+    from . import columnar
+
+    if items not in ITEMS_MODES:
+        raise ValueError(f"items must be one of {', '.join(ITEMS_MODES)}, not {items!r}.")
+    path = Path(path)
+    keep = columnar.current_reference(path) if items == "keep" else None
+    separate = keep is not None or items == "columnar" or (items == "auto" and h.n_items > columnar.INLINE_MAX_ITEMS)
     # Big base85 blobs skip json.dumps (which would scan every character for escapes, ~5 s for a
     # 200k x 384 model): the document gets a placeholder, and the bytes are written in its place.
     # base85 has no character that JSON escapes, so the result is the same as dumping them.
@@ -435,9 +455,31 @@ def save_model(h: Hierarchy, path: str | os.PathLike, *, include_item_vectors: b
         blobs.append(data)
         return {**header, "data": f"@{nonce}:{len(blobs) - 1}@"}
 
-    doc = _model_document(h, include_item_vectors, enc)
+    if not separate:
+        doc = _model_document(h, include_item_vectors, enc)
+    else:
+        doc = _model_document(h, include_item_vectors, lambda a: a)  # arrays stay arrays until split off
+        if keep is not None and keep["rows"] == h.n_items:
+            columnar.strip_items(doc, keep)
+            ref = keep
+        else:
+            ref = columnar.write_items(h, doc, path)
+        doc.update(schema_version=SCHEMA_VERSION, items=ref)
+        doc = _encode_arrays(doc, enc)
     parts = re.split(f"@{nonce}:([0-9]+)@", json.dumps(doc, ensure_ascii=False, allow_nan=False))
     atomic_write(path, (blobs[int(p)] if i % 2 else _utf8(p) for i, p in enumerate(parts)))
+    columnar.remove_stale_items(path, doc.get("items", {}).get("file"))
+
+
+def _encode_arrays(obj: Any, enc: Encoder) -> Any:
+    """``obj`` with every numpy array replaced by ``enc(array)`` (dicts and lists walked)."""
+    if isinstance(obj, np.ndarray):
+        return enc(obj)
+    if isinstance(obj, dict):
+        return {k: _encode_arrays(v, enc) for k, v in obj.items()}
+    if isinstance(obj, list) and any(isinstance(v, (dict, list, np.ndarray)) for v in obj):
+        return [_encode_arrays(v, enc) for v in obj]
+    return obj
 
 
 _REQUIRED = ("config", "dataset", "levels")
@@ -506,7 +548,7 @@ def _array_specs(doc: dict[str, Any]) -> Iterable[_Spec]:
         for key in ("parent", "size", "fallback"):
             yield f"levels[{i}].{key}", lv[key], m, why, 1
         yield f"levels[{i}].vectors", lv.get("vectors"), m, why, 2
-        if lv.get("desc_embeddings") != {"same_as": "vectors"}:
+        if not (isinstance(lv.get("desc_embeddings"), dict) and lv["desc_embeddings"] == {"same_as": "vectors"}):
             yield f"levels[{i}].desc_embeddings", lv.get("desc_embeddings"), m, why, 2
         reductions = lv.get("reductions")
         for space, r in reductions.items() if isinstance(reductions, dict) else ():
@@ -547,6 +589,11 @@ def _check_arrays(doc: dict[str, Any], path: Path) -> None:
     for where, value, rows, why, ndim in _array_specs(doc):
         if value is None:
             continue  # optional array not stored; a required one fails in _build with its name
+        if isinstance(value, np.ndarray):  # from the items file: checked against its declaration there
+            problem = _shape_problem(value.shape, rows, why, ndim)
+            if problem:
+                raise ModelFileError(f"{path}: {where} {problem}")
+            continue
         try:
             header = _header(value)
         except ModelFileError as e:
@@ -575,16 +622,16 @@ def _load_level(i: int, d: dict[str, Any]) -> Level:
         raise ModelFileError(f"levels[{i}] says it is level {d['level']!r}.")
     n = len(d["ids"])
     vectors, desc = _dec(d.get("vectors")), d.get("desc_embeddings")
-    if desc == {"same_as": "vectors"}:
+    if isinstance(desc, dict) and desc == {"same_as": "vectors"}:
         if vectors is None:
             raise ModelFileError(f"levels[{i}].desc_embeddings refers to vectors, which are not stored.")
         desc = vectors
     else:
         desc = _dec(desc)
-    lv = Level(i, [str(x) for x in d["ids"]], decode_array(d["parent"]), decode_array(d["size"]),
+    lv = Level(i, [str(x) for x in d["ids"]], _dec(d["parent"]), _dec(d["size"]),
                vectors, desc, list(d["titles"]), list(d["descriptions"]),
-               decode_array(d["fallback"]), list(d["sources"]),
-               {space: decode_array(r) for space, r in (d.get("reductions") or {}).items()},
+               _dec(d["fallback"]), list(d["sources"]),
+               {space: _dec(r) for space, r in (d.get("reductions") or {}).items()},
                _description_marks(i, n, d.get("description_marks")))
     arrays = {"vectors": lv.vectors, "desc_embeddings": lv.desc_embeddings,
               **{f"reductions.{k}": v for k, v in lv.reductions.items()}}
@@ -636,13 +683,11 @@ def _build(doc: dict[str, Any], path: Path) -> Hierarchy:
     return h
 
 
-def _read_document(path: Path) -> Any:
-    """The parsed JSON of ``path``; ModelFileError when it cannot be read, parsed, or nests too deeply."""
+def _parse_document(raw: bytes, path: Path) -> Any:
+    """The parsed JSON of a model; ModelFileError when it cannot be parsed or nests too deeply."""
     too_deep = False
     try:
-        doc = json.loads(path.read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise ModelFileError(f"Cannot read model file {path}: {e.strerror or e}.") from None
+        doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{path} is not a HERCULES model JSON (it does not parse: {e}); "
                              "the file may be truncated or corrupt.") from None
@@ -655,12 +700,28 @@ def _read_document(path: Path) -> Any:
     return doc
 
 
-def load_model(path: str | os.PathLike) -> Hierarchy:
-    """Load a model written by :func:`save_model`; ModelFileError says what is wrong otherwise."""
+def load_model(path: str | os.PathLike, *, verify: bool = True) -> Hierarchy:
+    """Load a model written by :func:`save_model` — a model JSON (with its items file beside it, if it
+    has one) or a ``.hercules`` bundle; ModelFileError says what is wrong otherwise.
+
+    ``verify=False`` skips the sha256 of the items file (its size, types and shapes are still
+    checked), for files this installation wrote itself.
+    """
+    from . import columnar
+
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"Model file {path} does not exist or is not a file.")
-    doc = _read_document(path)
+    entry, bundled = None, columnar.is_bundle(path)
+    try:
+        if bundled:
+            raw, entry = columnar.open_bundle(path)
+        else:
+            raw = path.read_bytes()
+    except OSError as e:
+        raise ModelFileError(f"Cannot read model file {path}: {e.strerror or e}.") from None
+    doc = _parse_document(raw, path)
+    del raw
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a HERCULES model JSON (no \"format\": \"{FORMAT}\").")
     version = doc.get("schema_version")
@@ -673,8 +734,29 @@ def load_model(path: str | os.PathLike) -> Hierarchy:
                              f"schema {SCHEMA_VERSION}: upgrade hercules to load it.")
     _check_fields(doc, path)
     try:
+        if version >= 2 and "items" in doc:
+            columnar.check_reference(doc["items"], str(path))
+            if bundled:
+                if entry is None:
+                    raise ModelFileError(f"{path}: the bundle holds no items file; its model refers to "
+                                         f"{doc['items']['file']!r}. Download the model again.")
+                if entry.filename != doc["items"]["file"]:
+                    raise ModelFileError(f"{path}: the bundle's items file is {entry.filename!r}, its model refers "
+                                         f"to {doc['items']['file']!r}.")
+                source = columnar.bundle_items(path, entry)
+            else:
+                items = path.parent / doc["items"]["file"]
+                if not items.is_file():
+                    raise ModelFileError(f"{path} keeps its items in {items.name}, which is missing: copy it beside "
+                                         "the model, or download the run's .hercules bundle, which holds both.")
+                source = columnar.ItemsSource(items)
+            derived = columnar.attach_items(doc, source, str(path), verify=verify)
+        else:
+            derived = {}
         _check_arrays(doc, path)
-        return _build(doc, path)
+        h = _build(doc, path)
+        columnar.check_derived(h, derived, str(path))
+        return h
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
@@ -683,16 +765,22 @@ def load_model(path: str | os.PathLike) -> Hierarchy:
 
 # --------------------------------------------------------------------------- memberships and text
 
-def membership_frame(h: Hierarchy) -> pd.DataFrame:
-    """One row per item: ``item_id``, then ``L{l}_cluster_id`` and ``L{l}_title`` for l = 1..top."""
-    cols: dict[str, Any] = {"item_id": list(h.levels[0].ids)}
+def _membership_columns(h: Hierarchy) -> Iterable[tuple[str, np.ndarray | None, list[str]]]:
+    """The columns of the memberships table as (name, index into values or None, values): ``item_id``,
+    then ``L{l}_cluster_id`` and ``L{l}_title`` for l = 1..top."""
+    yield "item_id", None, list(h.levels[0].ids)
     idx = np.arange(h.n_items)
     for level in range(1, h.top_level + 1):
         idx = h.levels[level - 1].parent[idx]  # one level up at a time: O(n) per level
         lv = h.levels[level]
-        cols[f"L{level}_cluster_id"] = np.asarray(lv.ids, dtype=object)[idx]
-        cols[f"L{level}_title"] = np.asarray(lv.titles, dtype=object)[idx]
-    return pd.DataFrame(cols)
+        yield f"L{level}_cluster_id", idx, list(lv.ids)
+        yield f"L{level}_title", idx, list(lv.titles)
+
+
+def membership_frame(h: Hierarchy) -> pd.DataFrame:
+    """One row per item: ``item_id``, then ``L{l}_cluster_id`` and ``L{l}_title`` for l = 1..top."""
+    return pd.DataFrame({name: values if idx is None else np.asarray(values, dtype=object)[idx]
+                         for name, idx, values in _membership_columns(h)})
 
 
 # A cell a spreadsheet may run as a formula (OWASP "CSV Injection", ASVS 1.2.10): one that starts
@@ -742,9 +830,55 @@ def rows_csv(rows: Iterable[Iterable[Any]]) -> str:
     return buf.getvalue()
 
 
+class _Chunks:
+    """A write-only binary stream whose written bytes are taken out with :meth:`take`."""
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+        self.closed = False
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+    def take(self) -> list[bytes]:
+        parts, self.parts = self.parts, []
+        return parts
+
+
+def _memberships_csv(h: Hierarchy, rows_per_chunk: int = 1 << 16) -> Iterable[bytes]:
+    """The CSV of :func:`membership_frame`, vectorised: :func:`csv_safe_cell` runs once per item id
+    and once per cluster id and title (cluster columns are dictionary-encoded), and Arrow's CSV
+    writer (every text cell quoted, RFC 4180 line ends) writes the rows."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    arrays = {}
+    for name, idx, values in _membership_columns(h):
+        safe = pa.array([csv_safe_cell(str(v)) for v in values], pa.string())
+        arrays[name] = safe if idx is None else pa.DictionaryArray.from_arrays(pa.array(idx, pa.int64()), safe)
+    table = pa.table(arrays)
+    sink = _Chunks()
+    options = pacsv.WriteOptions(eol=CSV_LINE_END, quoting_style="needed")
+    with pacsv.CSVWriter(pa.PythonFile(sink, mode="w"), table.schema, write_options=options) as writer:
+        for batch in table.to_batches(max_chunksize=rows_per_chunk):
+            writer.write_batch(batch)
+            yield from sink.take()
+    yield from sink.take()
+
+
 def save_memberships(h: Hierarchy, path: str | os.PathLike) -> None:
     """Write :func:`membership_frame` as CSV (atomically, formula-looking cells escaped)."""
-    atomic_write(path, frame_csv(membership_frame(h)))
+    atomic_write(path, _memberships_csv(h))
 
 
 def _one_line(text: str) -> str:

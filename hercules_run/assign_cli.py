@@ -14,7 +14,7 @@ from pathlib import Path
 
 def add_parser(sub) -> None:
     a = sub.add_parser("assign", help="assign new items to the clusters of a saved model (no LLM calls)")
-    a.add_argument("model", help="a model.json written by `run` (or downloaded from the app)")
+    a.add_argument("model", help="a model.json written by `run`, or a .hercules bundle downloaded from the app")
     a.add_argument("data", help="new items: a table, or a folder / ZIP of images for an image model")
     a.add_argument("--out", required=True, help="output directory (created if missing)")
     a.add_argument("--text-column", help="column holding the texts (default: 'text')")

@@ -19,7 +19,7 @@ def layout(**_):
         html.Hr(),
         html.H5("Open a saved model"),
         uploads.limited(dcc.Upload(id=ids.MODEL_UPLOAD, className="upload-box",
-                                   children=html.Div(["Drop a HERCULES model.json here, or ",
+                                   children=html.Div(["Drop a HERCULES model.json or .hercules bundle here, or ",
                                                       html.A("browse", className="link-primary")])),
                         uploads.MAX_MODEL_BYTES, ids.MODEL_SIZE_MSG, types=page_runs.MODEL_TYPES,
                         wrong_type=page_runs.NOT_A_MODEL),

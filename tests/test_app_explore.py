@@ -467,3 +467,23 @@ def test_density_image_shows_every_item_where_it_is(em):
     m = em.members(1, 2)
     px = set(zip(((r[3] - xy[m, 1]) / (r[3] - r[2]) * bh).astype(int), ((xy[m, 0] - r[0]) / (r[1] - r[0]) * bw).astype(int)))
     assert set(zip(*np.nonzero(b[..., 3]))) == px
+
+
+def test_the_explorer_works_on_a_columnar_model(tmp_path):
+    """A model whose item arrays are memory-mapped from its items file (read-only views): the
+    scatter, highlight, pane, tree and search work on it as on a model loaded from JSON."""
+    from hercules_core import io
+
+    h = make_hierarchy(make_text_dataset(120), ks=(12, 4))
+    h.dataset.texts[7] = "A claim about unicorns"
+    reduce_hierarchy(h, 2, 0)
+    evaluate_all(h)
+    io.save_model(h, tmp_path / "model.json", items="columnar")
+    em = ExploreModel.load(tmp_path / "model.json")
+    assert not em.h.levels[0].reductions["representation"].flags.writeable  # mapped, not copied
+    fig, view = figures.scatter_figure(em, 1, "representation", color_level=2)
+    assert len(fig["data"][figures.T_ITEMS]["x"]) == 120
+    assert len(figures.highlight_patch(em, view, "L1:2").to_plotly_json()["operations"]) > 0
+    assert "unicorns" in _texts(pane.cluster_pane(em, "L0:7"))
+    assert [x["key"] for x in em.search("unicorn")] == ["L0:7"]
+    assert "unicorns" not in _texts(tree.tree(em)) and _texts(tree.tree(em, "L0:7"))  # opens the path

@@ -81,7 +81,8 @@ def test_import_model_accepts_saved_models_and_explains_bad_ones(app_and_runs, t
     assert bad_id is None and "does not parse" in msg and str(runs) not in msg
     # a table sent to the model import (a browser without the page's script) is told where it belongs
     assert page_runs.import_model(runs, "x.csv", data_url(b"a")) == (
-        None, "x.csv is not a model file: a model is the model.json a run wrote; to cluster a table, use New run.")
+        None, "x.csv is not a model file: a model is the model.json or .hercules bundle a run wrote; to cluster a "
+        "table, use New run.")
     table = page_runs.runs_table(runstore.list_runs(runs))
     assert "Open" in json.dumps(table.to_plotly_json(), default=lambda o: o.to_plotly_json())
 

@@ -2,7 +2,7 @@
 
 WRITERS lists each function that produces CSV text; a scan of the source finds every function
 that calls a CSV writer (``to_csv``, ``csv.writer``, ``csv.DictWriter``, ``frame_csv``,
-``rows_csv``) and fails
+``rows_csv``, pyarrow's ``write_csv`` / ``CSVWriter``) and fails
 on one missing from the list, so a new CSV export cannot skip the escaping unnoticed. Each listed
 writer is then fed the injection payloads and must write each of them as ``'`` + payload.
 """
@@ -29,11 +29,11 @@ SOURCES = ["hercules_core", "hercules_run", "callbacks", "pages", "app.py", "mod
 WRITERS = {
     "hercules_core/io.py::frame_csv",  # the shared writers: a frame, or rows of cells
     "hercules_core/io.py::rows_csv",
-    "hercules_core/io.py::save_memberships",
+    "hercules_core/io.py::_memberships_csv",  # save_memberships: Arrow's CSV writer
     "hercules_core/assign.py::save_assignments",
     "callbacks/routes.py::evaluation_csv",
 }
-CSV_CALLS = {"to_csv", "writer", "DictWriter", "frame_csv", "rows_csv"}
+CSV_CALLS = {"to_csv", "writer", "DictWriter", "frame_csv", "rows_csv", "write_csv", "CSVWriter"}
 PAYLOADS = [" =1+1", '=HYPERLINK("x")', "\t=1", "@SUM(1)", "\u00a0=1", "\r\n+1", "-2+3", "\tplain", "\rplain",
             "\u200b@x", "\uff1d1+1"]
 
@@ -109,9 +109,16 @@ def test_rows_csv_escapes_every_cell():
 def test_save_memberships_escapes(tmp_path):
     h = make_hierarchy(make_text_dataset(len(PAYLOADS) * 3), ks=(len(PAYLOADS), 2))
     h.levels[1].titles = list(PAYLOADS)
+    ids = [f"{p}{i}" if i >= len(PAYLOADS) else p for i, p in enumerate(PAYLOADS * 3)]  # unique item ids
+    h.levels[0].ids = h.dataset.ids = ids
     io.save_memberships(h, tmp_path / "m.csv")
     rows = cells((tmp_path / "m.csv").read_bytes().decode("utf-8"))  # no newline translation
     assert_escaped([r[2:3] for r in rows])  # the L1_title column
+    assert_escaped([r[0:1] for r in rows])  # the item ids
+    # the same table as membership_frame, cell for cell, escaped
+    frame = io.membership_frame(h)
+    assert rows[0] == list(frame.columns)
+    assert rows[1:] == [[csv_safe_cell(str(v)) for v in row] for row in frame.itertuples(index=False)]
 
 
 def test_save_assignments_escapes_and_keeps_distance_a_number(tmp_path):

@@ -86,7 +86,7 @@ def test_save_load_identical(tmp_path, kind):
     assert_same_hierarchy(h, g)
     assert g.stats == {"timings": {"total": 1.5}, "n": 3, "bad": None, "models": ["a", "b"]}
     doc = json.loads(path.read_text())
-    assert doc["schema_version"] == io.SCHEMA_VERSION == 1 and doc["format"] == "hercules-model"
+    assert doc["schema_version"] == io.INLINE_SCHEMA_VERSION == 1 and doc["format"] == "hercules-model"
     clusters = {c["id"]: c for c in doc["clusters"]}
     assert len(clusters) == sum(len(lv) for lv in h.levels[1:])
     top, l1 = clusters["L3_0"], clusters["L1_0"]
@@ -215,9 +215,9 @@ def test_unreadable_and_not_json(tmp_path, saved):
 
 
 def test_schema_version_checks(saved):
-    rewrite(saved, lambda d: d.update(schema_version=2))
-    with pytest.raises(ModelFileError, match=r"saved by a newer version \(schema 2\); this version reads "
-                                             r"schema 1: upgrade"):
+    rewrite(saved, lambda d: d.update(schema_version=3))
+    with pytest.raises(ModelFileError, match=r"saved by a newer version \(schema 3\); this version reads "
+                                             r"schema 2: upgrade"):
         io.load_model(saved)
     rewrite(saved, lambda d: d.pop("schema_version"))
     with pytest.raises(ModelFileError, match="has no schema_version"):

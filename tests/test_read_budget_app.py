@@ -154,7 +154,7 @@ def test_model_bombs_imported_into_the_real_app_cost_the_server_little(server, t
     zeros = tmp_path / "zeros-model.json"
     h = make_hierarchy(make_text_dataset(40_000), (8, 3), dim=4)
     h.levels[0].vectors = np.zeros((40_000, 4096), dtype=np.float32)
-    io.save_model(h, zeros)
+    io.save_model(h, zeros, items="inline")  # zeros compress: a small file that decodes to gigabytes
     nested = tmp_path / "nested.json"
     nested.write_text('{"format": "hercules-model", "schema_version": 1, "stats": ' + deep(100_000) + "}")
     cases = [(shape, "shape-bomb.json: levels[1].fallback declares 800,000,000 rows"),
