@@ -22,15 +22,14 @@ def _opts(columns: list[str], empty: str | None = None) -> list[dict[str, str]]:
     return out + [{"label": c, "value": c} for c in columns]
 
 
-def upload_outputs(runs_dir, names, contents) -> dict[str, Any]:
-    """Everything the page shows after an upload (an error message when the upload is rejected).
+def upload_outputs(runs_dir, sent) -> dict[str, Any]:
+    """Everything the page shows after an upload's chunks arrived (``sent``: the browser's
+    ``{"upload_id"}``), an error message when the upload is rejected.
 
     The browser's store gets only the upload's opaque id; the server keeps the rest.
     """
-    if isinstance(names, str):
-        names, contents = [names], [contents]
     try:
-        desc = uploads.stage(runs_dir, names, contents)
+        desc = uploads.stage_upload(runs_dir, sent)
     except HerculesError as e:
         return {"store": None, "msg": html.Div(str(e), className="alert alert-danger py-2 upload-error"),
                 "options": HIDDEN}
@@ -197,11 +196,11 @@ def register(app, ctx) -> None:
         Output(ids.WHAT, "value"), Output(ids.TEXT_COL, "options"), Output(ids.TEXT_COL, "value"),
         Output(ids.NUM_COLS, "options"), Output(ids.NUM_COLS, "value"), Output(ids.ID_COL, "options"),
         Output(ids.ID_COL, "value"), Output(ids.LABEL_COL, "options"), Output(ids.LABEL_COL, "value"),
-        Input(ids.UPLOAD, "contents"), State(ids.UPLOAD, "filename"), prevent_initial_call=True)
-    def _upload(contents, names):
-        if not contents:
+        Input(uploads.sent_id(ids.UPLOAD), "data"), prevent_initial_call=True)
+    def _upload(sent):
+        if not sent:
             raise PreventUpdate
-        o = upload_outputs(ctx.runs_dir, names, contents)
+        o = upload_outputs(ctx.runs_dir, sent)
         keys = ("table", "txt", "txt_mode", "what", "text_opts", "text", "num_opts", "num", "id_opts", "id",
                 "label_opts", "label")
         return (o["store"], o["msg"], o["options"], *[o.get(k, no_update) for k in keys])
@@ -223,26 +222,24 @@ def register(app, ctx) -> None:
         return preview_grid_options(text)
 
     @app.callback(Output(ids.LABELS_STORE, "data"), Output(ids.LABELS_MSG, "children"),
-                  Input(ids.LABELS_UPLOAD, "contents"), State(ids.LABELS_UPLOAD, "filename"),
-                  prevent_initial_call=True)
-    def _labels(contents, name):
-        if not contents:
+                  Input(uploads.sent_id(ids.LABELS_UPLOAD), "data"), prevent_initial_call=True)
+    def _labels(sent):
+        if not sent:
             raise PreventUpdate
         try:
-            desc = uploads.stage_labels(ctx.runs_dir, name, contents)
+            desc = uploads.stage_side(ctx.runs_dir, sent, "labels")
         except HerculesError as e:
             return None, html.Div(str(e), className="text-danger labels-error")
         return ({"upload_id": desc["upload_id"]},
                 html.Div(f"Labels: {desc['n']:,} ids from {desc['names'][0]}.", className="text-success"))
 
     @app.callback(Output(ids.METADATA_STORE, "data"), Output(ids.METADATA_MSG, "children"),
-                  Input(ids.METADATA_UPLOAD, "contents"), State(ids.METADATA_UPLOAD, "filename"),
-                  prevent_initial_call=True)
-    def _metadata(contents, name):
-        if not contents:
+                  Input(uploads.sent_id(ids.METADATA_UPLOAD), "data"), prevent_initial_call=True)
+    def _metadata(sent):
+        if not sent:
             raise PreventUpdate
         try:
-            desc = uploads.stage_metadata(ctx.runs_dir, name, contents)
+            desc = uploads.stage_side(ctx.runs_dir, sent, "metadata")
         except HerculesError as e:
             return None, html.Div(str(e), className="text-danger metadata-error")
         return ({"upload_id": desc["upload_id"]},
