@@ -142,6 +142,8 @@ def append(runs_dir: str | os.PathLike, upload_id: Any, index: Any, offset: Any,
             fh.flush()
             return offset + length - left
     except OSError as e:
+        if e.errno in runstore.DISK_FULL:  # keep nothing: a partial copy would hold the space others need
+            shutil.rmtree(udir, ignore_errors=True)
         raise TransferError(f"{transfer['names'][index]} could not be saved: {runstore.os_error_text(e)}.",
                             507) from None
 

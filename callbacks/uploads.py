@@ -194,6 +194,14 @@ def too_large_text(total: float, limit: int) -> str:
             "data, or run the command-line tool on the full file.")
 
 
+def free_bytes(runs_dir: str | Path) -> int | None:
+    """Free space where uploads are stored (None when it cannot be told)."""
+    try:
+        return shutil.disk_usage(Path(runs_dir)).free
+    except OSError:
+        return None
+
+
 def begin(runs_dir: str | Path, purpose: Any, names: Any, sizes: Any) -> dict[str, Any]:
     """Start a chunked upload of files the browser declares (names, sizes) for one box (``purpose``).
 
@@ -220,11 +228,8 @@ def begin(runs_dir: str | Path, purpose: Any, names: Any, sizes: Any) -> dict[st
     total = sum(sizes)
     if total > limit:
         raise chunked.TransferError(too_large_text(total, limit), 413)
-    try:
-        free = shutil.disk_usage(Path(runs_dir)).free
-    except OSError:
-        free = total
-    if total > free:
+    free = free_bytes(runs_dir)
+    if free is not None and total > free:
         raise chunked.TransferError(f"The upload is {size_text(total)} but the server has {size_text(free)} of disk "
                                     "space left; free some space or ask the administrator.", 507)
     return chunked.create(runs_dir, purpose, names, sizes, files)

@@ -80,7 +80,12 @@ def test_preview_reads_only_the_upload_the_server_recorded(app_client):
 def test_upload_store_holds_only_the_opaque_id(app_client):
     _, client, cbs, runs = app_client
     upload = dash_client.find(cbs, "data-upload-store.data")
-    r = _post(client, upload, [[data_url(_csv().encode())], ["mine.csv"]])
+    headers = {"X-Hercules-Upload": "1"}
+    blob = _csv().encode()
+    uid = client.post("/upload", json={"purpose": "data", "names": ["mine.csv"], "sizes": [len(blob)]},
+                      headers=headers).get_json()["upload_id"]
+    assert client.post(f"/upload/{uid}/chunk?file=0&offset=0", data=blob, headers=headers).status_code == 200
+    r = _post(client, upload, [{"upload_id": uid}])
     assert r.status_code == 200
     store = r.get_json()["response"]["data-upload-store"]["data"]
     assert list(store) == ["upload_id"] and runstore.valid_id(store["upload_id"])
