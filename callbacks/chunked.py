@@ -61,7 +61,13 @@ def create(runs_dir: str | os.PathLike, purpose: str, names: list[str], sizes: l
     transfer = {"upload_id": upload_id, "purpose": purpose, "names": names, "sizes": sizes, "files": files,
                 "created": time.time()}
     try:
-        udir.mkdir(parents=True)
+        for attempt in range(3):  # the uploads folder may be removed (empty) at the same moment
+            try:
+                udir.mkdir(parents=True)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         for f in files:
             runstore.inside(udir, f).touch()
         runstore.write_json_atomic(udir / TRANSFER, transfer)
@@ -159,6 +165,13 @@ def complete(runs_dir: str | os.PathLike, upload_id: Any, purposes: tuple[str, .
     if received(udir, transfer) != transfer["sizes"]:
         raise InputError("The upload is incomplete: some of the file did not arrive. Upload it again.")
     return udir, transfer
+
+
+def remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty, or gone
 
 
 def sweep(runs_dir: str | os.PathLike, now: float | None = None) -> list[str]:

@@ -125,6 +125,7 @@ def import_upload(runs_dir, sent: Any) -> tuple[str | None, str]:
             raise
         finally:
             shutil.rmtree(udir, ignore_errors=True)
+            chunked.remove_if_empty(udir.parent)  # a model import leaves nothing in the uploads folder
     except HerculesError as e:
         return None, uploads.user_text(str(e), {"names": [name], "files": ["model.json"]}, rdir)
     except OSError as e:  # a full disk: say so
