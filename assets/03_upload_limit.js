@@ -93,9 +93,12 @@
 
   function Failure(text, resumable) { this.text = text; this.resumable = resumable; }
 
-  function refused(resp) {
+  function refused(resp) {  // the server's own refusal (JSON) is said as it is; anything else with its status
+    var ours = (resp.headers.get('Content-Type') || '').indexOf('application/json') !== -1;
     return errorText(resp).then(function (text) {
-      throw new Failure('the server answered ' + resp.status + (text ? ': ' + text : ''), false);
+      var f = new Failure('the server answered ' + resp.status + (text ? ': ' + text : ''), false);
+      f.plain = ours && text ? text : null;
+      throw f;
     });
   }
 
@@ -216,6 +219,7 @@
       delete active[sentId];
       if (!(err instanceof Failure) || !err.resumable) { sessionStorage.removeItem(storeKey); }
       progress.hide();
+      if (err instanceof Failure && err.plain) { show(msg, err.plain); return; }
       var what = err instanceof Failure ? err.text : 'the connection was lost';
       show(msg, listed(names) + ': the upload failed (' + what + ').' + (err && err.resumable ? '' :
         ' Nothing was stored. Try again; if it fails again, sample the data or run the command-line tool ' +
