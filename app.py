@@ -48,7 +48,7 @@ def create_app(runs_dir: str | os.PathLike | None = None, *, include_test_models
     from dash import dcc, html
 
     import callbacks
-    from callbacks import auth, bounded, configform, http_guard, ids, uploads
+    from callbacks import auth, bounded, chunked, configform, http_guard, ids
     from callbacks.context import AppContext
 
     runs_dir = Path(runs_dir or os.environ.get("HERCULES_RUNS_DIR") or HERE / "runs").resolve()
@@ -60,8 +60,8 @@ def create_app(runs_dir: str | os.PathLike | None = None, *, include_test_models
                     title="HERCULES", update_title=None, serve_locally=True, on_error=http_guard.callback_error)
     ctx = AppContext(runs_dir=runs_dir, include_test_models=include_test_models)
     app.server.config["HERCULES"] = ctx
-    # base64 makes an upload a third bigger; anything above this is refused by the server itself
-    app.server.config["MAX_CONTENT_LENGTH"] = int(uploads.MAX_MODEL_BYTES * 1.4)
+    # files arrive in chunks (callbacks/upload_route.py): no request needs to be larger than one chunk
+    app.server.config["MAX_CONTENT_LENGTH"] = chunked.MAX_CHUNK_BYTES + 1024**2
     http_guard.install(app.server, host or os.environ.get("HERCULES_HOST"))
     bounded.warm()  # the process that reads uploads, started now rather than on the first upload
 

@@ -1,45 +1,66 @@
-"""Server memory and time of uploads through the real upload callback, legitimate files and bombs.
+"""Uploads through the chunked route: time against a plain loopback copy, and server memory.
 
-Starts the app (``python app.py``) on a free loopback port with its own runs folder, then posts each
-file exactly as the new-run page's ``dcc.Upload`` does (one ``/_dash-update-component`` request with
-the file as a base64 data URL) and samples the server's resident memory (its process and children)
-every 20 ms. Prints one row per file: size, answer, seconds, peak RSS above idle, and the stated bound
-(docs/security.md: 2 GB plus the table's own size in memory, as pandas holds it).
+Starts the app (``python app.py``) on a free loopback port with its own runs folder.
 
-    .venv/bin/python bench/upload_bench.py            # 10, 50 and 190 MB CSV, 95 MB Parquet, the bombs
-    .venv/bin/python bench/upload_bench.py --quick    # 10 MB CSV and the bombs
+- **Browser** (the issue-18 target): headless Chromium uploads each file through the new-run page
+  (chunks over ``/upload``, assets/03_upload_limit.js) until every byte has arrived; the time is
+  compared with copying the same file over loopback (``curl -T`` to a trivial HTTP server that writes
+  it to disk), and the server's memory (its process tree, PSS) above idle is sampled every 20 ms
+  during the transfer. Target: <= 3x the copy, <= 300 MB above idle.
+- **Staging** of legitimate files and the bombs of issue 16: sent over the route by a script, then
+  staged by the page's callback (the bounded parse); peak memory against the stated bound
+  (docs/security.md: 2 GB plus the table's own size in memory).
+
+    .venv/bin/python bench/upload_bench.py                 # 50 MB, 300 MB, 1.6 GB through Chromium; staging
+    .venv/bin/python bench/upload_bench.py --quick         # 50 MB through Chromium; 10 MB CSV and the bombs
+    .venv/bin/python bench/upload_bench.py --sizes 50,300  # these sizes (MB) through Chromium only
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import io
-import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from devkit.browser_support import free_port, texts_table  # noqa: E402
+from devkit.browser_support import CHROMIUM, CHROMIUM_ARGS, RssWatch, free_port, texts_table  # noqa: E402
+from devkit.dash_http import DashSession  # noqa: E402
 
 GB = 1024**3
 MB = 1024**2
+SINK = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_PUT(self):
+        left = int(self.headers["Content-Length"])
+        with open(sys.argv[2], "wb") as fh:
+            while left:
+                b = self.rfile.read(min(1 << 20, left))
+                if not b:
+                    break
+                fh.write(b)
+                left -= len(b)
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
 
 
 def start_app(runs: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HERCULES_CACHE_DIR=str(runs.parent / "cache"))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HERCULES_CACHE_DIR=str(runs.parent / "cache"),
+               HERCULES_MAX_READ_SECONDS="900")
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--runs-dir", str(runs)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -53,36 +74,87 @@ def start_app(runs: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the app did not start")
 
 
-def rss(proc: psutil.Process) -> int:
+def loopback_copy(path: Path, tmp: Path) -> float:
+    """Seconds to copy ``path`` over loopback: ``curl -T`` to a trivial server writing it to disk."""
+    port = free_port()
+    sink = subprocess.Popen([sys.executable, "-c", SINK, str(port), str(tmp / "sink.bin")])
     try:
-        return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
-    except psutil.Error:
-        return 0
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+            except urllib.error.HTTPError:
+                break  # it answers (501 for GET): ready
+            except OSError:
+                time.sleep(0.1)
+        t0 = time.monotonic()
+        subprocess.run(["curl", "-sS", "-T", str(path), f"http://127.0.0.1:{port}/f", "-o", "/dev/null"], check=True)
+        return time.monotonic() - t0
+    finally:
+        sink.kill()
+        sink.wait()
+        (tmp / "sink.bin").unlink(missing_ok=True)
 
 
-def upload_body(url: str, name: str, data: bytes) -> bytes:
-    """The request body of the new-run page's upload callback for one file (as dash-renderer sends it)."""
-    with urllib.request.urlopen(url + "/_dash-dependencies") as resp:
-        deps = json.load(resp)
-    cb = next(d for d in deps if any(i["id"] == "data-upload" and i["property"] == "contents" for i in d["inputs"]))
-    outputs = [dict(zip(("id", "property"), o.rsplit(".", 1))) for o in cb["output"].strip(".").split("...")]
-    head = json.dumps({"output": cb["output"], "outputs": outputs})[:-1]
-    mime = "text/csv" if name.endswith(".csv") else "application/octet-stream"
-    tail = json.dumps({"changedPropIds": ["data-upload.contents"],
-                       "state": [{"id": "data-upload", "property": "filename", "value": [name]}]})[1:]
-    return (head.encode() + b',"inputs":[{"id":"data-upload","property":"contents","value":["data:' + mime.encode()
-            + b';base64,' + base64.b64encode(data) + b'"]}],' + tail.encode())
+def browser_upload(url: str, pid: int, path: Path) -> tuple[float, int, str]:
+    """(seconds until every byte arrived, server memory peak above idle, the page's progress line)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(url + "/")
+        page.wait_for_selector("#data-upload input[type=file]", state="attached")
+        text = "(document.querySelector('#data-upload ~ .upload-progress .upload-progress-text')||{}).innerText"
+        with RssWatch(pid) as rss:
+            t0 = time.monotonic()
+            page.set_input_files("#data-upload input[type=file]", str(path))
+            page.wait_for_function(f"({text}||'').indexOf('sent in') !== -1 || "
+                                   "!!document.querySelector('.upload-too-large[style*=block]')",
+                                   timeout=3_600_000, polling=50)
+            seconds = time.monotonic() - t0
+        line = page.evaluate(f"{text}||''") or page.inner_text(".upload-too-large")
+        browser.close()
+    return seconds, rss.peak_above_idle, line
 
 
-def post(url: str, body: bytes, timeout: float = 900) -> tuple[int, str]:
-    req = urllib.request.Request(url + "/_dash-update-component", data=body,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            doc = json.load(resp)
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(300).decode("utf-8", "replace")
-    return 200, "".join(_texts(doc["response"].get("data-upload-msg", {}).get("children")))[:160]
+def table_file(megabytes: int, folder: Path) -> Path:
+    """A CSV of short texts of about ``megabytes`` MiB (1.6 GB: a Parquet of 1M x 384 float32 vectors
+    and a short text, the issue's own data; written in parts)."""
+    if megabytes >= 1000:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = folder / "1M-x384-vectors.parquet"
+        rng = np.random.default_rng(0)
+        with pq.ParquetWriter(path, pa.schema([("id", pa.int64()), ("text", pa.string()),
+                                               ("vector", pa.list_(pa.float32(), 384))]),
+                              compression="none") as w:
+            for start in range(0, 1_000_000, 100_000):
+                vec = rng.normal(size=(100_000, 384)).astype("float32")
+                w.write_table(pa.table({
+                    "id": np.arange(start, start + 100_000), "text": [f"item {i}" for i in range(start, start + 100_000)],
+                    "vector": pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel()), 384)}))
+        return path
+    path = folder / f"texts-{megabytes}MB.csv"
+    texts_table(megabytes, seed=megabytes).to_csv(path, index=False)
+    return path
+
+
+def legit_files(quick: bool, folder: Path) -> list[tuple[Path, int]]:
+    """(file, the table's size in memory) of the legitimate uploads to stage."""
+    out = []
+    for mb in ([10] if quick else [10, 50, 190]):
+        frame = texts_table(mb, seed=mb)
+        path = folder / f"texts-{mb}MB.csv"
+        frame.to_csv(path, index=False)
+        out.append((path, int(frame.memory_usage(deep=True).sum())))
+    if not quick:
+        rng = np.random.default_rng(1)
+        frame = pd.DataFrame(rng.normal(size=(500_000, 24)).astype("float64"), columns=[f"x{i}" for i in range(24)])
+        path = folder / "numeric-500k-x24.parquet"
+        frame.to_parquet(path)
+        out.append((path, int(frame.memory_usage(deep=True).sum())))
+    return out
 
 
 def _texts(node) -> list[str]:
@@ -94,21 +166,6 @@ def _texts(node) -> list[str]:
     if isinstance(node, dict):
         return _texts(node.get("props", {}).get("children"))
     return []
-
-
-def legit_files(quick: bool) -> list[tuple[str, bytes, int]]:
-    """(name, bytes, the table's size in memory) of the legitimate uploads."""
-    out = []
-    for mb in ([10] if quick else [10, 50, 190]):
-        frame = texts_table(mb, seed=mb)
-        out.append((f"texts-{mb}MB.csv", frame.to_csv(index=False).encode(), int(frame.memory_usage(deep=True).sum())))
-    if not quick:
-        rng = np.random.default_rng(1)
-        frame = pd.DataFrame(rng.normal(size=(500_000, 24)).astype("float64"), columns=[f"x{i}" for i in range(24)])
-        buf = io.BytesIO()
-        frame.to_parquet(buf)
-        out.append(("numeric-500k-x24.parquet", buf.getvalue(), int(frame.memory_usage(deep=True).sum())))
-    return out
 
 
 def bomb_files() -> list[tuple[str, bytes, int]]:
@@ -157,36 +214,45 @@ def bomb_files() -> list[tuple[str, bytes, int]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="only the 10 MB CSV and the bombs")
+    ap.add_argument("--quick", action="store_true", help="50 MB through Chromium; the 10 MB CSV and the bombs")
+    ap.add_argument("--sizes", help="comma-separated MB sent through Chromium (default 50,300,1600); no staging")
     args = ap.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else ([50] if args.quick else [50, 300, 1600])
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_app(Path(tmp) / "runs")
-        server = psutil.Process(proc.pid)
+        tmp = Path(tmp)
+        proc, url = start_app(tmp / "runs")
         try:
             time.sleep(2)
-            print(f"{'file':<28} {'MB':>7} {'answer':<60} {'s':>6} {'RSS peak above idle':>20} {'bound':>9}")
-            for name, data, in_memory in legit_files(args.quick) + bomb_files():
-                body = upload_body(url, name, data)
-                idle, samples, stop = rss(server), [], threading.Event()
-
-                def watch() -> None:
-                    while not stop.is_set():
-                        samples.append(rss(server))
-                        time.sleep(0.02)
-
-                watcher = threading.Thread(target=watch, daemon=True)
-                watcher.start()
-                t0 = time.monotonic()
-                status, answer = post(url, body)
-                seconds = time.monotonic() - t0
-                time.sleep(0.5)
-                stop.set()
-                watcher.join()
-                del body
-                peak = max(samples, default=idle) - idle
-                bound = 2 * GB + in_memory
+            print(f"{'browser upload':<28} {'MB':>7} {'copy s':>7} {'page s':>7} {'ratio':>6} {'RSS above idle':>15}  "
+                  "target (<= 3x, <= 300 MB)")
+            for mb in sizes:
+                path = table_file(mb, tmp)
+                copy = loopback_copy(path, tmp)
+                seconds, peak, line = browser_upload(url, proc.pid, path)
+                ratio = seconds / copy
+                verdict = "met" if ratio <= 3 and peak <= 300 * MB and "sent in" in line else "MISSED"
+                print(f"{path.name:<28} {path.stat().st_size / MB:>7.0f} {copy:>7.1f} {seconds:>7.1f} {ratio:>6.1f} "
+                      f"{peak / MB:>12.0f} MB  {verdict}  ({line})", flush=True)
+                path.unlink()
+                for d in (tmp / "runs" / "_uploads").iterdir():  # the disk is shared
+                    subprocess.run(["rm", "-rf", str(d)])
+            if args.sizes:
+                return
+            print(f"\n{'staged file':<28} {'MB':>7} {'answer':<60} {'s':>6} {'RSS peak above idle':>20} {'bound':>9}")
+            files = legit_files(args.quick, tmp) + [(tmp / name, 0) for name, _ in _write_bombs(tmp)]
+            for path, in_memory in files:
+                session = DashSession(url, timeout=900).open("/")
+                with RssWatch(proc.pid) as rss:
+                    t0 = time.monotonic()
+                    try:
+                        answer = "".join(_texts(session.upload(path)))[:60]
+                    except RuntimeError as e:
+                        answer = str(e)[:60]
+                    seconds = time.monotonic() - t0
+                    time.sleep(0.5)
+                peak, bound = rss.peak_above_idle, 2 * GB + in_memory
                 verdict = "met" if peak <= bound and proc.poll() is None else "MISSED"
-                print(f"{name:<28} {len(data) / MB:>7.1f} {(str(status) + ' ' + answer)[:60]:<60} {seconds:>6.1f} "
+                print(f"{path.name:<28} {path.stat().st_size / MB:>7.1f} {answer:<60} {seconds:>6.1f} "
                       f"{peak / MB:>17.0f} MB {bound / MB:>6.0f} MB {verdict}", flush=True)
                 if proc.poll() is not None:
                     print("the server died")
@@ -194,6 +260,14 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+def _write_bombs(folder: Path) -> list[tuple[str, int]]:
+    out = []
+    for name, data, _ in bomb_files():
+        (folder / name).write_bytes(data)
+        out.append((name, 0))
+    return out
 
 
 if __name__ == "__main__":

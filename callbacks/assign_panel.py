@@ -1,6 +1,6 @@
 """"Assign new data" on the explore page of a finished run: upload → assign → table, download, scatter.
 
-The upload goes through the new-run page's own functions (``uploads.stage``, ``data_spec``,
+The upload goes through the new-run page's own functions (``uploads.stage_upload``, ``data_spec``,
 ``prepare_from_spec``); the work runs in a background callback (embedding new texts can take a
 while) and writes ``<run dir>/assign/<assign_id>/assignments.csv`` and ``summary.json``. The
 result is shown in an AG Grid, offered as a download, and drawn into the scatter as an extra trace
@@ -41,14 +41,20 @@ def _run_spec(ctx, run_id: str) -> dict[str, Any]:
 
 
 def staged(ctx, run_id: Any, names: Any, contents: Any) -> dict[str, Any]:
-    """Stage an upload for assignment; what the card shows next (message, column choices, store)."""
-    if not runstore.valid_id(run_id):
-        raise PreventUpdate
+    """:func:`staged_upload` of files given as data URLs (``dcc.Upload``'s form)."""
     if isinstance(names, str):
         names, contents = [names], [contents]
+    return staged_upload(ctx, run_id, None, lambda: uploads.stage(ctx.runs_dir, names, contents))
+
+
+def staged_upload(ctx, run_id: Any, sent: Any, stage=None) -> dict[str, Any]:
+    """Stage an upload for assignment (``sent``: the browser's ``{"upload_id"}`` of a finished chunked
+    upload); what the card shows next (message, column choices, store)."""
+    if not runstore.valid_id(run_id):
+        raise PreventUpdate
     try:
         em = ctx.model(run_id)
-        desc = uploads.stage(ctx.runs_dir, names, contents)
+        desc = stage() if stage is not None else uploads.stage_upload(ctx.runs_dir, sent)
     except (OSError, HerculesError) as e:
         msg = str(e) if isinstance(e, HerculesError) else "This run has no model."
         return {"store": None, "msg": html.Div(msg, className="alert alert-danger py-2 assign-error"),
@@ -193,12 +199,12 @@ def register(app, ctx) -> None:
                   Output(ids.ASSIGN_OPTIONS, "style"), Output(ids.ASSIGN_TEXT_COL, "options"),
                   Output(ids.ASSIGN_TEXT_COL, "value"), Output(ids.ASSIGN_ID_COL, "options"),
                   Output(ids.ASSIGN_ID_COL, "value"), Output(ids.ASSIGN_START, "disabled"),
-                  Input(ids.ASSIGN_UPLOAD, "contents"), State(ids.ASSIGN_UPLOAD, "filename"),
-                  State(ids.EXPLORE_RUN, "data"), prevent_initial_call=True)
-    def _upload(contents, names, run):
-        if not contents or not names:
+                  Input(uploads.sent_id(ids.ASSIGN_UPLOAD), "data"), State(ids.EXPLORE_RUN, "data"),
+                  prevent_initial_call=True)
+    def _upload(sent, run):
+        if not sent:
             raise PreventUpdate
-        o = staged(ctx, run.get("run_id") if isinstance(run, dict) else None, names, contents)
+        o = staged_upload(ctx, run.get("run_id") if isinstance(run, dict) else None, sent)
         return (o["store"], o["msg"], o["options"], o["text_opts"], o["text"], o["id_opts"], o["id"],
                 o["disabled"])
 

@@ -150,7 +150,7 @@ def _login_page(error: str = "", status: int = 200, retry_after: int = 0) -> Res
     return resp
 
 
-def _same_origin() -> bool:
+def same_origin() -> bool:
     """A login POST must come from this site's own form (Origin, when the browser sends it)."""
     origin = request.headers.get("Origin")
     if not origin or origin == "null":
@@ -231,7 +231,7 @@ def register(server, runs_dir: str | os.PathLike, password: str | None = None) -
         wait = throttle.wait(addr)
         if wait:  # checked first: a locked address's guesses are not even read
             return _login_page(_too_many(wait), 429, wait)
-        if not (token and _same_origin() and _same_text(request.form.get("csrf_token"), token)
+        if not (token and same_origin() and _same_text(request.form.get("csrf_token"), token)
                 and ledger.use_token(token)):  # the ledger refuses a token replayed with an old cookie
             return _login_page("The login form expired: please try again.", 400)
         accepted, wait = throttle.attempt(addr, lambda: password_matches(request.form.get("password"), password))
@@ -250,7 +250,7 @@ def register(server, runs_dir: str | os.PathLike, password: str | None = None) -
 
     @server.route("/logout", methods=["POST"])
     def hercules_logout():
-        if not _same_origin():
+        if not same_origin():
             return _refused("Cross-site logout refused.", 400)
         sid = session.get(SESSION_ID)
         if logged_in():

@@ -8,22 +8,17 @@
   ``.example.org`` allows subdomains; ``*`` turns the check off, e.g. behind a proxy that checks).
 - **Headers**: no framing (``X-Frame-Options: DENY`` and CSP ``frame-ancestors 'none'``), no MIME
   sniffing, no referrer to other sites.
-- **Size before reading**: a callback request is refused with 413 from its ``Content-Length``
-  before its body is read, with a limit that depends on the callback (read from the first bytes of
-  the body, where the renderer puts ``"output"``): uploads get the upload limit, everything else a
-  small one. A rejected 400 MB request therefore costs kilobytes of memory, not gigabytes.
+- **Size before reading**: a callback request over :data:`SMALL_REQUEST` is refused with 413 from its
+  ``Content-Length`` before its body is read: no callback carries a file (files arrive in chunks over
+  ``/upload``, :mod:`callbacks.upload_route`). A rejected 400 MB request costs kilobytes of memory.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import re
 import socket
 from typing import Any, Callable
-
-from . import ids, uploads
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 HEADERS = {
@@ -32,11 +27,8 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
-SMALL_REQUEST = 8 * 1024**2  # any callback that carries no file
-_SLACK = 1024**2  # JSON around the base64 payload
-_PEEK = 4096
+SMALL_REQUEST = 8 * 1024**2  # any callback: none carries a file
 logger = logging.getLogger("hercules.http")
-_OUTPUT_RE = re.compile(rb'^\s*\{\s*"output"\s*:\s*"((?:[^"\\]|\\.){1,3000})"')
 
 
 def allowed_hosts(bind_host: str | None, env: str | None = None) -> list[str] | None:
@@ -59,48 +51,9 @@ def allowed_hosts(bind_host: str | None, env: str | None = None) -> list[str] | 
     return sorted(set(hosts))
 
 
-def request_limit(output: str) -> int:
-    """Largest body accepted for the callback whose output id is ``output``."""
-    if any(f"{store}.data" in output for store in (ids.UPLOAD_STORE, ids.LABELS_STORE, ids.METADATA_STORE,
-                                                      ids.ASSIGN_UPLOAD_STORE)):
-        return uploads.MAX_UPLOAD_BYTES * 4 // 3 + _SLACK
-    if f"{ids.MODEL_UPLOAD_MSG}.children" in output:
-        return uploads.MAX_MODEL_BYTES * 4 // 3 + _SLACK
-    return SMALL_REQUEST
-
-
-class _Prefixed(io.RawIOBase):
-    """The bytes already peeked, then the rest of the request body: never more than ``length`` in all.
-
-    The cap matters: the rest is the raw socket, and a read past the end of the body blocks until the
-    client gives up (a buffered reader asks for 64 kB at a time), so every request over the small
-    limit used to hang, unanswered, with the browser waiting for ever.
-    """
-
-    def __init__(self, prefix: bytes, rest, length: int):
-        self._prefix, self._rest = prefix, rest
-        self._left = max(length - len(prefix), 0)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:
-        if self._prefix:
-            n = min(len(buf), len(self._prefix))
-            buf[:n] = self._prefix[:n]
-            self._prefix = self._prefix[n:]
-            return n
-        if self._left <= 0:
-            return 0
-        data = self._rest.read(min(len(buf), self._left))
-        self._left -= len(data)
-        buf[:len(data)] = data
-        return len(data)
-
-
 def _too_large(start_response, limit: int):
-    body = (f"Request too large: this action accepts at most {limit // 1024**2} MB. "
-            f"Uploads are limited to {uploads.MAX_UPLOAD_BYTES // 1024**2} MB.").encode()
+    body = (f"Request too large: this action accepts at most {limit // 1024**2} MB. Files are sent "
+            "through the upload boxes.").encode()
     start_response("413 Request Entity Too Large", [("Content-Type", "text/plain; charset=utf-8"),
                                                     ("Content-Length", str(len(body))), ("Connection", "close")])
     return [body]
@@ -119,14 +72,8 @@ class SizeGuard:
             except ValueError:
                 length = 0
             if length > SMALL_REQUEST:
-                stream = environ["wsgi.input"]
-                prefix = stream.read(min(_PEEK, length))
-                m = _OUTPUT_RE.match(prefix)
-                limit = request_limit(m.group(1).decode("utf-8", "replace")) if m else SMALL_REQUEST
-                if length > limit:
-                    environ["wsgi.input_terminated"] = False
-                    return _too_large(start_response, limit)
-                environ["wsgi.input"] = io.BufferedReader(_Prefixed(prefix, stream, length), 1 << 16)
+                environ["wsgi.input_terminated"] = False
+                return _too_large(start_response, SMALL_REQUEST)
         return self.app(environ, start_response)
 
 

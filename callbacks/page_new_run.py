@@ -22,15 +22,14 @@ def _opts(columns: list[str], empty: str | None = None) -> list[dict[str, str]]:
     return out + [{"label": c, "value": c} for c in columns]
 
 
-def upload_outputs(runs_dir, names, contents) -> dict[str, Any]:
-    """Everything the page shows after an upload (an error message when the upload is rejected).
+def upload_outputs(runs_dir, sent) -> dict[str, Any]:
+    """Everything the page shows after an upload's chunks arrived (``sent``: the browser's
+    ``{"upload_id"}``), an error message when the upload is rejected.
 
     The browser's store gets only the upload's opaque id; the server keeps the rest.
     """
-    if isinstance(names, str):
-        names, contents = [names], [contents]
     try:
-        desc = uploads.stage(runs_dir, names, contents)
+        desc = uploads.stage_upload(runs_dir, sent)
     except HerculesError as e:
         return {"store": None, "msg": html.Div(str(e), className="alert alert-danger py-2 upload-error"),
                 "options": HIDDEN}
@@ -197,11 +196,11 @@ def register(app, ctx) -> None:
         Output(ids.WHAT, "value"), Output(ids.TEXT_COL, "options"), Output(ids.TEXT_COL, "value"),
         Output(ids.NUM_COLS, "options"), Output(ids.NUM_COLS, "value"), Output(ids.ID_COL, "options"),
         Output(ids.ID_COL, "value"), Output(ids.LABEL_COL, "options"), Output(ids.LABEL_COL, "value"),
-        Input(ids.UPLOAD, "contents"), State(ids.UPLOAD, "filename"), prevent_initial_call=True)
-    def _upload(contents, names):
-        if not contents:
+        Input(uploads.sent_id(ids.UPLOAD), "data"), prevent_initial_call=True)
+    def _upload(sent):
+        if not sent:
             raise PreventUpdate
-        o = upload_outputs(ctx.runs_dir, names, contents)
+        o = upload_outputs(ctx.runs_dir, sent)
         keys = ("table", "txt", "txt_mode", "what", "text_opts", "text", "num_opts", "num", "id_opts", "id",
                 "label_opts", "label")
         return (o["store"], o["msg"], o["options"], *[o.get(k, no_update) for k in keys])
@@ -222,23 +221,22 @@ def register(app, ctx) -> None:
     def _search_preview(text):
         return preview_grid_options(text)
 
-    def side_file(store: str, msg: str, upload: str, stage, noun: str, css: str) -> None:
+    def side_file(store: str, msg: str, upload: str, purpose: str, noun: str) -> None:
         """A small file beside the data (labels, numeric metadata): staged on the server, its id kept."""
-        @app.callback(Output(store, "data"), Output(msg, "children"), Input(upload, "contents"),
-                      State(upload, "filename"), prevent_initial_call=True)
-        def _staged(contents, name):
-            if not contents:
+        @app.callback(Output(store, "data"), Output(msg, "children"), Input(uploads.sent_id(upload), "data"),
+                      prevent_initial_call=True)
+        def _staged(sent):
+            if not sent:
                 raise PreventUpdate
             try:
-                desc = stage(ctx.runs_dir, name, contents)
+                desc = uploads.stage_side(ctx.runs_dir, sent, purpose)
             except HerculesError as e:
-                return None, html.Div(str(e), className=f"text-danger {css}-error")
+                return None, html.Div(str(e), className=f"text-danger {purpose}-error")
             return ({"upload_id": desc["upload_id"]},
                     html.Div(noun.format(n=desc["n"]) + f" from {desc['names'][0]}.", className="text-success"))
 
-    side_file(ids.LABELS_STORE, ids.LABELS_MSG, ids.LABELS_UPLOAD, uploads.stage_labels, "Labels: {n:,} ids", "labels")
-    side_file(ids.METADATA_STORE, ids.METADATA_MSG, ids.METADATA_UPLOAD, uploads.stage_metadata,
-              "Numeric metadata: {n:,} variables", "metadata")
+    side_file(ids.LABELS_STORE, ids.LABELS_MSG, ids.LABELS_UPLOAD, "labels", "Labels: {n:,} ids")
+    side_file(ids.METADATA_STORE, ids.METADATA_MSG, ids.METADATA_UPLOAD, "metadata", "Numeric metadata: {n:,} variables")
 
     @app.callback(Output(ids.FIXED_BOX, "style"), Output(ids.AUTO_BOX, "style"), Input(ids.LEVELS_MODE, "value"))
     def _levels_mode(mode):

@@ -4,6 +4,7 @@ importing a saved model JSON."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from datetime import datetime
 from typing import Any
@@ -14,16 +15,14 @@ from dash.exceptions import PreventUpdate
 
 from hercules_core import HerculesError
 
-from . import bounded, ids, model_import, outcome, runstore, uploads
+from . import bounded, chunked, ids, model_import, outcome, runstore, uploads
 from .page_run import ANOTHER_BROWSER, cancel_run, holds_token
 
 log = logging.getLogger("hercules.import")
 
 # what the model import takes, and what it says of anything else (in the browser, before sending:
-# pages/runs.py through uploads.limited; here, for a file that arrives all the same)
-MODEL_TYPES = (".json", ".hercules")
-NOT_A_MODEL = ("{name} is not a model file: a model is the model.json or .hercules bundle a run wrote; to cluster a "
-               "table, use New run.")
+# pages/runs.py through uploads.limited; on the server when the upload starts: uploads.begin)
+MODEL_TYPES, NOT_A_MODEL = uploads.MODEL_TYPES, uploads.NOT_A_MODEL
 
 
 def _when(status: dict[str, Any]) -> str:
@@ -89,23 +88,44 @@ def runs_table(runs: list[dict[str, Any]], active: Any = None):
 
 
 def import_model(runs_dir, name: str, contents: str) -> tuple[str | None, str]:
-    """Store an uploaded model JSON as a new finished run; (run id or None, message)."""
+    """:func:`import_upload` of a model JSON given as a data URL (``dcc.Upload``'s form)."""
     if not isinstance(name, str) or not isinstance(contents, str):
         return None, "The model file arrived damaged; try again."
     if not name.lower().endswith(MODEL_TYPES):
         return None, NOT_A_MODEL.format(name=name)
     if uploads.encoded_size(contents) > uploads.MAX_MODEL_BYTES:
         return None, f"The model file is larger than {uploads.MAX_MODEL_BYTES // 1024**2} MB."
+    try:
+        upload_id = uploads.put_bytes(runs_dir, "model", [name], [uploads.decode_data_url(contents)])
+    except HerculesError as e:
+        return None, str(e)
+    return import_upload(runs_dir, {"upload_id": upload_id})
+
+
+def import_upload(runs_dir, sent: Any) -> tuple[str | None, str]:
+    """Store a model JSON whose chunks have all arrived (``sent``: the browser's ``{"upload_id"}``) as a
+    new finished run; (run id or None, message). The upload's folder is gone afterwards."""
+    upload_id = uploads.upload_id_of(sent)
+    if upload_id is None:
+        return None, "The model file arrived damaged; try again."
+    try:
+        udir, transfer = chunked.complete(runs_dir, upload_id, ("model",))
+    except HerculesError as e:
+        return None, str(e)
+    name = transfer["names"][0]
     run_id = runstore.new_id()
     rdir = runstore.run_dir(runs_dir, run_id)
     try:
         try:
-            info = _store_import(rdir, name, contents)
+            info = _store_import(rdir, name, runstore.inside(udir, transfer["files"][0]))
         except BaseException:
             # whatever went wrong (a hostile file, a full disk, a bug, an interrupt), no folder
             # without status.json stays in runs/; rdir is built from a server-made id, never from input
             shutil.rmtree(rdir, ignore_errors=True)
             raise
+        finally:
+            shutil.rmtree(udir, ignore_errors=True)
+            chunked.remove_if_empty(udir.parent)  # a model import leaves nothing in the uploads folder
     except HerculesError as e:
         return None, uploads.user_text(str(e), {"names": [name, name], "files": ["model.json", model_import.UPLOAD]},
                                        rdir)
@@ -119,11 +139,11 @@ def import_model(runs_dir, name: str, contents: str) -> tuple[str | None, str]:
     return run_id, f"Imported {name}: {info['n_items']:,} items, {info['top_level']} levels."
 
 
-def _store_import(rdir, name: str, contents: str) -> dict[str, Any]:
-    """Write the upload as ``rdir/model.json``, open it in the bounded reader (which writes the other
-    outputs), then a done status; returns the model's summary."""
+def _store_import(rdir, name: str, arrived) -> dict[str, Any]:
+    """Move the arrived file to ``rdir/model.json``, open it in the bounded reader (which writes the
+    other outputs), then a done status; returns the model's summary."""
     rdir.mkdir(parents=True)
-    (rdir / "model.json").write_bytes(uploads.decode_data_url(contents))
+    os.replace(arrived, rdir / "model.json")
     info = bounded.bounded_call(model_import.open_imported, str(rdir), what=name,
                                 advice="open it with the command-line tool, or ask the administrator to raise "
                                        "HERCULES_READ_MEMORY_MB")
@@ -155,12 +175,12 @@ def register(app, ctx) -> None:
         return html.Div(["Run ", html.Code(run_id[:8]), " cancelled: the work stops at its next step."],
                         className="alert alert-warning py-2 runs-cancel-msg")
 
-    @app.callback(Output(ids.MODEL_UPLOAD_MSG, "children"), Input(ids.MODEL_UPLOAD, "contents"),
-                  Input(ids.MODEL_UPLOAD, "filename"), prevent_initial_call=True)
-    def _import(contents, name):
-        if not contents or not name:
+    @app.callback(Output(ids.MODEL_UPLOAD_MSG, "children"), Input(uploads.sent_id(ids.MODEL_UPLOAD), "data"),
+                  prevent_initial_call=True)
+    def _import(sent):
+        if not sent:
             raise PreventUpdate
-        run_id, message = import_model(ctx.runs_dir, name, contents)
+        run_id, message = import_upload(ctx.runs_dir, sent)
         if run_id is None:
             return html.Div(message, className="alert alert-danger py-2 model-upload-error")
         return html.Div([message, " ", dbc.Button("Explore", href=f"/explore?run={run_id}", size="sm",

@@ -9,7 +9,6 @@ load benchmark. ``start_text_run`` is the new-run journey: upload a file, choose
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from pathlib import Path
@@ -149,11 +148,36 @@ class DashSession:
                     self._collect(v)
 
     # --- the new-run journey -------------------------------------------------------------------
+    PURPOSES = {"data-upload": "data", "model-upload": "model", "labels-upload": "labels",
+                "metadata-upload": "metadata", "assign-upload": "data"}
+
+    def send_file(self, path: Path, purpose: str = "data", chunk_bytes: int = 8 * 1024**2) -> str:
+        """Send ``path`` to the app's /upload route in chunks, as the page does; the upload id."""
+        headers = {"X-Hercules-Upload": "1"}
+        size = Path(path).stat().st_size
+        r = self.http.post(self.base + "/upload", json={"purpose": purpose, "names": [Path(path).name],
+                                                        "sizes": [size]}, headers=headers, timeout=self.timeout)
+        if r.status_code != 201:
+            raise RuntimeError(f"upload refused: HTTP {r.status_code} {r.text[:300]}")
+        upload_id = r.json()["upload_id"]
+        with open(path, "rb") as fh:
+            at = 0
+            while at < size:
+                data = fh.read(chunk_bytes)
+                r = self.http.post(f"{self.base}/upload/{upload_id}/chunk?file=0&offset={at}", data=data,
+                                   headers=headers, timeout=self.timeout)
+                r.raise_for_status()
+                at = r.json()["received"]
+        return upload_id
+
     def upload(self, path: Path, component: str = "data-upload") -> Any:
-        data = base64.b64encode(Path(path).read_bytes()).decode()
-        self.set(component, contents=f"data:text/csv;base64,{data}", filename=Path(path).name)
-        self.fire(f"{component}.contents")
-        return self.props.get(("data-upload-msg", "children"))
+        """Upload ``path`` through ``component``'s box (chunks over /upload, then the box's staging
+        callback); the box's message."""
+        upload_id = self.send_file(path, self.PURPOSES[component])
+        self.set(f"{component}-sent", data={"upload_id": upload_id})
+        self.fire(f"{component}-sent.data")
+        msg = {"data-upload": "data-upload-msg", "model-upload": "model-upload-msg"}.get(component, "data-upload-msg")
+        return self.props.get((msg, "children"))
 
     def start_text_run(self, path: Path, levels: str, **models: str) -> str:
         """Upload ``path`` on the new-run page, set the levels and models, press Run; the new run id."""

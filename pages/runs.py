@@ -22,6 +22,6 @@ def layout(**_):
                                    children=html.Div(["Drop a HERCULES model.json or .hercules bundle here, or ",
                                                       html.A("browse", className="link-primary")])),
                         uploads.MAX_MODEL_BYTES, ids.MODEL_SIZE_MSG, types=page_runs.MODEL_TYPES,
-                        wrong_type=page_runs.NOT_A_MODEL),
+                        wrong_type=page_runs.NOT_A_MODEL, purpose="model"),
         html.Div(id=ids.MODEL_UPLOAD_MSG, className="mt-2"),
     ], fluid="lg")

@@ -93,7 +93,7 @@ def test_a_table_on_the_model_import_says_it_is_not_a_model(page, server, tmp_pa
     page.goto(server.url + "/runs")
     page.wait_for_selector("#model-upload")
     sent = []
-    page.on("request", lambda r: sent.append(r) if "model-upload.contents" in _outputs(r) else None)
+    page.on("request", lambda r: sent.append(r) if "model-upload" in _outputs(r) or "/upload" in r.url else None)
     expected = ("is not a model file: a model is the model.json or .hercules bundle a run wrote; to cluster a table, "
                 "use New run")
     # dropped on the box

@@ -51,30 +51,32 @@ def _csv(n: int = 40) -> bytes:
     return ("id,text\n" + "".join(f"{i},words {i} about topic {i % 4}\n" for i in range(n))).encode()
 
 
-def test_an_upload_that_fills_the_disk_is_refused_with_the_reason(small_disk):
+def test_an_upload_that_fills_the_disk_is_refused_with_the_reason(small_disk, monkeypatch):
     from app import create_app
 
     runs = small_disk / "runs"
     app = create_app(runs, include_test_models=True)
     client = app.server.test_client()
-    upload = dash_client.find(dash_client.callbacks(lambda p: client.get(p).get_json()), "data-upload-store.data")
+    headers = {"X-Hercules-Upload": "1"}
     big = _csv(100_000)  # ~3.3 MB: more than the whole disk
     free_before = shutil.disk_usage(small_disk).free
-    r = client.post("/_dash-update-component", json=upload.body([[data_url(big)], ["big table.csv"]]))
-    assert r.status_code == 200, r.status_code
-    text = r.get_data(as_text=True)
-    assert "disk is full" in text and str(runs) not in text and "f00000" not in text
-    assert r.get_json()["response"]["data-upload-store"]["data"] is None
-    assert not any((runs / runstore.UPLOADS).iterdir())  # the partial copy is gone ...
-    assert shutil.disk_usage(small_disk).free >= free_before - 64 * 1024  # ... and its space is free again
-    # the labels upload and the model import say the same
-    labels = dash_client.find(dash_client.callbacks(lambda p: client.get(p).get_json()), "labels-store.data")
-    r = client.post("/_dash-update-component", json=labels.body([data_url(big), "labels.csv"]))
-    assert r.status_code == 200 and "disk is full" in r.get_data(as_text=True)
-    model = dash_client.find(dash_client.callbacks(lambda p: client.get(p).get_json()), "model-upload-msg.children")
-    r = client.post("/_dash-update-component", json=model.body([data_url(b"{" + b" " * 3_000_000 + b"}"),
-                                                                 "model.json"]))
-    assert r.status_code == 200 and "disk is full" in r.get_data(as_text=True)
+    # declared when the upload starts: refused before a byte is sent
+    r = client.post("/upload", json={"purpose": "data", "names": ["big table.csv"], "sizes": [len(big)]},
+                    headers=headers)
+    assert r.status_code == 507 and "disk space left" in r.get_json()["error"], r.get_data(as_text=True)
+    # the disk fills while the chunks arrive (someone else took the space): refused with the reason, and
+    # the partial copy is removed, for the data, a labels file and a model import alike
+    monkeypatch.setattr(uploads, "free_bytes", lambda runs_dir: 10**12)
+    for purpose, name, blob in (("data", "big table.csv", big), ("labels", "labels.csv", big),
+                                ("model", "model.json", b"{" + b" " * 3_000_000 + b"}")):
+        r = client.post("/upload", json={"purpose": purpose, "names": [name], "sizes": [len(blob)]}, headers=headers)
+        uid = r.get_json()["upload_id"]
+        r = client.post(f"/upload/{uid}/chunk?file=0&offset=0", data=blob, headers=headers)
+        text = r.get_data(as_text=True)
+        assert r.status_code == 507 and "disk is full" in text and name in text, text
+        assert str(runs) not in text and "f00000" not in text
+        assert not any((runs / runstore.UPLOADS).iterdir())  # the partial copy is gone ...
+        assert shutil.disk_usage(small_disk).free >= free_before - 64 * 1024  # ... and its space is free again
     assert [p for p in runs.iterdir() if runstore.valid_id(p.name)] == []
 
 

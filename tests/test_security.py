@@ -80,7 +80,12 @@ def test_preview_reads_only_the_upload_the_server_recorded(app_client):
 def test_upload_store_holds_only_the_opaque_id(app_client):
     _, client, cbs, runs = app_client
     upload = dash_client.find(cbs, "data-upload-store.data")
-    r = _post(client, upload, [[data_url(_csv().encode())], ["mine.csv"]])
+    headers = {"X-Hercules-Upload": "1"}
+    blob = _csv().encode()
+    uid = client.post("/upload", json={"purpose": "data", "names": ["mine.csv"], "sizes": [len(blob)]},
+                      headers=headers).get_json()["upload_id"]
+    assert client.post(f"/upload/{uid}/chunk?file=0&offset=0", data=blob, headers=headers).status_code == 200
+    r = _post(client, upload, [{"upload_id": uid}])
     assert r.status_code == 200
     store = r.get_json()["response"]["data-upload-store"]["data"]
     assert list(store) == ["upload_id"] and runstore.valid_id(store["upload_id"])
@@ -278,16 +283,14 @@ def test_security_headers_and_host_check(app_client, monkeypatch):
         assert other.get("/", headers={"Host": host}).status_code == code, host
 
 
-def test_every_upload_callback_gets_the_upload_limit(app_client):
-    """The size guard reads the callback from the request's head: each callback fed by a dcc.Upload's
-    contents must be allowed a full upload, and the others only the small limit."""
-    from callbacks import http_guard
+def test_no_callback_carries_a_file(app_client):
+    """Files arrive in chunks over /upload: no callback takes a dcc.Upload's contents (which would put
+    a whole file, as base64, into one callback request), and each upload box's staging callback is
+    fed by its small "sent" store instead (data, labels, metadata, model import, assign)."""
+    from callbacks import ids
 
     _, _, cbs, _ = app_client
-    fed = [c for c in cbs if any(prop == "contents" for _, prop in c.args())]
-    assert len(fed) >= 4, [c.output for c in fed]  # data, labels, model import, assign
-    for cb in fed:
-        assert http_guard.request_limit(cb.output) >= uploads.MAX_UPLOAD_BYTES * 4 // 3, cb.output
-    for cb in cbs:
-        if cb not in fed:
-            assert http_guard.request_limit(cb.output) == http_guard.SMALL_REQUEST, cb.output
+    assert not [c.output for c in cbs if any(prop == "contents" for _, prop in c.args())]
+    fed = {cid for c in cbs for cid, prop in c.args() if prop == "data" and str(cid).endswith("-sent")}
+    assert fed == {uploads.sent_id(u) for u in (ids.UPLOAD, ids.LABELS_UPLOAD, ids.METADATA_UPLOAD,
+                                                ids.MODEL_UPLOAD, ids.ASSIGN_UPLOAD)}, fed
