@@ -3,7 +3,7 @@
     .venv/bin/python bench/app_bench.py [--items 20000] [--clicks 30] [--no-browser] [--synthetic]
 
 ``--synthetic`` (the default above 20,000 items) builds a random valid hierarchy with levels
-1000/100/10 (tests/factories.make_hierarchy) instead of fitting one: the explorer's costs depend on
+1000/100/10 (devkit/factories.make_hierarchy) instead of fitting one: the explorer's costs depend on
 the sizes, not on the clustering.
 
 Measures, through the real Dash endpoint (Flask test client, model already loaded):
@@ -65,7 +65,7 @@ def build_model(runs_dir: Path, n: int, seed: int = 0) -> str:
 
 def build_synthetic(runs_dir: Path, n: int, seed: int = 0) -> str:
     from hercules_core.reduction import reduce_hierarchy
-    from tests.factories import make_hierarchy, make_text_dataset
+    from devkit.factories import make_hierarchy, make_text_dataset
 
     t0 = time.perf_counter()
     ks = (1000, 100, 10) if n >= 50_000 else (200, 40, 8)

@@ -14,7 +14,7 @@ from callbacks import figures, ids, page_evaluate, page_explore, pane, paging, t
 from callbacks.explore_model import ExploreModel, make_key
 from hercules_core.evaluation import evaluate_all
 from hercules_core.reduction import reduce_hierarchy
-from tests.factories import make_hierarchy, make_numeric_dataset, make_text_dataset
+from devkit.factories import make_hierarchy, make_numeric_dataset, make_text_dataset
 
 
 @pytest.fixture(scope="module")

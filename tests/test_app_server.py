@@ -10,7 +10,7 @@ from callbacks import job, page_runs, runstore
 from callbacks.explore_model import ExploreModel
 from hercules_core import io, save_model
 from hercules_core.reduction import reduce_hierarchy
-from tests.factories import make_hierarchy, run_in_state
+from devkit.factories import make_hierarchy, run_in_state
 from tests.test_app_logic import data_url
 
 

@@ -18,7 +18,7 @@ from hercules_core.clients.image_features import ImageFeatureEmbedder
 from hercules_core.dataset import Dataset
 from hercules_core.errors import ConfigError
 from hercules_core.io import membership_frame
-from tests.factories import make_text_dataset
+from devkit.factories import make_text_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

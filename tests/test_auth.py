@@ -20,7 +20,7 @@ import pytest
 from callbacks import runstore
 from hercules_core import io, save_model
 from devkit import browser_support as bs
-from tests.factories import make_hierarchy, run_in_state
+from devkit.factories import make_hierarchy, run_in_state
 
 PASSWORD = "correct horse battery staple"
 

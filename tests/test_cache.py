@@ -16,7 +16,7 @@ from hercules_core.cache import (Cache, CachedCaptioner, CachedEmbedder, CachedI
 from hercules_core.clients.fakes import FakeEmbedder, FakeLLM
 from hercules_core.io import load_model
 from hercules_core.prompts import PROMPT_TEMPLATE_VERSION
-from tests.factories import make_text_dataset
+from devkit.factories import make_text_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 _IDS = re.compile(r"ID\(s\): (.+)$", re.MULTILINE)

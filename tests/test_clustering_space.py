@@ -15,7 +15,7 @@ from hercules_core.clients.fakes import FakeEmbedder
 from hercules_core.config import HerculesConfig
 from hercules_core.errors import ConfigError
 from hercules_core.hercules import Hercules
-from tests.factories import make_numeric_dataset, make_text_dataset
+from devkit.factories import make_numeric_dataset, make_text_dataset
 from tests.test_hercules import check_invariants
 
 # small neighbourhoods keep UMAP fast on test-sized data; "umap" bypasses the 300-item auto floor

@@ -20,7 +20,7 @@ from hercules_core import columnar, io
 from hercules_core.assign import assignment_info
 from hercules_core.edits import edit_cluster
 from hercules_core.errors import ModelFileError
-from tests.factories import make_hierarchy, make_numeric_dataset, make_text_dataset, run_in_state
+from devkit.factories import make_hierarchy, make_numeric_dataset, make_text_dataset, run_in_state
 from tests.test_app_logic import data_url
 from tests.test_io import assert_same_hierarchy, full_hierarchy
 from tests.test_model_bombs import runs_left

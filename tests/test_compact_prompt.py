@@ -8,7 +8,7 @@ from hercules_core.config import HerculesConfig
 from hercules_core.hercules import Hercules
 from hercules_core.prompts import build_prompt, json_schema_for
 from hercules_core.summarize_types import SummaryRequest
-from tests.factories import make_text_dataset
+from devkit.factories import make_text_dataset
 
 
 class KeywordEcho:

@@ -22,7 +22,7 @@ from hercules_core.dataset import Dataset
 from hercules_core.errors import LLMError
 from hercules_core.keywords import KeywordSummarizer
 from hercules_core.summarize import LLMSummarizer, build_requests, plan_batches
-from tests.factories import FAST, ListLog
+from devkit.factories import FAST, ListLog
 
 OVERFLOW = re.compile(r"Requested tokens \(\d+\) exceed context window of \d+")
 WORDS = ("cat dog pet vet leash kitten puppy bark purr fur stock bond market trade price share rain snow "

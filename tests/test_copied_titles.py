@@ -14,7 +14,7 @@ from hercules_core.config import HerculesConfig
 from hercules_core.keywords import KeywordSummarizer, _title_terms
 from hercules_core.summarize import COPIED_TITLE, LLMSummarizer, build_prompt, build_requests, copied_title
 from hercules_core.summarize_types import SummaryRequest
-from tests.factories import FAST, ListLog, make_text_dataset, title_calls
+from devkit.factories import FAST, ListLog, make_text_dataset, title_calls
 
 
 def text_requests(n_clusters=4, n_items=40, level=1):

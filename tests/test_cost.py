@@ -10,7 +10,7 @@ from hercules_core.clients.fakes import FakeEmbedder, FakeLLM
 from hercules_core.cost import (estimate_run, format_estimate, format_report, plan_levels,
                                 run_report)
 from hercules_core.levels import auto_counts, top_candidates
-from tests.factories import make_numeric_dataset, make_text_dataset
+from devkit.factories import make_numeric_dataset, make_text_dataset
 
 
 def _run(ds, cfg, cache=None):

@@ -22,7 +22,7 @@ from callbacks import routes
 from hercules_core import io
 from hercules_core.assign import AssignResult, save_assignments
 from hercules_core.io import csv_safe_cell, csv_safe_frame
-from tests.factories import make_hierarchy, make_text_dataset
+from devkit.factories import make_hierarchy, make_text_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ["hercules_core", "hercules_run", "callbacks", "pages", "app.py", "model_registry.py", "serve.py"]

@@ -18,7 +18,7 @@ from hercules_core.io import hierarchy_text
 from hercules_core.keywords import KeywordSummarizer
 from hercules_core.summarize import LLMSummarizer
 from hercules_core.title_quality import format_lines
-from tests.factories import FAST, ListLog, make_text_dataset
+from devkit.factories import FAST, ListLog, make_text_dataset
 from tests.test_title_gate import topic_requests
 
 SAMPLE = "In Tennessee, it is illegal to shoot any game other than whales from a moving automobile."

@@ -7,7 +7,7 @@ import pytest
 
 from hercules_core import InputError, hierarchy_text, load_model, membership_frame, save_model
 from hercules_core.edits import DESCRIPTION_MAX, TITLE_MAX, edit_cluster
-from tests.factories import make_hierarchy
+from devkit.factories import make_hierarchy
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from hercules_core.dataset import Dataset
 from hercules_core.errors import InputError
 from hercules_core.evaluation import confusion_table, evaluate_all, evaluate_level
 from hercules_core.hierarchy import Hierarchy, Level, cluster_id
-from tests.factories import make_hierarchy
+from devkit.factories import make_hierarchy
 
 
 def hierarchy_from(X, parents, labels=None, desc=None, **cfg):

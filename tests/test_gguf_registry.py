@@ -108,7 +108,7 @@ def test_estimate_counts_the_grounded_calls():
     from hercules_core.config import HerculesConfig
     from hercules_core.cost import estimate_run
     from hercules_core.grounded import CANDIDATES
-    from tests.factories import make_text_dataset
+    from devkit.factories import make_text_dataset
 
     ds = make_text_dataset(60)
     compact = estimate_run(ds, HerculesConfig(level_cluster_counts=(6, 2), prompt_style="compact"), llm_id="fake")

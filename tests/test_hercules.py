@@ -10,7 +10,7 @@ from hercules_core.config import HerculesConfig
 from hercules_core.errors import Cancelled, ConfigError, InputError, LLMError
 from hercules_core.hercules import Hercules
 from hercules_core.io import RunLog
-from tests.factories import make_numeric_dataset, make_text_dataset
+from devkit.factories import make_numeric_dataset, make_text_dataset
 
 
 def fit(ds, llm=None, embedder="fake", **cfg):

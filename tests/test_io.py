@@ -15,7 +15,7 @@ from hercules_core import io
 from hercules_core.errors import ModelFileError
 from hercules_core.evaluation import evaluate_all
 from hercules_core.reduction import reduce_hierarchy
-from tests.factories import make_hierarchy, make_numeric_dataset, make_text_dataset
+from devkit.factories import make_hierarchy, make_numeric_dataset, make_text_dataset
 
 
 # --------------------------------------------------------------------------- helpers

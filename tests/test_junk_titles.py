@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 from hercules_core.clients.fakes import FakeLLM
 from hercules_core.title_quality import answer_junk_reason, gate_answers, junk_reason, meta_reason, title_quality
-from tests.factories import ListLog, title_calls
+from devkit.factories import ListLog, title_calls
 from tests.test_copied_titles import summarizer, text_requests
 from tests.test_title_gate import topic_run
 

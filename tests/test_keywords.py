@@ -8,7 +8,7 @@ from hercules_core.config import HerculesConfig
 from hercules_core.dataset import Dataset
 from hercules_core.keywords import KeywordSummarizer
 from hercules_core.summarize import build_l0_requests, build_requests
-from tests.factories import make_numeric_dataset, make_text_dataset
+from devkit.factories import make_numeric_dataset, make_text_dataset
 
 TOPICS = {"cats": {"cats", "dogs", "pets"}, "stocks": {"stocks", "bonds", "market"},
           "rain": {"rain", "snow", "weather"}}

@@ -12,7 +12,7 @@ import os
 import pytest
 
 from callbacks import job, runstore
-from tests.factories import run_in_state
+from devkit.factories import run_in_state
 
 TOKENS = {}  # run directory -> the start token its creating page holds
 DEAD = {"pid": 2**22 + 4321, "host": os.uname().nodename}  # a process that is gone, on this host

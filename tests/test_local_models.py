@@ -16,7 +16,7 @@ from hercules_core.descriptions import MARKS, is_title_copy
 from hercules_core.errors import ConfigError, EmbeddingError
 from hercules_core.hercules import Hercules
 from hercules_core.prompts import json_schema_for
-from tests.factories import make_text_dataset
+from devkit.factories import make_text_dataset
 
 needs_smollm2 = pytest.mark.skipif(
     smollm2_path() is None or not registry.get_entry("smollm2", "llm").availability()[0],

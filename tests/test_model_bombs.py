@@ -19,7 +19,7 @@ from callbacks import page_runs, runstore, uploads
 from hercules_core import io
 from hercules_core.assign import assignment_info
 from hercules_core.errors import ModelFileError
-from tests.factories import make_hierarchy, make_text_dataset
+from devkit.factories import make_hierarchy, make_text_dataset
 from tests.test_app_logic import data_url
 from tests.test_io import assert_same_hierarchy, full_hierarchy
 

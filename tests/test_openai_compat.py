@@ -27,7 +27,7 @@ from hercules_core.hercules import Hercules
 from hercules_core.io import RunLog, load_model
 from hercules_core.summarize import LLMSummarizer
 from hercules_core.summarize_types import Summary, SummaryRequest
-from tests.factories import make_text_dataset
+from devkit.factories import make_text_dataset
 from devkit.openai_stub_server import StubServer, ids_in_prompt
 
 pytestmark = pytest.mark.timeout(60)

@@ -96,7 +96,7 @@ def test_model_ids_treat_none_alike():
 
 
 def test_save_outputs_keeps_an_imported_model_file(tmp_path):
-    from tests.factories import make_hierarchy
+    from devkit.factories import make_hierarchy
 
     h = make_hierarchy()
     (tmp_path / "model.json").write_text("as uploaded")

@@ -142,7 +142,7 @@ def test_model_bombs_imported_into_the_real_app_cost_the_server_little(server, t
     from 6 MB: every header check passes, the bounded reader stops it at this server's 1 GB), and
     100,000 nested lists. The web server's own memory never grows by more than 300 MB."""
     from hercules_core import io
-    from tests.factories import make_hierarchy, make_text_dataset
+    from devkit.factories import make_hierarchy, make_text_dataset
     from tests.test_model_bombs import BOMB_ROWS, deep, zeros_bomb
 
     shape = tmp_path / "shape-bomb.json"

@@ -4,7 +4,7 @@ from sklearn.decomposition import PCA
 
 from hercules_core.errors import InputError
 from hercules_core.reduction import fit_pca, project, reduce_hierarchy
-from tests.factories import make_hierarchy, make_numeric_dataset, make_text_dataset
+from devkit.factories import make_hierarchy, make_numeric_dataset, make_text_dataset
 
 
 def blobs(n=600, d=12, seed=0):

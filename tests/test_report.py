@@ -18,7 +18,7 @@ from hercules_core.evaluation import evaluate_all
 from hercules_core.reduction import reduce_hierarchy
 from hercules_core.report import ITEMS_MAX, report_data, report_html, save_report
 from devkit import browser_support as bs
-from tests.factories import make_hierarchy, make_text_dataset
+from devkit.factories import make_hierarchy, make_text_dataset
 
 XSS = '<img src=x onerror="window.__xss=1"></script><script>window.__xss=2</script>'
 

@@ -13,7 +13,7 @@ from callbacks import assign_panel, edit, page_runs, runstore
 from callbacks.context import AppContext
 from hercules_core import Hercules, HerculesConfig, load_model, save_model
 from hercules_core.clients.fakes import FakeEmbedder
-from tests.factories import make_text_dataset
+from devkit.factories import make_text_dataset
 
 
 def data_url(raw: bytes, mime: str = "application/octet-stream") -> str:

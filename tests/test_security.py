@@ -20,7 +20,7 @@ from callbacks.context import AppContext
 from hercules_core import ModelFileError, save_model
 from hercules_core.reduction import reduce_hierarchy
 from tests import dash_client
-from tests.factories import make_hierarchy, run_in_state
+from devkit.factories import make_hierarchy, run_in_state
 from tests.test_app_logic import _start, data_url
 
 SECRET = "root:x:0:0:"  # the first line of /etc/passwd
@@ -246,7 +246,7 @@ def test_callbacks_answer_wrong_types_without_an_error(app_client, finished_and_
     app, client, cbs, runs = app_client
     done_runs, done_id, _ = finished_and_imported
     app.server.config["HERCULES"].runs_dir = done_runs  # explore a real finished run
-    scatter = dash_client.find(cbs, "explore-view.data")
+    scatter = dash_client.find(cbs, "explore-view.data..")  # the level/colour callback, not the zoom one (@…)
     for level in ("abc", {"x": 1}, [1], -5, 10**9, None):
         r = _post(client, scatter, [level, "representation", "x", 5, {"run_id": done_id}, "L1:0"])
         assert r.status_code in (200, 204), (level, r.status_code)

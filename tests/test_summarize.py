@@ -21,7 +21,7 @@ from hercules_core.prompts import clean_text
 from hercules_core.summarize import (LLMSummarizer, build_l0_requests, build_prompt, build_requests,
                                      estimate_tokens, json_schema_for, parse_response, tokens_budget)
 from hercules_core.summarize_types import SummaryRequest
-from tests.factories import FAST, ListLog, make_hierarchy, make_numeric_dataset, make_text_dataset, title_calls
+from devkit.factories import FAST, ListLog, make_hierarchy, make_numeric_dataset, make_text_dataset, title_calls
 
 
 def level_requests(h, level, config, seed=0, **kw):

@@ -17,7 +17,7 @@ from hercules_core.prompts import parse_response
 from hercules_core.summarize import LLMSummarizer, build_requests, copied_title
 from hercules_core.title_quality import (Grounding, format_lines, is_keyword_list, meta_reason, norm_title,
                                          title_quality)
-from tests.factories import FAST, ListLog, make_text_dataset, title_calls
+from devkit.factories import FAST, ListLog, make_text_dataset, title_calls
 from devkit.openai_stub_server import StubServer
 
 TOPIC_OF = {"cats": "Cats dogs pets", "stocks": "Stocks bonds market", "rain": "Rain snow weather"}

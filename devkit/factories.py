@@ -1,4 +1,4 @@
-"""Small builders of valid objects for unit tests (no models involved)."""
+"""Small builders of valid objects for the tests and benchmarks (no models involved)."""
 
 from __future__ import annotations
 
