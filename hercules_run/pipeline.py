@@ -98,6 +98,8 @@ def build_models(ids: ModelIds, modality: str, *, show_progress: bool = False,
     """The model objects of a run, keyed like ``Hercules``' arguments (None where not needed:
     ``needs_text_embedder=False`` leaves the text embedder unbuilt, see ``hercules.uses_text_embedder``)."""
     out: dict[str, Any] = {"text_embedder": None, "image_embedder": None, "llm": None, "captioner": None}
+    if ids.text_embedder and not needs_text_embedder:
+        registry.get_entry(ids.text_embedder, "text_embedder")  # a mistyped id is an error even when unused
     if ids.text_embedder and needs_text_embedder:
         out["text_embedder"] = registry.get_text_embedder(ids.text_embedder, show_progress=show_progress)
     if modality == "image" and ids.image_embedder:
