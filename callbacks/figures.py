@@ -97,7 +97,9 @@ def scatter_figure(em: ExploreModel, level: int, space: str = "representation", 
     xy = em.xy(level, space)
     sizes = bubble_sizes(lv.size, size_scale)
     view = {"level": level, "space": space, "color_level": color_level, "size_scale": size_scale,
-            "items": h.n_items <= items_max, "color_by": STABILITY if by_stability else "level"}
+            "items": h.n_items <= items_max}
+    if by_stability:
+        view["color_by"] = STABILITY
     items = _empty_trace("items", size=4, opacity=0.5)
     if view["items"]:
         ixy = em.xy(0, space)
