@@ -7,6 +7,8 @@
 (b) peak memory (max RSS) of the 200k run and of the flat baseline, each in its own process.
 (c) top-level ARI as a ratio to flat k-means with the same k on fortune_dev8 with MiniLM
     embeddings, levels [100, 20, 8] and [40, 8], mean over seeds; weighted vs unweighted.
+(d) the stability step (hercules_core/stability.py) of each run, as a share of its clustering
+    time (the "clustering level *" stages); target <= 30%.
 
 Usage: .venv/bin/python bench/core_bench.py [--skip-large] [--seeds 6]
 """
@@ -158,12 +160,18 @@ def main():
     for case in cases:
         flat = measure(case, "flat")
         herc = measure(case, "hercules")
+        t = herc["timings"]
+        clustering = sum(v for k, v in t.items() if k.startswith("clustering level"))
+        stab = t.get("stability", 0.0)
         report[case] = {"flat_seconds": flat["seconds"], "hercules_seconds": herc["seconds"],
+                        "clustering_seconds": clustering, "stability_seconds": stab,
+                        "stability_ratio": stab / clustering if clustering else None,
                         "ratio": herc["seconds"] / flat["seconds"], "flat_max_rss_mb": flat["max_rss_mb"],
                         "hercules_max_rss_mb": herc["max_rss_mb"], "hercules_timings": herc["timings"]}
         print(f"(a) {case}: hercules {herc['seconds']:.2f} s / flat KMeans {flat['seconds']:.2f} s "
               f"= {report[case]['ratio']:.2f}x   (b) max RSS hercules {herc['max_rss_mb']:.0f} MB, "
-              f"flat {flat['max_rss_mb']:.0f} MB", flush=True)
+              f"flat {flat['max_rss_mb']:.0f} MB   (d) stability {stab:.2f} s / clustering {clustering:.2f} s "
+              f"= {report[case]['stability_ratio']:.0%}", flush=True)
     if FORTUNE.exists():
         report["fortune"] = fortune_ari(args.seeds)
         for row in report["fortune"]:

@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 from dash import Patch
 from PIL import Image
-from plotly.colors import hex_to_rgb, qualitative
+from plotly.colors import hex_to_rgb, qualitative, sample_colorscale
+
+from hercules_core.stability import stability_values
 
 from .explore_model import ExploreModel, make_key
 
@@ -39,6 +41,8 @@ SPACE_NOTES = {"representation": "2-D PCA of the item vectors; each bubble sits 
                "description": "2-D PCA of description embeddings; each bubble sits where its own title and "
                               "description embed, not at its items' mean"}
 BASE_OPACITY, FADE_OPACITY = 0.85, 0.12
+STABILITY = "stability"  # the colour-by option that colours clusters by their stability (red 0 .. green 1)
+UNMEASURED = "#999999"  # a cluster without a stability figure
 
 
 def esc(text: Any, limit: int | None = None) -> str:
@@ -143,6 +147,14 @@ def items_image(em: ExploreModel, space: str, rng: list[float], color_level: int
             "sizex": x1 - x0, "sizey": y1 - y0, "sizing": "stretch", "layer": "below", "opacity": 1.0}
 
 
+def stability_colors(em: ExploreModel, level: int) -> list[str] | None:
+    """Colour of each cluster of ``level`` by its mean best-match Jaccard (None: not measured)."""
+    vals = stability_values(em.h, level)
+    if vals is None:
+        return None
+    return [UNMEASURED if not np.isfinite(v) else sample_colorscale("RdYlGn", [float(v)])[0] for v in vals]
+
+
 def _empty_trace(name: str, **marker: Any) -> dict[str, Any]:
     return {"type": "scattergl", "mode": "markers", "name": name, "x": [], "y": [], "customdata": [],
             "hovertemplate": "%{customdata[1]}<br>%{customdata[2]}<extra></extra>", "marker": marker,
@@ -157,12 +169,17 @@ def scatter_figure(em: ExploreModel, level: int, space: str = "representation", 
     level = min(max(int(level), 1), em.top)
     if space not in em.spaces():
         space = "representation"
-    color_level = em.top if color_level is None else min(max(int(color_level), level), em.top)
+    by_stability = color_level == STABILITY and stability_colors(em, level) is not None
+    color_level = em.top if color_level is None or color_level == STABILITY else min(max(int(color_level), level),
+                                                                                     em.top)
     lv = h.levels[level]
+    bubble_colors = stability_colors(em, level) if by_stability else colors_for(em, level, color_level)
     xy = em.xy(level, space)
     sizes = bubble_sizes(lv.size, size_scale)
     view = {"level": level, "space": space, "color_level": color_level, "size_scale": size_scale,
             "items": h.n_items <= items_max}
+    if by_stability:
+        view["color_by"] = STABILITY
     items = _empty_trace("items", size=4, opacity=0.5)
     rng = full_range(em, space, level) if not view["items"] else None
     images: list[dict[str, Any]] = []
@@ -179,14 +196,16 @@ def scatter_figure(em: ExploreModel, level: int, space: str = "representation", 
             items.update(x=rounded(ixy[:, 0]), y=rounded(ixy[:, 1]),
                          customdata=[[make_key(0, j), esc(i, 60), esc(t, 80)]
                                      for j, (i, t) in enumerate(zip(h.levels[0].ids, h.levels[0].titles))])
-            items["marker"] = {"size": 4, "opacity": 0.5, "color": colors_for(em, 0, color_level)}
+            item_colors = ([bubble_colors[int(a)] for a in em.map_to(0, level)] if by_stability
+                           else colors_for(em, 0, color_level))
+            items["marker"] = {"size": 4, "opacity": 0.5, "color": item_colors}
     bubbles = {
         "type": "scattergl", "mode": "markers", "name": f"L{level} clusters", "showlegend": False,
         "x": rounded(xy[:, 0]), "y": rounded(xy[:, 1]),
         "customdata": [[make_key(level, j), esc(cid), esc(t, 80), int(s)]
                        for j, (cid, t, s) in enumerate(zip(lv.ids, lv.titles, lv.size))],
         "hovertemplate": "%{customdata[1]} · %{customdata[3]} items<br>%{customdata[2]}<extra></extra>",
-        "marker": {"size": np.round(sizes, 1).tolist(), "sizemode": "diameter", "color": colors_for(em, level, color_level),
+        "marker": {"size": np.round(sizes, 1).tolist(), "sizemode": "diameter", "color": bubble_colors,
                    "opacity": BASE_OPACITY, "line": {"width": 0.5, "color": "#333"}},
     }
     big = [j for j in np.argsort(-lv.size, kind="stable")[:15] if sizes[j] >= 22]

@@ -50,7 +50,7 @@ def overall_percent(stage: str, done: int, total: int, n_levels: int) -> float:
         if m.group(1) == "summarizing":
             return min(base + 0.3 * slot + 0.55 * slot * frac, 95.0)
         return min(base + 0.85 * slot + 0.15 * slot * frac, 95.0)
-    if s == "embedding topic seed":
+    if s in ("embedding topic seed", "stability"):
         return 95.0
     if s == "reduction":
         return 95.0 + 2.0 * frac

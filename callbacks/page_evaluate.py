@@ -9,6 +9,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html
 
 from hercules_core import HerculesError
+from hercules_core import stability
 from hercules_core.evaluation import confusion_table
 
 from . import figures, ids
@@ -143,6 +144,26 @@ def auto_k_view(h) -> list:
                       id="eval-auto-k-graph")]
 
 
+def stability_view(h) -> list:
+    """Per level, how many clusters came back in re-clusterings of subsamples (stability.py):
+    empty for models without stability."""
+    rows = stability.level_summary(h)
+    if not rows:
+        return []
+    st = h.stats.get("stability") or {}
+    head = html.Thead(html.Tr([html.Th(c) for c in ("level", "clusters", "stable", "pattern", "dissolving",
+                                                     "share stable", "median Jaccard", "lowest")]))
+    body = html.Tbody([html.Tr([html.Td(f"L{r['level']}"), html.Td(r["clusters"]), html.Td(r["n_stable"]),
+                                html.Td(r["n_pattern"]), html.Td(r["n_dissolving"]),
+                                html.Td(f"{r['share_stable']:.0%}"), html.Td(f"{r['median']:.2f}"),
+                                html.Td(f"{r['min']:.2f}")]) for r in rows])
+    text = (f"Each level was clustered again {st.get('runs')} times on subsamples with other seeds; a cluster's "
+            f"stability is its mean best-match Jaccard overlap. Stable: >= {rows[0]['threshold']:g}; pattern: "
+            f">= {stability.PATTERN:g}; below that it dissolves in a re-run.")
+    return [html.H5("Cluster stability", className="mt-3"), html.P(text, className="small"),
+            dbc.Table([head, body], size="sm", bordered=True, className="small stability-table")]
+
+
 def confusion_view(em: ExploreModel, level: int | None):
     h = em.h
     if h.dataset.labels is None:
@@ -168,7 +189,7 @@ def register(app, ctx) -> None:
         em = load(ctx, run)
         ev = em.h.evaluation
         opts = [{"label": f"L{lv}", "value": lv} for lv in range(1, em.top + 1)]
-        return metrics_table(ev), figures.metrics_figure(ev), opts, em.top, auto_k_view(em.h)
+        return metrics_table(ev), figures.metrics_figure(ev), opts, em.top, auto_k_view(em.h) + stability_view(em.h)
 
     @app.callback(Output(ids.EVAL_CONFUSION, "children"), Input(ids.EVAL_CONFUSION_LEVEL, "value"),
                   State(ids.EVAL_RUN, "data"), prevent_initial_call=True)

@@ -14,6 +14,7 @@ from dash import ALL, MATCH, Input, Output, State, ctx as dash_ctx, html, no_upd
 from dash.exceptions import PreventUpdate
 
 from hercules_core import HerculesError
+from hercules_core.stability import stability_values
 
 from . import figures, ids, pane, paging, runstore, tree
 from .explore_model import ExploreModel
@@ -82,6 +83,9 @@ def controls(ctx, run_id: Any) -> dict[str, Any] | None:
              if name == "evaluation.csv" or (rdir / name).exists()]
     return {
         "levels": levels, "level": default_level, "color_level": em.top,
+        # colour by a level's clusters, or by stability when the model measured it
+        "color_options": levels + ([{"label": "stability", "value": figures.STABILITY}]
+                                   if stability_values(em.h, 1) is not None else []),
         "spaces": [{"label": s, "value": s} for s in em.spaces()],
         "title": f"{ds.source or 'data'} · {em.h.n_items:,} {ds.modality} items · "
                  f"{', '.join(str(len(lv)) for lv in em.h.levels[1:])} clusters in L1..L{em.top}",
@@ -132,7 +136,8 @@ def register(app, ctx) -> None:
     def _scatter(level, space, color_level, size_scale, run, selection):
         em = load(ctx, run)
         fig, view = figures.scatter_figure(em, as_int(level, 1), space if space in em.spaces() else "representation",
-                                           as_int(color_level), size_scale if size_scale in figures.SIZE_SCALES
+                                           figures.STABILITY if color_level == figures.STABILITY
+                                           else as_int(color_level), size_scale if size_scale in figures.SIZE_SCALES
                                            else "sqrt", selected_key(selection))
         return fig, view
 

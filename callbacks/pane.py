@@ -13,6 +13,8 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import html
 
+from hercules_core.stability import cluster_stability, describe
+
 from . import ids, outcome, paging, runstore
 from .explore_model import ExploreModel, make_key
 
@@ -140,6 +142,16 @@ def item_page(em: ExploreModel, key: Any, page: int) -> list | None:
             paging.pager(ids.PANE_PAGE_T, key, page, len(kids))]
 
 
+def _stability_line(em: ExploreModel, level: int, index: int):
+    """"stable in 5 of 5 re-runs (Jaccard 0.93)"; nothing for items and models without stability."""
+    info = cluster_stability(em.h, level, index)
+    if info is None:
+        return None
+    return html.Div(describe(info), className="small mt-1 pane-stability" + ("" if info["stable"] else " text-warning"),
+                    title=f"Best-match Jaccard overlap with the cluster in re-clusterings of subsamples; stable at "
+                          f">= {info['threshold']:g}.")
+
+
 def cluster_pane(em: ExploreModel, key: str, run_id: str | None = None):
     """Everything about one node: header, text, provenance, links, samples, statistics, raw data."""
     parsed = em.parse(key)
@@ -155,6 +167,7 @@ def cluster_pane(em: ExploreModel, key: str, run_id: str | None = None):
                         html.Span(f"{int(lv.size[index]):,} item{'s' if lv.size[index] != 1 else ''}",
                                   className="badge bg-light text-dark me-1 pane-size"),
                         html.Span(h.dataset.modality, className="badge bg-light text-dark me-1")]),
+              _stability_line(em, level, index),
               html.P(lv.descriptions[index], className="pane-description mt-2"),
               html.Div([html.Span("written by ", className="text-muted"), html.Code(source),
                         html.Span(" fallback (keywords: the LLM failed)", className="badge bg-warning text-dark ms-1")

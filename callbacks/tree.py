@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from dash import html
 
+from hercules_core.stability import cluster_stability, describe
+
 from . import ids, paging
 from .explore_model import ExploreModel, make_key
 
@@ -25,6 +27,9 @@ def _label(em: ExploreModel, level: int, index: int, selected: bool, on_path: bo
     parts = [html.Span(lv.ids[index], className="tree-id"), " ", html.Span(lv.titles[index], className="tree-title")]
     if level > 0:
         parts.append(html.Span(f"{int(lv.size[index]):,}", className="badge bg-light text-dark ms-1 tree-size"))
+        info = cluster_stability(em.h, level, index)
+        if info is not None and not info["stable"]:  # a marker on clusters a re-run would not reproduce
+            parts.append(html.Span("unstable", className="badge bg-warning text-dark ms-1 tree-unstable", title=describe(info)))
     return html.Span(parts, id={"type": ids.TREE_SELECT_T, "key": key}, n_clicks=0, className=cls,
                      title=f"{lv.ids[index]}: {lv.titles[index]}")
 

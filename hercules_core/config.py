@@ -222,6 +222,17 @@ class HerculesConfig:
     resampling_points_per_cluster: int = _param(20, "Points drawn per cluster and round.", POSITIVE,  # r_t
                                                 label="Points per cluster", group="Resampling")
 
+    # --- per-cluster stability (stability.py): re-clusterings of subsamples, best-match Jaccard ---
+    stability_runs: int = _param(5, "Re-clusterings of subsamples that measure each cluster's stability (0: off).",
+                                 Interval(int, 0, 50), label="Stability re-runs", group="Advanced")
+    # Hennig (clusterboot): mean Jaccard above 0.75 = a valid, stable cluster; 0.6-0.75 = a pattern
+    stability_threshold: float = _param(0.75, "A cluster is stable when its mean best-match Jaccard reaches this.",
+                                        Interval(float, 0.0, 1.0, "right"), label="Stability threshold",
+                                        group="Advanced")
+    stability_budget: float = _param(
+        0.3, "Unless tiny, the level-1 re-runs cluster samples sized to cost about this share of level 1's k-means.",
+        Interval(float, 0.0, 1.0, "right"))
+
     random_state: int = _param(0, "Same data + seed + settings = same hierarchy.", NON_NEGATIVE,
                                label="Random seed", group="Reproducibility", flag="--seed")
 

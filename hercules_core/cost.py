@@ -23,16 +23,18 @@ from .dataset import Dataset
 from .levels import LevelPlan, plan_levels
 from .prompts import build_prompt, estimate_tokens, render_block
 from . import grounded
+from . import reduction, stability
 from .summarize import build_l0_requests, plan_batches
 from .summarize_types import SummaryRequest
 
 __all__ = ["DataSummary", "estimate_run", "run_report", "summary_with_usage", "format_estimate", "format_report",
            "plan_levels", "LevelPlan", "summarize_data", "Rates", "estimate_duration", "level_notes",
-           "annotate_estimate", "format_duration", "duration_text", "compare_duration"]
+           "annotate_estimate", "format_duration", "stability_text", "duration_text", "compare_duration"]
 
 NO_LLM = {None, "", "keywords", "none"}
 _REPRESENTATIVE_POOL = 256  # items looked at to find one of average rendered length
 _TYPICAL_DESCRIPTION_CHARS = 160  # what an LLM description usually runs to (1-2 sentences)
+_TYPICAL_EMBEDDING_DIMS = 384  # the estimate has no vectors: an embedding's width is assumed (MiniLM's)
 
 
 # --------------------------------------------------------------------------- planning
@@ -188,6 +190,7 @@ def estimate_run(data: Dataset | DataSummary, config: HerculesConfig, *, llm_id:
         if config.topic_seed:
             texts += 1
     images = n if dataset.modality == "image" and config.representation_mode == "direct" else 0
+    stab = _stability_cost(n, counts, dataset, config)
 
     return {
         "llm": llm_id if uses_llm else None,
@@ -202,7 +205,32 @@ def estimate_run(data: Dataset | DataSummary, config: HerculesConfig, *, llm_id:
         "texts_to_embed": texts,
         "images_to_embed": images,
         "images_to_caption": n if dataset.modality == "image" and with_captioner else 0,
+        "stability": stab,
     }
+
+
+def _stability_cost(n: int, counts: list[int], dataset: Dataset, config: HerculesConfig) -> dict[str, Any] | None:
+    """The stability step's plan (``stability.plan``) for level 1 in the clustering space the run
+    will use: re-runs, sample fraction, and their k-means work as a share of level 1's."""
+    if not counts or config.stability_runs <= 0:
+        return None
+    numeric = dataset.modality == "numeric" and config.representation_mode == "direct"
+    dims = dataset.numeric.shape[1] if numeric and dataset.numeric is not None else _TYPICAL_EMBEDDING_DIMS
+    if reduction.choose_method(config, dataset.modality, n, dims)[0] == "umap":
+        dims = config.reduce_components
+    p = stability.plan(n, counts[0], dims, config)
+    return {"runs": p.runs, "sample_fraction": round(p.fraction, 4), "share_of_clustering": round(p.share, 3),
+            "cheap": p.cheap}
+
+
+def stability_text(stab: Mapping[str, Any] | None) -> str:
+    """"stability: 5 re-runs on 6% samples, about 30% of level 1's clustering" (or "off")."""
+    if not stab or not stab.get("runs"):
+        return "stability: off"
+    text = f"stability: {stab['runs']} re-runs on {stab['sample_fraction']:.0%} samples of the items"
+    if stab.get("cheap"):
+        return text + " (a small amount of k-means work)"
+    return text + f", about {stab['share_of_clustering']:.0%} of level 1's clustering time"
 
 
 # --------------------------------------------------------------------------- after the run
@@ -325,6 +353,8 @@ def format_estimate(est: Mapping[str, Any]) -> str:
     if est.get("images_to_embed"):
         media += f", {est['images_to_embed']} images to embed"
     line = f"estimate: {shape} -> {llm}; {media}"
+    if "stability" in est:
+        line += f"; {stability_text(est['stability'])}"
     if est.get("duration"):  # annotate_estimate
         line += f"; {duration_text(est['duration'])}"
     if est.get("level_notes"):

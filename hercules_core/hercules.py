@@ -19,6 +19,7 @@ from .evaluation import evaluate_all
 from .hierarchy import Hierarchy, Level, cluster_id
 from .keywords import KeywordSummarizer
 from . import reduction
+from . import stability
 from .levels import auto_counts, next_level, top_candidates
 from .reduction import reduce_hierarchy
 from .summarize import LLMSummarizer, build_l0_requests, build_requests
@@ -249,6 +250,29 @@ class Hercules:
                      f"{list(counts)}, about {cfg.auto_k_branching:g} children per cluster.")
         return counts
 
+    # ------------------------------------------------------------------ stability
+    def _stability(self, levels: list[Level], inputs: list[stability.LevelInput], notes: list[str]):
+        """A separate step after the levels are final: re-cluster subsamples of every level
+        (``stability.measure``) and time it against the clustering it re-does."""
+        if self.config.stability_runs <= 0 or not inputs:
+            return None
+        with self._stage("stability"):
+            self.progress("stability", 0, 1)
+            record = stability.measure(levels, inputs, self.config)
+            self.progress("stability", 1, 1)
+        if record is None:
+            return None
+        clustering = sum(v for k, v in self.timings_.items() if k.startswith("clustering level"))
+        record["seconds"] = round(self.timings_["stability"], 4)
+        record["share_of_clustering"] = round(self.timings_["stability"] / clustering, 4) if clustering > 0 else None
+        fraction = record["sample_fraction"].get("1")
+        if fraction is not None and fraction < stability.SAMPLE_FRACTION:
+            notes.append(f"Stability: {record['runs']} re-runs of level 1 on {fraction:.0%} samples of the items "
+                         f"(stability_budget={self.config.stability_budget:g}).")
+        self._log("stability", seconds=record["seconds"], share_of_clustering=record["share_of_clustering"],
+                  sample_fraction=record["sample_fraction"])
+        return record
+
     # ------------------------------------------------------------------ main loop
     def fit(self, dataset: Dataset, labels=None) -> "Hercules":
         cfg = self.config
@@ -284,6 +308,7 @@ class Hercules:
         current, space, space_params = self._clustering_space(dataset, item_vectors, notes)
         reduced_items, reduced_centroids = current, {}
         item_assign = np.arange(len(dataset))
+        level_inputs: list[stability.LevelInput] = []  # what each level clustered (for the stability step)
         with self._stage("clustering level 1"):
             counts = self._level_counts(current, rng, notes)
         while counts is not None and (step := next_level(len(levels), len(current), cfg, counts)) is not None:
@@ -302,6 +327,7 @@ class Hercules:
                 result = km.kmeans(current, k, rng=rng, sample_weight=weights, n_init=n_init,
                                    max_iter=cfg.kmeans_max_iter, backend=cfg.kmeans_backend,
                                    large_threshold=cfg.kmeans_large_threshold)
+                level_inputs.append(stability.LevelInput(current, weights, n_init, result.backend))
                 if cfg.use_resampling:
                     result = km.resample_refine(current, result, rng=rng, iterations=cfg.resampling_iterations,
                                                 points_per_cluster=cfg.resampling_points_per_cluster,
@@ -365,6 +391,7 @@ class Hercules:
                              "give more items or smaller k.")
 
         h = Hierarchy(levels=levels, config=cfg, dataset=dataset)
+        stability_record = self._stability(levels, level_inputs, notes)
         if space != "none":
             h.reducers[reduction.CLUSTERING] = reduction.clustering_record(
                 space, space_params, reduced_items, reduced_centroids, f"levels[0].vectors: {len(dataset)} rows")
@@ -399,6 +426,8 @@ class Hercules:
             "n_fallback_summaries": n_fallback,
             "notes": notes,
         }
+        if stability_record is not None:
+            h.stats["stability"] = stability_record
         if hasattr(self.run_log, "summary"):
             h.stats["usage"] = self.run_log.summary()
         h.assign_info = assignment_info(h)  # what assigning new items later needs (saved with the model)

@@ -138,8 +138,9 @@ def choose_backend(n: int, k: int, backend: str, large_threshold: int) -> str:
 
 def kmeans(X: np.ndarray, k: int, *, rng: np.random.Generator, sample_weight: np.ndarray | None = None,
            n_init: int = 1, max_iter: int = 100, backend: str = "auto",
-           large_threshold: int = 20_000_000) -> KMeansResult:
-    """Cluster the rows of X into k groups; no group is left empty.
+           large_threshold: int = 20_000_000, init: str = "k-means++") -> KMeansResult:
+    """Cluster the rows of X into k groups; no group is left empty. ``init="random"`` seeds from k
+    random rows instead of k-means++ (whose k sequential steps dominate a small re-run, stability.py).
 
     Centroids are the (weighted) means of their members, so a parent's centroid computed from
     children weighted by their item counts equals the mean of all items under it.
@@ -150,13 +151,13 @@ def kmeans(X: np.ndarray, k: int, *, rng: np.random.Generator, sample_weight: np
         raise ConfigError(f"k must be between 1 and the number of points ({n}); got {k}.")
     chosen = choose_backend(n, k, backend, large_threshold)
     if chosen == "sklearn":
-        model = KMeans(n_clusters=k, init="k-means++", n_init=n_init, max_iter=max_iter,
+        model = KMeans(n_clusters=k, init=init, n_init=n_init, max_iter=max_iter,
                        random_state=_seed(rng), algorithm="lloyd")
         model.fit(X, sample_weight=sample_weight)
         best = model.cluster_centers_.astype(np.float32)
         labels = model.labels_.astype(np.int32)
     elif chosen == "faiss":
-        labels, best = _faiss_kmeans(X, k, rng, sample_weight, n_init, max_iter)
+        labels, best = _faiss_kmeans(X, k, rng, sample_weight, n_init, max_iter, init)
     elif chosen == "minibatch":
         from sklearn.cluster import MiniBatchKMeans
 
@@ -171,7 +172,7 @@ def kmeans(X: np.ndarray, k: int, *, rng: np.random.Generator, sample_weight: np
     return KMeansResult(labels=labels, centroids=best, backend=chosen)
 
 
-def _faiss_kmeans(X, k, rng, sample_weight, n_init, max_iter):
+def _faiss_kmeans(X, k, rng, sample_weight, n_init, max_iter, init="k-means++"):
     import faiss
 
     n, d = X.shape
@@ -182,7 +183,10 @@ def _faiss_kmeans(X, k, rng, sample_weight, n_init, max_iter):
     sample = rng.choice(n, size=min(n, max(20 * k, 10_000)), replace=False) if n > 10_000 else np.arange(n)
     best_labels, best_cent, best_obj = None, None, np.inf
     for _ in range(max(1, n_init)):
-        init, _ = kmeans_plusplus(X[sample], k, random_state=_seed(rng), n_local_trials=1)
+        if init == "random":
+            seeds = X[rng.choice(n, size=k, replace=False)]
+        else:
+            seeds, _ = kmeans_plusplus(X[sample], k, random_state=_seed(rng), n_local_trials=1)
         km = faiss.Clustering(d, k)
         km.niter = min(max_iter, 25)
         km.seed = _seed(rng)
@@ -190,7 +194,7 @@ def _faiss_kmeans(X, k, rng, sample_weight, n_init, max_iter):
         km.min_points_per_centroid = 1
         km.verbose = False
         km.centroids.resize(0)
-        faiss.copy_array_to_vector(init.astype(np.float32).ravel(), km.centroids)
+        faiss.copy_array_to_vector(seeds.astype(np.float32).ravel(), km.centroids)
         index = faiss.IndexFlatL2(d)
         w = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float32)
         if w is None:

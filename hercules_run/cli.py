@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 import model_registry as registry
-from hercules_core import Cancelled, HerculesConfig, HerculesError, cost, title_quality
+from hercules_core import Cancelled, HerculesConfig, HerculesError, cost, stability, title_quality
 from hercules_core.cache import default_cache_dir
 from hercules_core.config import GROUPS, PARAMETERS, Parameter
 
@@ -256,6 +256,8 @@ def run(args) -> int:
         print(f"top level L{top}: ARI={ev['adjusted_rand_score']:.3f} NMI={ev['normalized_mutual_info_score']:.3f}",
               file=sys.stderr)
     for line in title_quality.format_lines(h.evaluation):
+        print(line, file=sys.stderr)
+    for line in stability.format_lines(h):
         print(line, file=sys.stderr)
     for line in cost.format_report(result.report):
         print(line, file=sys.stderr)
