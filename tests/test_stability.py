@@ -12,7 +12,7 @@ from hercules_core import Hercules, HerculesConfig, load_model, save_model, stab
 from hercules_core.cost import DataSummary, estimate_run, format_estimate
 from hercules_core.dataset import Dataset
 from hercules_core.report import report_data
-from tests.factories import make_hierarchy
+from devkit.factories import make_hierarchy
 
 
 def _numeric(X: np.ndarray) -> Dataset:
