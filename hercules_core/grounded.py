@@ -20,10 +20,10 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .config import HerculesConfig
-from .descriptions import description_prompt
+from .descriptions import description_prompt, terms_to_name
 from .prompts import build_compact_prompt, clean_text
 from .summarize_types import SummaryRequest
 from .title_quality import choose_title, norm_title
@@ -90,9 +90,24 @@ def title_schema(lead: str, vocab: list[str]) -> dict[str, Any]:
             str(MAX_EXTRA_WORDS) + "}$"}
 
 
-def description_schema() -> dict[str, Any]:
+def _literal(term: str) -> str:
+    """``term`` as a regex literal whose words may be capitalised ("linus torvalds" -> [Ll]inus [Tt]orvalds)."""
+    # terms_to_name keeps only letters, spaces, apostrophes and hyphens: literal outside a class
+    return " ".join(f"[{w[0].upper()}{w[0].lower()}]{w[1:]}" if w[0].isalpha() else w for w in term.split())
+
+
+def description_schema(terms: Sequence[str] = ()) -> dict[str, Any]:
+    """A JSON string schema for a description. With ``terms`` (descriptions.terms_to_name) a pattern
+    makes the sentence name each of them, in order, with the model's own words around them ("Jokes
+    about kernel patches and bug reports." for "kernel" and "bug"): asked to use two words, a tiny
+    model mostly forgets one."""
     # a bare JSON string: an object lets a tiny model pad with whitespace until max_tokens cuts it off
-    return {"type": "string", "minLength": 1, "maxLength": DESCRIPTION_MAX_CHARS}
+    if not terms:
+        return {"type": "string", "minLength": 1, "maxLength": DESCRIPTION_MAX_CHARS}
+    room = max(12, (DESCRIPTION_MAX_CHARS - sum(len(t) + 1 for t in terms)) // (len(terms) + 1))
+    free = "[A-Za-z ,'-]{0," + str(room) + "}"
+    pattern = "^([A-Z]" + free + " )?" + (free + " ").join(_literal(t) for t in terms) + free + "[.]$"
+    return {"type": "string", "pattern": pattern}
 
 
 def _title_prompt(req: SummaryRequest, config: HerculesConfig) -> str:
@@ -100,8 +115,6 @@ def _title_prompt(req: SummaryRequest, config: HerculesConfig) -> str:
     return base + "\n\nWrite a short title (2 to 4 words) naming the topic these examples share."
 
 
-def _description_prompt(req: SummaryRequest, config: HerculesConfig, title: str) -> str:
-    return description_prompt(req, config, title)
 
 
 def _titled(text: str) -> str:
@@ -188,7 +201,8 @@ def grounded_answer(req: SummaryRequest, config: HerculesConfig, call: Callable[
     kids = {norm_title(t) for _, t, _ in req.children if t}
     titles = [t for t in titles if norm_title(t) not in kids] or titles
     title = titles[(choose or choose_title)(titles) if len(titles) > 1 else 0]
-    raw = call(_description_prompt(req, config, title), description_schema())
+    terms = terms_to_name(title, req.keywords)
+    raw = call(description_prompt(req, config, title, terms=terms), description_schema(terms))
     if raw is None:
         return None
     desc = _json_string(raw)
