@@ -32,6 +32,9 @@ CANDIDATES = 3  # candidate titles per cluster (one call each; the prompt prefix
 MAX_EXTRA_WORDS = 2  # words after the opening phrase
 VOCABULARY = 60  # distinct words of the cluster offered to the grammar
 DESCRIPTION_MAX_CHARS = 160
+DESCRIPTION_GAP_WORDS = 8  # words of the model's own before, between and after the terms a description names
+_WORD_CHARS = "[A-Za-z',-]"
+_FREE_WORD = _WORD_CHARS + "{1,24}"
 FUNCTION_WORDS = ("and", "of", "in", "for", "with")
 _WORD = re.compile(r"[a-z]+(?:['’][a-z]+)*")
 
@@ -104,9 +107,12 @@ def description_schema(terms: Sequence[str] = ()) -> dict[str, Any]:
     # a bare JSON string: an object lets a tiny model pad with whitespace until max_tokens cuts it off
     if not terms:
         return {"type": "string", "minLength": 1, "maxLength": DESCRIPTION_MAX_CHARS}
-    room = max(12, (DESCRIPTION_MAX_CHARS - sum(len(t) + 1 for t in terms)) // (len(terms) + 1))
-    free = "[A-Za-z ,'-]{0," + str(room) + "}"
-    pattern = "^([A-Z]" + free + " )?" + (free + " ").join(_literal(t) for t in terms) + free + "[.]$"
+    # whole words around the terms, each term a word of its own: a budget in characters made the model
+    # stop mid-word when it ran out ("f knowledge") and run on after a term ("unixtreme")
+    gap = "( " + _FREE_WORD + "){0," + str(DESCRIPTION_GAP_WORDS) + "}"
+    after = "('s)?,?" + gap
+    opening = "[A-Z]" + _WORD_CHARS + "{0,23}( " + _FREE_WORD + "){0," + str(DESCRIPTION_GAP_WORDS - 1) + "}"
+    pattern = "^(" + opening + " )?" + (after + " ").join(_literal(t) for t in terms) + after + "[.]$"
     return {"type": "string", "pattern": pattern}
 
 

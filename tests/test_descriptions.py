@@ -194,7 +194,9 @@ def test_the_grounded_description_grammar_makes_a_sentence_that_passes():
     for text in ["Mailing list posts where Linus Torvalds announces a new release.", "Linus torvalds release.",
                  "Jokes by Linus Torvalds, mostly about the release, with some anger."]:
         assert pattern.fullmatch(text) and description_problem(text, title, [SAMPLE], keywords) is None, text
-    for text in ["Mailing list posts about kernel bugs.", "Kernel bugs.", "Posts by Linus Torvalds."]:
+    # a term is a word of its own (a budget in characters made SmolLM2 write "unixtreme", "f knowledge")
+    for text in ["Mailing list posts about kernel bugs.", "Kernel bugs.", "Posts by Linus Torvalds.",
+                 "Linus Torvalds releasey.", "Plinus torvalds on a release."]:
         assert not pattern.fullmatch(text), text
     assert not re.search(r"[*+]", pattern.pattern)  # bounded: a tiny model cannot pad until max_tokens
     assert description_schema([])["maxLength"] <= 200  # no usable terms: a plain bounded string
