@@ -9,7 +9,8 @@ whose embedding is closest to its own cluster, relative to the nearest other clu
 margin), is kept, the most readable one (``title_quality.title_fluency``) among those within noise of
 the best margin; the candidates include each one cut before a joining word ("Oz of cup and price" ->
 "Oz of cup"), and words the samples capitalise are capitalised. Then one more call writes the
-description for that title. Without a text embedder the most readable candidate is kept.
+description for that title, constrained to name two of the cluster's keywords the title lacks
+(:func:`description_schema`). Without a text embedder the most readable candidate is kept.
 
 The model still chooses the words, their order and the joining words; the grammar only keeps it on
 the cluster's vocabulary. Titles are therefore short and literal, not idiomatic.
