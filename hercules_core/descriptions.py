@@ -139,15 +139,35 @@ def reask_feedback(problem: str, keywords: Sequence[str]) -> str:
                                                        else "."))
 
 
-def description_prompt(req: SummaryRequest, config: HerculesConfig, title: str, feedback: str = "") -> str:
+def terms_to_name(title: Any, keywords: Sequence[str], count: int = MIN_TERMS) -> list[str]:
+    """The first ``count`` of ``keywords`` (in their order) that a description must name to pass
+    :func:`description_problem`, preferring terms with a content word the title lacks, so that a
+    description naming them is not the title either; [] when fewer than ``count`` are usable."""
+    have = _content_stems(title)
+    new, old = [], []
+    for k in keywords:
+        words = _tokens(k)
+        if not words or not re.fullmatch(r"[A-Za-z][A-Za-z' -]*", str(k).strip()):
+            continue  # digits or symbols: not a literal a sentence writes
+        (new if {stem(w) for w in words if w not in _EMPTY_WORDS} - have else old).append(str(k).strip())
+    chosen = (new + old)[:count]
+    return chosen if len(chosen) == count else []
+
+
+DESCRIPTION_ASK = "Write one sentence saying what these examples are about"
+
+
+def description_prompt(req: SummaryRequest, config: HerculesConfig, title: str, feedback: str = "",
+                       terms: Sequence[str] = ()) -> str:
     """A one-cluster prompt asking only for the description of ``title`` (the grounded style's second
-    call, and every style's re-ask, then with ``feedback``)."""
+    call, and every style's re-ask, then with ``feedback``), naming ``terms`` when given."""
     # without the title's feedback (a re-asked title's): the title is settled
     base = build_compact_prompt(dataclasses.replace(req, feedback=""), config).rsplit("\n\n", 1)[0]
     ask = f'\n\nTitle: "{clean_text(title, 80)}".'
     if feedback:
         ask += " " + clean_text(feedback, 600)
-    return base + ask + " Write one sentence saying what these examples are about."
+    use = (", using the words " + " and ".join(f'"{clean_text(t, 40)}"' for t in terms)) if terms else ""
+    return base + ask + f" {DESCRIPTION_ASK}{use}."
 
 
 def parse_description(raw: str | None) -> str:

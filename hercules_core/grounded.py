@@ -9,7 +9,8 @@ whose embedding is closest to its own cluster, relative to the nearest other clu
 margin), is kept, the most readable one (``title_quality.title_fluency``) among those within noise of
 the best margin; the candidates include each one cut before a joining word ("Oz of cup and price" ->
 "Oz of cup"), and words the samples capitalise are capitalised. Then one more call writes the
-description for that title. Without a text embedder the most readable candidate is kept.
+description for that title, constrained to name two of the cluster's keywords the title lacks
+(:func:`description_schema`). Without a text embedder the most readable candidate is kept.
 
 The model still chooses the words, their order and the joining words; the grammar only keeps it on
 the cluster's vocabulary. Titles are therefore short and literal, not idiomatic.
@@ -20,10 +21,10 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .config import HerculesConfig
-from .descriptions import description_prompt
+from .descriptions import description_prompt, terms_to_name
 from .prompts import build_compact_prompt, clean_text
 from .summarize_types import SummaryRequest
 from .title_quality import choose_title, norm_title
@@ -32,6 +33,9 @@ CANDIDATES = 3  # candidate titles per cluster (one call each; the prompt prefix
 MAX_EXTRA_WORDS = 2  # words after the opening phrase
 VOCABULARY = 60  # distinct words of the cluster offered to the grammar
 DESCRIPTION_MAX_CHARS = 160
+DESCRIPTION_GAP_WORDS = 8  # words of the model's own before, between and after the terms a description names
+_WORD_CHARS = "[A-Za-z',-]"
+_FREE_WORD = _WORD_CHARS + "{1,24}"
 FUNCTION_WORDS = ("and", "of", "in", "for", "with")
 _WORD = re.compile(r"[a-z]+(?:['’][a-z]+)*")
 
@@ -90,9 +94,27 @@ def title_schema(lead: str, vocab: list[str]) -> dict[str, Any]:
             str(MAX_EXTRA_WORDS) + "}$"}
 
 
-def description_schema() -> dict[str, Any]:
+def _literal(term: str) -> str:
+    """``term`` as a regex literal whose words may be capitalised ("linus torvalds" -> [Ll]inus [Tt]orvalds)."""
+    # terms_to_name keeps only letters, spaces, apostrophes and hyphens: literal outside a class
+    return " ".join(f"[{w[0].upper()}{w[0].lower()}]{w[1:]}" if w[0].isalpha() else w for w in term.split())
+
+
+def description_schema(terms: Sequence[str] = ()) -> dict[str, Any]:
+    """A JSON string schema for a description. With ``terms`` (descriptions.terms_to_name) a pattern
+    makes the sentence name each of them, in order, with the model's own words around them ("Jokes
+    about kernel patches and bug reports." for "kernel" and "bug"): asked to use two words, a tiny
+    model mostly forgets one."""
     # a bare JSON string: an object lets a tiny model pad with whitespace until max_tokens cuts it off
-    return {"type": "string", "minLength": 1, "maxLength": DESCRIPTION_MAX_CHARS}
+    if not terms:
+        return {"type": "string", "minLength": 1, "maxLength": DESCRIPTION_MAX_CHARS}
+    # whole words around the terms, each term a word of its own: a budget in characters made the model
+    # stop mid-word when it ran out ("f knowledge") and run on after a term ("unixtreme")
+    gap = "( " + _FREE_WORD + "){0," + str(DESCRIPTION_GAP_WORDS) + "}"
+    after = "('s)?,?" + gap
+    opening = "[A-Z]" + _WORD_CHARS + "{0,23}( " + _FREE_WORD + "){0," + str(DESCRIPTION_GAP_WORDS - 1) + "}"
+    pattern = "^(" + opening + " )?" + (after + " ").join(_literal(t) for t in terms) + after + "[.]$"
+    return {"type": "string", "pattern": pattern}
 
 
 def _title_prompt(req: SummaryRequest, config: HerculesConfig) -> str:
@@ -100,8 +122,6 @@ def _title_prompt(req: SummaryRequest, config: HerculesConfig) -> str:
     return base + "\n\nWrite a short title (2 to 4 words) naming the topic these examples share."
 
 
-def _description_prompt(req: SummaryRequest, config: HerculesConfig, title: str) -> str:
-    return description_prompt(req, config, title)
 
 
 def _titled(text: str) -> str:
@@ -188,7 +208,8 @@ def grounded_answer(req: SummaryRequest, config: HerculesConfig, call: Callable[
     kids = {norm_title(t) for _, t, _ in req.children if t}
     titles = [t for t in titles if norm_title(t) not in kids] or titles
     title = titles[(choose or choose_title)(titles) if len(titles) > 1 else 0]
-    raw = call(_description_prompt(req, config, title), description_schema())
+    terms = terms_to_name(title, req.keywords)
+    raw = call(description_prompt(req, config, title, terms=terms), description_schema(terms))
     if raw is None:
         return None
     desc = _json_string(raw)

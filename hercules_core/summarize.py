@@ -28,7 +28,7 @@ from .hierarchy import Level
 from .prompts import (build_prompt, clean_text, estimate_tokens, json_schema_for, parse_response,
                       prompt_footer, prompt_header, render_block)
 from .descriptions import (EXTRACTIVE, REASKED, description_problem, description_prompt, extractive_description,
-                           parse_description, reask_feedback)
+                           parse_description, reask_feedback, terms_to_name)
 from .grounded import NoGroundedTitle, description_schema, grounded_answer
 from .retry import is_transient, retrying
 from .summarize_types import KeywordSource, ProgressFn, RunLogLike, Summarizer, Summary, SummaryRequest
@@ -595,8 +595,10 @@ class LLMSummarizer:
 
     def _describe_again(self, req: SummaryRequest, title: str, why: str, abort: threading.Event) -> str:
         """The description of ``title`` asked once more, saying ``why`` the first was rejected ("" if none)."""
-        prompt = description_prompt(req, self.config, title, reask_feedback(why, req.keywords))
-        schema = description_schema() if self.config.prompt_style == "grounded" else {
+        # the grounded style's grammar makes the sentence name the terms the test asks for
+        terms = terms_to_name(title, req.keywords) if self.config.prompt_style == "grounded" else []
+        prompt = description_prompt(req, self.config, title, reask_feedback(why, req.keywords), terms)
+        schema = description_schema(terms) if self.config.prompt_style == "grounded" else {
             "type": "object", "properties": {"description": {"type": "string", "minLength": 1}},
             "required": ["description"]}
         return parse_description(self._ask([req], prompt, schema, [], abort, []))

@@ -3,6 +3,7 @@ extractive fallback, the marks and the description_* figures."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -12,14 +13,15 @@ from hercules_core import load_model, save_model
 from hercules_core.clients.fakes import FakeEmbedder, FakeLLM, is_description_request
 from hercules_core.config import HerculesConfig
 from hercules_core.descriptions import (EXTRACTIVE, REASKED, description_problem, extractive_description,
-                                        is_sample_copy, is_title_copy, level_description_quality)
+                                        is_sample_copy, is_title_copy, level_description_quality, terms_to_name)
+from hercules_core.grounded import description_schema, grounded_answer
 from hercules_core.hercules import Hercules
 from hercules_core.io import hierarchy_text
 from hercules_core.keywords import KeywordSummarizer
 from hercules_core.summarize import LLMSummarizer
 from hercules_core.title_quality import format_lines
 from devkit.factories import FAST, ListLog, make_text_dataset
-from tests.test_title_gate import topic_requests
+from tests.test_title_gate import summarizer, topic_requests
 
 SAMPLE = "In Tennessee, it is illegal to shoot any game other than whales from a moving automobile."
 KEYWORDS = ["illegal", "tennessee", "automobile", "law"]
@@ -172,3 +174,74 @@ def test_good_fake_descriptions_are_kept_without_reasks():
     h = _fit(llm)
     assert not any(is_description_request(c["prompt"], c["schema"]) for c in llm.history)
     assert h.evaluation[1]["description_reasked"] == 0 and h.evaluation[1]["description_extractive"] == 0
+
+
+# --------------------------------------------------------------------------- the grounded style's grammar
+
+def test_terms_to_name_prefers_terms_the_title_lacks():
+    kw = ["kernel", "linus torvalds", "2.4 patch", "release"]
+    assert terms_to_name("Kernel bugs", kw) == ["linus torvalds", "release"]  # "2.4 patch" is no literal
+    assert terms_to_name("Linus Torvalds and release", kw) == ["kernel", "linus torvalds"]
+    assert terms_to_name("Kernel bugs", ["kernel"]) == []
+
+
+def test_the_grounded_description_grammar_makes_a_sentence_that_passes():
+    """A 135M model asked for "one sentence using the words ..." mostly forgot them (20 of 32 clusters
+    of fortune_dev8 ended extractive); the pattern makes every sentence it accepts pass the test."""
+    title, keywords = "Kernel bugs", ["kernel", "linus torvalds", "release", "debian"]
+    terms = terms_to_name(title, keywords)
+    pattern = re.compile(description_schema(terms)["pattern"])
+    for text in ["Mailing list posts where Linus Torvalds announces a new release.", "Linus torvalds release.",
+                 "Jokes by Linus Torvalds, mostly about the release, with some anger."]:
+        assert pattern.fullmatch(text) and description_problem(text, title, [SAMPLE], keywords) is None, text
+    # a term is a word of its own (a budget in characters made SmolLM2 write "unixtreme", "f knowledge")
+    for text in ["Mailing list posts about kernel bugs.", "Kernel bugs.", "Posts by Linus Torvalds.",
+                 "Linus Torvalds releasey.", "Plinus torvalds on a release."]:
+        assert not pattern.fullmatch(text), text
+    assert not re.search(r"[*+]", pattern.pattern)  # bounded: a tiny model cannot pad until max_tokens
+    assert description_schema([])["maxLength"] <= 200  # no usable terms: a plain bounded string
+
+
+def test_grounded_description_is_asked_for_with_the_terms():
+    ds, _, reqs, _ = topic_requests()
+    keywords = KeywordSummarizer(ds, ds.texts).keywords_for(reqs)["L1_0"]
+    req = dataclasses.replace(reqs[0], keywords=keywords)
+    calls = []
+
+    def call(prompt, schema):
+        calls.append((prompt, schema))
+        return json.dumps(keywords[0].capitalize() if len(calls) <= 3 else "Fine.")
+
+    out = json.loads(grounded_answer(req, HerculesConfig(), call, choose=lambda titles: 0))
+    prompt, schema = calls[-1]
+    terms = terms_to_name(out["title"], keywords)
+    assert len(terms) == 2 and all(f'"{t}"' in prompt.rsplit("\n", 1)[-1] for t in terms)
+    assert schema == description_schema(terms)
+
+
+class GroundedFake(FakeLLM):
+    """Grounded titles: the pattern's opening phrase. Descriptions: the title again on the first ask, the
+    requested terms in a sentence when asked again."""
+
+    def complete(self, prompt, *, schema=None):
+        self.history.append({"prompt": prompt, "schema": schema})
+        if not is_description_request(prompt, schema):
+            return json.dumps(re.match(r"\^([^(]+)", schema["pattern"]).group(1))
+        title = re.search(r'Title: "(.*?)"\.', prompt).group(1)
+        terms = re.findall(r'"([^"]+)"(?= and "|\.$)', prompt.rsplit("\n", 1)[-1])
+        return json.dumps(f"Notes on {terms[0]} and {terms[1]}." if "rejected" in prompt else f"{title}.")
+
+
+def test_grounded_reask_uses_the_grammar_and_is_accepted():
+    ds, _, reqs, _ = topic_requests()
+    llm = GroundedFake()
+    out = summarizer(llm, ds, prompt_style="grounded").summarize(reqs, level_requests=reqs)
+    keywords = KeywordSummarizer(ds, ds.texts).keywords_for(reqs)
+    asked = [c for c in llm.history if is_description_request(c["prompt"], c["schema"])]
+    assert len(asked) == 2 * len(reqs)  # the first ask and one re-ask per cluster
+    for r in reqs:
+        terms = terms_to_name(out[r.key].title, keywords[r.key])
+        reask = [c for c in asked if f'Title: "{out[r.key].title}"' in c["prompt"]][-1]
+        assert reask["schema"] == description_schema(terms) and "rejected" in reask["prompt"]
+        assert out[r.key].description_mark == REASKED
+        assert re.fullmatch(reask["schema"]["pattern"], out[r.key].description)

@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from ..descriptions import DESCRIPTION_ASK
 from ..errors import LLMError
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
+_USE_WORDS = re.compile(r'"([^"]+)"(?= and "|\.$)')  # the terms of 'using the words "a" and "b".'
 _IDS_LINE = re.compile(r"^Generate the JSON output for the \d+ .*?ID\(s\): (.+)$", re.MULTILINE)
 
 
@@ -73,7 +75,8 @@ class FakeLLM:
         if scripted is not None:
             return scripted
         if is_description_request(prompt, schema):
-            desc = f"Fake description about {' and '.join(_keywords(prompt)[:2]) or 'these examples'}."
+            terms = _USE_WORDS.findall(prompt.rsplit("\n", 1)[-1]) or _keywords(prompt)[:2]
+            desc = f"Fake description about {' and '.join(terms) or 'these examples'}."
             return json.dumps(desc if schema.get("type") == "string" else {"description": desc})
         return json.dumps(self.default_answer(prompt))
 
@@ -107,7 +110,7 @@ class FakeLLM:
 
 def is_description_request(prompt: str, schema: dict[str, Any] | None) -> bool:
     """A prompt of descriptions.description_prompt: its schema asks for a description and nothing else."""
-    if not schema or "pattern" in schema:
+    if not schema or ("pattern" in schema and DESCRIPTION_ASK not in prompt):  # a grounded title's pattern
         return False
     return schema.get("type") == "string" or set(schema.get("properties") or {}) == {"description"}
 
