@@ -261,6 +261,8 @@ def run(args) -> int:
         print(line, file=sys.stderr)
     for line in cost.format_report(result.report):
         print(line, file=sys.stderr)
+    print(f"time outside the fit: preparing data {result.timings['preparing data']:.2f} s, saving "
+          f"{result.timings['saving']:.2f} s", file=sys.stderr)
     side = result.report.get("duration")
     if side and side.get("ratio") is not None:
         print(f"duration: estimated {side['estimated_seconds']:.1f} s, took {side['actual_seconds']:.1f} s "

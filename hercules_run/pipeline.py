@@ -12,6 +12,7 @@ the cache counters).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -152,7 +153,9 @@ def run_pipeline(request: RunRequest, *, progress: ProgressFn | None = None, can
     out.mkdir(parents=True, exist_ok=True)
     cfg = request.config
     progress("preparing data", 0, 1)
+    t_prepare = time.perf_counter()
     ds = request.prepare(out)
+    t_prepare = time.perf_counter() - t_prepare
     if on_data is not None:
         on_data(ds)
     ids = request.models
@@ -193,6 +196,9 @@ def run_pipeline(request: RunRequest, *, progress: ProgressFn | None = None, can
                                            len(ds)), timings_dir)
     h.stats["cache"] = cache_stats
     progress("saving results", 0, 1)
+    t_save = time.perf_counter()
     save_outputs(h, out)
     progress("saving results", 1, 1)
-    return RunResult(hierarchy=h, dataset=ds, estimate=estimate, report=report, timings=dict(model.timings_))
+    # outside the fit (not in model.json's stats): reading the data and writing the files
+    outside = {"preparing data": t_prepare, "saving": time.perf_counter() - t_save}
+    return RunResult(hierarchy=h, dataset=ds, estimate=estimate, report=report, timings={**model.timings_, **outside})

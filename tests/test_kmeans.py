@@ -93,3 +93,69 @@ def test_choose_k_finds_planted_k(method):
     X = (10 * np.eye(6)[y] + rng.normal(size=(900, 6))).astype(np.float32)  # six well-separated blobs
     k, scores = km.choose_k(X, list(range(2, 12)), method=method, rng=np.random.default_rng(0), sample_size=500)
     assert k == 6, scores
+
+
+def _spy_training_rows(monkeypatch):
+    """Record how many rows each faiss k-means training sees."""
+    import faiss
+
+    seen, train = [], faiss.Clustering.train
+
+    def spy(self, x, *args, **kwargs):
+        seen.append(len(x))
+        return train(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(faiss.Clustering, "train", spy)
+    return seen
+
+
+def test_faiss_level1_trains_on_a_seeded_sample_then_assigns_every_point(monkeypatch):
+    """Above MAX_POINTS_PER_CENTROID points per centroid the faiss backend trains on a sample (as faiss
+    does by default), assigns every point, finds the planted clusters and is the same for a seed."""
+    X, y = blobs(n=4000, k=5, d=16, seed=2)
+    monkeypatch.setattr(km, "MAX_POINTS_PER_CENTROID", 100)  # 500 of 4000 rows train
+    seen = _spy_training_rows(monkeypatch)
+    a = km.kmeans(X, 5, rng=np.random.default_rng(7), backend="faiss")
+    b = km.kmeans(X, 5, rng=np.random.default_rng(7), backend="faiss")
+    assert seen == [500, 500]
+    assert np.array_equal(a.labels, b.labels) and np.array_equal(a.centroids, b.centroids)
+    assert a.labels.shape == (4000,) and adjusted_rand_score(y, a.labels) == 1.0
+    monkeypatch.setattr(km, "MAX_POINTS_PER_CENTROID", 10**6)  # full training: the same clusters
+    full = km.kmeans(X, 5, rng=np.random.default_rng(7), backend="faiss")
+    assert seen[-1] == 4000 and adjusted_rand_score(full.labels, a.labels) == 1.0
+    np.testing.assert_allclose(np.sort(full.centroids, axis=0), np.sort(a.centroids, axis=0), atol=1e-4)
+
+
+def test_weighted_faiss_levels_train_on_every_point(monkeypatch):
+    X, _ = blobs(n=2000, k=4, d=8)
+    monkeypatch.setattr(km, "MAX_POINTS_PER_CENTROID", 10)
+    seen = _spy_training_rows(monkeypatch)
+    km.kmeans(X, 4, rng=np.random.default_rng(0), sample_weight=np.ones(2000), backend="faiss")
+    assert seen == [2000]
+
+
+def test_kmeans_plusplus_draws_distinct_rows_deterministically():
+    X, _ = blobs(n=500, k=5, d=8)
+    a = km._kmeans_plusplus(X, 50, np.random.default_rng(4))
+    b = km._kmeans_plusplus(X, 50, np.random.default_rng(4))
+    assert a.dtype == np.float32 and np.array_equal(a, b)
+    assert len(np.unique(a, axis=0)) == 50 and all((X == c).all(axis=1).any() for c in a)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_settle_with_bounds_matches_searching_every_row(monkeypatch, normalize):
+    """The Hamerly bounds only skip searches: the same steps, partition and centroids as searching
+    every row at every step, and every row ends at its nearest centroid (within the tolerance)."""
+    X, _ = blobs(n=3000, k=8, d=96, seed=3)
+    if normalize:
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+    start = np.random.default_rng(0).integers(0, 12, 3000).astype(np.int32)  # far from settled
+    assert X.shape[1] >= km.BOUNDS_MIN_DIM
+    labels, C, steps, moved = km.settle_to_nearest(X, start, 12, normalize=normalize, max_steps=50)
+    monkeypatch.setattr(km, "BOUNDS_MIN_DIM", 10**6)
+    labels2, C2, steps2, moved2 = km.settle_to_nearest(X, start, 12, normalize=normalize, max_steps=50)
+    assert steps > 1 and (steps, moved) == (steps2, moved2) and np.array_equal(labels, labels2)
+    np.testing.assert_allclose(C, C2, atol=1e-5)
+    nearest, _ = km.nearest_centroids(X, C)
+    assert np.mean(nearest == labels) >= 1 - km.SETTLE_TOLERANCE
+    np.testing.assert_allclose(C, km.cluster_centroids(X, labels, 12, normalize=normalize), atol=1e-5)
