@@ -191,6 +191,21 @@ def image_data(folder: Path, n: int = 400) -> tuple[Path, Path]:
     return zpath, lpath
 
 
+def skip_without_browser() -> None:
+    """Skip the calling test module (at import) when Chromium or playwright is missing."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing (scripts/setup.sh installs it: apt-get install chromium)",
+                    allow_module_level=True)
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+
+
+def serve_module(tmp_path_factory, **kw):
+    """The body of a module-scoped ``server`` fixture: an app on fresh runs (``yield from``)."""
+    srv = AppServer(tmp_path_factory.mktemp("app") / "runs", **kw)
+    yield srv
+    srv.stop()
+
+
 def watch_console(page, errors: list[str]) -> None:
     page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
@@ -198,7 +213,7 @@ def watch_console(page, errors: list[str]) -> None:
 
 # ----------------------------------------------------------------------------- shared fixtures
 # A browser test module imports these (``from devkit.browser_support import browser, page``) after its
-# own skips for a missing Chromium or playwright.
+# ``skip_without_browser()`` (a missing Chromium or playwright skips the module).
 
 @pytest.fixture(scope="module")
 def browser():

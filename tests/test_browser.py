@@ -7,7 +7,6 @@ CSV, and loads the model JSON back into the explorer. Screenshots go to tests/ar
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -18,18 +17,13 @@ from devkit import browser_support as bs
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
-if not os.path.exists(bs.CHROMIUM):
-    pytest.skip(f"{bs.CHROMIUM} is missing (scripts/setup.sh installs it: apt-get install chromium)",
-                allow_module_level=True)
-pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+bs.skip_without_browser()
 from devkit.browser_support import browser, page  # noqa: E402,F401  (the shared fixtures)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = bs.AppServer(tmp_path_factory.mktemp("app") / "runs")
-    yield srv
-    srv.stop()
+    yield from bs.serve_module(tmp_path_factory)
 
 
 def shot(page, name: str) -> None:

@@ -12,7 +12,6 @@ Screenshots go to tests/artifacts/progress-*.png.
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -21,9 +20,7 @@ from devkit import browser_support as bs
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
-if not os.path.exists(bs.CHROMIUM):
-    pytest.skip(f"{bs.CHROMIUM} is missing", allow_module_level=True)
-pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+bs.skip_without_browser()
 from devkit.browser_support import browser, new_page, page  # noqa: E402,F401  (the shared fixtures)
 from devkit.openai_stub_server import StubServer  # noqa: E402
 from tests.test_browser import configure, shot, upload  # noqa: E402

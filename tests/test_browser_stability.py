@@ -10,7 +10,6 @@ tests/test_browser_ui.py. Screenshots go to tests/artifacts/stability-*.png.
 from __future__ import annotations
 
 import base64
-import os
 
 import numpy as np
 import pytest
@@ -19,18 +18,13 @@ from devkit import browser_support as bs
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
-if not os.path.exists(bs.CHROMIUM):
-    pytest.skip(f"{bs.CHROMIUM} is missing (scripts/setup.sh installs it: apt-get install chromium)",
-                allow_module_level=True)
-pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+bs.skip_without_browser()
 from devkit.browser_support import browser, new_page, page  # noqa: E402,F401  (the shared fixtures)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = bs.AppServer(tmp_path_factory.mktemp("app") / "runs", stage_delay=0)
-    yield srv
-    srv.stop()
+    yield from bs.serve_module(tmp_path_factory, stage_delay=0)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ with markup, braces or a URL, and end green ("Run finished."), not amber."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -17,10 +16,7 @@ import pytest
 from devkit import browser_support as bs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
-if not os.path.exists(bs.CHROMIUM):
-    pytest.skip(f"{bs.CHROMIUM} is missing (scripts/setup.sh installs it: apt-get install chromium)",
-                allow_module_level=True)
-pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+bs.skip_without_browser()
 from devkit.browser_support import browser, page  # noqa: E402,F401  (the shared fixtures)
 
 N_ITEMS = 400
