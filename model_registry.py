@@ -165,13 +165,17 @@ def _env_seconds(name: str, default: float) -> float:
     return value
 
 
-def _env_tokens(name: str) -> int | None:
+def _env_count(name: str, what: str) -> int | None:
     raw = _env(name)
     if raw is None:
         return None
     if not raw.isdigit() or int(raw) <= 0:
-        raise ConfigError(f"{name} must be a positive number of tokens; got {raw!r}.")
+        raise ConfigError(f"{name} must be a positive number of {what}; got {raw!r}.")
     return int(raw)
+
+
+def _env_tokens(name: str) -> int | None:
+    return _env_count(name, "tokens")
 
 
 def _openai_llm(*, base_url: str | None = None, model: str | None = None, api_key_env: str | None = None,
@@ -195,6 +199,12 @@ def _openai_embedder(*, base_url: str | None = None, model: str | None = None, a
                      **kw):
     from hercules_core.clients.openai_compat import OpenAICompatEmbedder
 
+    for name, what, arg in (("HERCULES_EMBED_CONCURRENCY", "batches under way at once", "concurrency"),
+                            ("HERCULES_EMBED_BATCH_SIZE", "texts per request", "batch_size")):
+        value = _env_count(name, what)
+        if value is not None:
+            kw.setdefault(arg, value)
+    kw.setdefault("timeout", _env_seconds("HERCULES_EMBED_TIMEOUT", 60.0))
     if "api_key" not in kw:
         kw["api_key"] = _env(api_key_env) if api_key_env else _env("HERCULES_EMBED_API_KEY", "OPENAI_API_KEY")
     return OpenAICompatEmbedder(base_url or _env("HERCULES_EMBED_BASE_URL"), model or _env("HERCULES_EMBED_MODEL"),
@@ -249,7 +259,9 @@ ENTRIES: tuple[ModelEntry, ...] = (
                seconds_per_call=REMOTE_SECONDS_PER_CALL),
     ModelEntry("openai", "text_embedder", "Any OpenAI-compatible embedding model", _openai_embedder,
                packages=("openai",), offline=False, env=("HERCULES_EMBED_BASE_URL", "HERCULES_EMBED_MODEL"),
-               notes="Key: HERCULES_EMBED_API_KEY or OPENAI_API_KEY.", items_per_second=100.0),
+               notes="Key: HERCULES_EMBED_API_KEY or OPENAI_API_KEY; HERCULES_EMBED_CONCURRENCY (batches at once, "
+                     "4), HERCULES_EMBED_BATCH_SIZE (texts per request, 128), HERCULES_EMBED_TIMEOUT.",
+               items_per_second=100.0),
     ModelEntry("openai-vision", "captioner", "Any OpenAI-compatible vision chat model (captions)",
                _openai_captioner, packages=("openai", "PIL"), offline=False,
                env=("HERCULES_CAPTION_BASE_URL", "HERCULES_CAPTION_MODEL"),

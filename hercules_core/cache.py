@@ -30,12 +30,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .clients.base import (LLM, Captioner, ConfigurableLLM, ContextLimitedLLM, ImageEmbedder, TextEmbedder,
-                           UsageReportingLLM)
+from .clients.base import (LLM, BatchedEmbedder, Captioner, ConfigurableLLM, ContextLimitedLLM, ImageEmbedder,
+                           TextEmbedder, UsageReportingLLM)
 from .prompts import PROMPT_TEMPLATE_VERSION, estimate_tokens, parse_response
 
 __all__ = [
-    "Cache", "CachedEmbedder", "CachedImageEmbedder", "CachedCaptioner", "CachedLLM", "CachedUsageLLM",
+    "Cache", "CachedEmbedder", "CachedBatchedEmbedder", "CachedImageEmbedder", "CachedCaptioner", "CachedLLM", "CachedUsageLLM",
     "DEFAULT_SIZE_LIMIT",
     "DEFAULT_CACHE_DIR", "cache_disabled_by_env", "default_cache_dir", "sha256_text", "sha256_file", "sha256_json",
     "wrap",
@@ -154,15 +154,16 @@ class Cache:
                            self.directory, action, type(exc).__name__, exc)
 
     # --- store ---
-    def get(self, key: tuple, default: Any = None) -> Any:
-        """The stored value or ``default``; counts a hit or a miss for ``key[0]``."""
+    def get(self, key: tuple, default: Any = None, *, count: int = 1) -> Any:
+        """The stored value or ``default``; counts ``count`` hits or misses for ``key[0]`` (a batch
+        entry counts its texts)."""
         value = _MISS
         if self._store is not None:
             try:
                 value = self._store.get(key, default=_MISS, retry=True)
             except _cache_errors() as exc:
                 self._failed("be read", exc)
-        self._bump(str(key[0]), "misses" if value is _MISS else "hits")
+        self._bump(str(key[0]), "misses" if value is _MISS else "hits", count)
         return default if value is _MISS else value
 
     def get_many(self, keys: Iterable[tuple], default: Any = None) -> list[Any]:
@@ -332,6 +333,63 @@ class CachedEmbedder(_VectorCache):
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return self._run(list(texts))
+
+
+class _BatchStore:
+    """The ``BatchStore`` a :class:`CachedBatchedEmbedder` hands its inner embedder: one entry per
+    batch, key ``("emb", model_id, endpoint, sha256(the batch's texts))``."""
+
+    def __init__(self, owner: "CachedBatchedEmbedder"):
+        self.owner = owner
+
+    def _key(self, texts: list[str]) -> tuple:
+        return ("emb", self.owner.model_id, self.owner.endpoint, sha256_json(list(texts)))
+
+    def get(self, texts: list[str]) -> np.ndarray | None:
+        value = self.owner.cache.get(self._key(texts), count=len(texts))
+        if not isinstance(value, bytes) or not value or len(value) % (4 * len(texts)):
+            return None
+        return np.frombuffer(value, dtype="<f4").reshape(len(texts), -1).astype(np.float32)
+
+    def put(self, texts: list[str], vectors: np.ndarray) -> None:
+        self.owner._counted(len(texts))
+        arr = np.asarray(vectors)
+        if arr.ndim == 2 and arr.shape[0] == len(texts) and np.all(np.isfinite(arr)):
+            self.owner.cache.set(self._key(texts), np.ascontiguousarray(arr, dtype="<f4").tobytes())
+
+
+class CachedBatchedEmbedder(CachedEmbedder):
+    """A :class:`CachedEmbedder` around a ``BatchedEmbedder`` (an embeddings server; ``wrap`` picks it):
+    the cache keeps whole batches, each as soon as the server answered it, so a long run that fails
+    half-way resumes with the batches it had not finished. Key ``("emb", model_id, endpoint,
+    sha256(batch))``: the endpoint is the server's address without credentials and the model.
+    """
+
+    def __init__(self, inner: Any, cache: Cache):
+        super().__init__(inner, cache)
+        self._store = _BatchStore(self)
+
+    @property
+    def endpoint(self) -> str:
+        return self.inner.endpoint
+
+    def _counted(self, n: int) -> None:
+        with self._lock:
+            self.inner_calls += 1
+            self.inner_items += n
+        self.cache.note(self.kind, "inner_calls")
+        self.cache.note(self.kind, "inner_items", n)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self.embed_batched(texts)
+
+    def embed_batched(self, texts: list[str], *, store: Any = None,
+                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        out = np.asarray(self.inner.embed_batched(list(texts), store=self._store if store is None else store,
+                                                  progress=progress), dtype=np.float32)
+        if out.ndim != 2 or out.shape[0] != len(texts):
+            raise ValueError(f"{self.model_id} returned an array of shape {out.shape} for {len(texts)} inputs")
+        return out
 
 
 class CachedImageEmbedder(_VectorCache):
@@ -582,6 +640,8 @@ def wrap(obj: Any, cache: Cache | None, *, llm_params: Mapping[str, Any] | None 
         return CachedImageEmbedder(obj, cache)
     if isinstance(obj, Captioner):
         return CachedCaptioner(obj, cache)
+    if isinstance(obj, BatchedEmbedder):
+        return CachedBatchedEmbedder(obj, cache)
     if isinstance(obj, TextEmbedder):
         return CachedEmbedder(obj, cache)
     raise TypeError(f"cache.wrap: {type(obj).__name__} is not an embedder, image embedder, captioner or LLM")

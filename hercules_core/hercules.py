@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from . import kmeans as km
-from .clients.base import Captioner, ImageEmbedder, LLM, TextEmbedder
+from .clients.base import Captioner, ImageEmbedder, LLM, TextEmbedder, embed_with_progress
 from .assign import assignment_info
 from .config import HerculesConfig
 from .data import default_l0_descriptions, default_l0_titles
@@ -112,7 +112,11 @@ class Hercules:
 
     def _embed_texts(self, texts: list[str], stage: str) -> np.ndarray:
         self.progress(stage, 0, len(texts))
-        vecs = np.asarray(self.text_embedder.embed(list(texts)), dtype=np.float32)
+        def batch_done(done: int, total: int) -> None:
+            self.progress(stage, done, total)
+            self._check_cancel()  # between batches: a cancel need not wait for a million texts
+
+        vecs = np.asarray(embed_with_progress(self.text_embedder, list(texts), batch_done), dtype=np.float32)
         if vecs.shape[0] != len(texts):
             raise ConfigError(f"The text embedder returned {vecs.shape[0]} vectors for {len(texts)} texts.")
         self.progress(stage, len(texts), len(texts))

@@ -299,7 +299,7 @@ def test_full_fit_under_mixed_faults():
 def test_embeddings_batched_in_order_and_normalised():
     texts = [f"text number {i}" for i in range(10)]
     with StubServer(models=("emb",)) as s:
-        emb = OpenAICompatEmbedder(s.base_url, "emb", KEY, batch_size=4)
+        emb = OpenAICompatEmbedder(s.base_url, "emb", KEY, batch_size=4, concurrency=1)  # requests in order
         vecs = emb.embed(texts)
         singles = np.vstack([emb.embed([t]) for t in texts])
     assert vecs.dtype == np.float32 and vecs.shape == (10, 16)
@@ -313,7 +313,7 @@ def test_embeddings_batched_in_order_and_normalised():
 def test_embeddings_respect_max_chars():
     texts = [("x" * 29) + str(i % 10) for i in range(10)]  # 30 characters each
     with StubServer(models=("emb",)) as s:
-        emb = OpenAICompatEmbedder(s.base_url, "emb", batch_size=128, max_chars_per_request=100)
+        emb = OpenAICompatEmbedder(s.base_url, "emb", batch_size=128, max_chars_per_request=100, concurrency=1)
         vecs = emb.embed(texts + ["y" * 250, ""])
     sizes = [sum(len(t) for t in r["body"]["input"]) for r in s.requests]
     assert vecs.shape == (12, 16)

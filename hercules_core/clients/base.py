@@ -15,6 +15,9 @@ by probing attributes:
   and answer must fit a known context window: the summariser shortens its prompts to fit before
   calling instead of learning from an error that they did not.
 
+A text embedder that talks to a server may also be a :class:`BatchedEmbedder`: it reports progress
+per batch and lets the cache keep each batch as it arrives (a long run resumes after a failure).
+
 Errors: raise ``errors.LLMError`` for a failure a retry may cure (with ``retry_after`` when the
 server said how long to wait), ``errors.LLMFatalError`` for one it cannot (a bad request), and
 ``errors.EndpointFatalError`` when every request to the endpoint would fail alike (bad key, unknown
@@ -24,7 +27,7 @@ one policy, :mod:`hercules_core.retry`.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypedDict, runtime_checkable
+from typing import Any, Callable, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 
@@ -37,6 +40,39 @@ class TextEmbedder(Protocol):
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Return a float32 array of shape (len(texts), dim), one row per text, in order."""
+
+
+class BatchStore(Protocol):
+    """Where a :class:`BatchedEmbedder` looks up and keeps whole batches (``cache.CachedBatchedEmbedder``)."""
+
+    def get(self, texts: list[str]) -> np.ndarray | None:
+        """The vectors of this exact batch when kept, else None."""
+
+    def put(self, texts: list[str], vectors: np.ndarray) -> None:
+        """Keep the vectors of a batch just embedded."""
+
+
+@runtime_checkable
+class BatchedEmbedder(TextEmbedder, Protocol):
+    """A text embedder that sends its texts in batches (an embeddings server): it reports progress
+    per batch and lets a store answer or keep each batch, so a long run that fails resumes with
+    the batches it had not finished."""
+
+    @property
+    def endpoint(self) -> str:
+        """The server and model, never a credential: part of a batch's cache key."""
+
+    def embed_batched(self, texts: list[str], *, store: BatchStore | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Like ``embed``; ``progress(texts_done, texts_total)`` after each batch."""
+
+
+def embed_with_progress(embedder: TextEmbedder, texts: list[str],
+                        progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """``embedder.embed(texts)``, reporting each batch when the embedder can (:class:`BatchedEmbedder`)."""
+    if progress is not None and isinstance(embedder, BatchedEmbedder):
+        return embedder.embed_batched(texts, progress=progress)
+    return embedder.embed(texts)
 
 
 @runtime_checkable

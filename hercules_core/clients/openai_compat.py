@@ -4,9 +4,9 @@
   summariser (``LLMSummarizer``) owns retries and backoff, so errors are translated into
   ``LLMError`` (retryable, with ``retry_after``), ``LLMFatalError`` (bad request) or
   ``EndpointFatalError`` (bad key, unknown model, no quota) and raised.
-* :class:`OpenAICompatEmbedder` embeds texts in batches; nothing wraps it, so it retries transient
-  errors itself (3 attempts, with the shared policy of ``hercules_core.retry``) and raises
-  ``EmbeddingError``.
+* :class:`OpenAICompatEmbedder` embeds texts in batches, several at once; nothing wraps it, so it
+  retries transient errors itself (3 attempts per batch, with the shared policy of
+  ``hercules_core.retry``) and raises ``EmbeddingError``; the cache keeps each batch as it arrives.
 * :class:`OpenAICompatCaptioner` captions images through a vision chat model; an image whose
   caption fails after retries gets ``"(caption failed: <reason>)"`` instead of aborting the run.
 
@@ -25,8 +25,9 @@ import logging
 import math
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any, Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -44,6 +45,7 @@ _REJECT_STATUS = (400, 404, 415, 422, 500, 501)
 _REJECT_WORDS = ("response_format", "response format", "json_schema", "json schema", "schema", "tool",
                  "function", "grammar", "structured", "not supported", "unsupported", "not implemented")
 _RETRY_MAX_DELAY = 10.0  # seconds between the embedder's or captioner's own attempts (Retry-After may ask more)
+DEFAULT_EMBED_CONCURRENCY = 4  # embedding batches under way at once (HERCULES_EMBED_CONCURRENCY)
 CHAT_TEMPLATE_TOKENS = 64  # what a server's chat template may add around the prompt
 ESTIMATE_MARGIN = 1.2
 _CONTEXT_WORDS = ("context length", "context_length", "maximum context", "context window", "too many tokens",
@@ -104,6 +106,18 @@ def _error_code(exc: Any) -> str:
         if isinstance(err, dict):
             return str(err.get("code") or err.get("type") or "")
     return str(getattr(exc, "code", "") or "")
+
+
+def public_url(url: str) -> str:
+    """``url`` without user, password, query or fragment (what may go into a cache key or a log)."""
+    try:
+        parts = urlsplit(str(url))
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+    except ValueError:
+        return "(unparsable URL)"
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -361,10 +375,15 @@ class OpenAICompatLLM(_Endpoint):
 # --------------------------------------------------------------------------- embeddings
 
 class OpenAICompatEmbedder(_Endpoint):
-    """Text embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint.
+    """Text embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint (OpenAI,
+    text-embeddings-inference, vLLM, Infinity, llama.cpp, Ollama, ...).
 
     Texts are sent in batches of at most ``batch_size`` texts and ``max_chars_per_request``
-    characters (a longer text goes alone); vectors come back in order, float32, unit length.
+    characters (a longer text goes alone), ``concurrency`` batches at a time, each retried on its
+    own; vectors come back in order, float32, unit length. It is a ``BatchedEmbedder``: given a
+    ``store`` (the disk cache, ``cache.CachedBatchedEmbedder``) it skips the batches kept there and
+    keeps each new batch as soon as it arrives, so a run that fails half-way resumes with the
+    batches it had not finished.
     """
 
     service = "embedding server"
@@ -374,19 +393,27 @@ class OpenAICompatEmbedder(_Endpoint):
     retry_wait = 0.5  # seconds before the first retry (then doubling, with jitter; at least Retry-After)
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, batch_size: int = 128,
-                 max_chars_per_request: int = 200_000, timeout: float = 60, model_id: str | None = None,
+                 max_chars_per_request: int = 200_000, timeout: float = 60,
+                 concurrency: int = DEFAULT_EMBED_CONCURRENCY, model_id: str | None = None,
                  show_progress: bool = False, key_env: str | None = None, model_env: str | None = None):
         try:
             super().__init__(base_url, model, api_key, timeout, key_env, model_env)
         except LLMError as exc:
             raise EmbeddingError(str(exc)) from None
-        if batch_size < 1 or max_chars_per_request < 1:
-            raise EmbeddingError("batch_size and max_chars_per_request must be >= 1.")
+        if batch_size < 1 or max_chars_per_request < 1 or concurrency < 1:
+            raise EmbeddingError("batch_size, max_chars_per_request and concurrency must be >= 1.")
         self.batch_size = int(batch_size)
         self.max_chars_per_request = int(max_chars_per_request)
+        self.concurrency = int(concurrency)
         self.model_id = model_id or self.model
         self.show_progress = show_progress
         self.requests = 0  # HTTP requests sent (attempts included)
+        self._count_lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        """The server (scheme, host, port, path; no user, password or query) and the model."""
+        return f"{public_url(self.base_url)} {self.model}"
 
     def batches(self, texts: list[str]) -> list[tuple[int, int]]:
         """``[start, stop)`` ranges within both limits."""
@@ -402,30 +429,79 @@ class OpenAICompatEmbedder(_Endpoint):
         return out
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        return self.embed_batched(texts)
+
+    def embed_batched(self, texts: list[str], *, store: Any = None,
+                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         texts = [str(t) if t is not None else "" for t in texts]
         texts = [t if t.strip() else " " for t in texts]  # servers reject empty inputs
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         ranges = self.batches(texts)
-        from tqdm import tqdm
-
-        rows: list[np.ndarray] = []
-        with tqdm(total=len(ranges), desc="embedding batches", disable=not self.show_progress or len(ranges) < 2,
-                  leave=False) as bar:
-            for a, b in ranges:
-                rows.append(self._embed_batch(texts[a:b]))
-                bar.update(1)
+        rows = self._rows(texts, ranges, store, progress, use_kept=True)
         dims = {r.shape[1] for r in rows}
+        if len(dims) != 1 and store is not None:  # kept batches of another size: the model behind the name changed
+            rows = self._rows(texts, ranges, store, progress, use_kept=False)
+            dims = {r.shape[1] for r in rows}
         if len(dims) != 1:
             raise EmbeddingError(f"The embedding server at {self.base_url} returned vectors of different sizes "
                                  f"({sorted(dims)}) for the model {self.model!r}.")
-        out = np.concatenate(rows).astype(np.float32)
+        out = np.concatenate(rows, dtype=np.float32)
+        del rows
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         zero = norms[:, 0] == 0
         if zero.any():
             out[zero, 0] = 1.0
             norms[zero] = 1.0
-        return out / norms
+        out /= norms
+        return out
+
+    def _rows(self, texts: list[str], ranges: list[tuple[int, int]], store: Any,
+              progress: Callable[[int, int], None] | None, *, use_kept: bool) -> list[np.ndarray]:
+        """One array per range, in order: kept ones from ``store``, the others from the server
+        (``concurrency`` at a time, each put into ``store`` as soon as it arrives)."""
+        n = len(texts)
+        rows: list[np.ndarray | None] = [None] * len(ranges)
+        done = 0
+        todo = []
+        for j, (a, b) in enumerate(ranges):
+            kept = store.get(texts[a:b]) if store is not None and use_kept else None
+            if kept is not None and kept.ndim == 2 and kept.shape[0] == b - a:
+                rows[j] = kept
+                done += b - a
+            else:
+                todo.append(j)
+        if progress is not None and done:
+            progress(done, n)
+        if not todo:
+            return rows
+
+        def one(batch: list[str]) -> np.ndarray:
+            arr = self._embed_batch(batch)
+            if store is not None:
+                store.put(batch, arr)  # at once: a later failure does not lose it
+            return arr
+
+        from tqdm import tqdm
+
+        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo)), thread_name_prefix="hercules-embed")
+        try:
+            # each batch in a copy of the caller's context (its log routing, e.g. the app's per-run log)
+            futures = {pool.submit(contextvars.copy_context().run, one, texts[ranges[j][0]:ranges[j][1]]): j
+                       for j in todo}
+            with tqdm(total=len(todo), desc="embedding batches", leave=False,
+                      disable=not self.show_progress or len(todo) < 2) as bar:
+                for fut in as_completed(futures):
+                    j = futures[fut]
+                    rows[j] = fut.result()  # the first failure ends the run (finished batches are kept)
+                    done += ranges[j][1] - ranges[j][0]
+                    bar.update(1)
+                    if progress is not None:
+                        progress(done, n)
+        finally:
+            # on a failure or a cancel: send nothing more, let the requests under way end (and be kept)
+            pool.shutdown(wait=True, cancel_futures=True)
+        return rows
 
     def _embed_batch(self, batch: list[str]) -> np.ndarray:
         try:
@@ -438,7 +514,8 @@ class OpenAICompatEmbedder(_Endpoint):
         raise AssertionError("unreachable")
 
     def _request(self, batch: list[str]) -> np.ndarray:
-        self.requests += 1
+        with self._count_lock:
+            self.requests += 1
         try:
             response = self._client.embeddings.create(model=self.model, input=batch, encoding_format="float")
         except self._openai.OpenAIError as exc:
