@@ -15,6 +15,11 @@ from hercules_run.pipeline import CacheSettings, timings_directory
 from . import configform, ids, job, runstore, uploads
 
 HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
+SHOWN_ROW = {"display": "flex"}
+NO_VECTORS = "(none: embed the texts)"
+OWN_VECTORS_NOTE = ("With your own embeddings the items are clustered on them as given: the text embedder is "
+                    "not used for the items (only where a setting needs it, e.g. description mode), and the "
+                    "estimate counts no embedding of items. The text column still feeds titles, samples and search.")
 
 
 def _opts(columns: list[str], empty: str | None = None) -> list[dict[str, str]]:
@@ -46,10 +51,15 @@ def upload_outputs(runs_dir, sent) -> dict[str, Any]:
         "txt_mode": desc.get("txt_mode", "line"),
     }
     if kind == "table":
-        cols, sug = desc["columns"], desc["suggest"]
+        vectors = list(desc.get("vector_columns") or [])
+        cols, sug = [c for c in desc["columns"] if c not in vectors], desc["suggest"]
         out.update(what=sug["what"], text_opts=_opts(cols), text=sug["text_column"], num_opts=_opts(cols),
                    num=sug["numeric_columns"], id_opts=_opts(cols, "(row numbers)"), id=sug["id_column"] or "",
                    label_opts=_opts(cols, "(none)"), label=sug["label_column"] or "")
+    else:
+        vectors = []
+    # the items' own embeddings: only the columns that hold vectors (told from the Parquet schema)
+    out.update(vector_box=SHOWN_ROW if vectors else HIDDEN, vector_opts=_opts(vectors, NO_VECTORS), vector="")
     return out
 
 
@@ -73,11 +83,12 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def form_choice(what, text_col, num_cols, id_col, label_col, txt_mode) -> dict[str, Any]:
+def form_choice(what, text_col, num_cols, id_col, label_col, txt_mode, vector_col=None) -> dict[str, Any]:
     """The data choices of the form, with browser values of the wrong type treated as unset."""
     return {"what": _text(what), "text_column": _text(text_col),
             "numeric_columns": [c for c in num_cols if isinstance(c, str)] if isinstance(num_cols, list) else [],
-            "id_column": _text(id_col), "label_column": _text(label_col), "txt_mode": _text(txt_mode)}
+            "id_column": _text(id_col), "label_column": _text(label_col), "txt_mode": _text(txt_mode),
+            "vector_column": _text(vector_col)}
 
 
 def modality_of(desc: dict[str, Any] | None, what: str | None) -> str | None:
@@ -93,8 +104,9 @@ def data_summary(runs_dir, desc, choice: dict[str, Any], summaries=None) -> cost
     """What the estimate needs of the chosen data, made once per upload and data choice when
     ``summaries`` (the app's small LRU) is given: the settings can change on every keystroke, the
     data does not, so a large upload is not prepared again for each of them. A rejected choice is
-    remembered too (and raised again)."""
-    spec = uploads.data_spec(desc, **choice)
+    remembered too (and raised again). ``choice`` may hold ``vectors``, the browser's store of a
+    vectors upload: the estimate reads them as the run will (their problems show here)."""
+    spec = uploads.data_spec(desc, runs_dir=runs_dir, **choice)
 
     def make():
         try:
@@ -159,12 +171,13 @@ def recommended_values(llm_id: str | None, id_list: list[dict[str, Any]], values
 
 
 def start_run(runs_dir, include_tests: bool, active, ref, labels, choice: dict[str, Any], cfg_values,
-              levels_mode, models, metadata=None) -> tuple[Any, Any]:
+              levels_mode, models, metadata=None, vectors=None) -> tuple[Any, Any]:
     """Validate everything and create the run; (new ACTIVE_RUN data, message).
 
     The new ACTIVE_RUN data carries the run's start token: the background job starts the run only for
     it, once (``runstore.claim_start``), so only this page can start (or cancel) the run it created.
-    ``labels`` and ``metadata`` are the browser's stores of the labels and numeric metadata uploads.
+    ``labels``, ``metadata`` and ``vectors`` are the browser's stores of the labels, numeric metadata
+    and own-embeddings uploads.
     """
     if isinstance(active, dict) and runstore.valid_id(active.get("run_id")):
         status = runstore.read_status(runstore.run_dir(runs_dir, active["run_id"]))
@@ -173,7 +186,8 @@ def start_run(runs_dir, include_tests: bool, active, ref, labels, choice: dict[s
                                        className="text-danger start-error")
     try:
         desc = uploads.load_descriptor(runs_dir, ref)
-        spec = uploads.data_spec(desc, labels=labels, metadata=metadata, runs_dir=runs_dir, **choice)
+        spec = uploads.data_spec(desc, labels=labels, metadata=metadata, vectors=vectors, runs_dir=runs_dir,
+                                 **choice)
         cfg = configform.config_from_form(cfg_values, levels_mode)
         checked = configform.check_models(models, modality_of(desc, choice.get("what")), cfg, include_tests)
         run_id = job.create_run(runs_dir, spec, cfg, checked)
@@ -196,13 +210,14 @@ def register(app, ctx) -> None:
         Output(ids.WHAT, "value"), Output(ids.TEXT_COL, "options"), Output(ids.TEXT_COL, "value"),
         Output(ids.NUM_COLS, "options"), Output(ids.NUM_COLS, "value"), Output(ids.ID_COL, "options"),
         Output(ids.ID_COL, "value"), Output(ids.LABEL_COL, "options"), Output(ids.LABEL_COL, "value"),
+        Output(ids.VECTOR_BOX, "style"), Output(ids.VECTOR_COL, "options"), Output(ids.VECTOR_COL, "value"),
         Input(uploads.sent_id(ids.UPLOAD), "data"), prevent_initial_call=True)
     def _upload(sent):
         if not sent:
             raise PreventUpdate
         o = upload_outputs(ctx.runs_dir, sent)
         keys = ("table", "txt", "txt_mode", "what", "text_opts", "text", "num_opts", "num", "id_opts", "id",
-                "label_opts", "label")
+                "label_opts", "label", "vector_box", "vector_opts", "vector")
         return (o["store"], o["msg"], o["options"], *[o.get(k, no_update) for k in keys])
 
     @app.callback(Output(ids.PREVIEW, "rowData"), Output(ids.PREVIEW, "columnDefs"),
@@ -222,7 +237,8 @@ def register(app, ctx) -> None:
         return preview_grid_options(text)
 
     def side_file(store: str, msg: str, upload: str, purpose: str, noun: str) -> None:
-        """A small file beside the data (labels, numeric metadata): staged on the server, its id kept."""
+        """A file beside the data (labels, numeric metadata, own embeddings): staged on the server, its id
+        kept; ``noun`` is formatted with the staged record (``n``, a vectors file's ``dim``)."""
         @app.callback(Output(store, "data"), Output(msg, "children"), Input(uploads.sent_id(upload), "data"),
                       prevent_initial_call=True)
         def _staged(sent):
@@ -233,10 +249,13 @@ def register(app, ctx) -> None:
             except HerculesError as e:
                 return None, html.Div(str(e), className=f"text-danger {purpose}-error")
             return ({"upload_id": desc["upload_id"]},
-                    html.Div(noun.format(n=desc["n"]) + f" from {desc['names'][0]}.", className="text-success"))
+                    html.Div(noun.format(n=desc["n"], dim=desc.get("dim")) + f" from {desc['names'][0]}.",
+                             className="text-success"))
 
     side_file(ids.LABELS_STORE, ids.LABELS_MSG, ids.LABELS_UPLOAD, "labels", "Labels: {n:,} ids")
     side_file(ids.METADATA_STORE, ids.METADATA_MSG, ids.METADATA_UPLOAD, "metadata", "Numeric metadata: {n:,} variables")
+    side_file(ids.VECTORS_STORE, ids.VECTORS_MSG, ids.VECTORS_UPLOAD, "vectors",
+              "Own embeddings: {n:,} vectors of {dim} dimensions")
 
     @app.callback(Output(ids.FIXED_BOX, "style"), Output(ids.AUTO_BOX, "style"), Input(ids.LEVELS_MODE, "value"))
     def _levels_mode(mode):
@@ -253,11 +272,13 @@ def register(app, ctx) -> None:
                   Input({"type": ids.MODEL_T, "kind": ALL}, "value"),
                   Input(ids.TEXT_COL, "value"), Input(ids.NUM_COLS, "value"), Input(ids.ID_COL, "value"),
                   Input(ids.LABEL_COL, "value"), Input(ids.TXT_MODE, "value"),
+                  Input(ids.VECTOR_COL, "value"), Input(ids.VECTORS_STORE, "data"),
                   State({"type": ids.CFG_T, "name": ALL}, "id"), State({"type": ids.MODEL_T, "kind": ALL}, "id"))
-    def _cost(desc, what, values, levels_mode, mvalues, text_col, num_cols, id_col, label_col, txt_mode, id_list,
-              mids):
-        choice = form_choice(what, text_col, num_cols, id_col, label_col, txt_mode)
+    def _cost(desc, what, values, levels_mode, mvalues, text_col, num_cols, id_col, label_col, txt_mode, vector_col,
+              vectors, id_list, mids):
+        choice = form_choice(what, text_col, num_cols, id_col, label_col, txt_mode, vector_col)
         choice.pop("what")
+        choice["vectors"] = vectors
         return cost_preview(desc, what, form_values(values, id_list), levels_mode, model_values(mvalues, mids),
                             ctx.include_test_models, ctx.runs_dir, choice, ctx.summaries)
 
@@ -274,17 +295,18 @@ def register(app, ctx) -> None:
         State(ids.ACTIVE_RUN, "data"), State(ids.UPLOAD_STORE, "data"), State(ids.LABELS_STORE, "data"),
         State(ids.METADATA_STORE, "data"), State(ids.WHAT, "value"), State(ids.TEXT_COL, "value"), State(ids.NUM_COLS, "value"),
         State(ids.ID_COL, "value"), State(ids.LABEL_COL, "value"), State(ids.TXT_MODE, "value"),
+        State(ids.VECTOR_COL, "value"), State(ids.VECTORS_STORE, "data"),
         State({"type": ids.CFG_T, "name": ALL}, "value"), State({"type": ids.CFG_T, "name": ALL}, "id"),
         State(ids.LEVELS_MODE, "value"),
         State({"type": ids.MODEL_T, "kind": ALL}, "value"), State({"type": ids.MODEL_T, "kind": ALL}, "id"),
         prevent_initial_call=True)
-    def _start(n, active, desc, labels, metadata, what, text_col, num_cols, id_col, label_col, txt_mode, values, id_list,
-               levels_mode, mvalues, mids):
+    def _start(n, active, desc, labels, metadata, what, text_col, num_cols, id_col, label_col, txt_mode, vector_col,
+               vectors, values, id_list, levels_mode, mvalues, mids):
         if not n:
             raise PreventUpdate
-        choice = form_choice(what, text_col, num_cols, id_col, label_col, txt_mode)
+        choice = form_choice(what, text_col, num_cols, id_col, label_col, txt_mode, vector_col)
         started, message = start_run(ctx.runs_dir, ctx.include_test_models, active, desc, labels, choice,
                                      form_values(values, id_list), levels_mode, model_values(mvalues, mids),
-                                     metadata)
+                                     metadata, vectors)
         # the session store remembers the run (a reload rejoins it); the memory store starts the job, once
         return started, started, message

@@ -64,6 +64,7 @@ PREVIEW_CELLS = 100_000  # a wide table previews fewer rows (at least 20), not a
 PREVIEW_FILE = "preview.json"  # the first rows of a table upload, written when it is staged
 MAX_METADATA_BYTES = run_spec.MAX_METADATA_BYTES
 METADATA_TYPES = (".json",)
+VECTOR_TYPES = core_data.VECTOR_EXTENSIONS  # the items' own embeddings beside a table or .txt items
 TABLE_EXTS, TEXT_EXTS, ZIP_EXTS, KINDS = run_spec.TABLE_EXTS, run_spec.TEXT_EXTS, run_spec.ZIP_EXTS, run_spec.KINDS
 LIMITS_TEXT = (f"Up to {size_text(MAX_UPLOAD_BYTES)} per upload. Tables: CSV, TSV, JSON, JSONL, Parquet, "
                "Excel (one file). Texts: .txt files (one item per file, or one per line). Images: several "
@@ -186,9 +187,12 @@ NOT_A_MODEL = ("{name} is not a model file: a model is the model.json or .hercul
 # what each upload box takes: (the most bytes of one upload, file name endings or None: any data file)
 PURPOSES: dict[str, tuple[int, tuple[str, ...] | None]] = {
     "data": (MAX_UPLOAD_BYTES, None), "labels": (MAX_UPLOAD_BYTES, TABLE_EXTS),
-    "metadata": (MAX_METADATA_BYTES, METADATA_TYPES), "model": (MAX_MODEL_BYTES, MODEL_TYPES)}
-_WRONG_TYPE = {"labels": f"The labels file must be a table ({', '.join(TABLE_EXTS)}) with columns id,label.",
-               "metadata": "The numeric metadata file must be a .json file.", "model": NOT_A_MODEL}
+    "metadata": (MAX_METADATA_BYTES, METADATA_TYPES), "model": (MAX_MODEL_BYTES, MODEL_TYPES),
+    "vectors": (MAX_UPLOAD_BYTES, VECTOR_TYPES)}
+WRONG_TYPE = {"labels": f"The labels file must be a table ({', '.join(TABLE_EXTS)}) with columns id,label.",
+               "metadata": "The numeric metadata file must be a .json file.", "model": NOT_A_MODEL,
+               "vectors": "{name} is not a vectors file: give the embeddings as a .npy or .npz file (numpy.save), "
+                          "one row per item, in the data's order."}
 
 
 def too_large_text(total: float, limit: int) -> str:
@@ -225,7 +229,7 @@ def begin(runs_dir: str | Path, purpose: Any, names: Any, sizes: Any) -> dict[st
         if len(names) != 1:
             raise chunked.TransferError("Upload one file here.")
         if _ext(names[0]) not in types:
-            raise chunked.TransferError(_WRONG_TYPE[purpose].format(name=names[0]))
+            raise chunked.TransferError(WRONG_TYPE[purpose].format(name=names[0]))
         files = [f"{purpose}{_ext(names[0])}"]
     total = sum(sizes)
     if total > limit:
@@ -320,12 +324,16 @@ def _table_record(udir: Path, desc: dict[str, Any]) -> dict[str, Any]:
 
 
 def table_summary(path: str, budget: core_data.ReadBudget | None = None) -> dict[str, Any]:
-    """What staging keeps of a table file (run in the bounded child): columns, n_rows, suggest, preview."""
-    df = read_table(path, budget=budget)
-    columns = [str(c) for c in df.columns]
-    rows = min(PREVIEW_ROWS, max(20, PREVIEW_CELLS // max(len(columns), 1)))
-    return {"columns": columns, "n_rows": int(len(df)), "suggest": suggest_columns(df),
-            "preview": {"rows": _records(df.head(rows), PREVIEW_CHARS), "columns": columns}}
+    """What staging keeps of a table file (run in the bounded child): columns, n_rows, suggest, preview,
+    and ``vector_columns``: the Parquet columns of vectors (told from the schema and left unread here:
+    the form offers them as the items' own embeddings, the preview does not show them)."""
+    vectors = core_data.vector_columns(path)
+    df = read_table(path, budget=budget, exclude=tuple(vectors))
+    shown = [str(c) for c in df.columns]
+    rows = min(PREVIEW_ROWS, max(20, PREVIEW_CELLS // max(len(shown), 1)))
+    return {"columns": shown + vectors, "vector_columns": vectors, "n_rows": int(len(df)),
+            "suggest": suggest_columns(df), "preview": {"rows": _records(df.head(rows), PREVIEW_CHARS),
+                                                        "columns": shown}}
 
 
 def _records(df: pd.DataFrame, max_chars: int) -> list[dict[str, Any]]:
@@ -475,18 +483,21 @@ def _stored(desc: dict[str, Any], index: int = 0) -> str:
 def data_spec(desc: dict[str, Any] | None, *, what: str | None = None, text_column: str | None = None,
               numeric_columns: list[str] | None = None, id_column: str | None = None,
               label_column: str | None = None, txt_mode: str | None = None, labels: Any = None,
-              metadata: Any = None, runs_dir: str | Path | None = None) -> DataSpec:
+              metadata: Any = None, vector_column: str | None = None, vectors: Any = None,
+              runs_dir: str | Path | None = None) -> DataSpec:
     """The run's :class:`DataSpec` of the form's choices (InputError says what is missing).
 
     ``desc`` is the server's record of the upload (:func:`load_descriptor`), never a browser value;
     the form's choices are browser values and are checked here. ``labels`` and ``metadata`` (browser
     values naming a labels or numeric metadata upload) are looked up in ``runs_dir``: the spec holds
-    only the stored files the server's records name.
+    only the stored files the server's records name. The items' own embeddings are ``vector_column``
+    (one of the table's :func:`table_summary` vector columns) or ``vectors`` (a browser value naming a
+    vectors upload, :func:`stage_side`).
     """
     if not desc or not runstore.valid_id(desc.get("upload_id")):
         raise InputError("Upload a data file first.")
     for name, v in (("text column", text_column), ("id column", id_column), ("labels column", label_column),
-                    ("choice", what), ("text mode", txt_mode)):
+                    ("choice", what), ("text mode", txt_mode), ("vector column", vector_column)):
         if v is not None and not isinstance(v, str):
             raise InputError(f"The {name} must be a column name.")
     if numeric_columns is not None and (not isinstance(numeric_columns, list)
@@ -506,12 +517,19 @@ def data_spec(desc: dict[str, Any] | None, *, what: str | None = None, text_colu
                 raise InputError("Pick the column that holds the texts.")
             kw.update(modality="text", text_column=text_column)
         kw.update(id_column=id_column or None, labels_column=label_column or None)
+        if vector_column:
+            if vector_column not in (desc.get("vector_columns") or []):
+                raise InputError(f"The column {vector_column!r} holds no vectors: choose a column of lists of numbers "
+                                 "(Parquet), or none.")
+            kw["vector_column"] = vector_column
     elif kind == "txt":
         kw.update(modality="text", txt_mode=txt_mode if txt_mode in run_spec.TXT_MODES else None)
     else:
         kw.update(modality="image")
+    side: dict[str, dict[str, Any]] = {}
     for ref, key, kinds, what_file in ((labels, "labels_file", ("labels",), "labels file"),
-                                       (metadata, "numeric_metadata_file", ("metadata",), "numeric metadata file")):
+                                       (metadata, "numeric_metadata_file", ("metadata",), "numeric metadata file"),
+                                       (vectors, "vectors_file", ("vectors",), "vectors file")):
         if not ref:
             continue
         if key == "labels_file" and label_column and kind == "table":
@@ -519,22 +537,24 @@ def data_spec(desc: dict[str, Any] | None, *, what: str | None = None, text_colu
         if runs_dir is None:
             raise TypeError("data_spec needs runs_dir to look up a labels or metadata upload")
         try:
-            kw[key] = _stored(load_descriptor(runs_dir, ref, kinds=kinds))
+            side[key] = load_descriptor(runs_dir, ref, kinds=kinds)
         except InputError:
             raise InputError(f"The {what_file} is no longer on the server; upload it again.") from None
+        kw[key] = _stored(side[key])
     spec = DataSpec(files=files, names=tuple(desc["names"]), kind=kind, **kw)
     if kind == "table":
         spec.check_columns(desc.get("columns", []))
+    vec = side.get("vectors_file")
+    if vec is not None and kind == "table" and isinstance(vec.get("n"), int) and vec["n"] != desc.get("n_rows"):
+        raise InputError(f"{vec['names'][0]} holds {vec['n']:,} vectors but {desc['names'][0]} has "
+                         f"{desc.get('n_rows', 0):,} rows: give one vector per row, in the table's order.")
     return spec
 
 
-_SIDE = {"labels": "labels file", "metadata": "numeric metadata file"}
-
-
 def stage_side(runs_dir: str | Path, ref: Any, purpose: str) -> dict[str, Any]:
-    """Stage a side file (``purpose`` labels or metadata) whose chunks have all arrived: check it in the
-    bounded reader and record it; its record (a rejected file is removed)."""
-    what = _SIDE[purpose]
+    """Stage a side file (``purpose`` labels, metadata or vectors: :data:`_SIDE`) whose chunks have all
+    arrived: check it in the bounded reader and record it; its record (a rejected file is removed)."""
+    what, check = _SIDE[purpose]
     upload_id = upload_id_of(ref)
     if upload_id is None:
         raise InputError(f"Upload the {what} again.")
@@ -545,7 +565,6 @@ def stage_side(runs_dir: str | Path, ref: Any, purpose: str) -> dict[str, Any]:
     udir, transfer = chunked.complete(runs_dir, upload_id, (purpose,))
     name, fname = transfer["names"][0], transfer["files"][0]
     desc = {"upload_id": upload_id, "kind": purpose, "names": [name], "files": [fname]}
-    check = labels_count if purpose == "labels" else metadata_count
     try:
         try:
             desc.update(bounded.bounded_call(check, str(udir / fname), bounded.read_budget(), what=name))
@@ -594,6 +613,27 @@ def stage_metadata(runs_dir: str | Path, name: Any, contents: Any) -> dict[str, 
 def metadata_count(path: str, budget: core_data.ReadBudget | None = None) -> dict[str, int]:
     """How many variables a numeric metadata file describes (run in the bounded child at staging)."""
     return {"n": len(run_spec.read_numeric_metadata(Path(path)))}
+
+
+def vectors_count(path: str, budget: core_data.ReadBudget | None = None) -> dict[str, int]:
+    """How many vectors of which dimension a .npy/.npz file holds, all finite (run in the bounded child
+    at staging, so the form tells at once what the run would)."""
+    import numpy as np
+
+    arr = core_data.read_vectors(Path(path), budget=budget)
+    step = 1 << 16  # rows at a time: no n x d array of booleans beside the vectors
+    bad = np.concatenate([np.flatnonzero(~np.isfinite(arr[a:a + step]).all(axis=1)) + a
+                          for a in range(0, len(arr), step)] or [np.zeros(0, np.int64)])
+    if len(bad):
+        rows = ", ".join(str(int(b) + 1) for b in bad[:5]) + (" …" if len(bad) > 5 else "")
+        raise InputError(f"{Path(path).name} has {len(bad):,} vectors with NaN or infinite values (rows {rows}, "
+                         "counting from 1): fix or remove them.")
+    return {"n": int(arr.shape[0]), "dim": int(arr.shape[1])}
+
+
+# a side file's purpose -> (what the user calls it, its check in the bounded reader: {"n", ...})
+_SIDE = {"labels": ("labels file", labels_count), "metadata": ("numeric metadata file", metadata_count),
+         "vectors": ("vectors file", vectors_count)}
 
 
 def _spec_folders(spec: DataSpec, runs_dir, rdir: Path | None) -> tuple[dict[str, Any], list[Path]]:

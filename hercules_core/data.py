@@ -199,16 +199,17 @@ class _Guard:
 
 
 def read_table(path: str | os.PathLike, *, sheet: str | int | None = None,
-               budget: ReadBudget | None = None) -> pd.DataFrame:
+               budget: ReadBudget | None = None, exclude: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read a .csv, .tsv, .txt (tab or comma), .json, .jsonl, .parquet or .xlsx/.xls file.
 
     ``budget`` (default :data:`DEFAULT_READ_BUDGET`) bounds its rows, columns, cells, bytes and time.
+    ``exclude``: Parquet columns left unread (e.g. :func:`vector_columns`).
     """
-    return _read_table(Path(path), sheet=sheet, budget=budget)
+    return _read_table(Path(path), sheet=sheet, budget=budget, exclude=tuple(exclude))
 
 
 def _read_table(path: Path, *, sheet: str | int | None = None, as_str: tuple = (),
-                budget: ReadBudget | None = None, exclude: str | None = None) -> pd.DataFrame:
+                budget: ReadBudget | None = None, exclude: str | tuple[str, ...] | None = None) -> pd.DataFrame:
     """``as_str`` columns are read as text so that ids such as "007" keep their leading zeros."""
     if not os.path.isfile(path):
         raise InputError(f"Table file {path} not found. Check the path.")
@@ -334,8 +335,9 @@ def _check_parquet(pf, guard: _Guard) -> None:
     guard.size(raw, "declares", advice="sample or split the file")
 
 
-def _read_parquet(path: Path, guard: _Guard, exclude: str | None = None) -> pd.DataFrame:
-    """``exclude``: a column left unread (a vector column, read by :func:`read_vector_column`)."""
+def _read_parquet(path: Path, guard: _Guard, exclude: str | tuple[str, ...] | None = None) -> pd.DataFrame:
+    """``exclude``: columns left unread (a vector column, read by :func:`read_vector_column`)."""
+    exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude or ()) or None
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)  # reads the footer only
@@ -348,12 +350,35 @@ def _read_parquet(path: Path, guard: _Guard, exclude: str | None = None) -> pd.D
             close()
     if exclude is None:
         return pd.read_parquet(path)
-    return pd.read_parquet(path, columns=[c for c in names if c != exclude])
+    return pd.read_parquet(path, columns=[c for c in names if c not in exclude])
 
 
 # ----------------------------------------------------------------------------- own vectors
 VECTOR_EXTENSIONS = (".npy", ".npz")
 _VECTOR_BATCH_ROWS = 1 << 16  # rows of a list column converted at a time
+
+
+def _is_vector_type(typ) -> bool:
+    """A column type that holds one vector per row: a list, large list or fixed-size list of numbers."""
+    import pyarrow as pa
+
+    listy = pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ)
+    return listy and (pa.types.is_floating(typ.value_type) or pa.types.is_integer(typ.value_type))
+
+
+def vector_columns(path: str | os.PathLike) -> list[str]:
+    """The columns of a Parquet file that :func:`read_vector_column` can read, from its schema alone
+    (the footer; no data is read); ``[]`` for any other file type."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.suffix.lower() != ".parquet":
+        return []
+    try:
+        schema = pq.read_schema(path)
+    except Exception as exc:
+        raise InputError(f"Could not read {path.name} as a Parquet file: {exc}.") from None
+    return [f.name for f in schema if _is_vector_type(f.type)]
 
 
 def read_vector_column(path: str | os.PathLike, column: str, *, budget: ReadBudget | None = None) -> np.ndarray:
@@ -362,7 +387,6 @@ def read_vector_column(path: str | os.PathLike, column: str, *, budget: ReadBudg
     Read with pyarrow batch by batch into one preallocated matrix (never as Python lists), so a
     1,000,000 x 384 column needs its 1.5 GB and one batch beside it. Every row must hold d numbers.
     """
-    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -382,8 +406,7 @@ def read_vector_column(path: str | os.PathLike, column: str, *, budget: ReadBudg
             raise InputError(f"The vector column {column!r} is not a column of {path.name}. Columns:"
                              f" {_some(schema.names, 30)}.")
         typ = schema.field(column).type
-        listy = pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ)
-        if not listy or not (pa.types.is_floating(typ.value_type) or pa.types.is_integer(typ.value_type)):
+        if not _is_vector_type(typ):
             raise InputError(f"The vector column {column!r} of {path.name} holds {typ}, not lists of numbers:"
                              f" choose a column whose cells are lists of floats (one vector per row).")
         n = pf.metadata.num_rows

@@ -7,7 +7,7 @@ import flask
 from dash import dcc, html
 
 from callbacks import configform, ids, uploads
-from callbacks.page_new_run import preview_grid_options
+from callbacks.page_new_run import OWN_VECTORS_NOTE, preview_grid_options
 
 dash.register_page(__name__, path="/", name="New run", title="HERCULES · new run", order=0)
 
@@ -36,6 +36,9 @@ def layout(**_):
                     _select(ids.ID_COL, "Id column"),
                     _select(ids.LABEL_COL, "Labels column (optional)"),
                 ], className="mb-2"),
+                dbc.Row(id=ids.VECTOR_BOX, style={"display": "none"}, className="mb-2", children=[
+                    _select(ids.VECTOR_COL, "Vector column (your own embeddings)"),
+                    dbc.Col(html.Div(OWN_VECTORS_NOTE, className="form-text small"), md=9)]),
             ]),
             html.Div(id=ids.TXT_OPTS, style={"display": "none"}, children=[
                 dbc.RadioItems(id=ids.TXT_MODE, inline=True, value="line", className="mb-2",
@@ -63,7 +66,15 @@ def layout(**_):
                                   "{name} is not a JSON file: numeric metadata is a .json file.",
                                   purpose="metadata")]),
         html.Div(id=ids.METADATA_MSG, className="small"),
+        html.Div([html.Span("Optional own embeddings (.npy/.npz, one row per item, in the data's order): ",
+                            className="small"),
+                  uploads.limited(dcc.Upload(id=ids.VECTORS_UPLOAD, className="upload-inline",
+                                             children=html.A("choose a vectors file", className="link-primary small")),
+                                  uploads.MAX_UPLOAD_BYTES, ids.VECTORS_SIZE_MSG, uploads.VECTOR_TYPES,
+                                  uploads.WRONG_TYPE["vectors"], purpose="vectors")]),
+        html.Div(id=ids.VECTORS_MSG, className="small"),
         dcc.Store(id=ids.UPLOAD_STORE), dcc.Store(id=ids.LABELS_STORE), dcc.Store(id=ids.METADATA_STORE),
+        dcc.Store(id=ids.VECTORS_STORE),
     ]), className="mb-3")
     ctx = flask.current_app.config["HERCULES"]  # this app's context (several apps may share a process)
     configure = dbc.Card(dbc.CardBody([html.H5("2. Configure", className="card-title"),
