@@ -36,7 +36,7 @@ from .prompts import PROMPT_TEMPLATE_VERSION, estimate_tokens, parse_response
 
 __all__ = [
     "Cache", "CachedEmbedder", "CachedBatchedEmbedder", "CachedImageEmbedder", "CachedCaptioner", "CachedLLM", "CachedUsageLLM",
-    "DEFAULT_SIZE_LIMIT",
+    "DEFAULT_SIZE_LIMIT", "default_size_limit",
     "DEFAULT_CACHE_DIR", "cache_disabled_by_env", "default_cache_dir", "sha256_text", "sha256_file", "sha256_json",
     "wrap",
 ]
@@ -59,6 +59,18 @@ def default_cache_dir() -> Path:
     """Where runs share their cache unless told otherwise: ``HERCULES_CACHE_DIR``, else
     ``~/.cache/hercules`` (the one place this default is written down)."""
     return Path(os.environ.get("HERCULES_CACHE_DIR", "").strip() or DEFAULT_CACHE_DIR).expanduser()
+
+
+def default_size_limit() -> int:
+    """Bytes the cache may hold: ``HERCULES_CACHE_SIZE_GB`` (e.g. ``4`` for the 1.5 GB of vectors of
+    1,000,000 texts at 384 dimensions, so that a failed run resumes with all its batches), else
+    :data:`DEFAULT_SIZE_LIMIT` (1 GB)."""
+    raw = os.environ.get("HERCULES_CACHE_SIZE_GB", "").strip()
+    try:
+        gb = float(raw) if raw else 0.0
+    except ValueError:
+        gb = 0.0
+    return int(gb * 1024**3) if gb > 0 else DEFAULT_SIZE_LIMIT
 
 
 def sha256_text(text: str) -> str:
@@ -90,7 +102,8 @@ class Cache:
     Parameters
     ----------
     directory : where the store lives (created if missing; ``~`` is expanded).
-    size_limit : bytes on disk; diskcache evicts the oldest-stored entries beyond it.
+    size_limit : bytes on disk (default :func:`default_size_limit`); diskcache evicts the
+        oldest-stored entries beyond it.
     enabled : ``False`` (or the environment variable ``HERCULES_CACHE=off``) bypasses the store:
         every ``get`` misses and nothing is written (the directory is not even created).
 
@@ -98,9 +111,9 @@ class Cache:
     counters are kept per kind. ``stats()`` returns them with the totals.
     """
 
-    def __init__(self, directory: str | os.PathLike, *, size_limit: int = DEFAULT_SIZE_LIMIT, enabled: bool = True):
+    def __init__(self, directory: str | os.PathLike, *, size_limit: int | None = None, enabled: bool = True):
         self.directory = Path(directory).expanduser()
-        self.size_limit = int(size_limit)
+        self.size_limit = int(size_limit) if size_limit is not None else default_size_limit()
         self.enabled = bool(enabled) and not cache_disabled_by_env()
         self._lock = threading.Lock()
         self._kinds: dict[str, dict[str, int]] = {}

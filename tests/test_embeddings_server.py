@@ -156,3 +156,13 @@ def test_registry_settings(monkeypatch):
     monkeypatch.setenv("HERCULES_EMBED_CONCURRENCY", "many")
     with pytest.raises(Exception, match="HERCULES_EMBED_CONCURRENCY must be a positive number"):
         registry.get_text_embedder("openai")
+
+
+def test_the_cache_size_is_a_setting(tmp_path, monkeypatch):
+    """1,000,000 texts at 384 dimensions are 1.5 GB of vectors: more than the default 1 GB, which
+    would evict the first batches of a long run; HERCULES_CACHE_SIZE_GB makes room."""
+    monkeypatch.delenv("HERCULES_CACHE_SIZE_GB", raising=False)
+    assert Cache(tmp_path / "a").size_limit == 2 ** 30
+    monkeypatch.setenv("HERCULES_CACHE_SIZE_GB", "4")
+    assert Cache(tmp_path / "b").size_limit == 4 * 2 ** 30
+    assert Cache(tmp_path / "c", size_limit=123).size_limit == 123
