@@ -5,7 +5,7 @@
 128 texts per request) wrapped by the disk cache as a run wraps it:
 
 (a) wall time at concurrency 1, 4 and 8 (a fresh cache each: every batch is sent), and the speed-up
-    over concurrency 1;
+    over concurrency 1 (the stub runs in a process of its own here, as a real server would);
 (b) a resumed run: the server fails for good after half the batches; the rerun sends only the
     batches the cache does not hold (requests counted at the stub);
 (c) a warm rerun: every batch from the cache, no request.
@@ -19,7 +19,9 @@ Usage: .venv/bin/python bench/embed_bench.py [--texts 100000] [--latency 0.05] [
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import multiprocessing as mp
 import sys
 import tempfile
 import time
@@ -53,17 +55,40 @@ def embedder(stub: StubServer, concurrency: int) -> OpenAICompatEmbedder:
     return emb
 
 
+def _serve(latency: float, port, stop) -> None:
+    with StubServer(models=(MODEL,), latency=latency) as s:
+        port.put(s.port)
+        stop.wait()
+
+
+@contextlib.contextmanager
+def stub_process(latency: float):
+    """The stub in a process of its own: its JSON work does not share the client's interpreter lock
+    (as a real server would not); yields its base URL."""
+    ctx = mp.get_context("fork")
+    port, stop = ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=_serve, args=(latency, port, stop), daemon=True)
+    proc.start()
+    try:
+        yield f"http://127.0.0.1:{port.get(timeout=30)}/v1"
+    finally:
+        stop.set()
+        proc.join(timeout=10)
+
+
 def timed_run(texts: list[str], latency: float, concurrency: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp, StubServer(models=(MODEL,), latency=latency) as s:
+    with tempfile.TemporaryDirectory() as tmp, stub_process(latency) as url:
         cache = Cache(Path(tmp) / "cache")
+        cold = OpenAICompatEmbedder(url, MODEL, batch_size=128, concurrency=concurrency)
         t0 = time.perf_counter()
-        vecs = wrap(embedder(s, concurrency), cache).embed(texts)
+        vecs = wrap(cold, cache).embed(texts)
         seconds = time.perf_counter() - t0
-        requests = len(s.requests)
+        requests = cold.requests
+        warm_client = OpenAICompatEmbedder(url, MODEL, batch_size=128, concurrency=concurrency)
         t0 = time.perf_counter()
-        warm = wrap(embedder(s, concurrency), cache).embed(texts)
+        warm = wrap(warm_client, cache).embed(texts)
         warm_seconds = time.perf_counter() - t0
-        assert np.array_equal(vecs, warm) and len(s.requests) == requests
+        assert np.array_equal(vecs, warm) and warm_client.requests == 0
         cache.close()
     return {"concurrency": concurrency, "seconds": round(seconds, 2), "requests": requests,
             "texts_per_second": round(len(texts) / seconds), "warm_rerun_seconds": round(warm_seconds, 2),
