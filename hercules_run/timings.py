@@ -183,6 +183,29 @@ class Timed:
             return out
         return call
 
+    def embed_batched(self, texts, *, store=None, progress=None):
+        """A ``BatchedEmbedder``'s call (present only when the model has it): the cache answers
+        batches inside it, so only the texts its store did not answer count as the model's."""
+        inner = self.inner.embed_batched  # AttributeError for a model without it, as for a missing name
+        texts = list(texts)
+        answered = [0]
+
+        class Counting:
+            def get(self, batch):
+                kept = store.get(batch)
+                answered[0] += len(batch) if kept is not None else 0
+                return kept
+
+            def put(self, batch, vectors):
+                store.put(batch, vectors)
+
+        t0 = time.perf_counter()
+        out = inner(texts, store=Counting() if store is not None else None, progress=progress)
+        with self._lock:
+            self.seconds += time.perf_counter() - t0
+            self.items += len(texts) - answered[0]
+        return out
+
     def __getattr__(self, name: str) -> Any:  # model_id, dimension, ... (only called for missing ones)
         if name == "inner":
             raise AttributeError(name)

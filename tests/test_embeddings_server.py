@@ -166,3 +166,49 @@ def test_the_cache_size_is_a_setting(tmp_path, monkeypatch):
     monkeypatch.setenv("HERCULES_CACHE_SIZE_GB", "4")
     assert Cache(tmp_path / "b").size_limit == 4 * 2 ** 30
     assert Cache(tmp_path / "c", size_limit=123).size_limit == 123
+
+
+def test_a_failed_cli_run_resumes_through_the_pipeline(tmp_path, monkeypatch):
+    """The real door: `run --embedder openai` fails when the server does; run again, only the item
+    batches the cache does not hold are sent, and the measured speed counts only those."""
+    import json
+
+    from hercules_run import cli
+
+    n, batch = 60, 8
+    texts = [f"ticket {i} about {['refunds', 'delivery', 'passwords'][i % 3]} and more" for i in range(n)]
+    (tmp_path / "d.csv").write_text("id,text\n" + "".join(f"{i},{t}\n" for i, t in enumerate(texts)))
+    monkeypatch.setenv("HERCULES_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HERCULES_EMBED_MODEL", "emb")
+    monkeypatch.setenv("HERCULES_EMBED_API_KEY", KEY)
+    monkeypatch.setenv("HERCULES_EMBED_BATCH_SIZE", str(batch))
+    monkeypatch.setenv("HERCULES_EMBED_CONCURRENCY", "2")
+    args = ["run", str(tmp_path / "d.csv"), "--text-column", "text", "--id-column", "id", "--embedder", "openai",
+            "--llm", "keywords", "--levels", "3", "--reduce", "none", "--quiet"]
+    item_batches = n // batch + 1
+    with StubServer(script=["ok"] * 3, default="401", models=("emb",), api_key=KEY) as s:
+        monkeypatch.setenv("HERCULES_EMBED_BASE_URL", s.base_url)
+        assert cli.main(args + ["--out", str(tmp_path / "a")]) != 0
+        first = len(s.requests)
+        s.default = "ok"
+        assert cli.main(args + ["--out", str(tmp_path / "b")]) == 0
+        items = [r for r in s.requests[first:] if set(r["body"]["input"]) <= set(texts)]
+    assert 3 <= first < item_batches
+    assert len(items) == item_batches - 3  # the three answered before the failure are not sent again
+    timings = json.loads((tmp_path / "cache" / "timings.json").read_text())
+    assert KEY not in json.dumps(timings)
+
+
+def test_the_measured_speed_counts_only_what_reached_the_server(tmp_path):
+    from hercules_run.timings import Timed
+
+    cache = Cache(tmp_path / "cache")
+    with StubServer(models=("emb",), api_key=KEY) as s:
+        cold = Timed(_embedder(s))
+        wrapped = wrap(cold, cache)
+        assert isinstance(wrapped, CachedBatchedEmbedder)  # the timer hides no capability
+        wrapped.embed(TEXTS[:20])
+        assert cold.items == 20 and cold.seconds > 0
+        warm = Timed(_embedder(s))
+        wrap(warm, cache).embed(TEXTS[:24])  # 5 batches of 4 kept, 1 new
+        assert warm.items == 4
