@@ -804,7 +804,7 @@ def split(h: Hierarchy, cluster_id: str, k: int, *, who: object = None, seed: in
     members = h.children_of(level, j) if level >= 2 else h.members(1, j)
     what = "children" if level >= 2 else "items"
     if len(members) < 2:
-        raise InputError(f"{cluster_id} has only one {what[:-1] if level >= 2 else 'item'}: there is nothing to split.")
+        raise InputError(f"{cluster_id} has only one {'child' if level >= 2 else 'item'}: there is nothing to split.")
     upper = min(len(members), SPLIT_K_MAX)
     if not 2 <= k <= upper:
         raise InputError(f"k must be between 2 and {upper} for {cluster_id} ({len(members):,} {what}); got {k}.")
