@@ -10,7 +10,9 @@ What is recomputed, for the clusters whose items changed and their ancestors onl
 centroids (``vectors``: the (weighted) mean of what is below, normalised like the fit's), the
 clustering-space centroids (``reducers["clustering"]``), the PCA coordinates (``reductions``), the
 level-1 novelty thresholds of ``assign_info`` (and its training agreement), and the evaluation of
-the levels whose partition changed. Stability figures of those clusters become "not measured".
+the levels whose partition changed, which the edit marks ``"stale"`` and :func:`reevaluate` (or
+:func:`resummarize_model`, the background half of an edit) measures again: a level's silhouette takes
+longer than the edit. Stability figures of the changed clusters become "not measured".
 Samples, representatives and numeric statistics are not stored: the app and the report derive them
 from the memberships, so they follow. Titles of new clusters are placeholders (source
 ``"curated"``) until :func:`resummarize` writes them with the run's summariser; :func:`to_retitle`
@@ -26,8 +28,8 @@ item indices of the clusters it named and created, which :func:`replay` matches 
 re-applies ``after`` exactly (no re-clustering).
 
 Public names: ``Change``, ``merge``, ``split``, ``move``, ``dissolve``, ``undo``, ``redo``,
-``to_retitle``, ``resummarize``, ``retitle_cost``, ``edit_model``, ``resummarize_model``,
-``export_log``, ``replay``, ``compare``, ``OPS``.
+``apply_op``, ``to_retitle``, ``resummarize``, ``retitle_cost``, ``reevaluate``, ``stale_levels``,
+``edit_model``, ``resummarize_model``, ``export_log``, ``replay``, ``compare``, ``format_compare``, ``OPS``.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ from .hierarchy import Hierarchy, Level
 from .io import decode_array, encode_array
 
 __all__ = ["Change", "merge", "split", "move", "dissolve", "undo", "redo", "to_retitle", "resummarize",
-           "retitle_cost", "edit_model", "resummarize_model", "export_log", "replay", "compare", "OPS",
+           "retitle_cost", "edit_model", "resummarize_model", "reevaluate", "stale_levels", "export_log", "replay",
+           "compare", "format_compare", "apply_op", "OPS",
            "CURATED", "MATCH_THRESHOLD", "LOG_FORMAT"]
 
 CURATED = "curated"  # the source of a placeholder title written by an edit, until it is re-summarised
@@ -59,7 +62,7 @@ LOG_FORMAT = "hercules-edit-log"
 SPLIT_K_MAX = 50
 _SPLIT_SALT = 0x5_9117  # split seeds: (run seed, salt, log position)
 _ID_RE = re.compile(r"L([0-9]{1,2})_([0-9]{1,9})")
-_AGREEMENT_SAMPLE = 100_000  # training agreement after an edit: on at most this many items
+_AGREEMENT_SAMPLE = 5_000  # training agreement after an edit: on a seeded sample of at most this many items
 OPS = ("merge", "split", "move", "dissolve", "undo", "redo")
 
 
@@ -473,11 +476,12 @@ def _thresholds(g: Hierarchy, rows: list[int], members: dict[int, np.ndarray]) -
         np.random.default_rng(int(g.config.random_state)).choice(n, _AGREEMENT_SAMPLE, replace=False))
     nearest, _ = km.nearest_centroids(X[idx], C)
     info["training_agreement"] = round(float(np.mean(nearest == g.levels[0].parent[idx])), 4) if n else 1.0
+    info["training_agreement_items"] = int(len(idx))
 
 
 def _reevaluate(g: Hierarchy, levels: Iterable[int]) -> dict[str, Any]:
-    """Re-measure the given levels (the partition or the vectors below changed); the title figures of
-    the fit are kept and marked as measured before the edit."""
+    """Re-measure the given levels (the partition or the vectors below changed) in place; the title
+    figures are kept and marked as measured before the edit."""
     from .evaluation import evaluate_level
 
     out = {}
@@ -491,6 +495,7 @@ def _reevaluate(g: Hierarchy, levels: Iterable[int]) -> dict[str, Any]:
             new.update(kept)
             new["notes"] = list(new.get("notes", [])) + ["title_ figures were measured before the curation edits."]
         new["curated"] = True
+        new.pop("stale", None)
         g.evaluation[level] = new
         out[str(level)] = new
     return out
@@ -598,8 +603,14 @@ def _finish(h: Hierarchy, plan: _Plan, op: str, args: dict[str, Any], who: objec
     # evaluation: levels whose partition changed, and the level above levels whose vectors changed
     eval_levels = {int(l) for l, n in moved_per_level.items() if n} | {
         l + 1 for l in changed if changed[l] and l + 1 <= top} | {l for l in changed if changed[l]}
+    # the metrics of those levels are marked stale here and re-measured by reevaluate() (in the background,
+    # with the re-titling: a level's silhouette and friends take longer than the edit itself)
     before_eval = {str(l): copy.deepcopy(h.evaluation.get(l)) for l in eval_levels if 1 <= l <= top}
-    after_eval = _reevaluate(g, eval_levels)
+    after_eval = {}
+    for key in before_eval:
+        if g.evaluation.get(int(key)) is not None:
+            g.evaluation[int(key)] = {**g.evaluation[int(key)], "stale": True}
+            after_eval[key] = copy.deepcopy(g.evaluation[int(key)])
     g.validate()
     # the entry: records before and after of every row that differs
     created_all = plan_created_set(plan)
@@ -607,7 +618,7 @@ def _finish(h: Hierarchy, plan: _Plan, op: str, args: dict[str, Any], who: objec
     before, after = _side(h, plan, removed_all | modified, items_before=True), _side(g, plan, created_all | modified)
     before["evaluation"], after["evaluation"] = before_eval, after_eval
     if h.assign_info is not None:
-        keys = ("training_agreement", "level_threshold")
+        keys = ("training_agreement", "training_agreement_items", "level_threshold")
         before["assign"] = {k: h.assign_info.get(k) for k in keys}
         after["assign"] = {k: g.assign_info.get(k) for k in keys}
     if plan.items is not None:
@@ -1103,6 +1114,43 @@ def resummarize(h: Hierarchy, cluster_ids: Iterable[str], summarizer: Any, *, te
     return Change(g, entry)
 
 
+def _amendable(g: Hierarchy, entry_seq: int | None) -> dict[str, Any] | None:
+    """The log entry ``entry_seq`` (default: the last) if it is the last one, else None."""
+    if not g.edit_log:
+        return None
+    last = g.edit_log[-1]
+    return last if entry_seq is None or last.get("seq") == entry_seq else None
+
+
+def stale_levels(h: Hierarchy) -> list[int]:
+    """Levels whose evaluation an edit has made out of date (``reevaluate`` measures them again)."""
+    return sorted(l for l, ev in h.evaluation.items() if isinstance(ev, dict) and ev.get("stale"))
+
+
+def reevaluate(h: Hierarchy, *, entry_seq: int | None = None) -> Change:
+    """Measure again the levels whose evaluation edits made stale (:func:`stale_levels`); the result
+    amends the last log entry (so undo and redo restore it with the edit). Returns the new hierarchy
+    and that entry (``{}`` when nothing was stale)."""
+    g = _copy(h)
+    levels = stale_levels(g)
+    if not levels:
+        return Change(g, {})
+    fresh = _reevaluate(g, levels)
+    target = _amendable(g, entry_seq)
+    if target is None:
+        return Change(g, {})
+    new = copy.copy(target)
+    new["after"] = {**target["after"], "evaluation": {**(target["after"].get("evaluation") or {}),
+                                                      **copy.deepcopy(fresh)}}
+    # a level an earlier edit made stale: undoing this one must give it back stale, as it was
+    old_before = target["before"].get("evaluation") or {}
+    extra = {k: copy.deepcopy(h.evaluation.get(int(k))) for k in fresh if k not in old_before}
+    if extra:
+        new["before"] = {**target["before"], "evaluation": {**old_before, **extra}}
+    g.edit_log[-1] = new
+    return Change(g, new)
+
+
 def _text_targets(g: Hierarchy, ids: Iterable[str]) -> dict[str, Any]:
     """The items of each re-titled cluster: replay copies its new text where a cluster holds exactly these."""
     return {cid: _enc(g.members(*_lv_idx(g, cid)).astype(np.int32)) for cid in ids}
@@ -1168,33 +1216,45 @@ def edit_model(model_path: str | os.PathLike, op: str, args: Mapping[str, Any] |
     return change
 
 
-def resummarize_model(model_path: str | os.PathLike, entry_seq: int, summarizer: Any, *, text_embedder: Any = None,
+def resummarize_model(model_path: str | os.PathLike, entry_seq: int, summarizer: Any = None, *,
+                      text_embedder: Any = None, evaluate: bool = True,
                       on_saved: Callable[[Hierarchy], None] | None = None) -> Change | None:
-    """Re-title what edit ``entry_seq`` touched in a saved model: the summaries are computed without the
-    lock (LLM calls take time), then written under it if that edit is still the last one (else None:
-    it was undone or another edit came after; nothing is written)."""
+    """The background half of an edit of a saved model: re-title what edit ``entry_seq`` touched (with
+    ``summarizer``; None skips it) and re-measure the levels it made stale (``evaluate``). The work is
+    done without the lock (LLM calls take time); the result is written under it if that edit is still
+    the last one, else nothing is written and None is returned (it was undone, or another edit came)."""
     from .edits import model_lock
     from .io import load_model
 
     h = load_model(model_path, verify=False)
-    entry = next((e for e in h.edit_log if e.get("seq") == entry_seq), None)
-    if entry is None or entry is not h.edit_log[-1]:
+    if _amendable(h, entry_seq) is None:
         return None
-    ids = to_retitle(h, entry)
-    change = resummarize(h, ids, summarizer, text_embedder=text_embedder, entry_seq=entry_seq)
+    g = h
+    if summarizer is not None:
+        g = resummarize(g, to_retitle(g, g.edit_log[-1]), summarizer, text_embedder=text_embedder,
+                        entry_seq=entry_seq).hierarchy
+    if evaluate:
+        g = reevaluate(g, entry_seq=entry_seq).hierarchy
+    new = g.edit_log[-1]
+    if new is h.edit_log[-1]:
+        return Change(h, new)  # nothing to do
     with model_lock(model_path):
         now = load_model(model_path, verify=False)
-        if not now.edit_log or now.edit_log[-1].get("seq") != entry_seq:
+        if _amendable(now, entry_seq) is None:
             return None
-        new = change.entry
-        g = _apply_side(now, {"levels": {k: {"rows": v["rows"]} for k, v in new["after"]["levels"].items()}})
-        g.edit_log = list(now.edit_log[:-1]) + [new]
-        g.redo_log, g.edit_counters = list(now.redo_log), dict(now.edit_counters)
-        g.validate()
-        _save(g, Path(model_path), structural=False)
+        side = {"levels": {k: {"rows": v["rows"]} for k, v in new["after"]["levels"].items()},
+                "evaluation": new["after"].get("evaluation") or {}}
+        out = _apply_side(now, side)
+        for cid, rec in g.edits.items():  # flags "children changed since your edit"
+            if "children_changed" in rec and cid in out.edits:
+                out.edits[cid] = {**out.edits[cid], "children_changed": rec["children_changed"]}
+        out.edit_log = list(now.edit_log[:-1]) + [new]
+        out.redo_log, out.edit_counters = list(now.redo_log), dict(now.edit_counters)
+        out.validate()
+        _save(out, Path(model_path), structural=False)
         if on_saved is not None:
-            on_saved(g)
-    return Change(g, new)
+            on_saved(out)
+    return Change(out, new)
 
 
 # ============================================================================ replay and compare

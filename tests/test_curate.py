@@ -300,8 +300,18 @@ def test_derived_values_are_recomputed_for_touched_clusters():
     assert np.allclose(red, project(g.reducers["representation"], g.levels[1].vectors[j:j + 1])[0], atol=1e-5)
     assert g.stats["stability"]["levels"]["1"]["jaccard"][j] is None  # not measured after the edit
     assert len(g.assign_info["thresholds"]) == len(g.levels[1])
-    assert g.evaluation[1]["n_clusters"] == len(g.levels[1]) and g.evaluation[1]["curated"]
     assert g.stats["clusters_per_level"][0] == len(g.levels[1])
+    # the evaluation of the changed levels is stale until reevaluate measures it, as part of the edit
+    assert 1 in curate.stale_levels(g) and g.evaluation[1]["n_clusters"] == len(h.levels[1])
+    r = curate.reevaluate(g)
+    e = r.hierarchy
+    assert curate.stale_levels(e) == [] and e.evaluation[1]["n_clusters"] == len(g.levels[1])
+    assert e.evaluation[1]["curated"] and "title_fluency" in e.evaluation[1]
+    assert state(curate.undo(e).hierarchy) == state(h)
+    assert state(curate.redo(curate.undo(e).hierarchy).hierarchy) == state(e)
+    # a second edit before re-evaluating: undoing it gives back the first edit's stale levels
+    two = curate.merge(g, ["L1_2", "L1_3"]).hierarchy
+    assert state(curate.undo(curate.reevaluate(two).hierarchy).hierarchy) == state(g)
 
 
 # ----------------------------------------------------------------------------- re-titling
@@ -371,6 +381,13 @@ def test_edit_model_saves_under_the_lock_and_undo_restores_the_files(tmp_path, i
     assert (tmp_path / "memberships.csv").read_bytes() == (tmp_path / "m0.csv").read_bytes()
     curate.edit_model(path, "redo", None, on_saved=on_saved)
     assert len(load_model(path).edit_log) == 1
+    # the background half: re-title and re-measure, written only while the edit is the last one
+    seq = load_model(path).edit_log[-1]["seq"]
+    done = curate.resummarize_model(path, seq, CountingSummarizer(h), on_saved=on_saved)
+    g = load_model(path)
+    assert done is not None and curate.stale_levels(g) == [] and g.edit_log[-1]["resummarized"]
+    assert g.cluster(g.edit_log[-1]["effect"]["created"][0]).source == "keywords"
+    assert curate.resummarize_model(path, seq - 1, CountingSummarizer(h)) is None
     with pytest.raises(InputError, match="Unknown edit"):
         curate.edit_model(path, "explode", {})
     with pytest.raises(InputError, match="nothing to redo"):
