@@ -100,12 +100,16 @@ def main() -> None:
         io.save_memberships(g, tmp / "memberships.csv")
         io.save_hierarchy_text(g, tmp / "hierarchy.txt")
 
-    print(f"\n{'edit':<16} {'edit ms':>8} {'edit_model ms':>14} {'undo ms':>8} {'items moved L1':>15} "
-          f"{'re-titled':>9} {'LLM calls':>9} {'estimate':>8}")
+    print("\nedit: the edit itself; edit_model: lock, load, edit, save, memberships.csv + hierarchy.txt (of which "
+          "load / save / files, measured apart); undo: the same for undo")
+    print(f"{'edit':<16} {'edit ms':>8} {'edit_model ms':>14} {'load':>5} {'save':>5} {'files':>5} {'undo ms':>8} "
+          f"{'items moved L1':>15} {'re-titled':>9} {'LLM calls':>9} {'estimate':>8}")
     rows = {}
     for i in range(args.repeats):
-        h = io.load_model(path)
-        for name, (op, a) in ops_for(h, i).items():
+        for name, (op, a) in ops_for(io.load_model(path), i).items():
+            t = time.perf_counter()
+            h = io.load_model(path, verify=False)
+            t_load = time.perf_counter() - t
             t = time.perf_counter()
             try:
                 change = curate.apply_op(h, op, a)
@@ -114,13 +118,22 @@ def main() -> None:
                 continue
             pure = time.perf_counter() - t
             t = time.perf_counter()
+            curate._save(change.hierarchy, tmp / "scratch.json", structural=True)
+            t_save = time.perf_counter() - t
+            t = time.perf_counter()
+            on_saved(change.hierarchy)
+            t_files = time.perf_counter() - t
+            t = time.perf_counter()
             change = curate.edit_model(path, op, a, on_saved=on_saved)
             whole = time.perf_counter() - t
             t = time.perf_counter()
             curate.edit_model(path, "undo", {}, on_saved=on_saved)
             und = time.perf_counter() - t
             r = rows.setdefault(name, {"pure": [], "whole": [], "undo": [], "moved": [], "retitle": [], "calls": [],
-                                       "estimate": []})
+                                       "estimate": [], "load": [], "save": [], "files": []})
+            r["load"].append(t_load)
+            r["save"].append(t_save)
+            r["files"].append(t_files)
             r["pure"].append(pure)
             r["whole"].append(whole)
             r["undo"].append(und)
@@ -137,7 +150,8 @@ def main() -> None:
                 r["estimate"].append(curate.retitle_cost(g, ids, llm_id="fake")["llm_calls"])
     for name, r in rows.items():
         med = lambda xs: statistics.median(xs) * 1000  # noqa: E731
-        print(f"{name:<16} {med(r['pure']):>8.0f} {med(r['whole']):>14.0f} {med(r['undo']):>8.0f} "
+        print(f"{name:<16} {med(r['pure']):>8.0f} {med(r['whole']):>14.0f} {med(r['load']):>5.0f} {med(r['save']):>5.0f} "
+              f"{med(r['files']):>5.0f} {med(r['undo']):>8.0f} "
               f"{int(statistics.median(r['moved'])):>15} {r['retitle'][0]:>9} {r['calls'][0]:>9} {r['estimate'][0]:>8}")
 
     # replay: 10 edits on seed 0, replayed onto seed 1
