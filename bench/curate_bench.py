@@ -11,7 +11,7 @@ and the estimate ``curate.retitle_cost`` shows before; finally a log of 10 edits
 replayed onto seed 1: how many apply, and the agreement (``curate.compare``) of the result with the
 curated original, next to the agreement of the two uncurated runs.
 
-Usage: .venv/bin/python bench/curate_bench.py [--items 20000] [--repeats 5] [--columnar]
+Usage: .venv/bin/python bench/curate_bench.py [--items 20000] [--repeats 5] [--columnar] [--dim 64] [--no-replay]
 """
 
 from __future__ import annotations
@@ -75,18 +75,16 @@ def ops_for(h, i: int):
     }
 
 
-class CountingLLM(FakeLLM):
-    pass
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=20_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--columnar", action="store_true", help="save the model with its items file (as above 20,000)")
+    ap.add_argument("--dim", type=int, default=64, help="dimensions of the item vectors (384: MiniLM's)")
+    ap.add_argument("--no-replay", action="store_true", help="only the edit timings")
     args = ap.parse_args()
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (1, 5 min); {os.cpu_count()} CPUs")
-    ds = dataset(args.items)
+    ds = dataset(args.items, dim=args.dim)
     h0, t0 = fit(ds, 0)
     print(f"fit seed 0: {t0:.1f} s, clusters {[len(lv) for lv in h0.levels[1:]]}")
     tmp = Path(tempfile.mkdtemp(prefix="curate_bench_"))
@@ -141,7 +139,7 @@ def main() -> None:
             if i == 0:  # re-titling once per edit type: the LLM calls of the run's summariser
                 g = change.hierarchy
                 ids = curate.to_retitle(g, change.entry)
-                llm = CountingLLM()
+                llm = FakeLLM()  # counts its calls
                 summ = LLMSummarizer(llm, g.config, fallback=KeywordSummarizer(g.dataset, g.dataset.texts,
                                                                                config=g.config))
                 curate.resummarize(g, ids, summ)
@@ -154,6 +152,8 @@ def main() -> None:
               f"{med(r['files']):>5.0f} {med(r['undo']):>8.0f} "
               f"{int(statistics.median(r['moved'])):>15} {r['retitle'][0]:>9} {r['calls'][0]:>9} {r['estimate'][0]:>8}")
 
+    if args.no_replay:
+        return
     # replay: 10 edits on seed 0, replayed onto seed 1
     h = io.load_model(path)
     l1 = h.levels[1]

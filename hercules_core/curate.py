@@ -582,6 +582,11 @@ def _finish(h: Hierarchy, plan: _Plan, op: str, args: dict[str, Any], who: objec
             if p is not None:
                 seeds.add(p)
     ancestors: set[str] = set()
+    for level, ids in plan.removed.items():  # a parent that lost a child, if it is still there
+        for cid in ids:
+            p = _parent_id(h, level, h.cluster(cid).index)
+            if p is not None and p not in _gone(plan):
+                ancestors.add(p)
     for cid in seeds:
         if cid in _gone(plan):
             continue
@@ -613,9 +618,9 @@ def _finish(h: Hierarchy, plan: _Plan, op: str, args: dict[str, Any], who: objec
             after_eval[key] = copy.deepcopy(g.evaluation[int(key)])
     g.validate()
     # the entry: records before and after of every row that differs
-    created_all = plan_created_set(plan)
+    created_all = _created_set(plan)
     modified = (touched | ancestors | parent_changed | set(flagged)) - created_all - removed_all
-    before, after = _side(h, plan, removed_all | modified, items_before=True), _side(g, plan, created_all | modified)
+    before, after = _side(h, plan, removed_all | modified), _side(g, plan, created_all | modified)
     before["evaluation"], after["evaluation"] = before_eval, after_eval
     if h.assign_info is not None:
         keys = ("training_agreement", "training_agreement_items", "level_threshold")
@@ -644,7 +649,7 @@ def _finish(h: Hierarchy, plan: _Plan, op: str, args: dict[str, Any], who: objec
     return Change(g, entry)
 
 
-def plan_created_set(plan: _Plan) -> set[str]:
+def _created_set(plan: _Plan) -> set[str]:
     return {c for ids in plan.created.values() for c in ids}
 
 
@@ -662,15 +667,11 @@ def _id_key(cid: str) -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2))) if m else (99, 0)
 
 
-def _top_down(h: Hierarchy, ids: Iterable[str]) -> list[str]:
-    return sorted(ids, key=lambda c: (-_id_key(c)[0], _id_key(c)[1]))
-
-
 def _bottom_up(h: Hierarchy, ids: Iterable[str]) -> list[str]:
     return sorted(ids, key=_id_key)
 
 
-def _side(h: Hierarchy, plan: _Plan, ids: set[str], items_before: bool = False) -> dict[str, Any]:
+def _side(h: Hierarchy, plan: _Plan, ids: set[str]) -> dict[str, Any]:
     """The records of ``ids`` (those present in ``h``) and the order of every level that gains or loses rows."""
     levels: dict[str, Any] = {}
     changed_levels = set(plan.created) | set(plan.removed)

@@ -5,6 +5,7 @@ what did not apply elsewhere, compare measures agreement, and the CLI does both.
 from __future__ import annotations
 
 import json
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -393,6 +394,32 @@ def test_edit_model_saves_under_the_lock_and_undo_restores_the_files(tmp_path, i
     with pytest.raises(InputError, match="nothing to redo"):
         curate.edit_model(path, "redo", {})
     assert len(load_model(path).edit_log) == 1  # refused edits write nothing
+
+
+def test_two_tabs_editing_one_model_at_once_both_land(tmp_path):
+    path = tmp_path / "model.json"
+    h = fresh()
+    save_model(h, path)
+    pairs = [["L1_2", "L1_3"], ["L1_6", "L1_7"]]
+    errors = []
+
+    def edit(ids):
+        try:
+            curate.edit_model(path, "merge", {"ids": ids}, who="tab")
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=edit, args=(p,)) for p in pairs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    g = load_model(path)
+    assert sorted(e["args"]["ids"] for e in g.edit_log) == sorted(pairs)
+    assert not {c for p in pairs for c in p} & set(g.levels[1].ids)
+    assert len(g.levels[1]) == len(h.levels[1]) - 2
+    assert csv(curate.undo(curate.undo(g).hierarchy).hierarchy) == csv(h)
 
 
 def test_title_edits_of_a_saved_model_are_logged_and_undone(tmp_path):
