@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -116,7 +117,7 @@ def main() -> None:
                 continue
             pure = time.perf_counter() - t
             t = time.perf_counter()
-            curate._save(change.hierarchy, tmp / "scratch.json", structural=True)
+            io.save_model(change.hierarchy, tmp / "scratch.json", items="columnar" if args.columnar else "inline")
             t_save = time.perf_counter() - t
             t = time.perf_counter()
             on_saved(change.hierarchy)
@@ -153,6 +154,7 @@ def main() -> None:
               f"{int(statistics.median(r['moved'])):>15} {r['retitle'][0]:>9} {r['calls'][0]:>9} {r['estimate'][0]:>8}")
 
     if args.no_replay:
+        shutil.rmtree(tmp)
         return
     # replay: 10 edits on seed 0, replayed onto seed 1
     h = io.load_model(path)
@@ -202,9 +204,7 @@ def main() -> None:
     for a, b, c in zip(base["levels"], cur["levels"], origin["levels"]):
         print(f"{a['level']:>5} {a['weighted_jaccard']:>8.3f}/{a['ari']:.3f} {b['weighted_jaccard']:>12.3f}/{b['ari']:.3f} "
               f"{c['weighted_jaccard']:>10.3f}/{c['ari']:.3f}")
-    for f in tmp.iterdir():
-        f.unlink()
-    tmp.rmdir()
+    shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":
