@@ -508,6 +508,22 @@ def test_cli_replay_and_compare(tmp_path, capsys):
     assert json.loads((tmp_path / "c.json").read_text())["levels"][0]["agreement"] == 1.0
 
 
+def test_a_damaged_log_is_a_clear_error_not_a_crash(tmp_path):
+    from hercules_core.errors import ModelFileError
+
+    g = curate.merge(fresh(), ["L1_0", "L1_1"]).hierarchy
+    save_model(g, tmp_path / "m.json")
+    doc = json.loads((tmp_path / "m.json").read_text())
+    entry = doc["curation"]["log"][-1]
+    entry["before"]["levels"]["1"]["rows"]["L1_0"]["vector"] = {"dtype": "float32", "shape": [3]}
+    entry["targets"]["L1_0"] = "junk"
+    (tmp_path / "m.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match="edit log is damaged"):
+        curate.edit_model(tmp_path / "m.json", "undo", {})
+    replayed, report = curate.replay(tmp_path / "m.json", fresh())
+    assert report["applied"] == 0 and "damaged" in report["results"][0]["reason"]
+
+
 def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     save_model(_origin(0), tmp_path / "origin.json")
     assert cli_main(["compare", str(tmp_path / "missing.json"), str(tmp_path / "origin.json")]) == 2
