@@ -36,6 +36,10 @@ IMG_ITEMS, IMG_SELECTION = range(2)  # layout.images slots of the density images
 IMAGE_PX = (800, 480)  # density image resolution (about the plot area's size on a desktop)
 SEL_RGB = (17, 17, 17)
 SIZE_SCALES = ("linear", "sqrt", "log")
+# up to this many markers (bubbles, plus items when they are points) the scatter is SVG ("scatter"),
+# above it WebGL ("scattergl"): without a GPU a WebGL context costs ~0.4-0.7 s of the first render
+# (SwiftShader), SVG draws 1,000 bubbles in ~0.14 s; WebGL keeps thousands of points smooth
+GL_POINTS = 2000
 # what the scatter draws where, said under its title (positions: ExploreModel.xy)
 SPACE_NOTES = {"representation": "2-D PCA of the item vectors; each bubble sits at the mean of its items",
                "description": "2-D PCA of description embeddings; each bubble sits where its own title and "
@@ -155,8 +159,8 @@ def stability_colors(em: ExploreModel, level: int) -> list[str] | None:
     return [UNMEASURED if not np.isfinite(v) else sample_colorscale("RdYlGn", [float(v)])[0] for v in vals]
 
 
-def _empty_trace(name: str, **marker: Any) -> dict[str, Any]:
-    return {"type": "scattergl", "mode": "markers", "name": name, "x": [], "y": [], "customdata": [],
+def _empty_trace(kind: str, name: str, **marker: Any) -> dict[str, Any]:
+    return {"type": kind, "mode": "markers", "name": name, "x": [], "y": [], "customdata": [],
             "hovertemplate": "%{customdata[1]}<br>%{customdata[2]}<extra></extra>", "marker": marker,
             "showlegend": False}
 
@@ -180,7 +184,8 @@ def scatter_figure(em: ExploreModel, level: int, space: str = "representation", 
             "items": h.n_items <= items_max}
     if by_stability:
         view["color_by"] = STABILITY
-    items = _empty_trace("items", size=4, opacity=0.5)
+    kind = "scattergl" if len(lv) + (h.n_items if view["items"] else 0) > GL_POINTS else "scatter"
+    items = _empty_trace(kind, "items", size=4, opacity=0.5)
     rng = full_range(em, space, level) if not view["items"] else None
     images: list[dict[str, Any]] = []
     if rng is not None:
@@ -200,7 +205,7 @@ def scatter_figure(em: ExploreModel, level: int, space: str = "representation", 
                            else colors_for(em, 0, color_level))
             items["marker"] = {"size": 4, "opacity": 0.5, "color": item_colors}
     bubbles = {
-        "type": "scattergl", "mode": "markers", "name": f"L{level} clusters", "showlegend": False,
+        "type": kind, "mode": "markers", "name": f"L{level} clusters", "showlegend": False,
         "x": rounded(xy[:, 0]), "y": rounded(xy[:, 1]),
         "customdata": [[make_key(level, j), esc(cid), esc(t, 80), int(s)]
                        for j, (cid, t, s) in enumerate(zip(lv.ids, lv.titles, lv.size))],
@@ -212,9 +217,9 @@ def scatter_figure(em: ExploreModel, level: int, space: str = "representation", 
     labels = {"type": "scatter", "mode": "text", "name": "titles", "showlegend": False, "hoverinfo": "skip",
               "x": rounded(xy[big, 0]), "y": rounded(xy[big, 1]), "text": [esc(lv.titles[j], 28) for j in big],
               "textfont": {"size": 11, "color": "#222"}}
-    context = _empty_trace("ancestors", symbol="circle-open", size=[], color="#000", line={"width": 2})
-    sel_items = _empty_trace("selected items", size=5, color="#111", opacity=0.9)
-    selected = _empty_trace("selection", symbol="circle-open-dot", size=26, color="#d62728", line={"width": 3})
+    context = _empty_trace(kind, "ancestors", symbol="circle-open", size=[], color="#000", line={"width": 2})
+    sel_items = _empty_trace(kind, "selected items", size=5, color="#111", opacity=0.9)
+    selected = _empty_trace(kind, "selection", symbol="circle-open-dot", size=26, color="#d62728", line={"width": 3})
     fig = {
         "data": [items, bubbles, labels, context, sel_items, selected],
         "layout": {
@@ -356,6 +361,24 @@ def highlight_patch(em: ExploreModel, view: dict[str, Any], selection: str | Non
 
 
 # ----------------------------------------------------------------------------- sunburst
+# the sunburst draws at most 3 rings at once, fewer when they would hold more than this many sectors:
+# each drawn sector costs the browser a text measurement (~1-2 ms in this machine's Chromium), and
+# levels 1000/100/10 drawn at once took 1.9 s of the explore page's first render at 100k items. A
+# click on a sector opens its subtree with the levels under it.
+SUNBURST_RINGS, SUNBURST_SECTORS = 3, 400
+
+
+def sunburst_depth(em: ExploreModel) -> int:
+    """How many levels (rings, from the top) the sunburst shows at once: its ``maxdepth``."""
+    depth, drawn = 0, 0
+    for level in range(em.top, max(em.top - SUNBURST_RINGS, 0), -1):
+        drawn += len(em.h.levels[level])
+        if depth and drawn > SUNBURST_SECTORS:
+            break
+        depth += 1
+    return max(depth, 1)
+
+
 def _sunburst_colors(em: ExploreModel) -> list[str]:
     out = []
     for level in range(em.top, 0, -1):
@@ -377,7 +400,8 @@ def sunburst_figure(em: ExploreModel, selection: str | None = None) -> dict[str,
             values.append(int(lv.size[j]))
             hover.append(f"{esc(lv.ids[j])} · {int(lv.size[j])} items<br>{esc(lv.titles[j], 80)}")
     fig = {"data": [{"type": "sunburst", "ids": ids_, "labels": labels, "parents": parents, "values": values,
-                     "branchvalues": "total", "hovertext": hover, "hoverinfo": "text", "maxdepth": 3,
+                     "branchvalues": "total", "hovertext": hover, "hoverinfo": "text",
+                     "maxdepth": sunburst_depth(em),
                      "insidetextorientation": "radial", "marker": {"colors": _sunburst_colors(em)}}],
            "layout": {"margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "height": 430, "uirevision": "sunburst"}}
     if selection is not None:

@@ -73,7 +73,10 @@ def test_scatter_figure_traces_colours_and_escaping(em):
     fig, view = figures.scatter_figure(em, 1, "representation", color_level=2, size_scale="sqrt")
     assert view == {"level": 1, "space": "representation", "color_level": 2, "size_scale": "sqrt", "items": True}
     bubbles = fig["data"][figures.T_BUBBLES]
-    assert bubbles["type"] == "scattergl" and len(bubbles["x"]) == 12
+    # 132 markers: SVG, every marker trace of one type (no WebGL context to pay for in the browser)
+    assert len(bubbles["x"]) == 12
+    assert {fig["data"][t]["type"] for t in (figures.T_ITEMS, figures.T_BUBBLES, figures.T_CONTEXT,
+                                             figures.T_SEL_ITEMS, figures.T_SELECTED)} == {"scatter"}
     # children share their ancestor's colour
     parent = em.h.levels[1].parent
     for j in range(12):
@@ -83,6 +86,14 @@ def test_scatter_figure_traces_colours_and_escaping(em):
     fig2, _ = figures.scatter_figure(em, 2, "representation")
     hover = json.dumps(fig2["data"][figures.T_BUBBLES]["customdata"])
     assert "<script>" not in hover and "&lt;script&gt;" in hover
+
+
+def test_webgl_only_above_gl_points(em, monkeypatch):
+    monkeypatch.setattr(figures, "GL_POINTS", 100)  # 12 bubbles + 120 item points: more than 100
+    fig, _ = figures.scatter_figure(em, 1)
+    assert {t["type"] for t in fig["data"] if t["mode"] == "markers"} == {"scattergl"}
+    fig, _ = figures.scatter_figure(em, 1, items_max=50)  # items drawn as an image: 12 markers
+    assert {t["type"] for t in fig["data"] if t["mode"] == "markers"} == {"scatter"}
 
 
 def test_item_layer_hidden_above_threshold(em):
@@ -127,6 +138,15 @@ def test_sunburst_and_its_patch(em):
     colors = figures.sunburst_colors(em, "L1:0")
     kept = [i for i, c in zip(tr["ids"], colors) if c != figures.FADED]
     assert set(kept) == {"L1:0", make_key(2, em.ancestor(1, 0, 2))}
+
+
+def test_sunburst_draws_fewer_rings_when_they_hold_many_sectors():
+    small = ExploreModel.from_hierarchy(make_hierarchy(make_text_dataset(300), ks=(40, 8, 2)))
+    assert figures.sunburst_figure(small)["data"][0]["maxdepth"] == 3  # 50 sectors: every ring
+    big = ExploreModel.from_hierarchy(make_hierarchy(make_text_dataset(3000), ks=(1000, 100, 10)))
+    tr = figures.sunburst_figure(big)["data"][0]
+    # the outer ring of 1000 sectors waits for a click on its parent; every cluster is still in the data
+    assert tr["maxdepth"] == 2 and len(tr["ids"]) == 1110
 
 
 def test_metrics_and_confusion_figures(em):
