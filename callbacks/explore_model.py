@@ -41,7 +41,11 @@ class ExploreModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "ExploreModel":
-        return cls.from_hierarchy(load_model(path), str(path))
+        """The model of a run directory; the items' search index (``search.sqlite``) starts building in
+        the background now, when the run is opened, so that the first search does not wait for it."""
+        em = cls.from_hierarchy(load_model(path), str(path))
+        em.items_index.ready(0)
+        return em
 
     @classmethod
     def from_hierarchy(cls, h: Hierarchy, path: str = "") -> "ExploreModel":
@@ -140,7 +144,7 @@ class ExploreModel:
         return [s for s in SPACES if all(s in lv.reductions for lv in self.h.levels[1:])]
 
     # ------------------------------------------------------------------ search
-    def search(self, query: str, limit: int = 25, wait: float = 1.0) -> list[dict[str, Any]]:
+    def search(self, query: str, limit: int = 25, wait: float = 0.1) -> list[dict[str, Any]]:
         """Case-insensitive substring search over titles and descriptions (clusters first, top level
         first), then items (from ``search_index.ITEM_MIN_CHARS`` characters, once their index is ready:
         ``item_search_note`` says when they were not searched)."""

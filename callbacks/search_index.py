@@ -5,9 +5,10 @@ Two indexes, both over lowercased text so that a hit is exactly a case-insensiti
 * clusters (titles and descriptions of every level >= 1): small, built in memory when a model is
   loaded, so an edited title is found as soon as the edited model is (re)loaded;
 * items (id + text, or id + title for non-text runs): built once per run into ``search.sqlite``
-  beside the model (written to a temporary file, then renamed), lazily on the first search and in a
-  background thread; until it is ready a search answers with cluster hits and says items are being
-  indexed. A model without a run directory keeps its item index in memory.
+  beside the model (written to a temporary file, then renamed) in a background thread, started when
+  the run is opened in the explorer (``ExploreModel.load``; ~1 s at 100k items, ~18 s at 1M); until
+  it is ready a search answers with cluster hits and says items are being indexed. A model without
+  a run directory keeps its item index in memory, built on its first search.
 
 The trigram index serves ``LIKE '%q%'`` from three characters on; a two-character query would scan
 every row, so items are searched from three characters (clusters from two).

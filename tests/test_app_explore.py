@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import numpy as np
 import plotly.io
@@ -282,6 +283,20 @@ def test_search_index_file_and_edited_titles(tmp_path):
     assert [x["key"] for x in em2.search("item 17 about", wait=30)] == ["L0:17"]
     assert (tmp_path / "search.sqlite").stat().st_mtime_ns == built  # the items' index is kept
     assert em2.item_search_note("it") and em2.item_search_note("item") is None
+
+
+def test_opening_a_run_builds_the_item_index_before_any_search(tmp_path):
+    from hercules_core import save_model
+
+    h = make_hierarchy(make_text_dataset(200), ks=(6, 2))
+    reduce_hierarchy(h, 2, 0)
+    save_model(h, tmp_path / "model.json")
+    em = ExploreModel.load(tmp_path / "model.json")
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "search.sqlite").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "search.sqlite").is_file()  # no search asked for it
+    assert [x["key"] for x in em.search("item 17 about", wait=0)] == ["L0:17"]
 
 
 def test_selection_from_every_kind_of_click(em):
