@@ -10,7 +10,7 @@ Two indexes, both over lowercased text so that a hit is exactly a case-insensiti
   it is ready a search answers with cluster hits and says items are being indexed. A model without
   a run directory keeps its item index in memory, built on its first search.
 
-The trigram index serves ``LIKE '%q%'`` from three characters on; a two-character query would scan
+The trigram index serves ``GLOB '*q*'`` from three characters on; a two-character query would scan
 every row, so items are searched from three characters (clusters from two).
 """
 
@@ -26,6 +26,7 @@ from typing import Iterable, Iterator
 FILE_NAME = "search.sqlite"
 ITEM_MIN_CHARS = 3
 BATCH = 20_000
+FIND_SQL = "SELECT rowid, text FROM t WHERE text GLOB ? ORDER BY rowid LIMIT ?"
 _SCHEMA = "CREATE VIRTUAL TABLE t USING fts5(text, tokenize='trigram', detail='none')"
 
 
@@ -33,8 +34,13 @@ def normalize(query: str) -> str:
     return " ".join(str(query or "").lower().split())
 
 
-def _like(q: str) -> str:
-    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+def _glob(q: str) -> str:
+    """A GLOB pattern matching ``q`` anywhere: its ``*``, ``?`` and ``[`` made literal as one-character
+    classes. GLOB, not ``LIKE ... ESCAPE``: FTS5 serves LIKE from its trigram index only without an
+    ESCAPE clause, and with one it scanned every row (0.4 s at 1M items for a query that matched
+    nothing). Texts and queries are both lowercased, so the case-sensitive GLOB finds what a
+    case-insensitive LIKE would."""
+    return "*" + "".join(f"[{c}]" if c in "*?[" else c for c in q) + "*"
 
 
 def _fill(con: sqlite3.Connection, rows: Iterable[tuple[int, str]]) -> None:
@@ -50,8 +56,7 @@ def _fill(con: sqlite3.Connection, rows: Iterable[tuple[int, str]]) -> None:
 
 
 def _find(con: sqlite3.Connection, q: str, limit: int) -> list[tuple[int, str]]:
-    return con.execute("SELECT rowid, text FROM t WHERE text LIKE ? ESCAPE '\\' ORDER BY rowid LIMIT ?",
-                       (_like(q), int(limit))).fetchall()
+    return con.execute(FIND_SQL, (_glob(q), int(limit))).fetchall()
 
 
 class MemoryIndex:

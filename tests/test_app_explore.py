@@ -257,9 +257,24 @@ def _old_search(em, query, limit=25):
 
 
 @pytest.mark.parametrize("query", ["unicorn", "item 1", "ITEM 11", "title 1", "description of 2", "id10",
-                                   "pets.", "about rain", "%", "_", "words 9", "dogs pets", "t1.", "zzzq"])
+                                   "pets.", "about rain", "%", "_", "words 9", "dogs pets", "t1.", "zzzq",
+                                   "*", "?", "[a]", "ite*", "item ?"])
 def test_search_index_finds_what_the_loop_found(em, query):
     assert [h["key"] for h in em.search(query)] == _old_search(em, query)
+
+
+def test_item_search_uses_the_trigram_index():
+    """A query is answered from the FTS5 index, not by reading every row (a scan took 0.4 s at 1M)."""
+    import sqlite3
+
+    from callbacks import search_index
+
+    con = sqlite3.connect(":memory:")
+    search_index._fill(con, search_index.rows_of(["a1", "a2"], ["Item one about cats", "item two"]))
+    plan = " ".join(str(r) for r in con.execute("EXPLAIN QUERY PLAN " + search_index.FIND_SQL,
+                                                (search_index._glob("item t?o [x]"), 25)))
+    assert ":G" in plan  # the GLOB constraint went to the index (without it the plan says "INDEX 64:")
+    assert search_index._find(con, "item t", 25) == [(1, "a2\nitem two")]
 
 
 def test_search_index_file_and_edited_titles(tmp_path):
