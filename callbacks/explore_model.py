@@ -60,12 +60,10 @@ class ExploreModel:
         em._clusters = search_index.MemoryIndex(
             (r, f"{h.levels[lv].titles[j]}\n{h.levels[lv].descriptions[j]}".lower())
             for r, (lv, j) in enumerate(em._cluster_rows))
-        ids0 = h.levels[0].ids
-        texts = h.dataset.texts if h.dataset.modality == "text" and h.dataset.texts is not None \
-            else h.levels[0].titles
+        ids0, texts = h.levels[0].ids, search_index.item_texts(h)
         em.items_index = search_index.ItemIndex(Path(path).parent if path else None,
                                                 lambda: search_index.rows_of(ids0, texts), len(ids0),
-                                                search_index.fingerprint(ids0))
+                                                search_index.fingerprint(ids0), model_path=path or None)
         return em
 
     # ------------------------------------------------------------------ structure

@@ -5,10 +5,12 @@ Two indexes, both over lowercased text so that a hit is exactly a case-insensiti
 * clusters (titles and descriptions of every level >= 1): small, built in memory when a model is
   loaded, so an edited title is found as soon as the edited model is (re)loaded;
 * items (id + text, or id + title for non-text runs): built once per run into ``search.sqlite``
-  beside the model (written to a temporary file, then renamed) in a background thread, started when
-  the run is opened in the explorer (``ExploreModel.load``; ~1 s at 100k items, ~18 s at 1M); until
-  it is ready a search answers with cluster hits and says items are being indexed. A model without
-  a run directory keeps its item index in memory, built on its first search.
+  beside the model (written to a temporary file, then renamed) when the run is opened in the explorer
+  (``ExploreModel.load``), by a child process (``python -m callbacks.search_index MODEL``: ~1 s at
+  100k items, ~18 s at 1M) so that the web process's callbacks do not share its interpreter lock
+  with the build (in a thread, the first search at 1M took 0.85 s while it ran); until it is ready
+  a search answers with cluster hits and says items are being indexed. A model without a run
+  directory keeps its item index in memory, built on its first search.
 
 The trigram index serves ``GLOB '*q*'`` from three characters on; a two-character query would scan
 every row, so items are searched from three characters (clusters from two).
@@ -18,11 +20,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import zlib
 from pathlib import Path
 from typing import Iterable, Iterator
 
+ROOT = Path(__file__).resolve().parent.parent  # where ``-m callbacks.search_index`` imports from
 FILE_NAME = "search.sqlite"
 ITEM_MIN_CHARS = 3
 BATCH = 20_000
@@ -80,8 +85,10 @@ class ItemIndex:
     made for other items is rebuilt).
     """
 
-    def __init__(self, directory: str | os.PathLike | None, rows, n: int, fingerprint: str):
+    def __init__(self, directory: str | os.PathLike | None, rows, n: int, fingerprint: str,
+                 model_path: str | os.PathLike | None = None):
         self.path = Path(directory) / FILE_NAME if directory else None
+        self.model_path = Path(model_path) if model_path else None  # then a child process builds the file
         self._rows, self.n, self.fingerprint = rows, n, fingerprint
         self._memory: MemoryIndex | None = None
         self._thread: threading.Thread | None = None
@@ -100,23 +107,18 @@ class ItemIndex:
             return False
 
     def _build_file(self) -> None:
-        tmp = self.path.with_name(f".{FILE_NAME}.{os.getpid()}.{threading.get_ident()}.tmp")
+        if self.model_path is None:
+            self.error = write_file(self.path, self._rows(), self.fingerprint)
+            return
         try:
-            tmp.unlink(missing_ok=True)
-            con = sqlite3.connect(tmp)
-            try:
-                con.execute("PRAGMA journal_mode=OFF")
-                con.execute("PRAGMA synchronous=OFF")
-                _fill(con, self._rows())
-                con.execute("INSERT INTO meta VALUES ('fingerprint', ?)", (self.fingerprint,))
-                con.commit()
-            finally:
-                con.close()
-            os.replace(tmp, self.path)
-        except (OSError, sqlite3.Error) as e:
-            self.error = f"The item search index could not be written ({e}); only clusters are searched."
-        finally:
-            tmp.unlink(missing_ok=True)
+            done = subprocess.run([sys.executable, "-m", "callbacks.search_index", str(self.model_path),
+                                   str(self.path), self.fingerprint], cwd=ROOT, capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL)
+        except OSError as e:
+            done = subprocess.CompletedProcess([], 1, "", str(e))
+        if done.returncode != 0:
+            why = ((done.stderr or "").strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+            self.error = f"The item search index could not be written ({why}); only clusters are searched."
 
     def ready(self, wait: float = 0.0) -> bool:
         """Whether item search can run now; starts the build (in the background for a run directory)
@@ -139,7 +141,9 @@ class ItemIndex:
         thread = self._thread
         if thread is not None:
             thread.join(wait)
-        self._ok = thread is not None and not thread.is_alive() and self.error is None and self._valid_file()
+        # the file is renamed into place complete: valid as soon as it is there, even before the
+        # thread has reaped its child process
+        self._ok = self.error is None and self._valid_file()
         return self._ok
 
     def find(self, q: str, limit: int) -> list[tuple[int, str]]:
@@ -147,6 +151,34 @@ class ItemIndex:
             return self._memory.find(q, limit)
         with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True) as con:
             return _find(con, q, limit)
+
+
+def write_file(path: Path, rows: Iterable[tuple[int, str]], fingerprint_: str) -> str | None:
+    """Write the index of ``rows`` to ``path`` (a temporary file, then renamed); an error message or None."""
+    tmp = path.with_name(f".{FILE_NAME}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.unlink(missing_ok=True)
+        con = sqlite3.connect(tmp)
+        try:
+            con.execute("PRAGMA journal_mode=OFF")
+            con.execute("PRAGMA synchronous=OFF")
+            _fill(con, rows)
+            con.execute("INSERT INTO meta VALUES ('fingerprint', ?)", (fingerprint_,))
+            con.commit()
+        finally:
+            con.close()
+        os.replace(tmp, path)
+        return None
+    except (OSError, sqlite3.Error) as e:
+        return f"The item search index could not be written ({e}); only clusters are searched."
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def item_texts(h) -> list[str]:
+    """What items are searched by beside their ids: the texts of a text run, else the item titles."""
+    ds = h.dataset
+    return ds.texts if ds.modality == "text" and ds.texts is not None else h.levels[0].titles
 
 
 def fingerprint(ids: list[str]) -> str:
@@ -160,3 +192,25 @@ def fingerprint(ids: list[str]) -> str:
 def rows_of(ids: list[str], texts: list[str]) -> Iterator[tuple[int, str]]:
     for j, (i, t) in enumerate(zip(ids, texts)):
         yield j, f"{i}\n{t}".lower()
+
+
+def main(argv: list[str]) -> int:
+    """``python -m callbacks.search_index MODEL INDEX FINGERPRINT``: the child process that writes a
+    run's items index (ItemIndex), away from the web process."""
+    from hercules_core import load_model
+
+    model, index, expected = Path(argv[0]), Path(argv[1]), argv[2]
+    h = load_model(model, verify=False)  # a file of this server's run directory, verified when opened
+    ids = h.levels[0].ids
+    if fingerprint(ids) != expected:
+        print("the model changed since it was opened", file=sys.stderr)
+        return 2
+    error = write_file(index, rows_of(ids, item_texts(h)), expected)
+    if error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

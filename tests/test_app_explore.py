@@ -535,5 +535,5 @@ def test_the_explorer_works_on_a_columnar_model(tmp_path):
     assert len(fig["data"][figures.T_ITEMS]["x"]) == 120
     assert len(figures.highlight_patch(em, view, "L1:2").to_plotly_json()["operations"]) > 0
     assert "unicorns" in _texts(pane.cluster_pane(em, "L0:7"))
-    assert [x["key"] for x in em.search("unicorn")] == ["L0:7"]
+    assert [x["key"] for x in em.search("unicorn", wait=30)] == ["L0:7"]
     assert "unicorns" not in _texts(tree.tree(em)) and _texts(tree.tree(em, "L0:7"))  # opens the path
