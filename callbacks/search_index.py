@@ -199,6 +199,10 @@ def main(argv: list[str]) -> int:
     run's items index (ItemIndex), away from the web process."""
     from hercules_core import load_model
 
+    try:  # background work: the web process and the browser it serves come first on a small machine
+        os.nice(10)
+    except (AttributeError, OSError):
+        pass
     model, index, expected = Path(argv[0]), Path(argv[1]), argv[2]
     h = load_model(model, verify=False)  # a file of this server's run directory, verified when opened
     ids = h.levels[0].ids
