@@ -36,9 +36,10 @@ IMG_ITEMS, IMG_SELECTION = range(2)  # layout.images slots of the density images
 IMAGE_PX = (800, 480)  # density image resolution (about the plot area's size on a desktop)
 SEL_RGB = (17, 17, 17)
 SIZE_SCALES = ("linear", "sqrt", "log")
-# up to this many markers (bubbles, plus items when they are points) the scatter is SVG ("scatter"),
-# above it WebGL ("scattergl"): without a GPU a WebGL context costs ~0.4-0.7 s of the first render
-# (SwiftShader), SVG draws 1,000 bubbles in ~0.14 s; WebGL keeps thousands of points smooth
+# when the items are a density image (above ITEMS_MAX) and a level has at most this many bubbles, the
+# scatter is SVG ("scatter"), else WebGL ("scattergl"): without a GPU a WebGL context costs ~0.4-0.7 s
+# of the first render (SwiftShader) where SVG draws 1,000 bubbles in ~0.14 s; WebGL keeps thousands
+# of points smooth, and with item points under the bubbles its hover picks the bubble a click means
 GL_POINTS = 2000
 # what the scatter draws where, said under its title (positions: ExploreModel.xy)
 SPACE_NOTES = {"representation": "2-D PCA of the item vectors; each bubble sits at the mean of its items",
@@ -184,7 +185,7 @@ def scatter_figure(em: ExploreModel, level: int, space: str = "representation", 
             "items": h.n_items <= items_max}
     if by_stability:
         view["color_by"] = STABILITY
-    kind = "scattergl" if len(lv) + (h.n_items if view["items"] else 0) > GL_POINTS else "scatter"
+    kind = "scattergl" if view["items"] or len(lv) > GL_POINTS else "scatter"
     items = _empty_trace(kind, "items", size=4, opacity=0.5)
     rng = full_range(em, space, level) if not view["items"] else None
     images: list[dict[str, Any]] = []
