@@ -38,6 +38,7 @@ class ExploreModel:
     _cluster_rows: list[tuple[int, int]] = field(default_factory=list)
     items_index: search_index.ItemIndex | None = None
     _xy: dict[tuple[int, str], np.ndarray | None] = field(default_factory=dict)
+    _extent: dict[tuple[int, str], tuple[np.ndarray, np.ndarray] | None] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> "ExploreModel":
@@ -137,6 +138,14 @@ class ExploreModel:
             self._xy[key] = cluster_positions(self.h, level, space) if level else \
                 self.h.levels[0].reductions.get(space)
         return self._xy[key]
+
+    def extent(self, level: int, space: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(min, max)`` of ``xy(level, space)`` (kept: over 1M items it takes ~65 ms), None if empty."""
+        key = (int(level), space)
+        if key not in self._extent:
+            p = self.xy(level, space)
+            self._extent[key] = (p.min(axis=0), p.max(axis=0)) if p is not None and len(p) else None
+        return self._extent[key]
 
     def spaces(self) -> list[str]:
         return [s for s in SPACES if all(s in lv.reductions for lv in self.h.levels[1:])]

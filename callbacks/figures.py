@@ -89,11 +89,11 @@ def colors_for(em: ExploreModel, level: int, color_level: int) -> list[str]:
 
 def full_range(em: ExploreModel, space: str, level: int) -> list[float] | None:
     """``[x0, x1, y0, y1]`` around every item and every bubble of ``level`` (5% margin)."""
-    pts = [p for p in (em.xy(0, space), em.xy(level, space)) if p is not None and len(p)]
-    if not pts:
+    ext = [e for e in (em.extent(0, space), em.extent(level, space)) if e is not None]
+    if not ext:
         return None
-    lo = np.min([p.min(axis=0) for p in pts], axis=0)
-    hi = np.max([p.max(axis=0) for p in pts], axis=0)
+    lo = np.min([e[0] for e in ext], axis=0)
+    hi = np.max([e[1] for e in ext], axis=0)
     pad = np.maximum((hi - lo) * 0.05, 1e-6)
     return [round(float(v), 6) for v in (lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1])]
 
