@@ -6,9 +6,10 @@ Two indexes, both over lowercased text so that a hit is exactly a case-insensiti
   loaded, so an edited title is found as soon as the edited model is (re)loaded;
 * items (id + text, or id + title for non-text runs): built once per run into ``search.sqlite``
   beside the model (written to a temporary file, then renamed) when the run is opened in the explorer
-  (``ExploreModel.load``), by a child process (``python -m callbacks.search_index MODEL``: ~1 s at
-  100k items, ~18 s at 1M) so that the web process's callbacks do not share its interpreter lock
-  with the build (in a thread, the first search at 1M took 0.85 s while it ran); until it is ready
+  (``ExploreModel.load``): above ``CHILD_ITEMS`` by a child process (``python -m
+  callbacks.search_index MODEL``; ~18 s at 1M) so that the web process's callbacks do not share its
+  interpreter lock with the build (in a thread, the first search at 1M took 0.85 s while it ran), up
+  to it by a thread (0.2 s at 20k, ~1 s at 100k); until it is ready
   a search answers with cluster hits and says items are being indexed. A model without a run
   directory keeps its item index in memory, built on its first search.
 
@@ -29,6 +30,7 @@ from typing import Iterable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent  # where ``-m callbacks.search_index`` imports from
 FILE_NAME = "search.sqlite"
+CHILD_ITEMS = 100_000  # above this many items a child process writes the index, up to it a thread
 ITEM_MIN_CHARS = 3
 BATCH = 20_000
 FIND_SQL = "SELECT rowid, text FROM t WHERE text GLOB ? ORDER BY rowid LIMIT ?"
@@ -88,7 +90,9 @@ class ItemIndex:
     def __init__(self, directory: str | os.PathLike | None, rows, n: int, fingerprint: str,
                  model_path: str | os.PathLike | None = None):
         self.path = Path(directory) / FILE_NAME if directory else None
-        self.model_path = Path(model_path) if model_path else None  # then a child process builds the file
+        # a child process builds the file of a big run (the thread of a small one is done before the
+        # child would have imported its modules: 0.2 s at 20k items against ~2 s)
+        self.model_path = Path(model_path) if model_path and n > CHILD_ITEMS else None
         self._rows, self.n, self.fingerprint = rows, n, fingerprint
         self._memory: MemoryIndex | None = None
         self._thread: threading.Thread | None = None

@@ -302,13 +302,20 @@ def test_search_index_file_and_edited_titles(tmp_path):
     assert em2.item_search_note("it") and em2.item_search_note("item") is None
 
 
-def test_opening_a_run_builds_the_item_index_before_any_search(tmp_path):
+@pytest.mark.parametrize("child", [False, True])
+def test_opening_a_run_builds_the_item_index_before_any_search(tmp_path, monkeypatch, child):
+    """In a thread, or (a big run, here made big by the threshold) in a child process."""
+    from callbacks import search_index
     from hercules_core import save_model
+
+    if child:
+        monkeypatch.setattr(search_index, "CHILD_ITEMS", 10)
 
     h = make_hierarchy(make_text_dataset(200), ks=(6, 2))
     reduce_hierarchy(h, 2, 0)
     save_model(h, tmp_path / "model.json")
     em = ExploreModel.load(tmp_path / "model.json")
+    assert (em.items_index.model_path is not None) == child
     deadline = time.monotonic() + 30
     while not (tmp_path / "search.sqlite").is_file() and time.monotonic() < deadline:
         time.sleep(0.05)
