@@ -362,11 +362,12 @@ def highlight_patch(em: ExploreModel, view: dict[str, Any], selection: str | Non
 
 
 # ----------------------------------------------------------------------------- sunburst
-# the sunburst draws at most 3 rings at once, fewer when they would hold more than this many sectors:
-# each drawn sector costs the browser a text measurement (~1-2 ms in this machine's Chromium), and
-# levels 1000/100/10 drawn at once took 1.9 s of the explore page's first render at 100k items. A
-# click on a sector opens its subtree with the levels under it.
-SUNBURST_RINGS, SUNBURST_SECTORS = 3, 400
+# the sunburst draws at most 3 rings at once, fewer when they would hold more than this many sectors
+# (at 430 px, about as many as can carry a readable label): each drawn sector costs the browser a
+# text measurement (~1-2 ms in this machine's Chromium); levels 1000/100/10 drawn at once took 1.9 s
+# of the explore page's first render at 100k items, 200/40/8 0.54 s at 20k. A click on a sector
+# opens its subtree with the levels under it.
+SUNBURST_RINGS, SUNBURST_SECTORS = 3, 150
 
 
 def sunburst_depth(em: ExploreModel) -> int:
