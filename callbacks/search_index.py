@@ -7,9 +7,9 @@ Two indexes, both over lowercased text so that a hit is exactly a case-insensiti
 * items (id + text, or id + title for non-text runs): built once per run into ``search.sqlite``
   beside the model (written to a temporary file, then renamed) when the run is opened in the explorer
   (``ExploreModel.load``): above ``CHILD_ITEMS`` by a child process (``python -m
-  callbacks.search_index MODEL``; ~18 s at 1M) so that the web process's callbacks do not share its
-  interpreter lock with the build (in a thread, the first search at 1M took 0.85 s while it ran), up
-  to it by a thread (0.2 s at 20k, ~1 s at 100k); until it is ready
+  callbacks.search_index MODEL``; ~2 s at 100k, ~10-18 s at 1M) so that the web process's callbacks
+  do not share its interpreter lock with the build (in a thread, the first search took 0.25 s at
+  100k and 0.85 s at 1M while it ran), up to it by a thread (0.2-0.4 s at 20k); until it is ready
   a search answers with cluster hits and says items are being indexed. A model without a run
   directory keeps its item index in memory, built on its first search.
 
@@ -30,7 +30,7 @@ from typing import Iterable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent  # where ``-m callbacks.search_index`` imports from
 FILE_NAME = "search.sqlite"
-CHILD_ITEMS = 100_000  # above this many items a child process writes the index, up to it a thread
+CHILD_ITEMS = 50_000  # above this many items a child process writes the index, up to it a thread
 ITEM_MIN_CHARS = 3
 BATCH = 20_000
 FIND_SQL = "SELECT rowid, text FROM t WHERE text GLOB ? ORDER BY rowid LIMIT ?"
