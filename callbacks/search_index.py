@@ -19,6 +19,7 @@ every row, so items are searched from three characters (clusters from two).
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import subprocess
@@ -28,6 +29,7 @@ import zlib
 from pathlib import Path
 from typing import Iterable, Iterator
 
+logger = logging.getLogger("hercules.search")
 ROOT = Path(__file__).resolve().parent.parent  # where ``-m callbacks.search_index`` imports from
 FILE_NAME = "search.sqlite"
 CHILD_ITEMS = 50_000  # above this many items a child process writes the index, up to it a thread
@@ -120,9 +122,10 @@ class ItemIndex:
                                   stdin=subprocess.DEVNULL)
         except OSError as e:
             done = subprocess.CompletedProcess([], 1, "", str(e))
-        if done.returncode != 0:
-            why = ((done.stderr or "").strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-            self.error = f"The item search index could not be written ({why}); only clusters are searched."
+        if done.returncode != 0:  # the child's message names server paths: for the log, not the page
+            logger.error("search index of %s: exit code %s: %s", self.model_path, done.returncode,
+                         (done.stderr or "").strip()[-2000:])
+            self.error = "The item search index could not be written (see the server log); only clusters are searched."
 
     def ready(self, wait: float = 0.0) -> bool:
         """Whether item search can run now; starts the build (in the background for a run directory)

@@ -324,6 +324,15 @@ def test_opening_a_run_builds_the_item_index_before_any_search(tmp_path, monkeyp
     assert [x["key"] for x in em.search("item 17 about", wait=0)] == ["L0:17"]
 
 
+def test_a_failed_index_child_says_so_without_server_paths(tmp_path, monkeypatch):
+    from callbacks import search_index
+
+    monkeypatch.setattr(search_index, "CHILD_ITEMS", 0)
+    ix = search_index.ItemIndex(tmp_path, lambda: iter([]), 5, "5:0", model_path=tmp_path / "gone.json")
+    assert ix.ready(wait=60) is False
+    assert "only clusters are searched" in ix.error and str(tmp_path) not in ix.error
+
+
 def test_selection_from_every_kind_of_click(em):
     f = page_explore.selection_from_trigger
     assert f(em, ids.SCATTER, {"points": [{"customdata": ["L1:3", "x"]}]}) == "L1:3"
