@@ -10,10 +10,12 @@ Measures, through the real Dash endpoint (Flask test client, model already loade
   * server time of the click-to-highlight callback (selection -> scatter ``dash.Patch``) and the
     bytes it sends, over random clicks on every level (targets: <= 100 ms, <= 200 kB);
   * the same for the other callbacks one click triggers (selection, pane + tree, sunburst patch);
-the time to open the run (load the model into the explorer), search times (the first search
-builds the items' index), a zoom's density image; and, in headless Chromium (/usr/bin/chromium),
-the time to first render of the explore page (navigation start until the scatter, the sunburst and
-the overview are on screen), cold (the server loads the model) and warm (cached), with the server's
+the time to open the run (load the model into the explorer), search times (the first one right
+after opening, while the items' index is built in the background, then with the index), a zoom's
+density image; and, in headless Chromium (/usr/bin/chromium), the time to first render of the
+explore page (navigation start until the scatter, the sunburst and the overview are on screen):
+cold (the server opens the run for the first time, the browser has nothing cached), warm (the same
+browser again) and new_browser (an empty browser cache, the run already open), with the server's
 RSS after it.
 """
 
@@ -35,6 +37,9 @@ from callbacks import runstore  # noqa: E402
 from hercules_core import Hercules, HerculesConfig, prepare, save_model  # noqa: E402
 from hercules_core.clients.fakes import FakeEmbedder  # noqa: E402
 
+# the scatter is on screen: its SVG markers drawn, or its WebGL canvas made (above figures.GL_POINTS)
+SCATTER_DRAWN = ("#explore-scatter .js-plotly-plot .scatterlayer .points path, "
+                 "#explore-scatter .js-plotly-plot .gl-canvas-context")
 TOPICS = ["cats dogs pets vet food", "stocks bonds market trading fund", "rain snow storm weather cold",
           "football goal match league team", "piano violin concert music song", "python code bug compiler test",
           "bread cake oven recipe flour", "train bus station ticket travel"]
@@ -128,6 +133,16 @@ def bench_callbacks(runs_dir: Path, run_id: str, clicks: int) -> dict:
     em = ctx.model(run_id)
     load_s = time.perf_counter() - t0
     rss_open = _rss_mb()
+    # the first search, right after opening the run: the items' index is being built in the background
+    search_dep = _callback(deps, "explore-search-results.children", "explore-search.value")
+    first_q = "item 12 about"
+    _post(client, search_dep, [{"id": "explore-search", "property": "value", "value": "i"}],  # the app's first request
+          [{"id": "explore-run", "property": "data", "value": run}], "explore-search.value")
+    first_search_ms = _post(client, search_dep, [{"id": "explore-search", "property": "value", "value": first_q}],
+                            [{"id": "explore-run", "property": "data", "value": run}], "explore-search.value")[0] * 1000
+    first_search_items = em.item_search_note(first_q) is None
+    em.items_index.ready(wait=600)  # built before the clicks are timed (it shares the process with them)
+    index_s = time.perf_counter() - t0
     scatter = _callback(deps, "..explore-scatter.figure...explore-view.data", "explore-level.value")
     highlight = _callback(deps, "explore-scatter.figure@", "explore-selection.data")
     sunburst = _callback(deps, "explore-sunburst.figure@", "explore-selection.data")
@@ -172,11 +187,7 @@ def bench_callbacks(runs_dir: Path, run_id: str, clicks: int) -> dict:
                              "explore-scatter.relayoutData")
             zms.append(dt * 1000)
             zbytes.append(size)
-    # search: the first one builds the items' index (in the background), then the measured ones
-    t0 = time.perf_counter()
-    em.search("item 1 about", wait=600)
-    index_s = time.perf_counter() - t0
-    search_dep = _callback(deps, "explore-search-results.children", "explore-search.value")
+    # search, the items' index built
     sms = []
     for q in ("item 12345 about", "weather", "title 1.5", "rain snow", "zzzqq", "extra words 99", "about cats"):
         dt, _ = _post(client, search_dep, [{"id": "explore-search", "property": "value", "value": q}],
@@ -185,7 +196,8 @@ def bench_callbacks(runs_dir: Path, run_id: str, clicks: int) -> dict:
     out = {"model_load_s": round(load_s, 2), "rss_before_open_MB": round(rss0), "rss_after_open_MB": round(rss_open),
            "rss_end_MB": round(_rss_mb()), "first_scatter_kB": round(first_fig / 1000, 1), "clicks": len(keys),
            "zoom": {"max_ms": round(max(zms), 1), "max_kB": round(max(zbytes) / 1000, 1)} if zms else None,
-           "search_index_build_s": round(index_s, 2),
+           "search_index_ready_s": round(index_s, 2),
+           "first_search": {"ms": round(first_search_ms, 1), "items_searched": first_search_items},
            "search": {"median_ms": round(statistics.median(sms), 1), "max_ms": round(max(sms), 1)}}
     for name, r in res.items():
         out[name] = {"median_ms": round(statistics.median(r["ms"]), 1), "max_ms": round(max(r["ms"]), 1),
@@ -201,17 +213,23 @@ def bench_first_render(runs_dir: Path, run_id: str) -> dict:
         return {"skipped": f"{CHROMIUM} missing"}
     from playwright.sync_api import sync_playwright
 
+    # the first open ever: no items' index yet (the server starts building it when the run opens)
+    (runs_dir / run_id / "search.sqlite").unlink(missing_ok=True)
     srv = AppServer(runs_dir, stage_delay=0)
     out = {}
     try:
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            for label in ("cold", "warm", "warm2"):
-                page = b.new_page(viewport={"width": 1400, "height": 1000})
+            # cold: the server opens the run, the browser has nothing cached; warm: the same browser
+            # again (its HTTP cache); new_browser: another browser (empty cache), the run already open
+            contexts = {}
+            for label, browser_of in (("cold", "a"), ("warm", "a"), ("warm2", "a"), ("new_browser", "b")):
+                if browser_of not in contexts:
+                    contexts[browser_of] = b.new_context(viewport={"width": 1400, "height": 1000})
+                page = contexts[browser_of].new_page()
                 t0 = time.perf_counter()
                 page.goto(f"{srv.url}/explore?run={run_id}")
-                page.wait_for_selector("#explore-scatter .js-plotly-plot .gl-canvas-context", state="attached",
-                                       timeout=120_000)
+                page.wait_for_selector(SCATTER_DRAWN, state="attached", timeout=120_000)
                 page.wait_for_selector("#explore-sunburst .js-plotly-plot .slice", timeout=120_000)
                 page.wait_for_selector(".cluster-pane.overview", timeout=120_000)
                 out[label + "_s"] = round(time.perf_counter() - t0, 2)
@@ -252,8 +270,15 @@ def main() -> int:
     ok = hl["max_ms"] <= 150 and hl["max_kB"] <= 200
     print(f"click-to-highlight: median {hl['median_ms']} ms / max {hl['max_ms']} ms, median {hl['median_kB']} kB / "
           f"max {hl['max_kB']} kB -> {'within' if ok else 'OUTSIDE'} the 150 ms / 200 kB target")
-    print(f"search: max {cb['search']['max_ms']} ms ({'within' if cb['search']['max_ms'] <= 300 else 'OUTSIDE'} 300 ms); "
+    worst = max(cb["search"]["max_ms"], cb["first_search"]["ms"])
+    print(f"search: first {cb['first_search']['ms']} ms, max {cb['search']['max_ms']} ms "
+          f"({'within' if worst <= 300 else 'OUTSIDE'} 300 ms); "
           f"open: {cb['model_load_s']} s ({'within' if cb['model_load_s'] <= 5 else 'OUTSIDE'} 5 s)")
+    fr = result.get("first_render") or {}
+    if "cold_s" in fr:
+        worst = max(fr[k] for k in ("cold_s", "warm_s", "warm2_s", "new_browser_s"))
+        print(f"first render: cold {fr['cold_s']} s, warm {fr['warm_s']} / {fr['warm2_s']} s, new browser "
+              f"{fr['new_browser_s']} s ({'within' if worst <= 3 else 'OUTSIDE'} 3 s)")
     (out_dir / f"result-{args.items}.json").write_text(json.dumps(result, indent=2))
     return 0
 

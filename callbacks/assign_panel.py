@@ -14,6 +14,7 @@ import json
 import shutil
 from typing import Any
 
+import dash_ag_grid as dag
 import numpy as np
 from dash import Input, Output, Patch, State, html
 from dash.exceptions import PreventUpdate
@@ -179,6 +180,16 @@ def result_view(ctx, result: Any):
     return summary, s["rows"], cols, {"height": "320px", "display": "block"}
 
 
+def grid(rows: list[dict[str, Any]], cols: list[dict[str, str]], style: dict[str, str]):
+    """The table of an assignment: made with the first result, not with the page, so that the explore
+    page does not load and start AG Grid (a 0.9 MB chunk) for a panel most visits never open."""
+    return dag.AgGrid(id=ids.ASSIGN_TABLE, rowData=rows, columnDefs=cols, className="ag-theme-alpine assign-grid",
+                      style=style, columnSize="autoSize",
+                      defaultColDef={"resizable": True, "sortable": True, "filter": True, "maxWidth": 360},
+                      dashGridOptions={"pagination": True, "paginationPageSize": 10,
+                                       "paginationPageSizeSelector": False})
+
+
 def assigned_trace(ctx, result: Any, view: Any) -> dict[str, Any] | None:
     """The scatter trace of the new items (None when there is nothing to draw in this view)."""
     loaded = load_summary(ctx, result)
@@ -219,11 +230,11 @@ def register(app, ctx) -> None:
             raise PreventUpdate
         return run_assignment(ctx, run, store, text_col, id_col)
 
-    @app.callback(Output(ids.ASSIGN_SUMMARY, "children"), Output(ids.ASSIGN_TABLE, "rowData"),
-                  Output(ids.ASSIGN_TABLE, "columnDefs"), Output(ids.ASSIGN_TABLE, "style"),
+    @app.callback(Output(ids.ASSIGN_SUMMARY, "children"), Output(ids.ASSIGN_TABLE_BOX, "children"),
                   Input(ids.ASSIGN_RESULT, "data"), prevent_initial_call=True)
     def _result(result):
-        return result_view(ctx, result)
+        summary, rows, cols, style = result_view(ctx, result)
+        return summary, grid(rows, cols, style)
 
     @app.callback(Output(ids.SCATTER, "figure", allow_duplicate=True), Input(ids.ASSIGN_RESULT, "data"),
                   Input(ids.VIEW, "data"), prevent_initial_call=True)

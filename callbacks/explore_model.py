@@ -38,10 +38,15 @@ class ExploreModel:
     _cluster_rows: list[tuple[int, int]] = field(default_factory=list)
     items_index: search_index.ItemIndex | None = None
     _xy: dict[tuple[int, str], np.ndarray | None] = field(default_factory=dict)
+    _extent: dict[tuple[int, str], tuple[np.ndarray, np.ndarray] | None] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> "ExploreModel":
-        return cls.from_hierarchy(load_model(path), str(path))
+        """The model of a run directory; the items' search index (``search.sqlite``) starts building in
+        the background now, when the run is opened, so that the first search does not wait for it."""
+        em = cls.from_hierarchy(load_model(path), str(path))
+        em.items_index.ready(0)
+        return em
 
     @classmethod
     def from_hierarchy(cls, h: Hierarchy, path: str = "") -> "ExploreModel":
@@ -56,12 +61,10 @@ class ExploreModel:
         em._clusters = search_index.MemoryIndex(
             (r, f"{h.levels[lv].titles[j]}\n{h.levels[lv].descriptions[j]}".lower())
             for r, (lv, j) in enumerate(em._cluster_rows))
-        ids0 = h.levels[0].ids
-        texts = h.dataset.texts if h.dataset.modality == "text" and h.dataset.texts is not None \
-            else h.levels[0].titles
+        ids0, texts = h.levels[0].ids, search_index.item_texts(h)
         em.items_index = search_index.ItemIndex(Path(path).parent if path else None,
                                                 lambda: search_index.rows_of(ids0, texts), len(ids0),
-                                                search_index.fingerprint(ids0))
+                                                search_index.fingerprint(ids0), model_path=path or None)
         return em
 
     # ------------------------------------------------------------------ structure
@@ -136,11 +139,19 @@ class ExploreModel:
                 self.h.levels[0].reductions.get(space)
         return self._xy[key]
 
+    def extent(self, level: int, space: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(min, max)`` of ``xy(level, space)`` (kept: over 1M items it takes ~65 ms), None if empty."""
+        key = (int(level), space)
+        if key not in self._extent:
+            p = self.xy(level, space)
+            self._extent[key] = (p.min(axis=0), p.max(axis=0)) if p is not None and len(p) else None
+        return self._extent[key]
+
     def spaces(self) -> list[str]:
         return [s for s in SPACES if all(s in lv.reductions for lv in self.h.levels[1:])]
 
     # ------------------------------------------------------------------ search
-    def search(self, query: str, limit: int = 25, wait: float = 1.0) -> list[dict[str, Any]]:
+    def search(self, query: str, limit: int = 25, wait: float = 0.1) -> list[dict[str, Any]]:
         """Case-insensitive substring search over titles and descriptions (clusters first, top level
         first), then items (from ``search_index.ITEM_MIN_CHARS`` characters, once their index is ready:
         ``item_search_note`` says when they were not searched)."""

@@ -36,6 +36,11 @@ IMG_ITEMS, IMG_SELECTION = range(2)  # layout.images slots of the density images
 IMAGE_PX = (800, 480)  # density image resolution (about the plot area's size on a desktop)
 SEL_RGB = (17, 17, 17)
 SIZE_SCALES = ("linear", "sqrt", "log")
+# when the items are a density image (above ITEMS_MAX) and a level has at most this many bubbles, the
+# scatter is SVG ("scatter"), else WebGL ("scattergl"): without a GPU a WebGL context costs ~0.4-0.7 s
+# of the first render (SwiftShader) where SVG draws 1,000 bubbles in ~0.14 s; WebGL keeps thousands
+# of points smooth, and with item points under the bubbles its hover picks the bubble a click means
+GL_POINTS = 2000
 # what the scatter draws where, said under its title (positions: ExploreModel.xy)
 SPACE_NOTES = {"representation": "2-D PCA of the item vectors; each bubble sits at the mean of its items",
                "description": "2-D PCA of description embeddings; each bubble sits where its own title and "
@@ -84,11 +89,11 @@ def colors_for(em: ExploreModel, level: int, color_level: int) -> list[str]:
 
 def full_range(em: ExploreModel, space: str, level: int) -> list[float] | None:
     """``[x0, x1, y0, y1]`` around every item and every bubble of ``level`` (5% margin)."""
-    pts = [p for p in (em.xy(0, space), em.xy(level, space)) if p is not None and len(p)]
-    if not pts:
+    ext = [e for e in (em.extent(0, space), em.extent(level, space)) if e is not None]
+    if not ext:
         return None
-    lo = np.min([p.min(axis=0) for p in pts], axis=0)
-    hi = np.max([p.max(axis=0) for p in pts], axis=0)
+    lo = np.min([e[0] for e in ext], axis=0)
+    hi = np.max([e[1] for e in ext], axis=0)
     pad = np.maximum((hi - lo) * 0.05, 1e-6)
     return [round(float(v), 6) for v in (lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1])]
 
@@ -155,8 +160,8 @@ def stability_colors(em: ExploreModel, level: int) -> list[str] | None:
     return [UNMEASURED if not np.isfinite(v) else sample_colorscale("RdYlGn", [float(v)])[0] for v in vals]
 
 
-def _empty_trace(name: str, **marker: Any) -> dict[str, Any]:
-    return {"type": "scattergl", "mode": "markers", "name": name, "x": [], "y": [], "customdata": [],
+def _empty_trace(kind: str, name: str, **marker: Any) -> dict[str, Any]:
+    return {"type": kind, "mode": "markers", "name": name, "x": [], "y": [], "customdata": [],
             "hovertemplate": "%{customdata[1]}<br>%{customdata[2]}<extra></extra>", "marker": marker,
             "showlegend": False}
 
@@ -180,7 +185,8 @@ def scatter_figure(em: ExploreModel, level: int, space: str = "representation", 
             "items": h.n_items <= items_max}
     if by_stability:
         view["color_by"] = STABILITY
-    items = _empty_trace("items", size=4, opacity=0.5)
+    kind = "scattergl" if view["items"] or len(lv) > GL_POINTS else "scatter"
+    items = _empty_trace(kind, "items", size=4, opacity=0.5)
     rng = full_range(em, space, level) if not view["items"] else None
     images: list[dict[str, Any]] = []
     if rng is not None:
@@ -200,7 +206,7 @@ def scatter_figure(em: ExploreModel, level: int, space: str = "representation", 
                            else colors_for(em, 0, color_level))
             items["marker"] = {"size": 4, "opacity": 0.5, "color": item_colors}
     bubbles = {
-        "type": "scattergl", "mode": "markers", "name": f"L{level} clusters", "showlegend": False,
+        "type": kind, "mode": "markers", "name": f"L{level} clusters", "showlegend": False,
         "x": rounded(xy[:, 0]), "y": rounded(xy[:, 1]),
         "customdata": [[make_key(level, j), esc(cid), esc(t, 80), int(s)]
                        for j, (cid, t, s) in enumerate(zip(lv.ids, lv.titles, lv.size))],
@@ -212,9 +218,9 @@ def scatter_figure(em: ExploreModel, level: int, space: str = "representation", 
     labels = {"type": "scatter", "mode": "text", "name": "titles", "showlegend": False, "hoverinfo": "skip",
               "x": rounded(xy[big, 0]), "y": rounded(xy[big, 1]), "text": [esc(lv.titles[j], 28) for j in big],
               "textfont": {"size": 11, "color": "#222"}}
-    context = _empty_trace("ancestors", symbol="circle-open", size=[], color="#000", line={"width": 2})
-    sel_items = _empty_trace("selected items", size=5, color="#111", opacity=0.9)
-    selected = _empty_trace("selection", symbol="circle-open-dot", size=26, color="#d62728", line={"width": 3})
+    context = _empty_trace(kind, "ancestors", symbol="circle-open", size=[], color="#000", line={"width": 2})
+    sel_items = _empty_trace(kind, "selected items", size=5, color="#111", opacity=0.9)
+    selected = _empty_trace(kind, "selection", symbol="circle-open-dot", size=26, color="#d62728", line={"width": 3})
     fig = {
         "data": [items, bubbles, labels, context, sel_items, selected],
         "layout": {
@@ -356,6 +362,25 @@ def highlight_patch(em: ExploreModel, view: dict[str, Any], selection: str | Non
 
 
 # ----------------------------------------------------------------------------- sunburst
+# the sunburst draws at most 3 rings at once, fewer when they would hold more than this many sectors
+# (at 430 px, about as many as can carry a readable label): each drawn sector costs the browser a
+# text measurement (~1-2 ms in this machine's Chromium); levels 1000/100/10 drawn at once took 1.9 s
+# of the explore page's first render at 100k items, 200/40/8 0.54 s at 20k. A click on a sector
+# opens its subtree with the levels under it.
+SUNBURST_RINGS, SUNBURST_SECTORS = 3, 150
+
+
+def sunburst_depth(em: ExploreModel) -> int:
+    """How many levels (rings, from the top) the sunburst shows at once: its ``maxdepth``."""
+    depth, drawn = 0, 0
+    for level in range(em.top, max(em.top - SUNBURST_RINGS, 0), -1):
+        drawn += len(em.h.levels[level])
+        if depth and drawn > SUNBURST_SECTORS:
+            break
+        depth += 1
+    return max(depth, 1)
+
+
 def _sunburst_colors(em: ExploreModel) -> list[str]:
     out = []
     for level in range(em.top, 0, -1):
@@ -377,7 +402,8 @@ def sunburst_figure(em: ExploreModel, selection: str | None = None) -> dict[str,
             values.append(int(lv.size[j]))
             hover.append(f"{esc(lv.ids[j])} · {int(lv.size[j])} items<br>{esc(lv.titles[j], 80)}")
     fig = {"data": [{"type": "sunburst", "ids": ids_, "labels": labels, "parents": parents, "values": values,
-                     "branchvalues": "total", "hovertext": hover, "hoverinfo": "text", "maxdepth": 3,
+                     "branchvalues": "total", "hovertext": hover, "hoverinfo": "text",
+                     "maxdepth": sunburst_depth(em),
                      "insidetextorientation": "radial", "marker": {"colors": _sunburst_colors(em)}}],
            "layout": {"margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "height": 430, "uirevision": "sunburst"}}
     if selection is not None:

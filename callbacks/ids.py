@@ -129,6 +129,7 @@ ASSIGN_ID_COL = "assign-id-col"
 ASSIGN_START = "assign-start"
 ASSIGN_RESULT = "assign-result"  # store: {"run_id", "assign_id"} of the last assignment
 ASSIGN_TABLE = "assign-table"
+ASSIGN_TABLE_BOX = "assign-table-box"  # the grid is made here with the first result (its 0.9 MB chunk waits till then)
 ASSIGN_SUMMARY = "assign-summary"
 TREE_PAGE_T = "tree-page"  # {"type", "key", "page"}: a pager button of a node's item list
 PANE_PAGE_T = "pane-page"

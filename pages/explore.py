@@ -1,7 +1,6 @@
 """Explore one run: bubble scatter, cluster pane / overview, hierarchy tree, search, sunburst."""
 
 import dash
-import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 import flask
 from dash import dcc, html
@@ -50,11 +49,7 @@ def assign_section():
             ], className="g-2")),
             dbc.Button("Assign", id=ids.ASSIGN_START, color="primary", size="sm", className="mt-2", disabled=True),
             html.Div(id=ids.ASSIGN_SUMMARY, className="mt-2"),
-            dag.AgGrid(id=ids.ASSIGN_TABLE, rowData=[], columnDefs=[], className="ag-theme-alpine assign-grid",
-                       style={"height": "320px", "display": "none"}, columnSize="autoSize",
-                       defaultColDef={"resizable": True, "sortable": True, "filter": True, "maxWidth": 360},
-                       dashGridOptions={"pagination": True, "paginationPageSize": 10,
-                                        "paginationPageSizeSelector": False}),
+            html.Div(id=ids.ASSIGN_TABLE_BOX),
             dcc.Store(id=ids.ASSIGN_UPLOAD_STORE), dcc.Store(id=ids.ASSIGN_RESULT),
         ], className="mt-2"),
     ], className="card card-body mb-4 assign-section")
