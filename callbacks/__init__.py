@@ -17,9 +17,10 @@ def register(app, ctx) -> None:
     page_explore.register(app, ctx)
     page_evaluate.register(app, ctx)
     routes.register(app.server, ctx)
-    from . import assign_panel, edit, reuse_routes, upload_route
+    from . import assign_panel, curate, edit, reuse_routes, upload_route
 
     edit.register(app, ctx)
+    curate.register(app, ctx)
     assign_panel.register(app, ctx)
     reuse_routes.register(app.server, ctx)
     upload_route.register(app.server, ctx)

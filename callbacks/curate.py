@@ -1,0 +1,607 @@
+"""Curating a run's hierarchy from the explore page: merge, split, move, dissolve, undo and redo.
+
+The library does the edits (``hercules_core.curate``: pure functions, and ``edit_model``, the locked
+re-read-modify-write of the saved model); this module is the page's side of it:
+
+- **Choosing clusters.** The page's usual selection (a click in the scatter, the tree, the sunburst,
+  the pane or the search results: one key ``"L2:3"``) is added to an *edit selection* with "Add";
+  a box or lasso selection in the scatter sets it to the bubbles inside. The edit selection holds
+  cluster *ids* (``"L2_3"``), which an edit never reassigns; keys (indices) do shift after an edit.
+  One mechanism for every view, and no modifier keys (Dash's click events do not carry them).
+- **Stale views.** The page's run store carries ``structure`` (``ExploreModel.structure``) of what it
+  drew. A key from a page drawn before an edit made elsewhere (another tab) is refused with
+  :data:`STALE` and the page is redrawn; an edit request carries cluster ids, applied under the lock
+  to the current file, or refused with :data:`STALE` when one of them is gone.
+- **Re-titling.** After a structural edit the new structure is saved and shown at once; the touched
+  clusters (``curate.to_retitle``) are marked "re-titling…" and re-summarised in a thread of this
+  process with the run's own summariser (:func:`summarizer_for`). The LLM answers are produced
+  outside the model lock (they land in the run's disk cache), then the re-titling is applied under
+  the lock to the file as it is then (the same answers come back from the cache); clusters gone by
+  then are skipped. Progress is ``retitle.json`` beside the model, which every server process reads
+  (the page polls it).
+- **Cost.** Before an edit whose re-titling calls an LLM (not keywords or the test fake), the page
+  shows the number of calls and asks to confirm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from hercules_core import HerculesError, InputError, io
+
+from . import runstore
+from .explore_model import ExploreModel, make_key
+
+log = logging.getLogger("hercules.curate")
+
+STALE = "This cluster changed in another tab; the view was refreshed."
+OPS = ("merge", "split", "move", "dissolve", "undo", "redo")
+CLUSTER_ID = re.compile(r"L([0-9]{1,2})_[0-9]{1,9}")
+MAX_SELECTED = 50
+RETITLE_FILE = "retitle.json"
+RETITLE_STALE_S = 600  # a re-titling whose process vanished: given up after this long
+SPLIT_K_MAX = 20
+NO_CONFIRM_LLM = {"fake"}  # the test LLM: free, no confirmation
+
+
+# ----------------------------------------------------------------------------- who, run store
+def who() -> str:
+    """The name in the edit log: "local" without a login; with the team password there are no user
+    names, so "team-" and a short digest of the login session (tells two people apart, reveals nothing)."""
+    try:
+        from flask import current_app, session
+
+        if "hercules_auth" in current_app.extensions:
+            sid = session.get("hercules_sid")
+            return "team-" + hashlib.sha256(str(sid).encode()).hexdigest()[:6] if sid else "team"
+    except RuntimeError:  # outside a request (tests calling the functions)
+        pass
+    return "local"
+
+
+def run_store(run: Any, em: ExploreModel) -> dict[str, Any]:
+    """The next revision of the page's run store: every view re-renders from it."""
+    rev = run.get("rev") if isinstance(run, dict) else None
+    rev = rev if isinstance(rev, int) and not isinstance(rev, bool) and 0 <= rev < 10**9 else 0
+    return {"run_id": run["run_id"], "rev": rev + 1, "structure": em.structure}
+
+
+def is_stale(em: ExploreModel, run: Any) -> bool:
+    """Whether the page was drawn from another structure than the model's (its keys name other clusters)."""
+    return isinstance(run, dict) and run.get("structure") != em.structure
+
+
+def open_run(ctx, run: Any) -> tuple[str, ExploreModel]:
+    """(run id, model) of the page's run store; InputError saying what is wrong otherwise."""
+    run_id = run.get("run_id") if isinstance(run, dict) else None
+    if not runstore.valid_id(run_id):
+        raise InputError("Not a valid run.")
+    try:
+        return run_id, ctx.model(run_id)
+    except (OSError, HerculesError):
+        raise InputError("This run has no model to edit.") from None
+
+
+# ----------------------------------------------------------------------------- the edit selection
+def clean_ids(em: ExploreModel, value: Any) -> list[str]:
+    """The cluster ids of an edit-selection store that exist in the model (in order, no repeats)."""
+    raw = value.get("ids") if isinstance(value, dict) else None
+    out: list[str] = []
+    for cid in raw if isinstance(raw, list) else []:
+        if isinstance(cid, str) and CLUSTER_ID.fullmatch(cid) and cid not in out and _exists(em, cid):
+            out.append(cid)
+        if len(out) >= MAX_SELECTED:
+            break
+    return out
+
+
+def _exists(em: ExploreModel, cid: str) -> bool:
+    try:
+        return em.h.cluster(cid).level >= 1
+    except (KeyError, ValueError, IndexError):
+        return False
+
+
+def cluster_id_of(em: ExploreModel, key: Any) -> str | None:
+    parsed = em.parse(key)
+    if parsed is None or parsed[0] == 0:
+        return None
+    return str(em.h.levels[parsed[0]].ids[parsed[1]])
+
+
+def key_of(em: ExploreModel, cid: str) -> str | None:
+    try:
+        c = em.h.cluster(cid)
+    except (KeyError, ValueError, IndexError):
+        return None
+    return make_key(c.level, c.index)
+
+
+def add_to_selection(em: ExploreModel, run: Any, current: Any, selection: Any) -> tuple[list[str], str]:
+    """The edit selection with the clicked cluster added, and a message ("" when fine)."""
+    chosen = clean_ids(em, current)
+    if is_stale(em, run):
+        return [], STALE
+    key = selection.get("key") if isinstance(selection, dict) else None
+    cid = cluster_id_of(em, key)
+    if cid is None:
+        return chosen, "Click a cluster (level 1 or above) first, then Add."
+    if cid in chosen:
+        return chosen, ""
+    if len(chosen) >= MAX_SELECTED:
+        return chosen, f"At most {MAX_SELECTED} clusters can be chosen at once."
+    return chosen + [cid], ""
+
+
+def from_box(em: ExploreModel, run: Any, selected: Any, bubbles_trace: int) -> tuple[list[str], str]:
+    """The bubbles inside a box or lasso selection of the scatter, as cluster ids."""
+    if is_stale(em, run):
+        return [], STALE
+    points = selected.get("points") if isinstance(selected, dict) else None
+    out: list[str] = []
+    for p in points if isinstance(points, list) else []:
+        if not isinstance(p, dict) or p.get("curveNumber") != bubbles_trace:
+            continue
+        custom = p.get("customdata")
+        cid = cluster_id_of(em, custom[0] if isinstance(custom, list) and custom else None)
+        if cid is not None and cid not in out:
+            out.append(cid)
+        if len(out) >= MAX_SELECTED:
+            break
+    return out, ""
+
+
+# ----------------------------------------------------------------------------- what applies
+def _members_count(em: ExploreModel, cid: str) -> int:
+    c = em.h.cluster(cid)
+    return len(em.h.children_of(c.level, c.index))
+
+
+def siblings(em: ExploreModel, cid: str) -> list[str]:
+    c = em.h.cluster(cid)
+    lv = em.h.levels[c.level]
+    if c.level == em.top:
+        return [str(x) for j, x in enumerate(lv.ids) if j != c.index]
+    parent = int(lv.parent[c.index])
+    return [str(lv.ids[j]) for j in range(len(lv)) if j != c.index and int(lv.parent[j]) == parent]
+
+
+def move_targets(em: ExploreModel, cid: str) -> list[dict[str, str]]:
+    """The valid new parents of a cluster: the clusters one level up except its own parent."""
+    c = em.h.cluster(cid)
+    if c.level >= em.top:
+        return []
+    lv, up = em.h.levels[c.level], em.h.levels[c.level + 1]
+    parent = int(lv.parent[c.index])
+    return [{"label": f"{up.ids[j]} · {_short(up.titles[j])}", "value": str(up.ids[j])}
+            for j in range(len(up)) if j != parent]
+
+
+def _short(text: str, limit: int = 50) -> str:
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[:limit - 1] + "…"
+
+
+def toolbar(em: ExploreModel, chosen: list[str]) -> dict[str, Any]:
+    """What the toolbar offers for the edit selection: which buttons apply (and why not), split's
+    largest k, the move targets; plus undo/redo from the model's log."""
+    levels = {em.h.cluster(c).level for c in chosen}
+    one = chosen[0] if len(chosen) == 1 else None
+    why: dict[str, str] = {}
+    if len(chosen) < 2 or len(levels) != 1:
+        why["merge"] = "Choose two or more clusters of the same level."
+    split_max = 0
+    if one is None:
+        why["split"] = why["move"] = why["dissolve"] = "Choose exactly one cluster."
+    else:
+        split_max = min(_members_count(em, one), SPLIT_K_MAX)
+        if split_max < 2:
+            why["split"] = "This cluster has fewer than two members to split."
+        if not move_targets(em, one):
+            why["move"] = "Top-level clusters, and clusters whose level has a single parent, cannot move."
+        if not siblings(em, one):
+            why["dissolve"] = "This cluster has no sibling to take its members."
+    undo_ok, redo_ok = history(em)
+    if not undo_ok:
+        why["undo"] = "Nothing to undo."
+    if not redo_ok:
+        why["redo"] = "Nothing to redo."
+    return {"why": why, "split_max": split_max, "targets": move_targets(em, one) if one and "move" not in why else []}
+
+
+def history(em: ExploreModel) -> tuple[bool, bool]:
+    """(can undo, can redo) of the model's edit log."""
+    from hercules_core import curate
+
+    return bool(curate.can_undo(em.h)), bool(curate.can_redo(em.h))
+
+
+# ----------------------------------------------------------------------------- edits
+def edit_args(op: str, chosen: list[str], k: Any, target: Any) -> dict[str, Any]:
+    """The library's arguments of ``op`` for the edit selection (InputError when they do not fit)."""
+    if op == "merge":
+        return {"cluster_ids": list(chosen)}
+    if op in ("undo", "redo"):
+        return {}
+    if len(chosen) != 1:
+        raise InputError("Choose exactly one cluster for this edit.")
+    if op == "split":
+        if isinstance(k, bool) or not isinstance(k, (int, str)) or not str(k).isdigit() or not 2 <= int(k) <= SPLIT_K_MAX:
+            raise InputError(f"Split needs a number of parts between 2 and {SPLIT_K_MAX}.")
+        return {"cluster_id": chosen[0], "k": int(k)}
+    if op == "move":
+        if not isinstance(target, str) or not CLUSTER_ID.fullmatch(target):
+            raise InputError("Choose the new parent in the 'Move to' list first.")
+        return {"cluster_id": chosen[0], "new_parent_id": target}
+    if op == "dissolve":
+        return {"cluster_id": chosen[0]}
+    raise InputError("Unknown edit.")
+
+
+def named_ids(op: str, args: dict[str, Any]) -> list[str]:
+    return list(args.get("cluster_ids") or []) + [args[k] for k in ("cluster_id", "new_parent_id") if k in args]
+
+
+def llm_id_of(rdir: Path) -> str | None:
+    """The registry id of the run's LLM (None for keywords, an imported model or a run without one)."""
+    spec = runstore.read_json(rdir / "spec.json") or {}
+    models = spec.get("models") if isinstance(spec, dict) else None
+    llm = models.get("llm") if isinstance(models, dict) else None
+    return llm if isinstance(llm, str) and llm not in ("", "none", "keywords") else None
+
+
+def request_edit(ctx, run: Any, op: Any, chosen_store: Any = None, k: Any = None, target: Any = None, *,
+                 who_: str = "local", confirmed: bool = False, background: bool = True) -> dict[str, Any]:
+    """One edit request from the page.
+
+    Returns ``{"state": ...}``: "error" (``message``; nothing written), "stale" (the page must be
+    redrawn: ``run`` is the new store), "confirm" (``message`` is the cost; ask, then call again with
+    ``confirmed=True``), or "ok" (``message``, ``run``: the new store, ``key``: the cluster to select,
+    ``ids``: the new edit selection, ``retitling``: the ids being re-titled in the background).
+    """
+    from hercules_core import curate
+
+    if op not in OPS:
+        return {"state": "error", "message": "Unknown edit."}
+    try:
+        run_id, em = open_run(ctx, run)
+    except InputError as e:
+        return {"state": "error", "message": str(e)}
+    if is_stale(em, run):
+        return {"state": "stale", "message": STALE, "run": run_store(run, em)}
+    raw = chosen_store.get("ids") if isinstance(chosen_store, dict) else []
+    chosen = clean_ids(em, chosen_store)
+    if op not in ("undo", "redo") and isinstance(raw, list) and len(chosen) != len(raw):
+        return {"state": "stale", "message": STALE, "run": run_store(run, em)}  # one of them is gone
+    try:
+        args = edit_args(op, chosen, k, target)
+    except InputError as e:
+        return {"state": "error", "message": str(e)}
+    rdir = runstore.run_dir(ctx.runs_dir, run_id)
+    llm_id = llm_id_of(rdir)
+    if op not in ("undo", "redo") and llm_id and llm_id not in NO_CONFIRM_LLM and not confirmed:
+        try:  # what the re-titling would cost: the edit made in memory only (pure), then its figure
+            preview = getattr(curate, op)(em.h, **args)
+            figure = curate.retitle_cost(preview.hierarchy, preview.entry, llm_id=llm_id)
+        except HerculesError as e:
+            return {"state": "error", "message": str(e)}
+        calls = int(figure.get("calls", 0))
+        if calls:
+            extra = figure.get("text") or ""
+            return {"state": "confirm", "args": args, "message": f"This {op} re-titles {calls} cluster"
+                    f"{'s' if calls != 1 else ''} with the run's LLM ({llm_id}): {calls} LLM call"
+                    f"{'s' if calls != 1 else ''}{'; ' + extra if extra else ''}. Go ahead?"}
+
+    def derived(h) -> None:  # the downloads derived from the model, written under the same lock
+        io.save_memberships(h, rdir / "memberships.csv")
+        io.save_hierarchy_text(h, rdir / "hierarchy.txt")
+        io.save_evaluation(h.evaluation, rdir / "evaluation.json")
+
+    try:
+        change = curate.edit_model(rdir / "model.json", op, args, who=who_, on_saved=derived)
+    except InputError as e:
+        # an id that was there when the page drew it and is gone under the lock: another tab's edit
+        fresh = ctx.model(run_id)
+        if any(not _exists(fresh, cid) for cid in named_ids(op, args)):
+            return {"state": "stale", "message": STALE, "run": run_store(run, fresh)}
+        return {"state": "error", "message": str(e)}
+    except HerculesError as e:
+        return {"state": "error", "message": str(e)}
+    except OSError as e:
+        return {"state": "error", "message": f"The edit could not be saved ({e.strerror or 'disk error'}); "
+                                             "nothing was changed."}
+    em = ctx.model(run_id)
+    entry = change.entry
+    retitle = [] if op in ("undo", "redo") else list(curate.to_retitle(change.hierarchy, entry))
+    if retitle:
+        start_retitle(ctx, run_id, retitle, llm_id, background=background)
+    created = [c for c in (entry.get("created") or []) if isinstance(c, str)]
+    focus = next((c for c in created if _exists(em, c)), None) or \
+        next((c for c in named_ids(op, args) if _exists(em, c)), None)
+    return {"state": "ok", "message": describe_entry(entry) + (f" Re-titling {len(retitle)} cluster"
+                                                             f"{'s' if len(retitle) != 1 else ''}…" if retitle else ""),
+            "run": run_store(run, em), "key": key_of(em, focus) if focus else None,
+            "ids": [c for c in created if _exists(em, c)][:1] if op == "split" else ([focus] if focus else []),
+            "retitling": retitle}
+
+
+def describe_entry(entry: dict[str, Any]) -> str:
+    """One line for an edit-log entry: "merge L1_3, L1_5 → L1_12 (local, 2026-…)"."""
+    op = str(entry.get("op", "edit"))
+    args = entry.get("args") if isinstance(entry.get("args"), dict) else {}
+    named = ", ".join(str(x) for x in named_ids(op, args))[:120] if args else ""
+    created = ", ".join(str(x) for x in (entry.get("created") or []))[:80]
+    text = f"{op.capitalize()} {named}".strip() + (f" → {created}" if created else "") + "."
+    return text
+
+
+# ----------------------------------------------------------------------------- background re-titling
+_threads: dict[str, threading.Thread] = {}
+_threads_lock = threading.Lock()
+
+
+def retitle_status(rdir: Path) -> dict[str, Any]:
+    """The run's re-titling (``{}`` when none ever ran); ``pending`` lists the ids still being re-titled.
+    A re-titling whose process went away (no update for RETITLE_STALE_S) counts as failed."""
+    st = runstore.read_json(rdir / RETITLE_FILE)
+    if not isinstance(st, dict):
+        return {}
+    if st.get("state") == "running" and time.time() - float(st.get("ts") or 0) > RETITLE_STALE_S:
+        st = dict(st, state="failed", pending=[], message="The re-titling stopped (the server restarted?); "
+                                                           "the titles before the edit are kept.")
+    if st.get("state") != "running":
+        st["pending"] = []
+    return st
+
+
+def pending_ids(rdir: Path) -> set[str]:
+    return {c for c in retitle_status(rdir).get("pending") or [] if isinstance(c, str)}
+
+
+def start_retitle(ctx, run_id: str, cluster_ids: list[str], llm_id: str | None, *, background: bool = True):
+    """Re-summarise ``cluster_ids`` of the run in a thread (or now, ``background=False``)."""
+    rdir = runstore.run_dir(ctx.runs_dir, run_id)
+    pending = sorted(set(cluster_ids) | pending_ids(rdir))
+    runstore.write_json_atomic(rdir / RETITLE_FILE, {"state": "running", "pending": pending, "ts": time.time()})
+    job = threading.Thread(target=_retitle, args=(rdir, llm_id), name=f"retitle-{run_id[:8]}", daemon=True)
+    with _threads_lock:
+        previous = _threads.get(run_id)
+        _threads[run_id] = job
+    if previous is not None and previous.is_alive():
+        pass  # it re-reads retitle.json when done and picks up what is left: one job per run at a time
+    else:
+        job.start()
+    if not background:
+        wait_retitle(run_id)
+
+
+def wait_retitle(run_id: str, timeout: float = 60.0) -> None:
+    """Wait for the run's background re-titling (tests, the benchmark)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with _threads_lock:
+            job = _threads.get(run_id)
+        if job is None:
+            return
+        if not job.is_alive() and job.ident is not None:
+            with _threads_lock:
+                if _threads.get(run_id) is job:
+                    del _threads[run_id]
+                    return
+            continue
+        if job.ident is None:  # queued behind a running one that will start nothing: start it now
+            try:
+                job.start()
+            except RuntimeError:
+                pass
+        job.join(min(0.2, max(0.0, deadline - time.time())))
+
+
+def _retitle(rdir: Path, llm_id: str | None) -> None:
+    from hercules_core import curate
+
+    model_path = rdir / "model.json"
+    while True:
+        todo = pending_ids(rdir)
+        if not todo:
+            return
+        try:
+            summarizer = summarizer_for(rdir, llm_id)
+            # 1. the slow part outside the lock: the answers land in the run's cache
+            h = io.load_model(model_path, verify=False)
+            present = [c for c in todo if _in(h, c)]
+            if present and summarizer.calls_llm:
+                curate.resummarize(h, present, summarizer.make(h))
+            # 2. under the lock, onto the file as it is now (the same answers, from the cache)
+            done = curate.resummarize_model(model_path, sorted(todo), summarizer.make,
+                                            on_saved=lambda h2: _derived(rdir, h2))
+            left = pending_ids(rdir) - set(todo)
+            runstore.write_json_atomic(rdir / RETITLE_FILE, {
+                "state": "running" if left else "done", "pending": sorted(left), "ts": time.time(),
+                "message": f"Re-titled {len(done)} cluster{'s' if len(done) != 1 else ''}."})
+            if not left:
+                return
+        except Exception as e:  # noqa: BLE001 - a thread: whatever failed is said on the page, the log has the rest
+            log.exception("re-titling failed")
+            text = str(e) if isinstance(e, HerculesError) else f"{type(e).__name__}: {e}"
+            runstore.write_json_atomic(rdir / RETITLE_FILE, {"state": "failed", "pending": [], "ts": time.time(),
+                                                              "message": f"Re-titling failed ({text[:200]}); "
+                                                                         "the titles before the edit are kept."})
+            return
+
+
+def _in(h, cid: str) -> bool:
+    try:
+        h.cluster(cid)
+        return True
+    except (KeyError, ValueError, IndexError):
+        return False
+
+
+def _derived(rdir: Path, h) -> None:
+    io.save_memberships(h, rdir / "memberships.csv")
+    io.save_hierarchy_text(h, rdir / "hierarchy.txt")
+
+
+# ----------------------------------------------------------------------------- what the page shows
+RETITLING = "re-titling…"
+CHILDREN_CHANGED = "children changed since your edit"
+
+
+def marks(em: ExploreModel, rdir: Path) -> dict[str, str]:
+    """Badges of the tree and the pane: clusters being re-titled, and hand-edited clusters whose
+    children changed since (the library flags them instead of overwriting the person's title)."""
+    out = {cid: CHILDREN_CHANGED for cid, e in em.h.edits.items()
+           if isinstance(e, dict) and e.get("children_changed")}
+    out.update({cid: RETITLING for cid in pending_ids(rdir)})
+    return out
+
+
+def chips(em: ExploreModel, chosen: list[str]):
+    from dash import html
+
+    if not chosen:
+        return html.Span("none chosen", className="small text-muted")
+    out = []
+    for cid in chosen:
+        c = em.h.cluster(cid)
+        out.append(html.Span([html.Span(cid, className="fw-semibold me-1"), _short(c.title, 30)],
+                             className="badge bg-light text-dark border me-1 curate-chip", title=c.title,
+                             **{"data-id": cid}))
+    return out
+
+
+def log_view(em: ExploreModel, limit: int = 15):
+    """The newest edits first: when, who, what (plain text)."""
+    from dash import html
+
+    entries = [e for e in getattr(em.h, "edit_log", []) or [] if isinstance(e, dict)]
+    if not entries:
+        return html.Div("No edits yet.", className="text-muted")
+    rows = []
+    for e in reversed(entries[-limit:]):
+        when = str(e.get("at", ""))[:19].replace("T", " ")
+        rows.append(html.Li([html.Span(when, className="text-muted me-1"),
+                             html.Span(str(e.get("who") or "?"), className="badge bg-light text-dark me-1"),
+                             describe_entry(e)], className="curate-log-entry"))
+    more = len(entries) - min(len(entries), limit)
+    return html.Div([html.Ul(rows, className="list-unstyled mb-0"),
+                     html.Div(f"… and {more} earlier", className="text-muted") if more else None])
+
+
+# ----------------------------------------------------------------------------- callbacks
+BUTTONS = {"merge": "CURATE_MERGE", "split": "CURATE_SPLIT", "move": "CURATE_MOVE", "dissolve": "CURATE_DISSOLVE",
+           "undo": "CURATE_UNDO", "redo": "CURATE_REDO"}
+
+
+def _message(text: str, ok: bool):
+    from dash import html
+
+    return html.Span(text, className=("text-success curate-ok" if ok else "text-danger curate-error"))
+
+
+def register(app, ctx) -> None:
+    from dash import Input, Output, State, ctx as dash_ctx, no_update
+    from dash.exceptions import PreventUpdate
+
+    from . import figures, ids
+    from .page_explore import controls, load
+
+    button_ids = {op: getattr(ids, name) for op, name in BUTTONS.items()}
+
+    @app.callback(Output(ids.CURATE_SEL, "data"), Output(ids.CURATE_MSG, "children", allow_duplicate=True),
+                  Output(ids.EXPLORE_RUN, "data", allow_duplicate=True),
+                  Input(ids.CURATE_ADD, "n_clicks"), Input(ids.CURATE_CLEAR, "n_clicks"),
+                  Input(ids.SCATTER, "selectedData"), State(ids.SELECTION, "data"), State(ids.CURATE_SEL, "data"),
+                  State(ids.EXPLORE_RUN, "data"), prevent_initial_call=True)
+    def _choose(_add, _clear, selected, selection, current, run):
+        em = load(ctx, run)
+        trig = dash_ctx.triggered_id
+        if trig == ids.CURATE_CLEAR:
+            return {"ids": []}, "", no_update
+        if trig == ids.CURATE_ADD:
+            chosen, msg = add_to_selection(em, run, current, selection)
+        elif trig == ids.SCATTER:
+            if not selected:
+                raise PreventUpdate
+            chosen, msg = from_box(em, run, selected, figures.T_BUBBLES)
+        else:
+            raise PreventUpdate
+        stale = msg == STALE
+        return {"ids": chosen}, (_message(msg, False) if msg else ""), (run_store(run, em) if stale else no_update)
+
+    @app.callback(Output(ids.CURATE_CHIPS, "children"),
+                  *[Output(button_ids[op], "disabled") for op in OPS], *[Output(button_ids[op], "title") for op in OPS],
+                  Output(ids.CURATE_SPLIT_K, "max"), Output(ids.CURATE_MOVE_TO, "options"),
+                  Output(ids.CURATE_LOG, "children"), Output(ids.CURATE_POLL, "disabled"),
+                  Output(ids.LEVEL, "options"), Output(ids.EXPLORE_HEADER, "children"),
+                  Input(ids.CURATE_SEL, "data"), Input(ids.EXPLORE_RUN, "data"))
+    def _toolbar(current, run):
+        em = load(ctx, run)
+        chosen = clean_ids(em, current)
+        t = toolbar(em, chosen)
+        c = controls(ctx, run["run_id"]) or {}
+        pending = bool(pending_ids(runstore.run_dir(ctx.runs_dir, run["run_id"])))
+        return (chips(em, chosen), *[op in t["why"] for op in OPS], *[t["why"].get(op, "") for op in OPS],
+                max(t["split_max"], 2), t["targets"], log_view(em), not pending,
+                c.get("levels", no_update), c.get("title", no_update))
+
+    @app.callback(Output(ids.CURATE_MSG, "children", allow_duplicate=True),
+                  Output(ids.EXPLORE_RUN, "data", allow_duplicate=True),
+                  Output(ids.SELECTION, "data", allow_duplicate=True),
+                  Output(ids.CURATE_SEL, "data", allow_duplicate=True),
+                  Output(ids.CURATE_PENDING, "data"), Output(ids.CURATE_CONFIRM, "is_open"),
+                  Output(ids.CURATE_CONFIRM_TEXT, "children"),
+                  *[Input(button_ids[op], "n_clicks") for op in OPS], Input(ids.CURATE_CONFIRM_OK, "n_clicks"),
+                  State(ids.CURATE_SEL, "data"), State(ids.CURATE_SPLIT_K, "value"), State(ids.CURATE_MOVE_TO, "value"),
+                  State(ids.EXPLORE_RUN, "data"), State(ids.CURATE_PENDING, "data"), prevent_initial_call=True)
+    def _edit(*args):
+        chosen, k, target, run, pending = args[-5:]
+        trig = dash_ctx.triggered_id
+        value = dash_ctx.triggered[0]["value"] if dash_ctx.triggered else None
+        if not value:
+            raise PreventUpdate
+        confirmed = trig == ids.CURATE_CONFIRM_OK
+        if confirmed:  # the edit the user agreed to pay for (checked again like any request)
+            if not isinstance(pending, dict):
+                raise PreventUpdate
+            op, chosen, k, target = pending.get("op"), pending.get("chosen"), pending.get("k"), pending.get("target")
+        else:
+            op = next((o for o, b in button_ids.items() if b == trig), None)
+        out = request_edit(ctx, run, op, chosen, k, target, who_=who(), confirmed=confirmed)
+        state = out["state"]
+        if state == "confirm":
+            return (no_update, no_update, no_update, no_update,
+                    {"op": op, "chosen": chosen, "k": k, "target": target}, True, out["message"])
+        if state == "stale":
+            return _message(out["message"], False), out["run"], None, {"ids": []}, None, False, no_update
+        if state == "error":
+            return _message(out["message"], False), no_update, no_update, no_update, None, False, no_update
+        key = out["key"]
+        return (_message(out["message"], True), out["run"], ({"key": key} if key else None), {"ids": out["ids"]},
+                None, False, no_update)
+
+    @app.callback(Output(ids.CURATE_CONFIRM, "is_open", allow_duplicate=True),
+                  Output(ids.CURATE_PENDING, "data", allow_duplicate=True),
+                  Input(ids.CURATE_CONFIRM_CANCEL, "n_clicks"), prevent_initial_call=True)
+    def _cancel(n):
+        if not n:
+            raise PreventUpdate
+        return False, None
+
+    @app.callback(Output(ids.EXPLORE_RUN, "data", allow_duplicate=True),
+                  Output(ids.CURATE_MSG, "children", allow_duplicate=True),
+                  Input(ids.CURATE_POLL, "n_intervals"), State(ids.EXPLORE_RUN, "data"), prevent_initial_call=True)
+    def _poll(_n, run):
+        em = load(ctx, run)
+        st = retitle_status(runstore.run_dir(ctx.runs_dir, run["run_id"]))
+        if st.get("pending"):
+            raise PreventUpdate
+        text = str(st.get("message") or "")
+        return run_store(run, em), (_message(text, st.get("state") == "done") if text else no_update)
