@@ -216,17 +216,16 @@ def toolbar(em: ExploreModel, chosen: list[str]) -> dict[str, Any]:
 
 
 def history(em: ExploreModel) -> tuple[bool, bool]:
-    """(can undo, can redo) of the model's edit log."""
-    from hercules_core import curate
-
-    return bool(curate.can_undo(em.h)), bool(curate.can_redo(em.h))
+    """(can undo, can redo): the model's edit log, and its stack of undone entries."""
+    return bool(getattr(em.h, "edit_log", None)), bool(getattr(em.h, "redo_log", None))
 
 
 # ----------------------------------------------------------------------------- edits
 def edit_args(op: str, chosen: list[str], k: Any, target: Any) -> dict[str, Any]:
-    """The library's arguments of ``op`` for the edit selection (InputError when they do not fit)."""
+    """The library's arguments of ``op`` (``curate.apply_op``) for the edit selection (InputError when
+    they do not fit)."""
     if op == "merge":
-        return {"cluster_ids": list(chosen)}
+        return {"ids": list(chosen)}
     if op in ("undo", "redo"):
         return {}
     if len(chosen) != 1:
@@ -234,18 +233,20 @@ def edit_args(op: str, chosen: list[str], k: Any, target: Any) -> dict[str, Any]
     if op == "split":
         if isinstance(k, bool) or not isinstance(k, (int, str)) or not str(k).isdigit() or not 2 <= int(k) <= SPLIT_K_MAX:
             raise InputError(f"Split needs a number of parts between 2 and {SPLIT_K_MAX}.")
-        return {"cluster_id": chosen[0], "k": int(k)}
+        return {"id": chosen[0], "k": int(k)}
     if op == "move":
         if not isinstance(target, str) or not CLUSTER_ID.fullmatch(target):
-            raise InputError("Choose the new parent in the 'Move to' list first.")
-        return {"cluster_id": chosen[0], "new_parent_id": target}
+            raise InputError("Choose the new parent in the 'Move to…' list first.")
+        return {"id": chosen[0], "parent": target}
     if op == "dissolve":
-        return {"cluster_id": chosen[0]}
+        return {"id": chosen[0]}
     raise InputError("Unknown edit.")
 
 
-def named_ids(op: str, args: dict[str, Any]) -> list[str]:
-    return list(args.get("cluster_ids") or []) + [args[k] for k in ("cluster_id", "new_parent_id") if k in args]
+def named_ids(args: dict[str, Any]) -> list[str]:
+    """The cluster ids an edit's arguments name."""
+    ids_ = args.get("ids") if isinstance(args.get("ids"), list) else []
+    return [str(c) for c in ids_] + [str(args[k]) for k in ("id", "parent") if isinstance(args.get(k), str)]
 
 
 def llm_id_of(rdir: Path) -> str | None:
@@ -256,14 +257,21 @@ def llm_id_of(rdir: Path) -> str | None:
     return llm if isinstance(llm, str) and llm not in ("", "none", "keywords") else None
 
 
+def _derived(rdir: Path, h) -> None:
+    """The downloads derived from the model, written under the model's lock (callbacks/edit.py too)."""
+    io.save_memberships(h, rdir / "memberships.csv")
+    io.save_hierarchy_text(h, rdir / "hierarchy.txt")
+    io.save_evaluation(h.evaluation, rdir / "evaluation.json")
+
+
 def request_edit(ctx, run: Any, op: Any, chosen_store: Any = None, k: Any = None, target: Any = None, *,
-                 who_: str = "local", confirmed: bool = False, background: bool = True) -> dict[str, Any]:
+                 who_: str = "local", confirmed: bool = False) -> dict[str, Any]:
     """One edit request from the page.
 
     Returns ``{"state": ...}``: "error" (``message``; nothing written), "stale" (the page must be
-    redrawn: ``run`` is the new store), "confirm" (``message`` is the cost; ask, then call again with
-    ``confirmed=True``), or "ok" (``message``, ``run``: the new store, ``key``: the cluster to select,
-    ``ids``: the new edit selection, ``retitling``: the ids being re-titled in the background).
+    redrawn: ``run`` is the new store), "confirm" (``message`` is the LLM cost; ask, then call again
+    with ``confirmed=True``), or "ok" (``message``, ``run``: the new store, ``key``: the cluster to
+    select, ``ids``: the new edit selection, ``retitling``: the ids re-titled in the background).
     """
     from hercules_core import curate
 
@@ -287,28 +295,23 @@ def request_edit(ctx, run: Any, op: Any, chosen_store: Any = None, k: Any = None
     llm_id = llm_id_of(rdir)
     if op not in ("undo", "redo") and llm_id and llm_id not in NO_CONFIRM_LLM and not confirmed:
         try:  # what the re-titling would cost: the edit made in memory only (pure), then its figure
-            preview = getattr(curate, op)(em.h, **args)
-            figure = curate.retitle_cost(preview.hierarchy, preview.entry, llm_id=llm_id)
+            preview = curate.apply_op(em.h, op, args)
+            cost = curate.retitle_cost(preview.hierarchy, curate.to_retitle(preview.hierarchy, preview.entry),
+                                       llm_id=llm_id)
         except HerculesError as e:
             return {"state": "error", "message": str(e)}
-        calls = int(figure.get("calls", 0))
+        calls = int(cost.get("llm_calls") or 0)
         if calls:
-            extra = figure.get("text") or ""
-            return {"state": "confirm", "args": args, "message": f"This {op} re-titles {calls} cluster"
-                    f"{'s' if calls != 1 else ''} with the run's LLM ({llm_id}): {calls} LLM call"
-                    f"{'s' if calls != 1 else ''}{'; ' + extra if extra else ''}. Go ahead?"}
-
-    def derived(h) -> None:  # the downloads derived from the model, written under the same lock
-        io.save_memberships(h, rdir / "memberships.csv")
-        io.save_hierarchy_text(h, rdir / "hierarchy.txt")
-        io.save_evaluation(h.evaluation, rdir / "evaluation.json")
-
+            tokens = int(cost.get("prompt_tokens") or 0) + int(cost.get("completion_tokens") or 0)
+            return {"state": "confirm", "message": f"This {op} re-titles {cost.get('clusters', 0)} cluster(s) with "
+                    f"the run's LLM ({llm_id}): {calls} LLM call{'s' if calls != 1 else ''}, about {tokens:,} tokens. "
+                    "Go ahead?"}
     try:
-        change = curate.edit_model(rdir / "model.json", op, args, who=who_, on_saved=derived)
+        change = curate.edit_model(rdir / "model.json", op, args, who=who_, on_saved=lambda h: _derived(rdir, h))
     except InputError as e:
         # an id that was there when the page drew it and is gone under the lock: another tab's edit
         fresh = ctx.model(run_id)
-        if any(not _exists(fresh, cid) for cid in named_ids(op, args)):
+        if any(not _exists(fresh, cid) for cid in named_ids(args)):
             return {"state": "stale", "message": STALE, "run": run_store(run, fresh)}
         return {"state": "error", "message": str(e)}
     except HerculesError as e:
@@ -320,41 +323,51 @@ def request_edit(ctx, run: Any, op: Any, chosen_store: Any = None, k: Any = None
     entry = change.entry
     retitle = [] if op in ("undo", "redo") else list(curate.to_retitle(change.hierarchy, entry))
     if retitle:
-        start_retitle(ctx, run_id, retitle, llm_id, background=background)
-    created = [c for c in (entry.get("created") or []) if isinstance(c, str)]
-    focus = next((c for c in created if _exists(em, c)), None) or \
-        next((c for c in named_ids(op, args) if _exists(em, c)), None)
-    return {"state": "ok", "message": describe_entry(entry) + (f" Re-titling {len(retitle)} cluster"
-                                                             f"{'s' if len(retitle) != 1 else ''}…" if retitle else ""),
-            "run": run_store(run, em), "key": key_of(em, focus) if focus else None,
-            "ids": [c for c in created if _exists(em, c)][:1] if op == "split" else ([focus] if focus else []),
-            "retitling": retitle}
+        start_retitle(ctx, run_id, int(entry["seq"]), retitle, llm_id)
+    created = [c for c in (entry.get("effect") or {}).get("created") or [] if _exists(em, c)]
+    focus = next(iter(created), None) or next((c for c in named_ids(args) if _exists(em, c)), None)
+    return {"state": "ok", "run": run_store(run, em), "key": key_of(em, focus) if focus else None,
+            "ids": [focus] if focus else [], "retitling": retitle,
+            "message": describe_entry(entry, op) + (f" Re-titling {len(retitle)} cluster"
+                                                    f"{'s' if len(retitle) != 1 else ''}…" if retitle else "")}
 
 
-def describe_entry(entry: dict[str, Any]) -> str:
-    """One line for an edit-log entry: "merge L1_3, L1_5 → L1_12 (local, 2026-…)"."""
+def describe_entry(entry: dict[str, Any], done: str | None = None) -> str:
+    """One line for an edit-log entry: "Merge L1_3, L1_5 → L1_12."; ``done`` "undo"/"redo" says so."""
     op = str(entry.get("op", "edit"))
     args = entry.get("args") if isinstance(entry.get("args"), dict) else {}
-    named = ", ".join(str(x) for x in named_ids(op, args))[:120] if args else ""
-    created = ", ".join(str(x) for x in (entry.get("created") or []))[:80]
-    text = f"{op.capitalize()} {named}".strip() + (f" → {created}" if created else "") + "."
-    return text
+    effect = entry.get("effect") if isinstance(entry.get("effect"), dict) else {}
+    if op == "retitle":
+        text = f"Retitle {args.get('id', '')}: \u201c{_short(args.get('title', ''), 60)}\u201d"
+    elif op == "resummarize":
+        text = f"Re-titled {', '.join(map(str, args.get('ids') or []))[:120]}"
+    else:
+        named = ", ".join(named_ids(args))[:120]
+        if op == "move" and args.get("parent"):
+            named = f"{args.get('id')} under {args.get('parent')}"
+        if op == "split":
+            named = f"{args.get('id')} into {args.get('k')}"
+        created = ", ".join(str(x) for x in effect.get("created") or [])[:80]
+        text = f"{op.capitalize()} {named}".strip() + (f" \u2192 {created}" if created else "")
+    if done in ("undo", "redo"):
+        text = f"{'Undone' if done == 'undo' else 'Redone'}: {text}"
+    return text + "."
 
 
 # ----------------------------------------------------------------------------- background re-titling
-_threads: dict[str, threading.Thread] = {}
-_threads_lock = threading.Lock()
+_jobs: dict[str, threading.Thread] = {}
+_jobs_lock = threading.Lock()
 
 
 def retitle_status(rdir: Path) -> dict[str, Any]:
-    """The run's re-titling (``{}`` when none ever ran); ``pending`` lists the ids still being re-titled.
+    """The run's re-titling (``{}`` when none ran); ``pending``: the ids still being re-titled.
     A re-titling whose process went away (no update for RETITLE_STALE_S) counts as failed."""
     st = runstore.read_json(rdir / RETITLE_FILE)
     if not isinstance(st, dict):
         return {}
     if st.get("state") == "running" and time.time() - float(st.get("ts") or 0) > RETITLE_STALE_S:
-        st = dict(st, state="failed", pending=[], message="The re-titling stopped (the server restarted?); "
-                                                           "the titles before the edit are kept.")
+        st = dict(st, state="failed", message="The re-titling stopped (the server restarted?); run the edit's "
+                                              "undo and redo, or edit the titles by hand.")
     if st.get("state") != "running":
         st["pending"] = []
     return st
@@ -364,76 +377,91 @@ def pending_ids(rdir: Path) -> set[str]:
     return {c for c in retitle_status(rdir).get("pending") or [] if isinstance(c, str)}
 
 
-def start_retitle(ctx, run_id: str, cluster_ids: list[str], llm_id: str | None, *, background: bool = True):
-    """Re-summarise ``cluster_ids`` of the run in a thread (or now, ``background=False``)."""
+def _set_status(rdir: Path, **fields: Any) -> None:
+    runstore.write_json_atomic(rdir / RETITLE_FILE, {**fields, "ts": time.time()})
+
+
+def start_retitle(ctx, run_id: str, seq: int, cluster_ids: list[str], llm_id: str | None) -> None:
+    """Re-summarise what edit ``seq`` touched, in a thread of this process (one at a time per run:
+    a newer edit's job waits for the older one). Progress goes to ``retitle.json``."""
     rdir = runstore.run_dir(ctx.runs_dir, run_id)
-    pending = sorted(set(cluster_ids) | pending_ids(rdir))
-    runstore.write_json_atomic(rdir / RETITLE_FILE, {"state": "running", "pending": pending, "ts": time.time()})
-    job = threading.Thread(target=_retitle, args=(rdir, llm_id), name=f"retitle-{run_id[:8]}", daemon=True)
-    with _threads_lock:
-        previous = _threads.get(run_id)
-        _threads[run_id] = job
-    if previous is not None and previous.is_alive():
-        pass  # it re-reads retitle.json when done and picks up what is left: one job per run at a time
-    else:
-        job.start()
-    if not background:
-        wait_retitle(run_id)
+    with _jobs_lock:
+        before = _jobs.get(run_id)
+        pending = sorted(set(cluster_ids) | (pending_ids(rdir) if before is not None and before.is_alive() else set()))
+        _set_status(rdir, state="running", pending=pending, seq=seq)
+        job = threading.Thread(target=_retitle, args=(rdir, seq, list(cluster_ids), llm_id, before),
+                               name=f"retitle-{run_id[:8]}", daemon=True)
+        _jobs[run_id] = job
+    job.start()
 
 
-def wait_retitle(run_id: str, timeout: float = 60.0) -> None:
+def wait_retitle(run_id: str, timeout: float = 120.0) -> None:
     """Wait for the run's background re-titling (tests, the benchmark)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with _threads_lock:
-            job = _threads.get(run_id)
-        if job is None:
-            return
-        if not job.is_alive() and job.ident is not None:
-            with _threads_lock:
-                if _threads.get(run_id) is job:
-                    del _threads[run_id]
-                    return
-            continue
-        if job.ident is None:  # queued behind a running one that will start nothing: start it now
-            try:
-                job.start()
-            except RuntimeError:
-                pass
-        job.join(min(0.2, max(0.0, deadline - time.time())))
+    with _jobs_lock:
+        job = _jobs.get(run_id)
+    if job is not None:
+        job.join(timeout)
 
 
-def _retitle(rdir: Path, llm_id: str | None) -> None:
+def run_summarizer(rdir: Path, h, llm_id: str | None):
+    """The run's summariser as its fit built it (``Hercules._summarizer``): the keyword summariser,
+    and the run's LLM (through the shared disk cache) with it as the fallback, with the run's config
+    (prompt style, topic seed, batching). Imported models have no LLM id: keywords."""
+    from hercules_core.keywords import KeywordSummarizer
+    from hercules_core.summarize import LLMSummarizer
+
+    ds = h.dataset
+    l0_texts = list(ds.texts) if ds.modality == "text" and ds.texts is not None else list(h.levels[0].descriptions)
+    keyword = KeywordSummarizer(ds, l0_texts, config=h.config)
+    if llm_id is None:
+        return keyword
+    import model_registry
+    from hercules_core.cache import Cache, default_cache_dir, wrap
+
+    llm = model_registry.get_llm(llm_id)
+    if llm is None:
+        return keyword
+    return LLMSummarizer(wrap(llm, Cache(default_cache_dir())), h.config, fallback=keyword,
+                         run_log=io.RunLog(rdir / "run_log.jsonl", keep_records=False))
+
+
+def _retitle(rdir: Path, seq: int, cluster_ids: list[str], llm_id: str | None, before: threading.Thread | None) -> None:
     from hercules_core import curate
+    from hercules_core.edits import model_lock
 
-    model_path = rdir / "model.json"
-    while True:
-        todo = pending_ids(rdir)
-        if not todo:
+    if before is not None:
+        before.join()
+    path = rdir / "model.json"
+    try:
+        h = io.load_model(path, verify=False)
+        summarizer = run_summarizer(rdir, h, llm_id)
+        change = curate.resummarize_model(path, seq, summarizer, on_saved=lambda g: _derived(rdir, g))
+        if change is None:
+            # another edit came first (or this one was undone): its clusters still carrying the
+            # placeholder title are re-titled on the file as it is now, under the lock
+            with model_lock(path):
+                g = io.load_model(path, verify=False)
+                left = [c for c in cluster_ids if _in(g, c) and g.cluster(c).source == curate.CURATED]
+                if left:
+                    g = curate.resummarize(g, left, summarizer).hierarchy
+                    io.save_model(g, path, include_item_vectors=g.levels[0].vectors is not None, items="keep")
+                    _derived(rdir, g)
+        done = True
+    except Exception as e:  # noqa: BLE001 - a thread: what failed is said on the page, the log has the rest
+        log.exception("re-titling failed")
+        text = str(e) if isinstance(e, HerculesError) else f"{type(e).__name__}: {e}"
+        done = False
+    with _jobs_lock:
+        newer = _jobs.get(rdir.name) is not threading.current_thread()
+        if newer:  # a newer edit's job runs after this one and owns retitle.json
             return
-        try:
-            summarizer = summarizer_for(rdir, llm_id)
-            # 1. the slow part outside the lock: the answers land in the run's cache
-            h = io.load_model(model_path, verify=False)
-            present = [c for c in todo if _in(h, c)]
-            if present and summarizer.calls_llm:
-                curate.resummarize(h, present, summarizer.make(h))
-            # 2. under the lock, onto the file as it is now (the same answers, from the cache)
-            done = curate.resummarize_model(model_path, sorted(todo), summarizer.make,
-                                            on_saved=lambda h2: _derived(rdir, h2))
-            left = pending_ids(rdir) - set(todo)
-            runstore.write_json_atomic(rdir / RETITLE_FILE, {
-                "state": "running" if left else "done", "pending": sorted(left), "ts": time.time(),
-                "message": f"Re-titled {len(done)} cluster{'s' if len(done) != 1 else ''}."})
-            if not left:
-                return
-        except Exception as e:  # noqa: BLE001 - a thread: whatever failed is said on the page, the log has the rest
-            log.exception("re-titling failed")
-            text = str(e) if isinstance(e, HerculesError) else f"{type(e).__name__}: {e}"
-            runstore.write_json_atomic(rdir / RETITLE_FILE, {"state": "failed", "pending": [], "ts": time.time(),
-                                                              "message": f"Re-titling failed ({text[:200]}); "
-                                                                         "the titles before the edit are kept."})
-            return
+        if done:
+            _set_status(rdir, state="done", pending=[], seq=seq,
+                        message=f"Re-titled {len(cluster_ids)} cluster{'s' if len(cluster_ids) != 1 else ''}.")
+        else:
+            _set_status(rdir, state="failed", pending=[], seq=seq,
+                        message=f"Re-titling failed ({text[:200]}); the clusters keep placeholder titles: "
+                                "edit them by hand, or undo the edit.")
 
 
 def _in(h, cid: str) -> bool:
@@ -442,11 +470,6 @@ def _in(h, cid: str) -> bool:
         return True
     except (KeyError, ValueError, IndexError):
         return False
-
-
-def _derived(rdir: Path, h) -> None:
-    io.save_memberships(h, rdir / "memberships.csv")
-    io.save_hierarchy_text(h, rdir / "hierarchy.txt")
 
 
 # ----------------------------------------------------------------------------- what the page shows
