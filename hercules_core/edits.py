@@ -48,22 +48,29 @@ def clean_text(value: object, what: str, max_chars: int, *, one_line: bool) -> s
     return text
 
 
-def apply_edit(h: Hierarchy, cluster_id: str, title: str, description: str) -> None:
-    """Set one cluster's title and description in memory (source ``edited``, original kept)."""
+def apply_edit(h: Hierarchy, cluster_id: str, title: str, description: str, *, who: object = None,
+               at: str | None = None) -> None:
+    """Set one cluster's title and description in memory (source ``edited``, original kept) and append a
+    ``retitle`` entry to the edit log (``hercules_core.curate``: undo, redo and replay see it)."""
+    from .curate import log_retitle, title_record
+
     try:
         c = h.cluster(cluster_id)
     except KeyError:
         raise InputError(f"The model has no cluster {str(cluster_id)[:40]!r}.") from None
     lv = h.levels[c.level]
     j = c.index
+    before = title_record(h, cluster_id)
     if cluster_id not in h.edits:  # the model's own text, kept however often it is edited
         h.edits[cluster_id] = {"original": {"title": lv.titles[j], "description": lv.descriptions[j],
                                             "source": lv.sources[j], "fallback": bool(lv.fallback[j])}}
-    h.edits[cluster_id]["edited"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    h.edits[cluster_id]["edited"] = at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    h.edits[cluster_id].pop("children_changed", None)  # the person has written it since
     lv.titles[j], lv.descriptions[j], lv.sources[j] = title, description, EDITED
     lv.fallback[j] = False  # a person wrote it: no longer a keyword fallback
     if lv.description_marks:
         lv.description_marks[j] = ""  # ... nor an extractive description
+    log_retitle(h, cluster_id, before, who=who)
 
 
 @contextmanager
@@ -82,7 +89,7 @@ def model_lock(path: str | os.PathLike) -> Iterator[None]:
 
 
 def edit_cluster(model_path: str | os.PathLike, cluster_id: str, *, title: object, description: object,
-                 on_saved: Callable[[Hierarchy], None] | None = None) -> Hierarchy:
+                 on_saved: Callable[[Hierarchy], None] | None = None, who: object = None) -> Hierarchy:
     """Edit one cluster's title and description in a saved model file, safely for concurrent edits.
 
     The text is checked first (InputError, nothing written). ``on_saved(h)`` runs while the lock is
@@ -97,7 +104,7 @@ def edit_cluster(model_path: str | os.PathLike, cluster_id: str, *, title: objec
     with model_lock(model_path):
         # re-read: another edit may have landed since this one was typed (a file this installation wrote)
         h = load_model(model_path, verify=False)
-        apply_edit(h, cluster_id, title, description)
+        apply_edit(h, cluster_id, title, description, who=who)
         # edits change clusters only: the items file (if any) is kept, not rewritten
         save_model(h, model_path, include_item_vectors=h.levels[0].vectors is not None, items="keep")
         if on_saved is not None:

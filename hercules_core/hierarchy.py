@@ -116,6 +116,11 @@ class Hierarchy:
     assign_info: dict[str, Any] | None = None
     # cluster id -> {"original": {"title", "description", "source"}, "edited": iso time} (hercules_core.edits)
     edits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # structural and title edits, oldest first (hercules_core.curate): what undo and replay need
+    edit_log: list[dict[str, Any]] = field(default_factory=list)
+    redo_log: list[dict[str, Any]] = field(default_factory=list)  # undone entries, the next redo last
+    # "entry": the next entry's number; "L{level}": the next numeric cluster id issued at that level
+    edit_counters: dict[str, int] = field(default_factory=dict)
     _children_cache: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     _id_index: dict[str, tuple[int, int]] | None = field(default=None, repr=False)
 

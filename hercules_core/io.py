@@ -41,6 +41,7 @@ except ImportError:  # pragma: no cover - Windows
 SCHEMA_VERSION = 2  # the newest model document this version reads
 INLINE_SCHEMA_VERSION = 1  # a document with every array inline: unchanged, so older versions read it
 ITEMS_MODES = ("auto", "inline", "columnar", "keep")
+CURATION_VERSION = 1  # of the optional "curation" section (hercules_core.curate: edit log, redo, counters)
 FORMAT = "hercules-model"
 ARRAY_ENCODING = "shuffle-zlib-b85"
 
@@ -422,6 +423,9 @@ def _model_document(h: Hierarchy, include_item_vectors: bool, enc: Encoder) -> d
         # optional, versioned additions (absent in older files): assignment data and hand edits
         "assign": None if not h.assign_info else values(h.assign_info, "assign"),
         "edits": _plain(h.edits, "edits"),
+        **({"curation": _plain({"version": CURATION_VERSION, "log": h.edit_log, "redo": h.redo_log,
+                                "counters": h.edit_counters}, "curation")}
+           if (h.edit_log or h.redo_log or h.edit_counters) else {}),
     }
 
 
@@ -675,12 +679,32 @@ def _build(doc: dict[str, Any], path: Path) -> Hierarchy:
         stats=doc.get("stats") or {}, topic_embedding=_dec(doc.get("topic_embedding")),
         assign_info=_decode_values(doc["assign"]) if isinstance(doc.get("assign"), dict) else None,
         edits=doc["edits"] if isinstance(doc.get("edits"), dict) else {},
+        **_curation_of(doc, path),
     )
     try:
         h.validate()
     except HerculesError as e:
         raise ModelFileError(f"{path} is inconsistent: {e}") from None
     return h
+
+
+def _curation_of(doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The edit log, redo stack and id counters of a curated model (absent in older models: empty)."""
+    cur = doc.get("curation")
+    if cur is None:
+        return {}
+    if not isinstance(cur, dict) or not isinstance(cur.get("log", []), list) \
+            or not isinstance(cur.get("redo", []), list) or not isinstance(cur.get("counters", {}), dict):
+        raise ModelFileError(f"{path}: the \"curation\" section (edit log) is malformed.")
+    version = cur.get("version")
+    if not isinstance(version, int) or version > CURATION_VERSION:
+        raise ModelFileError(f"{path}: its edit log has version {version!r}; this version reads "
+                             f"{CURATION_VERSION}: upgrade hercules to load it.")
+    if not all(isinstance(e, dict) for e in cur.get("log", []) + cur.get("redo", [])):
+        raise ModelFileError(f"{path}: an entry of the edit log is not an object.")
+    counters = {str(k): int(v) for k, v in cur.get("counters", {}).items()
+                if isinstance(v, int) and not isinstance(v, bool)}
+    return {"edit_log": list(cur.get("log", [])), "redo_log": list(cur.get("redo", [])), "edit_counters": counters}
 
 
 def _parse_document(raw: bytes, path: Path) -> Any:
