@@ -41,7 +41,7 @@ def form(em, key: Any):
     ], className="edit-form", **{"data-key": key})
 
 
-def save(ctx, run: Any, key_store: Any, title: Any, description: Any) -> tuple[str, str]:
+def save(ctx, run: Any, key_store: Any, title: Any, description: Any, who: str = "local") -> tuple[str, str]:
     """Validate and save one edit; (state "ok"/"error", message). Nothing is written on error."""
     run_id = (run or {}).get("run_id") if isinstance(run, dict) else None
     if not runstore.valid_id(run_id):
@@ -64,7 +64,8 @@ def save(ctx, run: Any, key_store: Any, title: Any, description: Any) -> tuple[s
         io.save_hierarchy_text(h, rdir / "hierarchy.txt")
 
     try:
-        edit_cluster(Path(rdir) / "model.json", cluster_id, title=title, description=description, on_saved=derived)
+        edit_cluster(Path(rdir) / "model.json", cluster_id, title=title, description=description, on_saved=derived,
+                     who=who)
     except HerculesError as e:
         return "error", str(e)
     except OSError as e:
@@ -94,7 +95,7 @@ def register(app, ctx) -> None:
     def _save(n, run, key_store, title, description):
         if not n:
             raise PreventUpdate
-        state, message = save(ctx, run, key_store, title, description)
+        state, message = save(ctx, run, key_store, title, description, curate.who())
         if state != "ok":
             return html.Span(message, className="text-danger edit-error"), no_update
         # a new revision of the run store: every view (scatter, pane, tree, sunburst, search) re-renders from it
