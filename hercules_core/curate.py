@@ -10,7 +10,9 @@ What is recomputed, for the clusters whose items changed and their ancestors onl
 centroids (``vectors``: the (weighted) mean of what is below, normalised like the fit's), the
 clustering-space centroids (``reducers["clustering"]``), the PCA coordinates (``reductions``), the
 level-1 novelty thresholds of ``assign_info`` (and its training agreement), and the evaluation of
-the levels whose partition changed. Stability figures of those clusters become "not measured".
+the levels whose partition changed, which the edit marks ``"stale"`` and :func:`reevaluate` (or
+:func:`resummarize_model`, the background half of an edit) measures again: a level's silhouette takes
+longer than the edit. Stability figures of the changed clusters become "not measured".
 Samples, representatives and numeric statistics are not stored: the app and the report derive them
 from the memberships, so they follow. Titles of new clusters are placeholders (source
 ``"curated"``) until :func:`resummarize` writes them with the run's summariser; :func:`to_retitle`
@@ -26,8 +28,8 @@ item indices of the clusters it named and created, which :func:`replay` matches 
 re-applies ``after`` exactly (no re-clustering).
 
 Public names: ``Change``, ``merge``, ``split``, ``move``, ``dissolve``, ``undo``, ``redo``,
-``to_retitle``, ``resummarize``, ``retitle_cost``, ``edit_model``, ``resummarize_model``,
-``export_log``, ``replay``, ``compare``, ``OPS``.
+``apply_op``, ``to_retitle``, ``resummarize``, ``retitle_cost``, ``reevaluate``, ``stale_levels``,
+``edit_model``, ``resummarize_model``, ``export_log``, ``replay``, ``compare``, ``format_compare``, ``OPS``.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ from .hierarchy import Hierarchy, Level
 from .io import decode_array, encode_array
 
 __all__ = ["Change", "merge", "split", "move", "dissolve", "undo", "redo", "to_retitle", "resummarize",
-           "retitle_cost", "edit_model", "resummarize_model", "export_log", "replay", "compare", "OPS",
+           "retitle_cost", "edit_model", "resummarize_model", "reevaluate", "stale_levels", "export_log", "replay",
+           "compare", "format_compare", "apply_op", "OPS",
            "CURATED", "MATCH_THRESHOLD", "LOG_FORMAT"]
 
 CURATED = "curated"  # the source of a placeholder title written by an edit, until it is re-summarised
@@ -59,7 +62,7 @@ LOG_FORMAT = "hercules-edit-log"
 SPLIT_K_MAX = 50
 _SPLIT_SALT = 0x5_9117  # split seeds: (run seed, salt, log position)
 _ID_RE = re.compile(r"L([0-9]{1,2})_([0-9]{1,9})")
-_AGREEMENT_SAMPLE = 100_000  # training agreement after an edit: on at most this many items
+_AGREEMENT_SAMPLE = 5_000  # training agreement after an edit: on a seeded sample of at most this many items
 OPS = ("merge", "split", "move", "dissolve", "undo", "redo")
 
 
@@ -131,10 +134,10 @@ def _parent_id(h: Hierarchy, level: int, j: int) -> str | None:
 
 
 def _fresh_ids(h: Hierarchy, level: int, n: int, prefer: Iterable[str] = ()) -> list[str]:
-    """``n`` ids for new clusters of ``level``: never issued before there (the counter only grows).
+    """``n`` ids for new clusters of ``level``, never issued before there (the counter only grows).
 
-    ``prefer`` (replay) are ids to reuse when free and not below nothing issued later... they are
-    taken when no cluster of the level has them and they are at or above the counter."""
+    ``prefer`` (replay: the ids the entry created in its own run) are taken when no cluster of the level
+    has them and they are at or above the counter, so a replay onto the origin run reuses them."""
     key = f"L{level}"
     used = {int(_ID_RE.fullmatch(c).group(2)) for c in h.levels[level].ids if _ID_RE.fullmatch(c)}
     nxt = max(h.edit_counters.get(key, 0), max(used, default=-1) + 1)
@@ -150,9 +153,7 @@ def _fresh_ids(h: Hierarchy, level: int, n: int, prefer: Iterable[str] = ()) -> 
             nxt += 1
         out.append(f"L{level}_{nxt}")
         nxt += 1
-    top = max([nxt - 1] + list(taken)) + 1
-    h.edit_counters[key] = max(h.edit_counters.get(key, 0), top)
-    return out
+    return out  # _finish moves the counter above them (the input hierarchy is not changed)
 
 
 def _normalized(h: Hierarchy) -> bool:
@@ -475,11 +476,12 @@ def _thresholds(g: Hierarchy, rows: list[int], members: dict[int, np.ndarray]) -
         np.random.default_rng(int(g.config.random_state)).choice(n, _AGREEMENT_SAMPLE, replace=False))
     nearest, _ = km.nearest_centroids(X[idx], C)
     info["training_agreement"] = round(float(np.mean(nearest == g.levels[0].parent[idx])), 4) if n else 1.0
+    info["training_agreement_items"] = int(len(idx))
 
 
 def _reevaluate(g: Hierarchy, levels: Iterable[int]) -> dict[str, Any]:
-    """Re-measure the given levels (the partition or the vectors below changed); the title figures of
-    the fit are kept and marked as measured before the edit."""
+    """Re-measure the given levels (the partition or the vectors below changed) in place; the title
+    figures are kept and marked as measured before the edit."""
     from .evaluation import evaluate_level
 
     out = {}
@@ -493,6 +495,7 @@ def _reevaluate(g: Hierarchy, levels: Iterable[int]) -> dict[str, Any]:
             new.update(kept)
             new["notes"] = list(new.get("notes", [])) + ["title_ figures were measured before the curation edits."]
         new["curated"] = True
+        new.pop("stale", None)
         g.evaluation[level] = new
         out[str(level)] = new
     return out
@@ -538,6 +541,9 @@ def _finish(h: Hierarchy, plan: _Plan, op: str, args: dict[str, Any], who: objec
             extra: dict[str, Any] | None = None) -> Change:
     at = _now()
     g = _rebuild(h, plan.orders, plan.rows, plan.items)
+    for level, ids in plan.created.items():
+        key = f"L{level}"
+        g.edit_counters[key] = max([g.edit_counters.get(key, 0)] + [_id_key(c)[1] + 1 for c in ids])
     top = h.top_level
     # which items changed cluster at each level, and which rows' item sets changed
     changed: dict[int, set[int]] = {}
@@ -597,8 +603,14 @@ def _finish(h: Hierarchy, plan: _Plan, op: str, args: dict[str, Any], who: objec
     # evaluation: levels whose partition changed, and the level above levels whose vectors changed
     eval_levels = {int(l) for l, n in moved_per_level.items() if n} | {
         l + 1 for l in changed if changed[l] and l + 1 <= top} | {l for l in changed if changed[l]}
+    # the metrics of those levels are marked stale here and re-measured by reevaluate() (in the background,
+    # with the re-titling: a level's silhouette and friends take longer than the edit itself)
     before_eval = {str(l): copy.deepcopy(h.evaluation.get(l)) for l in eval_levels if 1 <= l <= top}
-    after_eval = _reevaluate(g, eval_levels)
+    after_eval = {}
+    for key in before_eval:
+        if g.evaluation.get(int(key)) is not None:
+            g.evaluation[int(key)] = {**g.evaluation[int(key)], "stale": True}
+            after_eval[key] = copy.deepcopy(g.evaluation[int(key)])
     g.validate()
     # the entry: records before and after of every row that differs
     created_all = plan_created_set(plan)
@@ -606,7 +618,7 @@ def _finish(h: Hierarchy, plan: _Plan, op: str, args: dict[str, Any], who: objec
     before, after = _side(h, plan, removed_all | modified, items_before=True), _side(g, plan, created_all | modified)
     before["evaluation"], after["evaluation"] = before_eval, after_eval
     if h.assign_info is not None:
-        keys = ("training_agreement", "level_threshold")
+        keys = ("training_agreement", "training_agreement_items", "level_threshold")
         before["assign"] = {k: h.assign_info.get(k) for k in keys}
         after["assign"] = {k: g.assign_info.get(k) for k in keys}
     if plan.items is not None:
@@ -803,7 +815,7 @@ def split(h: Hierarchy, cluster_id: str, k: int, *, who: object = None, seed: in
     members = h.children_of(level, j) if level >= 2 else h.members(1, j)
     what = "children" if level >= 2 else "items"
     if len(members) < 2:
-        raise InputError(f"{cluster_id} has only one {what[:-1] if level >= 2 else 'item'}: there is nothing to split.")
+        raise InputError(f"{cluster_id} has only one {'child' if level >= 2 else 'item'}: there is nothing to split.")
     upper = min(len(members), SPLIT_K_MAX)
     if not 2 <= k <= upper:
         raise InputError(f"k must be between 2 and {upper} for {cluster_id} ({len(members):,} {what}); got {k}.")
@@ -1080,6 +1092,7 @@ def resummarize(h: Hierarchy, cluster_ids: Iterable[str], summarizer: Any, *, te
             level, j = _lv_idx(g, cid)
             new["after"]["levels"][str(level)]["rows"][cid] = _record(g, level, j)
         new["resummarized"] = sorted(set(target.get("resummarized", [])) | set(done), key=_id_key)
+        new["text_targets"] = {**(target.get("text_targets") or {}), **_text_targets(g, done)}
         g.edit_log[-1] = new
         return Change(g, new)
     # a separate entry: the texts before and after
@@ -1094,10 +1107,53 @@ def resummarize(h: Hierarchy, cluster_ids: Iterable[str], summarizer: Any, *, te
              "level": min(by_level, default=1),
              "effect": {"created": [], "removed": [], "touched": done, "items_moved": {}, "retitle": [],
                         "flagged": []},
-             "targets": {}, "created_items": {}, "before": before, "after": after, "resummarized": done}
+             "targets": {}, "created_items": {}, "before": before, "after": after, "resummarized": done,
+             "text_targets": _text_targets(g, done)}
     g.edit_log = list(g.edit_log) + [entry]
     g.redo_log = []
     return Change(g, entry)
+
+
+def _amendable(g: Hierarchy, entry_seq: int | None) -> dict[str, Any] | None:
+    """The log entry ``entry_seq`` (default: the last) if it is the last one, else None."""
+    if not g.edit_log:
+        return None
+    last = g.edit_log[-1]
+    return last if entry_seq is None or last.get("seq") == entry_seq else None
+
+
+def stale_levels(h: Hierarchy) -> list[int]:
+    """Levels whose evaluation an edit has made out of date (``reevaluate`` measures them again)."""
+    return sorted(l for l, ev in h.evaluation.items() if isinstance(ev, dict) and ev.get("stale"))
+
+
+def reevaluate(h: Hierarchy, *, entry_seq: int | None = None) -> Change:
+    """Measure again the levels whose evaluation edits made stale (:func:`stale_levels`); the result
+    amends the last log entry (so undo and redo restore it with the edit). Returns the new hierarchy
+    and that entry (``{}`` when nothing was stale)."""
+    g = _copy(h)
+    levels = stale_levels(g)
+    if not levels:
+        return Change(g, {})
+    fresh = _reevaluate(g, levels)
+    target = _amendable(g, entry_seq)
+    if target is None:
+        return Change(g, {})
+    new = copy.copy(target)
+    new["after"] = {**target["after"], "evaluation": {**(target["after"].get("evaluation") or {}),
+                                                      **copy.deepcopy(fresh)}}
+    # a level an earlier edit made stale: undoing this one must give it back stale, as it was
+    old_before = target["before"].get("evaluation") or {}
+    extra = {k: copy.deepcopy(h.evaluation.get(int(k))) for k in fresh if k not in old_before}
+    if extra:
+        new["before"] = {**target["before"], "evaluation": {**old_before, **extra}}
+    g.edit_log[-1] = new
+    return Change(g, new)
+
+
+def _text_targets(g: Hierarchy, ids: Iterable[str]) -> dict[str, Any]:
+    """The items of each re-titled cluster: replay copies its new text where a cluster holds exactly these."""
+    return {cid: _enc(g.members(*_lv_idx(g, cid)).astype(np.int32)) for cid in ids}
 
 
 # ============================================================================ saved models
@@ -1160,33 +1216,45 @@ def edit_model(model_path: str | os.PathLike, op: str, args: Mapping[str, Any] |
     return change
 
 
-def resummarize_model(model_path: str | os.PathLike, entry_seq: int, summarizer: Any, *, text_embedder: Any = None,
+def resummarize_model(model_path: str | os.PathLike, entry_seq: int, summarizer: Any = None, *,
+                      text_embedder: Any = None, evaluate: bool = True,
                       on_saved: Callable[[Hierarchy], None] | None = None) -> Change | None:
-    """Re-title what edit ``entry_seq`` touched in a saved model: the summaries are computed without the
-    lock (LLM calls take time), then written under it if that edit is still the last one (else None:
-    it was undone or another edit came after; nothing is written)."""
+    """The background half of an edit of a saved model: re-title what edit ``entry_seq`` touched (with
+    ``summarizer``; None skips it) and re-measure the levels it made stale (``evaluate``). The work is
+    done without the lock (LLM calls take time); the result is written under it if that edit is still
+    the last one, else nothing is written and None is returned (it was undone, or another edit came)."""
     from .edits import model_lock
     from .io import load_model
 
     h = load_model(model_path, verify=False)
-    entry = next((e for e in h.edit_log if e.get("seq") == entry_seq), None)
-    if entry is None or entry is not h.edit_log[-1]:
+    if _amendable(h, entry_seq) is None:
         return None
-    ids = to_retitle(h, entry)
-    change = resummarize(h, ids, summarizer, text_embedder=text_embedder, entry_seq=entry_seq)
+    g = h
+    if summarizer is not None:
+        g = resummarize(g, to_retitle(g, g.edit_log[-1]), summarizer, text_embedder=text_embedder,
+                        entry_seq=entry_seq).hierarchy
+    if evaluate:
+        g = reevaluate(g, entry_seq=entry_seq).hierarchy
+    new = g.edit_log[-1]
+    if new is h.edit_log[-1]:
+        return Change(h, new)  # nothing to do
     with model_lock(model_path):
         now = load_model(model_path, verify=False)
-        if not now.edit_log or now.edit_log[-1].get("seq") != entry_seq:
+        if _amendable(now, entry_seq) is None:
             return None
-        new = change.entry
-        g = _apply_side(now, {"levels": {k: {"rows": v["rows"]} for k, v in new["after"]["levels"].items()}})
-        g.edit_log = list(now.edit_log[:-1]) + [new]
-        g.redo_log, g.edit_counters = list(now.redo_log), dict(now.edit_counters)
-        g.validate()
-        _save(g, Path(model_path), structural=False)
+        side = {"levels": {k: {"rows": v["rows"]} for k, v in new["after"]["levels"].items()},
+                "evaluation": new["after"].get("evaluation") or {}}
+        out = _apply_side(now, side)
+        for cid, rec in g.edits.items():  # flags "children changed since your edit"
+            if "children_changed" in rec and cid in out.edits:
+                out.edits[cid] = {**out.edits[cid], "children_changed": rec["children_changed"]}
+        out.edit_log = list(now.edit_log[:-1]) + [new]
+        out.redo_log, out.edit_counters = list(now.redo_log), dict(now.edit_counters)
+        out.validate()
+        _save(out, Path(model_path), structural=False)
         if on_saved is not None:
-            on_saved(g)
-    return Change(g, new)
+            on_saved(out)
+    return Change(out, new)
 
 
 # ============================================================================ replay and compare
@@ -1196,11 +1264,305 @@ def export_log(h: Hierarchy) -> dict[str, Any]:
     return {"format": LOG_FORMAT, "version": 1, "item_ids": list(h.levels[0].ids), "entries": list(h.edit_log)}
 
 
-def replay(log_or_model: Any, h_new: Hierarchy, *, threshold: float = MATCH_THRESHOLD) -> tuple[Hierarchy, dict]:
-    """Apply an edit log onto another hierarchy (implemented in the next commit)."""
-    raise NotImplementedError
+def _load_log(log_or_model: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """(entries, the origin's item ids) from a Hierarchy, an exported log (dict or file) or a model file."""
+    from .errors import ModelFileError
+    from .io import load_model
+
+    if isinstance(log_or_model, Hierarchy):
+        return list(log_or_model.edit_log), list(log_or_model.levels[0].ids)
+    doc = log_or_model
+    if isinstance(log_or_model, (str, os.PathLike)):
+        path = Path(log_or_model)
+        if not path.is_file():
+            raise InputError(f"{path} does not exist or is not a file; give a model.json with an edit log or an "
+                             "exported edit log.")
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4096)
+            if b'"format": "hercules-edit-log"' in head or b'"format":"hercules-edit-log"' in head:
+                doc = json.loads(path.read_bytes().decode("utf-8"))
+            else:
+                h = load_model(path)
+                return list(h.edit_log), list(h.levels[0].ids)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InputError(f"{path} cannot be read as an edit log or a model: {e}.") from None
+    if not isinstance(doc, Mapping) or doc.get("format") != LOG_FORMAT:
+        raise InputError("Expected a model with an edit log, or an edit log exported by HERCULES "
+                         f"(\"format\": \"{LOG_FORMAT}\").")
+    entries, ids = doc.get("entries"), doc.get("item_ids")
+    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries) \
+            or not isinstance(ids, list):
+        raise ModelFileError("The edit log is malformed: it needs a list of entries and the item ids.")
+    return [dict(e) for e in entries], [str(i) for i in ids]
+
+
+class _Matcher:
+    """Best match of an origin cluster (its item indices in the origin) among the clusters of the same
+    level of the current hierarchy, by Jaccard over the items both runs share."""
+
+    def __init__(self, origin_ids: list[str], h_new: Hierarchy):
+        pos = {c: i for i, c in enumerate(h_new.levels[0].ids)}
+        self.to_new = np.array([pos.get(c, -1) for c in origin_ids], dtype=np.int64)
+        self.shared = np.zeros(h_new.n_items, dtype=bool)
+        self.shared[self.to_new[self.to_new >= 0]] = True
+
+    def match(self, g: Hierarchy, level: int, origin_items: np.ndarray) -> tuple[str | None, float]:
+        if not 1 <= level <= g.top_level:
+            return None, 0.0
+        t = self.to_new[np.asarray(origin_items, dtype=np.int64)]
+        t = t[t >= 0]
+        if not len(t):
+            return None, 0.0
+        assign = g.assignments(level)
+        k = len(g.levels[level])
+        inter = np.bincount(assign[t], minlength=k).astype(np.float64)
+        sizes = np.bincount(assign[self.shared], minlength=k).astype(np.float64)
+        jac = inter / np.maximum(len(t) + sizes - inter, 1.0)
+        best = int(np.argmax(jac))
+        return g.levels[level].ids[best], float(jac[best])
+
+
+def _level_of(cid: str) -> int:
+    m = _ID_RE.fullmatch(str(cid))
+    return int(m.group(1)) if m else -1
+
+
+def replay(log_or_model: Any, h_new: Hierarchy, *, threshold: float = MATCH_THRESHOLD,
+           who: object = "replay") -> tuple[Hierarchy, dict[str, Any]]:
+    """Apply an edit log onto another hierarchy (a re-run with another seed, grown data, or the run it
+    came from), entry by entry in order: each cluster an entry names is matched to the cluster of the
+    same level of ``h_new`` (as edited so far) with the largest Jaccard overlap of items (by item id,
+    counted over the items both runs share: items of one run only are left out). An entry applies when
+    every match reaches ``threshold`` and the op is valid there; otherwise the report says why.
+
+    Texts an entry wrote (re-summarised or hand-edited titles) are copied where the matched cluster
+    holds exactly the same shared items; elsewhere the report lists the clusters to re-title. On the
+    run the log came from every match is exact, ids are reused, and the result is the curated
+    hierarchy itself (same memberships, ids and titles).
+
+    Returns ``(hierarchy, report)``; report: ``{"entries", "applied", "skipped", "threshold",
+    "items": {"origin", "new", "shared"}, "results": [{"seq", "op", "args", "status", "reason",
+    "matches": {origin id: [new id, jaccard]}}], "retitle": [ids]}``.
+    """
+    from .edits import apply_edit
+
+    entries, origin_ids = _load_log(log_or_model)
+    matcher = _Matcher(origin_ids, h_new)
+    g = h_new
+    results, to_retitle_ids, missed_all = [], [], set()
+    for e in entries:
+        op = e.get("op")
+        res = {"seq": e.get("seq"), "op": op, "args": e.get("args"), "status": "skipped", "reason": "",
+               "matches": {}}
+        results.append(res)
+        targets = {cid: _dec(t) for cid, t in (e.get("targets") or {}).items()}
+
+        def match(cid: str) -> str | None:
+            if cid not in targets:
+                res["reason"] = f"the log entry does not record the items of {cid}"
+                return None
+            new_id, jac = matcher.match(g, _level_of(cid), targets[cid])
+            res["matches"][cid] = [new_id, round(jac, 4)]
+            if new_id is None or jac < threshold:
+                res["reason"] = (f"no cluster on level {_level_of(cid)} matches {cid}'s items "
+                                 f"(best Jaccard {jac:.2f} < {threshold:g})")
+                return None
+            return new_id
+
+        try:
+            args = e.get("args") or {}
+            prefer = list((e.get("effect") or {}).get("created") or [])
+            if op == "merge":
+                got = [match(c) for c in args.get("ids", [])]
+                if any(x is None for x in got):
+                    continue
+                if len(set(got)) < 2:
+                    res["reason"] = f"the clusters to merge all match {got[0]} in this run: nothing to merge"
+                    continue
+                change = merge(g, list(dict.fromkeys(got)), who=who, _prefer=prefer)
+            elif op == "split":
+                cid = match(args.get("id"))
+                if cid is None:
+                    continue
+                change = split(g, cid, args.get("k"), who=who, seed=e.get("seed"), _prefer=prefer)
+            elif op == "move":
+                cid, parent = match(args.get("id")), match(args.get("parent"))
+                if cid is None or parent is None:
+                    continue
+                change = move(g, cid, parent, who=who)
+            elif op == "dissolve":
+                cid = match(args.get("id"))
+                if cid is None:
+                    continue
+                change = dissolve(g, cid, who=who)
+            elif op == "retitle":
+                cid = match(args.get("id"))
+                if cid is None:
+                    continue
+                g = _copy(g)
+                apply_edit(g, cid, str(args.get("title")), str(args.get("description")), who=who, at=e.get("at"))
+                res.update(status="applied", result={"seq": g.edit_log[-1]["seq"], "created": [], "removed": []})
+                continue
+            elif op == "resummarize":
+                change = None
+            else:
+                res["reason"] = f"unknown op {str(op)[:20]!r}"
+                continue
+        except InputError as exc:
+            res["reason"] = f"not valid in this run: {exc}"
+            continue
+        if change is not None:
+            g = change.hierarchy
+            res.update(status="applied", result={"seq": change.entry["seq"], "created": change.entry["effect"]["created"],
+                                                 "removed": change.entry["effect"]["removed"]})
+        g, missed = _copy_texts(g, e, matcher)
+        to_retitle_ids += missed
+        missed_all |= set(missed)
+        if op == "resummarize":
+            res.update(status="applied" if not missed else "skipped",
+                       reason="" if not missed else "the re-titled clusters do not match exactly: re-summarise them")
+        elif change is not None:
+            to_retitle_ids += [c for c in change.entry["effect"]["retitle"]]
+    present = []
+    for cid in dict.fromkeys(to_retitle_ids):  # what still has a placeholder or another run's text
+        try:
+            c = g.cluster(cid)
+        except KeyError:
+            continue
+        if c.source == CURATED or cid in missed_all:
+            present.append(cid)
+    applied = sum(r["status"] == "applied" for r in results)
+    report = {"entries": len(entries), "applied": applied, "skipped": len(entries) - applied, "threshold": threshold,
+              "items": {"origin": len(origin_ids), "new": h_new.n_items, "shared": int(matcher.shared.sum())},
+              "results": results, "retitle": present}
+    return g, report
+
+
+def _copy_texts(g: Hierarchy, e: Mapping[str, Any], matcher: _Matcher) -> tuple[Hierarchy, list[str]]:
+    """Copy the texts entry ``e`` wrote onto clusters of ``g`` that hold exactly the same shared items."""
+    texts = e.get("text_targets") or {}
+    if not texts:
+        return g, []
+    after = (e.get("after") or {}).get("levels") or {}
+    g = _copy(g)
+    missed = []
+    for cid, items in texts.items():
+        level = _level_of(cid)
+        rec = ((after.get(str(level)) or {}).get("rows") or {}).get(cid)
+        new_id, jac = matcher.match(g, level, _dec(items))
+        if rec is None or new_id is None or jac < 1.0:
+            if new_id is not None and jac >= MATCH_THRESHOLD:
+                missed.append(new_id)
+            continue
+        j = g.cluster(new_id).index
+        lv = g.levels[level]
+        lv.titles[j], lv.descriptions[j], lv.sources[j] = rec["title"], rec["description"], rec["source"]
+        lv.fallback[j] = bool(rec["fallback"])
+        if lv.description_marks:
+            lv.description_marks[j] = rec.get("mark") or ""
+        if rec.get("desc") is not None and lv.desc_embeddings is not None:
+            lv.desc_embeddings[j] = _dec(rec["desc"])
+            _project(g, level, [j])
+    return g, missed
 
 
 def compare(h_a: Hierarchy, h_b: Hierarchy, *, threshold: float = MATCH_THRESHOLD) -> dict[str, Any]:
-    """Compare two hierarchies level by level (implemented in the next commit)."""
-    raise NotImplementedError
+    """Compare two hierarchies of the same (or overlapping) items, level by level.
+
+    Items are matched by id; only the items both hold count (the others are reported in ``items``).
+    Per level: ``matched`` (a one-to-one assignment maximising Jaccard, Hungarian method, pairs with
+    Jaccard >= ``threshold``), ``splits`` (an A cluster whose items went to two or more B clusters,
+    each mostly inside it, together holding at least half of it), ``merges`` (the same, B over A),
+    ``new`` (B clusters in none of these), ``vanished`` (A clusters in none), ``retitled`` (matched
+    pairs whose titles differ), and two agreement figures: ``ari`` (adjusted Rand index of the two
+    partitions of the shared items) and ``weighted_jaccard`` (each A cluster's best-match Jaccard,
+    weighted by its items; 1 only for identical partitions). ``agreement`` is the weighted Jaccard.
+    """
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.metrics import adjusted_rand_score
+
+    pos_b = {c: i for i, c in enumerate(h_b.levels[0].ids)}
+    ia, ib = [], []
+    for i, c in enumerate(h_a.levels[0].ids):
+        j = pos_b.get(c)
+        if j is not None:
+            ia.append(i)
+            ib.append(j)
+    ia, ib = np.array(ia, dtype=np.int64), np.array(ib, dtype=np.int64)
+    out: dict[str, Any] = {"items": {"a": h_a.n_items, "b": h_b.n_items, "shared": int(len(ia))},
+                           "threshold": threshold, "levels": [],
+                           "agreement_measure": "weighted_jaccard (item-weighted best-match Jaccard); ari also given"}
+    if not len(ia):
+        out["notes"] = ["The two hierarchies share no item ids: nothing to compare."]
+        return out
+    for level in range(1, min(h_a.top_level, h_b.top_level) + 1):
+        la, lb = h_a.assignments(level)[ia], h_b.assignments(level)[ib]
+        ka, kb = len(h_a.levels[level]), len(h_b.levels[level])
+        M = np.zeros((ka, kb), dtype=np.float64)
+        np.add.at(M, (la, lb), 1.0)
+        na, nb = M.sum(1), M.sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            J = np.where(M > 0, M / (na[:, None] + nb[None, :] - M), 0.0)
+        rows, cols = linear_sum_assignment(-J)
+        A, B = h_a.levels[level], h_b.levels[level]
+        matched = [{"a": A.ids[r], "b": B.ids[c], "jaccard": round(float(J[r, c]), 4)}
+                   for r, c in zip(rows, cols) if J[r, c] >= threshold]
+        in_a = {m["a"] for m in matched}
+        in_b = {m["b"] for m in matched}
+        splits, merges = [], []
+        for r in range(ka):
+            if na[r] == 0:
+                continue
+            parts = [c for c in np.flatnonzero(M[r] > 0) if M[r, c] >= 0.5 * nb[c]]
+            if len(parts) >= 2 and M[r, parts].sum() >= 0.5 * na[r]:
+                splits.append({"a": A.ids[r], "into": [B.ids[c] for c in parts]})
+        for c in range(kb):
+            if nb[c] == 0:
+                continue
+            parts = [r for r in np.flatnonzero(M[:, c] > 0) if M[r, c] >= 0.5 * na[r]]
+            if len(parts) >= 2 and M[parts, c].sum() >= 0.5 * nb[c]:
+                merges.append({"b": B.ids[c], "from": [A.ids[r] for r in parts]})
+        a_part = {s["a"] for s in splits} | {x for m in merges for x in m["from"]}
+        b_part = {x for s in splits for x in s["into"]} | {m["b"] for m in merges}
+        vanished = [c for c in A.ids if c not in in_a and c not in a_part]
+        new = [c for c in B.ids if c not in in_b and c not in b_part]
+        ta, tb = dict(zip(A.ids, A.titles)), dict(zip(B.ids, B.titles))
+        retitled = [{"a": m["a"], "b": m["b"], "title_a": ta[m["a"]], "title_b": tb[m["b"]]}
+                    for m in matched if ta[m["a"]] != tb[m["b"]]]
+        best = J.max(axis=1) if kb else np.zeros(ka)
+        wj = float((na * best).sum() / max(na.sum(), 1.0))
+        ari = float(adjusted_rand_score(la, lb))
+        out["levels"].append({"level": level, "clusters_a": ka, "clusters_b": kb, "matched": matched,
+                              "splits": splits, "merges": merges, "new": new, "vanished": vanished,
+                              "retitled": retitled, "ari": round(ari, 4), "weighted_jaccard": round(wj, 4),
+                              "agreement": round(wj, 4)})
+    if h_a.top_level != h_b.top_level:
+        out["notes"] = [f"A has {h_a.top_level} levels, B {h_b.top_level}: levels 1..{min(h_a.top_level, h_b.top_level)} "
+                        "are compared."]
+    return out
+
+
+def format_compare(result: Mapping[str, Any]) -> str:
+    """The comparison as a text table (one row per level) and the lists below it."""
+    it = result["items"]
+    lines = [f"items: A {it['a']:,}, B {it['b']:,}, shared {it['shared']:,} (only shared items count)",
+             f"{'level':>5} {'A':>6} {'B':>6} {'matched':>8} {'splits':>7} {'merges':>7} {'new':>5} "
+             f"{'vanished':>8} {'retitled':>8} {'w.Jaccard':>9} {'ARI':>6}"]
+    for r in result["levels"]:
+        lines.append(f"{r['level']:>5} {r['clusters_a']:>6} {r['clusters_b']:>6} {len(r['matched']):>8} "
+                     f"{len(r['splits']):>7} {len(r['merges']):>7} {len(r['new']):>5} {len(r['vanished']):>8} "
+                     f"{len(r['retitled']):>8} {r['weighted_jaccard']:>9.3f} {r['ari']:>6.3f}")
+    for r in result["levels"]:
+        for s in r["splits"][:20]:
+            lines.append(f"L{r['level']} split: {s['a']} -> {', '.join(s['into'])}")
+        for m in r["merges"][:20]:
+            lines.append(f"L{r['level']} merge: {', '.join(m['from'])} -> {m['b']}")
+        if r["new"]:
+            lines.append(f"L{r['level']} new in B: {', '.join(r['new'][:20])}")
+        if r["vanished"]:
+            lines.append(f"L{r['level']} vanished from A: {', '.join(r['vanished'][:20])}")
+        for t in r["retitled"][:20]:
+            lines.append(f"L{r['level']} retitled: {t['a']} {t['title_a']!r} -> {t['b']} {t['title_b']!r}")
+    lines += list(result.get("notes") or [])
+    return "\n".join(lines)

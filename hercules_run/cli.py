@@ -21,7 +21,7 @@ from hercules_core import Cancelled, HerculesConfig, HerculesError, cost, stabil
 from hercules_core.cache import default_cache_dir
 from hercules_core.config import GROUPS, PARAMETERS, Parameter
 
-from . import assign_cli
+from . import assign_cli, curate_cli
 from . import spec as run_spec
 from .pipeline import CacheSettings, ModelIds, RunRequest, run_pipeline
 from .spec import DataSpec
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--debug", action="store_true", help="show tracebacks")
     assign_cli.add_parser(sub)
+    curate_cli.add_parsers(sub)
     return p
 
 
@@ -279,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
             return run(args)
         if args.command == "assign":
             return assign_cli.run(args)
+        if args.command == "replay":
+            return curate_cli.replay(args)
+        if args.command == "compare":
+            return curate_cli.compare(args)
     except (HerculesError, Cancelled) as exc:
         if getattr(args, "debug", False):
             raise
