@@ -322,7 +322,7 @@ def request_edit(ctx, run: Any, op: Any, chosen_store: Any = None, k: Any = None
     em = ctx.model(run_id)
     entry = change.entry
     retitle = [] if op in ("undo", "redo") else list(curate.to_retitle(change.hierarchy, entry))
-    if retitle:
+    if op not in ("undo", "redo"):  # the background half: titles, and the evaluation the edit made stale
         start_retitle(ctx, run_id, int(entry["seq"]), retitle, llm_id)
     created = [c for c in (entry.get("effect") or {}).get("created") or [] if _exists(em, c)]
     focus = next(iter(created), None) or next((c for c in named_ids(args) if _exists(em, c)), None)
@@ -456,8 +456,9 @@ def _retitle(rdir: Path, seq: int, cluster_ids: list[str], llm_id: str | None, b
         if newer:  # a newer edit's job runs after this one and owns retitle.json
             return
         if done:
+            n = len(cluster_ids)
             _set_status(rdir, state="done", pending=[], seq=seq,
-                        message=f"Re-titled {len(cluster_ids)} cluster{'s' if len(cluster_ids) != 1 else ''}.")
+                        message=f"Re-titled {n} cluster{'s' if n != 1 else ''}." if n else "Evaluation re-measured.")
         else:
             _set_status(rdir, state="failed", pending=[], seq=seq,
                         message=f"Re-titling failed ({text[:200]}); the clusters keep placeholder titles: "

@@ -124,7 +124,8 @@ def layout(run=None, **_):
         dcc.Store(id=ids.EXPLORE_RUN, data={"run_id": run, "structure": c["structure"]}), dcc.Store(id=ids.SELECTION), dcc.Store(id=ids.VIEW),
         html.Div([html.H4("Explore", className="d-inline me-2"),
                   html.Span(c["title"], id=ids.EXPLORE_HEADER, className="text-muted small"),
-                  html.A("Evaluate →", href=f"/evaluate?run={run}", className="ms-3 small")], className="my-2"),
+                  html.A("Evaluate →", href=f"/evaluate?run={run}", className="ms-3 small"),
+                  html.A("Compare →", href=f"/compare?a={run}", className="ms-3 small")], className="my-2"),
         downloads_bar(c["downloads"]),
         dbc.Row([
             dbc.Col([bar, dcc.Graph(id=ids.SCATTER, config={"scrollZoom": True, "displaylogo": False},
