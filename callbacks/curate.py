@@ -437,11 +437,14 @@ def _retitle(rdir: Path, seq: int, cluster_ids: list[str], llm_id: str | None, b
         summarizer = run_summarizer(rdir, h, llm_id)
         change = curate.resummarize_model(path, seq, summarizer, on_saved=lambda g: _derived(rdir, g))
         if change is None:
-            # another edit came first (or this one was undone): its clusters still carrying the
-            # placeholder title are re-titled on the file as it is now, under the lock
+            # another edit came after this one: its clusters still carrying the placeholder title are
+            # re-titled on the file as it is now, under the lock. Not when it was undone (the undo
+            # restored the titles of before) or while there is something to redo (a new entry would
+            # drop the redo stack).
             with model_lock(path):
                 g = io.load_model(path, verify=False)
-                left = [c for c in cluster_ids if _in(g, c) and g.cluster(c).source == curate.CURATED]
+                kept = any(e.get("seq") == seq for e in g.edit_log) and not g.redo_log
+                left = [c for c in cluster_ids if kept and _in(g, c) and g.cluster(c).source == curate.CURATED]
                 if left:
                     g = curate.resummarize(g, left, summarizer).hierarchy
                     io.save_model(g, path, include_item_vectors=g.levels[0].vectors is not None, items="keep")
@@ -524,10 +527,13 @@ BUTTONS = {"merge": "CURATE_MERGE", "split": "CURATE_SPLIT", "move": "CURATE_MOV
            "undo": "CURATE_UNDO", "redo": "CURATE_REDO"}
 
 
-def _message(text: str, ok: bool):
+def _message(text: str, ok: bool, run: Any = None):
+    """A message as text; after an edit it carries the page's new revision (``data-rev``)."""
     from dash import html
 
-    return html.Span(text, className=("text-success curate-ok" if ok else "text-danger curate-error"))
+    rev = run.get("rev") if isinstance(run, dict) else None
+    return html.Span(text, className=("text-success curate-ok" if ok else "text-danger curate-error"),
+                     **({"data-rev": str(rev)} if rev is not None else {}))
 
 
 def register(app, ctx) -> None:
@@ -604,11 +610,11 @@ def register(app, ctx) -> None:
             return (no_update, no_update, no_update, no_update,
                     {"op": op, "chosen": chosen, "k": k, "target": target}, True, out["message"])
         if state == "stale":
-            return _message(out["message"], False), out["run"], None, {"ids": []}, None, False, no_update
+            return _message(out["message"], False, out["run"]), out["run"], None, {"ids": []}, None, False, no_update
         if state == "error":
             return _message(out["message"], False), no_update, no_update, no_update, None, False, no_update
         key = out["key"]
-        return (_message(out["message"], True), out["run"], ({"key": key} if key else None), {"ids": out["ids"]},
+        return (_message(out["message"], True, out["run"]), out["run"], ({"key": key} if key else None), {"ids": out["ids"]},
                 None, False, no_update)
 
     @app.callback(Output(ids.CURATE_CONFIRM, "is_open", allow_duplicate=True),
@@ -619,8 +625,7 @@ def register(app, ctx) -> None:
             raise PreventUpdate
         return False, None
 
-    @app.callback(Output(ids.EXPLORE_RUN, "data", allow_duplicate=True),
-                  Output(ids.CURATE_MSG, "children", allow_duplicate=True),
+    @app.callback(Output(ids.EXPLORE_RUN, "data", allow_duplicate=True), Output(ids.CURATE_RETITLE_MSG, "children"),
                   Input(ids.CURATE_POLL, "n_intervals"), State(ids.EXPLORE_RUN, "data"), prevent_initial_call=True)
     def _poll(_n, run):
         em = load(ctx, run)

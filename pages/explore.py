@@ -56,7 +56,7 @@ def curate_box():
             dbc.Button("Undo", id=ids.CURATE_UNDO, color="secondary", outline=True, **btn),
             dbc.Button("Redo", id=ids.CURATE_REDO, color="secondary", outline=True, **btn),
         ], className="curate-buttons"),
-        html.Div(id=ids.CURATE_MSG, className="small mt-1"),
+        html.Div([html.Span(id=ids.CURATE_MSG), " ", html.Span(id=ids.CURATE_RETITLE_MSG)], className="small mt-1"),
         html.Details([html.Summary("Edit log", className="small"), html.Div(id=ids.CURATE_LOG, className="small")],
                      className="mt-1 curate-log-box"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle("Re-titling calls the LLM")),

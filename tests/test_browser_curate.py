@@ -21,6 +21,8 @@ bs.skip_without_browser()
 from devkit.browser_support import browser, page  # noqa: E402,F401  (the shared fixtures)
 
 BUBBLES = 1  # figures.T_BUBBLES
+# the page revision the last edit's message carries (-1 before any)
+JS_REV = "() => { const m = document.querySelector('#curate-msg [data-rev]'); return m ? +m.dataset.rev : -1; }"
 JS_BUBBLE_IDS = "() => document.querySelector('#explore-scatter .js-plotly-plot').data[1].customdata.map(c => c[1])"
 
 
@@ -78,13 +80,12 @@ def choose(page, *cids: str) -> None:
 def do(page, button: str, count: int) -> str:
     """Click an edit button; wait for its message and for ``count`` bubbles; return the message."""
     page.wait_for_selector(f"#{button}:not([disabled])", timeout=10_000)
-    done = page.locator("#curate-msg .curate-ok").count()
+    rev = page.evaluate(JS_REV)
     page.click(f"#{button}")
-    page.wait_for_selector("#curate-msg .curate-ok, #curate-msg .curate-error", timeout=30_000)
+    page.wait_for_function(f"(r) => ({JS_REV})() > r", arg=rev, timeout=30_000)  # this edit's answer
+    assert page.locator("#curate-msg .curate-error").count() == 0, page.inner_text("#curate-msg")
     page.wait_for_function("(n) => document.querySelector('#explore-scatter .js-plotly-plot').data[1].x.length === n",
                            arg=count, timeout=30_000)
-    assert page.locator("#curate-msg .curate-error").count() == 0, page.inner_text("#curate-msg")
-    assert done <= page.locator("#curate-msg .curate-ok").count()
     return page.inner_text("#curate-msg")
 
 
@@ -150,7 +151,7 @@ def test_curation_journey(page, server, model_file, tmp_path):
     do(page, "curate-undo", 20)
     back = memberships(page, tmp_path).query("L1_cluster_id == @parts[0]")
     assert set(back["L2_cluster_id"]) == {parent_before}
-    assert page.locator("#curate-redo:not([disabled])").count() == 1
+    page.wait_for_selector("#curate-redo:not([disabled])", timeout=10_000)
     assert "Move" in page.inner_text("#curate-log") or page.locator(".curate-log-entry").count() >= 2
 
     # a title edit on the curated hierarchy: pane, tree and the CSV show it
