@@ -588,6 +588,7 @@ def register(app, ctx) -> None:
                   Output(ids.CURATE_SEL, "data", allow_duplicate=True),
                   Output(ids.CURATE_PENDING, "data"), Output(ids.CURATE_CONFIRM, "is_open"),
                   Output(ids.CURATE_CONFIRM_TEXT, "children"),
+                  Output(ids.CURATE_RETITLE_MSG, "children", allow_duplicate=True),
                   *[Input(button_ids[op], "n_clicks") for op in OPS], Input(ids.CURATE_CONFIRM_OK, "n_clicks"),
                   State(ids.CURATE_SEL, "data"), State(ids.CURATE_SPLIT_K, "value"), State(ids.CURATE_MOVE_TO, "value"),
                   State(ids.EXPLORE_RUN, "data"), State(ids.CURATE_PENDING, "data"), prevent_initial_call=True)
@@ -608,14 +609,15 @@ def register(app, ctx) -> None:
         state = out["state"]
         if state == "confirm":
             return (no_update, no_update, no_update, no_update,
-                    {"op": op, "chosen": chosen, "k": k, "target": target}, True, out["message"])
+                    {"op": op, "chosen": chosen, "k": k, "target": target}, True, out["message"], no_update)
         if state == "stale":
-            return _message(out["message"], False, out["run"]), out["run"], None, {"ids": []}, None, False, no_update
+            return (_message(out["message"], False, out["run"]), out["run"], None, {"ids": []}, None, False,
+                    no_update, "")
         if state == "error":
-            return _message(out["message"], False), no_update, no_update, no_update, None, False, no_update
+            return _message(out["message"], False), no_update, no_update, no_update, None, False, no_update, no_update
         key = out["key"]
-        return (_message(out["message"], True, out["run"]), out["run"], ({"key": key} if key else None), {"ids": out["ids"]},
-                None, False, no_update)
+        return (_message(out["message"], True, out["run"]), out["run"], ({"key": key} if key else None),
+                {"ids": out["ids"]}, None, False, no_update, "")
 
     @app.callback(Output(ids.CURATE_CONFIRM, "is_open", allow_duplicate=True),
                   Output(ids.CURATE_PENDING, "data", allow_duplicate=True),
