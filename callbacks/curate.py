@@ -306,8 +306,12 @@ def request_edit(ctx, run: Any, op: Any, chosen_store: Any = None, k: Any = None
             return {"state": "confirm", "message": f"This {op} re-titles {cost.get('clusters', 0)} cluster(s) with "
                     f"the run's LLM ({llm_id}): {calls} LLM call{'s' if calls != 1 else ''}, about {tokens:,} tokens. "
                     "Go ahead?"}
+    def saved(h) -> None:  # under the lock: the downloads, and the explorer's model from memory (no re-read)
+        _derived(rdir, h)
+        ctx.cache.put(rdir / "model.json", lambda: ExploreModel.from_hierarchy(h, str(rdir / "model.json")))
+
     try:
-        change = curate.edit_model(rdir / "model.json", op, args, who=who_, on_saved=lambda h: _derived(rdir, h))
+        change = curate.edit_model(rdir / "model.json", op, args, who=who_, on_saved=saved)
     except InputError as e:
         # an id that was there when the page drew it and is gone under the lock: another tab's edit
         fresh = ctx.model(run_id)
@@ -435,12 +439,12 @@ def _retitle(rdir: Path, seq: int, cluster_ids: list[str], llm_id: str | None, b
     try:
         h = io.load_model(path, verify=False)
         summarizer = run_summarizer(rdir, h, llm_id)
-        change = curate.resummarize_model(path, seq, summarizer, on_saved=lambda g: _derived(rdir, g))
-        if change is None:
-            # another edit came after this one: its clusters still carrying the placeholder title are
-            # re-titled on the file as it is now, under the lock. Not when it was undone (the undo
-            # restored the titles of before) or while there is something to redo (a new entry would
-            # drop the redo stack).
+        curate.resummarize_model(path, seq, summarizer, on_saved=lambda g: _derived(rdir, g))
+        if True:
+            # what still carries the placeholder title (another edit came after this one, or a replay
+            # named more clusters than its last entry) is re-titled on the file as it is now, under the
+            # lock. Not when the edit was undone (the undo restored the titles of before) or while there
+            # is something to redo (a new entry would drop the redo stack).
             with model_lock(path):
                 g = io.load_model(path, verify=False)
                 kept = any(e.get("seq") == seq for e in g.edit_log) and not g.redo_log
@@ -474,6 +478,76 @@ def _in(h, cid: str) -> bool:
         return True
     except (KeyError, ValueError, IndexError):
         return False
+
+
+# ----------------------------------------------------------------------------- replay onto another run
+def replay_onto(ctx, run: Any, target: Any, *, who_: str = "local") -> dict[str, Any]:
+    """Replay this run's edit log onto the run ``target`` (ids from the browser: checked) and save the
+    result as a new run; ``{"state": "ok", "run_id", "report", "message"}`` or ``{"state": "error",
+    "message"}``. The replayed clusters are re-titled in the background with the target's summariser."""
+    from hercules_core import curate
+    from hercules_run.pipeline import save_outputs
+
+    try:
+        run_id, em = open_run(ctx, run)
+    except InputError as e:
+        return {"state": "error", "message": str(e)}
+    if not em.h.edit_log:
+        return {"state": "error", "message": "This run has no edits to replay yet."}
+    if not runstore.valid_id(target) or target == run_id:
+        return {"state": "error", "message": "Choose another finished run of the same data to replay onto."}
+    try:
+        h_target = ctx.model(target).h
+        h_new, report = curate.replay(em.h, h_target, who=who_)
+    except HerculesError as e:
+        return {"state": "error", "message": str(e)}
+    except OSError:
+        return {"state": "error", "message": "The target run has no model."}
+    new_id = runstore.new_id()
+    rdir = runstore.run_dir(ctx.runs_dir, new_id)
+    rdir.mkdir(parents=True)
+    save_outputs(h_new, rdir)
+    runstore.write_json_atomic(rdir / "replay.json", report)
+    target_status = runstore.read_status(runstore.run_dir(ctx.runs_dir, target))
+    runstore.imported(rdir, data={"source": f"replay of {run_id[:8]} onto {target[:8]}", "modality":
+                                  h_new.dataset.modality, "n_items": h_new.n_items},
+                      settings=target_status.get("settings") or {},
+                      clusters_per_level=[len(lv) for lv in h_new.levels[1:]])
+    for name in ("spec.json",):  # the target's models: its re-titling uses the target's summariser
+        spec = runstore.read_json(runstore.run_dir(ctx.runs_dir, target) / name)
+        if spec is not None:
+            runstore.write_json_atomic(rdir / name, spec)
+    retitle = [c for c in report.get("retitle") or [] if _in(h_new, c)]
+    if retitle and h_new.edit_log:
+        start_retitle(ctx, new_id, int(h_new.edit_log[-1]["seq"]), retitle, llm_id_of(rdir))
+    applied, total = int(report.get("applied", 0)), int(report.get("entries", 0))
+    return {"state": "ok", "run_id": new_id, "report": report,
+            "message": f"Replayed onto a new run: {applied} of {total} edits applied."}
+
+
+def replay_view(out: dict[str, Any]):
+    """The replay's outcome: a link to the new run and every entry applied or not, with the reason."""
+    from dash import html
+
+    if out.get("state") != "ok":
+        return html.Span(out.get("message", ""), className="text-danger curate-replay-error")
+    rows = []
+    for r in out["report"].get("results") or []:
+        ok = r.get("status") == "applied"
+        entry = {"op": r.get("op"), "args": r.get("args") or {}}
+        rows.append(html.Li([html.Span("applied" if ok else "not applied",
+                                       className="badge me-1 " + ("bg-success" if ok else "bg-warning text-dark")),
+                             describe_entry(entry), html.Span(f" {r.get('reason')}" if r.get("reason") else "",
+                                                              className="text-muted")]))
+    return html.Div([html.Span(out["message"], className="text-success curate-replay-ok me-1"),
+                     html.A("Open it →", href=f"/explore?run={out['run_id']}"),
+                     html.Ul(rows, className="list-unstyled mb-0 curate-replay-report")])
+
+
+def replay_targets(ctx, run_id: str) -> list[dict[str, str]]:
+    from .page_compare import run_options
+
+    return [o for o in run_options(ctx) if o["value"] != run_id]
 
 
 # ----------------------------------------------------------------------------- what the page shows
@@ -618,6 +692,13 @@ def register(app, ctx) -> None:
         key = out["key"]
         return (_message(out["message"], True, out["run"]), out["run"], ({"key": key} if key else None),
                 {"ids": out["ids"]}, None, False, no_update, "")
+
+    @app.callback(Output(ids.CURATE_REPLAY_MSG, "children"), Input(ids.CURATE_REPLAY, "n_clicks"),
+                  State(ids.EXPLORE_RUN, "data"), State(ids.CURATE_REPLAY_TARGET, "value"), prevent_initial_call=True)
+    def _replay(n, run, target):
+        if not n:
+            raise PreventUpdate
+        return replay_view(replay_onto(ctx, run, target, who_=who()))
 
     @app.callback(Output(ids.CURATE_CONFIRM, "is_open", allow_duplicate=True),
                   Output(ids.CURATE_PENDING, "data", allow_duplicate=True),

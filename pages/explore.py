@@ -6,7 +6,7 @@ import dash_bootstrap_components as dbc
 import flask
 from dash import dcc, html
 
-from callbacks import assign_panel, figures, ids, uploads
+from callbacks import assign_panel, curate, figures, ids, uploads
 from callbacks.page_explore import controls
 
 dash.register_page(__name__, path="/explore", name="Explore", title="HERCULES · explore", order=2)
@@ -29,7 +29,7 @@ def edit_box():
     return html.Div([dcc.Store(id=ids.EDIT_KEY), html.Div(id=ids.EDIT_BOX)], className="mt-2")
 
 
-def curate_box():
+def curate_box(replay_targets: list):
     """The structure editor (callbacks/curate.py): the edit selection, the edit buttons (each enabled
     only when it applies), the confirmation of an LLM cost, the polling of background re-titling and
     the edit log."""
@@ -57,7 +57,13 @@ def curate_box():
             dbc.Button("Redo", id=ids.CURATE_REDO, color="secondary", outline=True, **btn),
         ], className="curate-buttons"),
         html.Div([html.Span(id=ids.CURATE_MSG), " ", html.Span(id=ids.CURATE_RETITLE_MSG)], className="small mt-1"),
-        html.Details([html.Summary("Edit log", className="small"), html.Div(id=ids.CURATE_LOG, className="small")],
+        html.Details([html.Summary("Edit log", className="small"), html.Div(id=ids.CURATE_LOG, className="small"),
+                      html.Div([dbc.Select(id=ids.CURATE_REPLAY_TARGET, options=replay_targets, size="sm",
+                                           placeholder="another run of the same data…",
+                                           className="d-inline-block me-1", style={"width": "18rem"}),
+                                dbc.Button("Replay edits onto it", id=ids.CURATE_REPLAY, size="sm", color="light")],
+                               className="mt-1"),
+                      html.Div(id=ids.CURATE_REPLAY_MSG, className="small mt-1")],
                      className="mt-1 curate-log-box"),
         dbc.Modal([dbc.ModalHeader(dbc.ModalTitle("Re-titling calls the LLM")),
                    dbc.ModalBody(id=ids.CURATE_CONFIRM_TEXT),
@@ -130,7 +136,8 @@ def layout(run=None, **_):
         dbc.Row([
             dbc.Col([bar, dcc.Graph(id=ids.SCATTER, config={"scrollZoom": True, "displaylogo": False},
                                     className="scatter")], lg=7),
-            dbc.Col([curate_box(), html.Div(id=ids.PANE, className="pane-box"), edit_box()], lg=5),
+            dbc.Col([curate_box(curate.replay_targets(flask.current_app.config["HERCULES"], run)),
+                     html.Div(id=ids.PANE, className="pane-box"), edit_box()], lg=5),
         ], className="mt-2"),
         dbc.Row([
             dbc.Col([dbc.Input(id=ids.SEARCH, placeholder="Search titles, descriptions and items…", size="sm",

@@ -377,3 +377,48 @@ def test_compare_page_shows_a_curated_run_against_its_origin(app_ctx, model_file
     assert "different runs" in _text(page_compare.comparison(ctx, origin, origin))
     assert "cannot be opened" in _text(page_compare.comparison(ctx, origin, "0" * 32)) or \
         "no model" in _text(page_compare.comparison(ctx, origin, "0" * 32))
+
+
+# ----------------------------------------------------------------------------- replay
+def test_replay_edits_onto_another_run_writes_a_new_run(app_ctx, model_file, tmp_path):
+    ctx, run_id = app_ctx
+    h0 = ctx.model(run_id).h
+    a, b = siblings_at(h0)
+    out = edit_ok(ctx, page(ctx, run_id), "merge", [a, b])
+    merged = out["ids"][0]
+    edit.save(ctx, out["run"], {"key": curate.key_of(ctx.model(run_id), merged)}, "Hand title", "By hand.")
+    # another run of the same data, fitted with another seed
+    ds = make_text_dataset(n=240)
+    h1 = Hercules(HerculesConfig(level_cluster_counts=(10, 3), random_state=1),
+                  text_embedder=FakeEmbedder(64)).fit(ds).hierarchy_
+    save_model(h1, tmp_path / "seed1.json")
+    target = new_run(ctx, tmp_path / "seed1.json")
+    assert target in {o["value"] for o in curate.replay_targets(ctx, run_id)}
+    assert run_id not in {o["value"] for o in curate.replay_targets(ctx, run_id)}
+
+    res = curate.replay_onto(ctx, page(ctx, run_id), target)
+    assert res["state"] == "ok", res
+    curate.wait_retitle(res["run_id"])
+    report = res["report"]
+    assert report["entries"] == 2 and len(report["results"]) == 2
+    for r in report["results"]:  # each entry: applied, or not with a reason
+        assert r["status"] == "applied" or r["reason"]
+    new = ctx.model(res["run_id"]).h  # a new finished run; the target is untouched
+    assert len(new.edit_log) >= report["applied"] and ctx.model(target).h.edit_log == []
+    assert f"{report['applied']} of 2 edits applied" in res["message"]
+    shown = str(curate.replay_view(res))
+    assert shown.count("not applied") == report["skipped"]
+    assert all(r["reason"] in shown for r in report["results"] if r["status"] != "applied")
+    # replaying onto the run it came from (an unedited copy) reproduces the curated memberships
+    origin = new_run(ctx, model_file)
+    res = curate.replay_onto(ctx, page(ctx, run_id), origin)
+    assert res["state"] == "ok" and res["report"]["applied"] == 2
+    curate.wait_retitle(res["run_id"])
+    mine = pd.read_csv(runstore.run_dir(ctx.runs_dir, run_id) / "memberships.csv", dtype=str)
+    theirs = pd.read_csv(runstore.run_dir(ctx.runs_dir, res["run_id"]) / "memberships.csv", dtype=str)
+    assert mine["L1_cluster_id"].tolist() == theirs["L1_cluster_id"].tolist()
+    assert ctx.model(res["run_id"]).h.cluster(merged).title == "Hand title"
+    # bad requests
+    for bad in ("../x", run_id, None):
+        assert curate.replay_onto(ctx, page(ctx, run_id), bad)["state"] == "error"
+    assert "no edits" in curate.replay_onto(ctx, page(ctx, target), origin)["message"]
