@@ -582,6 +582,11 @@ def _finish(h: Hierarchy, plan: _Plan, op: str, args: dict[str, Any], who: objec
             if p is not None:
                 seeds.add(p)
     ancestors: set[str] = set()
+    for level, ids in plan.removed.items():  # a parent that lost a child, if it is still there
+        for cid in ids:
+            p = _parent_id(h, level, h.cluster(cid).index)
+            if p is not None and p not in _gone(plan):
+                ancestors.add(p)
     for cid in seeds:
         if cid in _gone(plan):
             continue
@@ -613,9 +618,9 @@ def _finish(h: Hierarchy, plan: _Plan, op: str, args: dict[str, Any], who: objec
             after_eval[key] = copy.deepcopy(g.evaluation[int(key)])
     g.validate()
     # the entry: records before and after of every row that differs
-    created_all = plan_created_set(plan)
+    created_all = _created_set(plan)
     modified = (touched | ancestors | parent_changed | set(flagged)) - created_all - removed_all
-    before, after = _side(h, plan, removed_all | modified, items_before=True), _side(g, plan, created_all | modified)
+    before, after = _side(h, plan, removed_all | modified), _side(g, plan, created_all | modified)
     before["evaluation"], after["evaluation"] = before_eval, after_eval
     if h.assign_info is not None:
         keys = ("training_agreement", "training_agreement_items", "level_threshold")
@@ -644,7 +649,7 @@ def _finish(h: Hierarchy, plan: _Plan, op: str, args: dict[str, Any], who: objec
     return Change(g, entry)
 
 
-def plan_created_set(plan: _Plan) -> set[str]:
+def _created_set(plan: _Plan) -> set[str]:
     return {c for ids in plan.created.values() for c in ids}
 
 
@@ -662,15 +667,11 @@ def _id_key(cid: str) -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2))) if m else (99, 0)
 
 
-def _top_down(h: Hierarchy, ids: Iterable[str]) -> list[str]:
-    return sorted(ids, key=lambda c: (-_id_key(c)[0], _id_key(c)[1]))
-
-
 def _bottom_up(h: Hierarchy, ids: Iterable[str]) -> list[str]:
     return sorted(ids, key=_id_key)
 
 
-def _side(h: Hierarchy, plan: _Plan, ids: set[str], items_before: bool = False) -> dict[str, Any]:
+def _side(h: Hierarchy, plan: _Plan, ids: set[str]) -> dict[str, Any]:
     """The records of ``ids`` (those present in ``h``) and the order of every level that gains or loses rows."""
     levels: dict[str, Any] = {}
     changed_levels = set(plan.created) | set(plan.removed)
@@ -919,13 +920,28 @@ def dissolve(h: Hierarchy, cluster_id: str, *, who: object = None) -> Change:
     return _finish(h, plan, "dissolve", {"id": cluster_id}, who)
 
 
+def _apply_entry(h: Hierarchy, entry: Mapping[str, Any], side: str) -> Hierarchy:
+    """``h`` with one side (``before`` / ``after``) of a log entry applied; a damaged entry (a model
+    file edited by hand, or imported) is a ModelFileError, not an internal error."""
+    from .errors import ModelFileError
+
+    try:
+        g = _apply_side(h, entry[side])
+        g.validate()
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, HerculesError) as e:
+        raise ModelFileError(f"The model's edit log is damaged (entry {str(entry.get('seq'))[:12]}, "
+                             f"{str(entry.get('op'))[:20]}: {type(e).__name__}: {str(e)[:200]}); it cannot be "
+                             f"{'undone' if side == 'before' else 'redone'}. Download the model to keep it, or "
+                             "re-run.") from None
+    return g
+
+
 def undo(h: Hierarchy) -> Change:
     """Undo the last edit of ``h.edit_log`` (it goes to ``redo_log``)."""
     if not h.edit_log:
         raise InputError("There is nothing to undo.")
     entry = h.edit_log[-1]
-    g = _apply_side(h, entry["before"])
-    g.validate()
+    g = _apply_entry(h, entry, "before")
     g.edit_log, g.redo_log = list(h.edit_log[:-1]), list(h.redo_log) + [entry]
     return Change(g, entry)
 
@@ -935,8 +951,7 @@ def redo(h: Hierarchy) -> Change:
     if not h.redo_log:
         raise InputError("There is nothing to redo.")
     entry = h.redo_log[-1]
-    g = _apply_side(h, entry["after"])
-    g.validate()
+    g = _apply_entry(h, entry, "after")
     g.edit_log, g.redo_log = list(h.edit_log) + [entry], list(h.redo_log[:-1])
     return Change(g, entry)
 
@@ -1310,7 +1325,8 @@ class _Matcher:
     def match(self, g: Hierarchy, level: int, origin_items: np.ndarray) -> tuple[str | None, float]:
         if not 1 <= level <= g.top_level:
             return None, 0.0
-        t = self.to_new[np.asarray(origin_items, dtype=np.int64)]
+        idx = np.asarray(origin_items, dtype=np.int64).ravel()
+        t = self.to_new[idx[(idx >= 0) & (idx < len(self.to_new))]]  # a damaged log cannot index outside
         t = t[t >= 0]
         if not len(t):
             return None, 0.0
@@ -1356,7 +1372,11 @@ def replay(log_or_model: Any, h_new: Hierarchy, *, threshold: float = MATCH_THRE
         res = {"seq": e.get("seq"), "op": op, "args": e.get("args"), "status": "skipped", "reason": "",
                "matches": {}}
         results.append(res)
-        targets = {cid: _dec(t) for cid, t in (e.get("targets") or {}).items()}
+        try:
+            targets = {str(cid): _dec(t) for cid, t in (e.get("targets") or {}).items()}
+        except (AttributeError, TypeError, ValueError, HerculesError) as exc:
+            res["reason"] = f"the log entry is damaged ({type(exc).__name__}: {str(exc)[:200]})"
+            continue
 
         def match(cid: str) -> str | None:
             if cid not in targets:
@@ -1412,11 +1432,17 @@ def replay(log_or_model: Any, h_new: Hierarchy, *, threshold: float = MATCH_THRE
         except InputError as exc:
             res["reason"] = f"not valid in this run: {exc}"
             continue
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, HerculesError) as exc:
+            res["reason"] = f"the log entry is damaged ({type(exc).__name__}: {str(exc)[:200]})"
+            continue
         if change is not None:
             g = change.hierarchy
             res.update(status="applied", result={"seq": change.entry["seq"], "created": change.entry["effect"]["created"],
                                                  "removed": change.entry["effect"]["removed"]})
-        g, missed = _copy_texts(g, e, matcher)
+        try:
+            g, missed = _copy_texts(g, e, matcher)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, HerculesError):
+            missed = []
         to_retitle_ids += missed
         missed_all |= set(missed)
         if op == "resummarize":

@@ -5,6 +5,7 @@ what did not apply elsewhere, compare measures agreement, and the CLI does both.
 from __future__ import annotations
 
 import json
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -395,6 +396,32 @@ def test_edit_model_saves_under_the_lock_and_undo_restores_the_files(tmp_path, i
     assert len(load_model(path).edit_log) == 1  # refused edits write nothing
 
 
+def test_two_tabs_editing_one_model_at_once_both_land(tmp_path):
+    path = tmp_path / "model.json"
+    h = fresh()
+    save_model(h, path)
+    pairs = [["L1_2", "L1_3"], ["L1_6", "L1_7"]]
+    errors = []
+
+    def edit(ids):
+        try:
+            curate.edit_model(path, "merge", {"ids": ids}, who="tab")
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=edit, args=(p,)) for p in pairs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    g = load_model(path)
+    assert sorted(e["args"]["ids"] for e in g.edit_log) == sorted(pairs)
+    assert not {c for p in pairs for c in p} & set(g.levels[1].ids)
+    assert len(g.levels[1]) == len(h.levels[1]) - 2
+    assert csv(curate.undo(curate.undo(g).hierarchy).hierarchy) == csv(h)
+
+
 def test_title_edits_of_a_saved_model_are_logged_and_undone(tmp_path):
     path = tmp_path / "model.json"
     save_model(fresh(), path)
@@ -479,6 +506,22 @@ def test_cli_replay_and_compare(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "w.Jaccard" in table and " 1.000  1.000" in table
     assert json.loads((tmp_path / "c.json").read_text())["levels"][0]["agreement"] == 1.0
+
+
+def test_a_damaged_log_is_a_clear_error_not_a_crash(tmp_path):
+    from hercules_core.errors import ModelFileError
+
+    g = curate.merge(fresh(), ["L1_0", "L1_1"]).hierarchy
+    save_model(g, tmp_path / "m.json")
+    doc = json.loads((tmp_path / "m.json").read_text())
+    entry = doc["curation"]["log"][-1]
+    entry["before"]["levels"]["1"]["rows"]["L1_0"]["vector"] = {"dtype": "float32", "shape": [3]}
+    entry["targets"]["L1_0"] = "junk"
+    (tmp_path / "m.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match="edit log is damaged"):
+        curate.edit_model(tmp_path / "m.json", "undo", {})
+    replayed, report = curate.replay(tmp_path / "m.json", fresh())
+    assert report["applied"] == 0 and "damaged" in report["results"][0]["reason"]
 
 
 def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
