@@ -709,6 +709,7 @@ def register(app, ctx) -> None:
         return False, None
 
     @app.callback(Output(ids.EXPLORE_RUN, "data", allow_duplicate=True), Output(ids.CURATE_RETITLE_MSG, "children"),
+                  Output(ids.SELECTION, "data", allow_duplicate=True),
                   Input(ids.CURATE_POLL, "n_intervals"), State(ids.EXPLORE_RUN, "data"), prevent_initial_call=True)
     def _poll(_n, run):
         em = load(ctx, run)
@@ -716,4 +717,6 @@ def register(app, ctx) -> None:
         if st.get("pending"):
             raise PreventUpdate
         text = str(st.get("message") or "")
-        return run_store(run, em), (_message(text, st.get("state") == "done") if text else no_update)
+        # another tab's edit landed meanwhile: the selected key may name another cluster now
+        return (run_store(run, em), (_message(text, st.get("state") == "done") if text else no_update),
+                None if is_stale(em, run) else no_update)
