@@ -170,3 +170,39 @@ def test_curation_journey(page, server, model_file, tmp_path):
     bs.ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(bs.ARTIFACTS / "curate-journey.png"), full_page=True)
     assert page.errors == [], page.errors
+
+
+def test_an_llm_edit_shows_its_cost_and_waits_for_the_ok(page, server, model_file):
+    from callbacks import runstore
+    from hercules_core import load_model
+
+    run_id = new_run(server, model_file)
+    # as if the app had run it with an OpenAI-compatible LLM (none is reachable here)
+    runstore.write_json_atomic(server.runs_dir / run_id / "spec.json", {"models": {"llm": "openai"}})
+    h0 = load_model(model_file)
+    lv = h0.levels[1]
+    a, b = next((lv.ids[j], lv.ids[k]) for j in range(len(lv)) for k in range(j + 1, len(lv))
+                if lv.parent[j] == lv.parent[k])
+    model = server.runs_dir / run_id / "model.json"
+    before = model.read_bytes()
+    page.goto(f"{server.url}/explore?run={run_id}")
+    page.wait_for_selector("#explore-scatter .js-plotly-plot", timeout=30_000)
+    choose(page, a, b)
+    page.click("#curate-merge")
+    page.wait_for_selector("#curate-confirm-text", timeout=15_000)
+    text = page.inner_text("#curate-confirm-text")
+    assert "LLM call" in text and "openai" in text
+    page.click("#curate-confirm-cancel")
+    page.wait_for_selector("#curate-confirm-text", state="detached", timeout=10_000)
+    assert model.read_bytes() == before and len(bubble_ids(page)) == 20  # cancelled: nothing happened
+    page.click("#curate-merge")
+    page.wait_for_selector("#curate-confirm-ok", timeout=15_000)
+    rev = page.evaluate(JS_REV)
+    page.click("#curate-confirm-ok")
+    page.wait_for_function(f"(r) => ({JS_REV})() > r", arg=rev, timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#explore-scatter .js-plotly-plot').data[1].x.length === 19",
+                           timeout=30_000)
+    # the LLM cannot be reached: the re-titling says so, the structure stays with placeholder titles
+    page.wait_for_selector("#curate-retitle-msg .curate-error", timeout=30_000)
+    assert "Re-titling failed" in page.inner_text("#curate-retitle-msg")
+    assert page.errors == [], page.errors
