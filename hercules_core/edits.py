@@ -6,6 +6,9 @@ model is lost. :func:`edit_cluster` is safe for concurrent writers of one file: 
 exclusive lock it re-reads the model, changes only that cluster, and replaces the file atomically;
 two edits of different clusters both survive, and the last write per cluster wins.
 
+Every edit also appends a ``retitle`` entry to the model's edit log (:mod:`hercules_core.curate`),
+so undo, redo and replay see title edits like structural ones.
+
 Edited text is plain text, rendered like LLM text (as text, never as HTML): control characters
 are removed, titles are one line, and both have length limits.
 """
