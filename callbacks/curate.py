@@ -643,17 +643,19 @@ def register(app, ctx) -> None:
     @app.callback(Output(ids.CURATE_CHIPS, "children"),
                   *[Output(button_ids[op], "disabled") for op in OPS], *[Output(button_ids[op], "title") for op in OPS],
                   Output(ids.CURATE_SPLIT_K, "max"), Output(ids.CURATE_MOVE_TO, "options"),
-                  Output(ids.CURATE_LOG, "children"), Output(ids.CURATE_POLL, "disabled"),
+                  Output(ids.CURATE_LOG, "children"), Output(ids.CURATE_POLL, "disabled", allow_duplicate=True),
                   Output(ids.LEVEL, "options"), Output(ids.EXPLORE_HEADER, "children"),
-                  Input(ids.CURATE_SEL, "data"), Input(ids.EXPLORE_RUN, "data"))
+                  Input(ids.CURATE_SEL, "data"), Input(ids.EXPLORE_RUN, "data"), prevent_initial_call="initial_duplicate")
     def _toolbar(current, run):
         em = load(ctx, run)
         chosen = clean_ids(em, current)
         t = toolbar(em, chosen)
         c = controls(ctx, run["run_id"]) or {}
         pending = bool(pending_ids(runstore.run_dir(ctx.runs_dir, run["run_id"])))
+        # polling starts here for a re-titling under way when the page opens (another tab's edit); the
+        # edit callback starts it for its own, and the polling itself stops it
         return (chips(em, chosen), *[op in t["why"] for op in OPS], *[t["why"].get(op, "") for op in OPS],
-                max(t["split_max"], 2), t["targets"], log_view(em), not pending,
+                max(t["split_max"], 2), t["targets"], log_view(em), False if pending else no_update,
                 c.get("levels", no_update), c.get("title", no_update))
 
     @app.callback(Output(ids.CURATE_MSG, "children", allow_duplicate=True),
@@ -663,6 +665,7 @@ def register(app, ctx) -> None:
                   Output(ids.CURATE_PENDING, "data"), Output(ids.CURATE_CONFIRM, "is_open"),
                   Output(ids.CURATE_CONFIRM_TEXT, "children"),
                   Output(ids.CURATE_RETITLE_MSG, "children", allow_duplicate=True),
+                  Output(ids.CURATE_POLL, "disabled", allow_duplicate=True),
                   *[Input(button_ids[op], "n_clicks") for op in OPS], Input(ids.CURATE_CONFIRM_OK, "n_clicks"),
                   State(ids.CURATE_SEL, "data"), State(ids.CURATE_SPLIT_K, "value"), State(ids.CURATE_MOVE_TO, "value"),
                   State(ids.EXPLORE_RUN, "data"), State(ids.CURATE_PENDING, "data"), prevent_initial_call=True)
@@ -683,15 +686,16 @@ def register(app, ctx) -> None:
         state = out["state"]
         if state == "confirm":
             return (no_update, no_update, no_update, no_update,
-                    {"op": op, "chosen": chosen, "k": k, "target": target}, True, out["message"], no_update)
+                    {"op": op, "chosen": chosen, "k": k, "target": target}, True, out["message"], no_update, no_update)
         if state == "stale":
             return (_message(out["message"], False, out["run"]), out["run"], None, {"ids": []}, None, False,
-                    no_update, "")
+                    no_update, "", no_update)
         if state == "error":
-            return _message(out["message"], False), no_update, no_update, no_update, None, False, no_update, no_update
+            return (_message(out["message"], False), no_update, no_update, no_update, None, False, no_update, no_update,
+                    no_update)
         key = out["key"]
         return (_message(out["message"], True, out["run"]), out["run"], ({"key": key} if key else None),
-                {"ids": out["ids"]}, None, False, no_update, "")
+                {"ids": out["ids"]}, None, False, no_update, "", op in ("undo", "redo"))  # poll until the titles are in
 
     @app.callback(Output(ids.CURATE_REPLAY_MSG, "children"), Input(ids.CURATE_REPLAY, "n_clicks"),
                   State(ids.EXPLORE_RUN, "data"), State(ids.CURATE_REPLAY_TARGET, "value"), prevent_initial_call=True)
@@ -710,6 +714,7 @@ def register(app, ctx) -> None:
 
     @app.callback(Output(ids.EXPLORE_RUN, "data", allow_duplicate=True), Output(ids.CURATE_RETITLE_MSG, "children"),
                   Output(ids.SELECTION, "data", allow_duplicate=True),
+                  Output(ids.CURATE_POLL, "disabled", allow_duplicate=True),
                   Input(ids.CURATE_POLL, "n_intervals"), State(ids.EXPLORE_RUN, "data"), prevent_initial_call=True)
     def _poll(_n, run):
         em = load(ctx, run)
@@ -719,4 +724,4 @@ def register(app, ctx) -> None:
         text = str(st.get("message") or "")
         # another tab's edit landed meanwhile: the selected key may name another cluster now
         return (run_store(run, em), (_message(text, st.get("state") == "done") if text else no_update),
-                None if is_stale(em, run) else no_update)
+                None if is_stale(em, run) else no_update, True)
