@@ -67,7 +67,8 @@ def create_app(runs_dir: str | os.PathLike | None = None, *, include_test_models
 
     nav = dbc.NavbarSimple(brand="HERCULES", brand_href="/", color="dark", dark=True, className="mb-2", fluid=True,
                            children=[dbc.NavItem(dbc.NavLink("New run", href="/", id="nav-new")),
-                                     dbc.NavItem(dbc.NavLink("Runs", href="/runs", id="nav-runs"))])
+                                     dbc.NavItem(dbc.NavLink("Runs", href="/runs", id="nav-runs")),
+                                     dbc.NavItem(dbc.NavLink("Compare", href="/compare", id="nav-compare"))])
     job_panel = html.Div(id=ids.JOB_PANEL, className="job-panel card mb-3", style={"display": "none"}, children=[
         html.Div(className="card-body py-2", children=[
             html.Div([html.Span(id=ids.JOB_TITLE, className="me-3 small"),

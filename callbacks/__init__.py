@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 def register(app, ctx) -> None:
-    from . import page_evaluate, page_explore, page_new_run, page_run, page_runs, routes, shell
+    from . import page_compare, page_evaluate, page_explore, page_new_run, page_run, page_runs, routes, shell
 
     shell.register(app, ctx)
     page_new_run.register(app, ctx)
@@ -16,10 +16,12 @@ def register(app, ctx) -> None:
     page_run.register(app, ctx)
     page_explore.register(app, ctx)
     page_evaluate.register(app, ctx)
+    page_compare.register(app, ctx)
     routes.register(app.server, ctx)
-    from . import assign_panel, edit, reuse_routes, upload_route
+    from . import assign_panel, curate, edit, reuse_routes, upload_route
 
     edit.register(app, ctx)
+    curate.register(app, ctx)
     assign_panel.register(app, ctx)
     reuse_routes.register(app.server, ctx)
     upload_route.register(app.server, ctx)

@@ -18,7 +18,7 @@ from dash.exceptions import PreventUpdate
 from hercules_core import HerculesError, io
 from hercules_core.edits import DESCRIPTION_MAX, TITLE_MAX, edit_cluster
 
-from . import figures, ids, runstore
+from . import curate, ids, runstore
 
 
 def form(em, key: Any):
@@ -41,7 +41,7 @@ def form(em, key: Any):
     ], className="edit-form", **{"data-key": key})
 
 
-def save(ctx, run: Any, key_store: Any, title: Any, description: Any) -> tuple[str, str]:
+def save(ctx, run: Any, key_store: Any, title: Any, description: Any, who: str = "local") -> tuple[str, str]:
     """Validate and save one edit; (state "ok"/"error", message). Nothing is written on error."""
     run_id = (run or {}).get("run_id") if isinstance(run, dict) else None
     if not runstore.valid_id(run_id):
@@ -55,6 +55,8 @@ def save(ctx, run: Any, key_store: Any, title: Any, description: Any) -> tuple[s
     if parsed is None or parsed[0] == 0:
         return "error", "Select a cluster (level 1 or above) to edit."
     cluster_id = em.h.levels[parsed[0]].ids[parsed[1]]
+    if key_store.get("id", cluster_id) != cluster_id:  # the form was filled before a structural edit elsewhere
+        return "error", curate.STALE
     rdir = runstore.run_dir(ctx.runs_dir, run_id)
 
     def derived(h) -> None:  # the downloads derived from the model, written under the same lock
@@ -62,7 +64,8 @@ def save(ctx, run: Any, key_store: Any, title: Any, description: Any) -> tuple[s
         io.save_hierarchy_text(h, rdir / "hierarchy.txt")
 
     try:
-        edit_cluster(Path(rdir) / "model.json", cluster_id, title=title, description=description, on_saved=derived)
+        edit_cluster(Path(rdir) / "model.json", cluster_id, title=title, description=description, on_saved=derived,
+                     who=who)
     except HerculesError as e:
         return "error", str(e)
     except OSError as e:
@@ -83,30 +86,17 @@ def register(app, ctx) -> None:
             raise PreventUpdate from None
         key = (selection or {}).get("key") if isinstance(selection, dict) else None
         box = form(em, key)
-        return box, ({"key": key} if box is not None else None)
+        # the cluster's id too: an edit in another tab may shift the key to another cluster before Save
+        return box, ({"key": key, "id": curate.cluster_id_of(em, key)} if box is not None else None)
 
     @app.callback(Output(ids.EDIT_MSG, "children"), Output(ids.EXPLORE_RUN, "data", allow_duplicate=True),
-                  Output(ids.SCATTER, "figure", allow_duplicate=True),
                   Input(ids.EDIT_SAVE, "n_clicks"), State(ids.EXPLORE_RUN, "data"), State(ids.EDIT_KEY, "data"),
-                  State(ids.EDIT_TITLE, "value"), State(ids.EDIT_DESC, "value"), State(ids.VIEW, "data"),
-                  State(ids.SELECTION, "data"), prevent_initial_call=True)
-    def _save(n, run, key_store, title, description, view, selection):
+                  State(ids.EDIT_TITLE, "value"), State(ids.EDIT_DESC, "value"), prevent_initial_call=True)
+    def _save(n, run, key_store, title, description):
         if not n:
             raise PreventUpdate
-        state, message = save(ctx, run, key_store, title, description)
+        state, message = save(ctx, run, key_store, title, description, curate.who())
         if state != "ok":
-            return html.Span(message, className="text-danger edit-error"), no_update, no_update
-        # a new revision of the run store: the pane, the tree and the sunburst re-render from it
-        rev = run.get("rev")
-        new_run = {"run_id": run["run_id"], "rev": (rev if isinstance(rev, int) and not isinstance(rev, bool)
-                                                    and 0 <= rev < 10**9 else 0) + 1}
-        fig = no_update
-        try:  # the scatter shows titles too: redraw the view the browser has (its values are untrusted)
-            em = ctx.model(run["run_id"])
-            sel = (selection or {}).get("key") if isinstance(selection, dict) else None
-            fig, _ = figures.scatter_figure(em, int(view.get("level") or 1), str(view.get("space") or ""),
-                                            int(view.get("color_level") or em.top),
-                                            str(view.get("size_scale") or "sqrt"), sel)
-        except (AttributeError, TypeError, ValueError, OSError, HerculesError):
-            fig = no_update
-        return html.Span(message, className="text-success edit-ok"), new_run, fig
+            return html.Span(message, className="text-danger edit-error"), no_update
+        # a new revision of the run store: every view (scatter, pane, tree, sunburst, search) re-renders from it
+        return html.Span(message, className="text-success edit-ok"), curate.run_store(run, ctx.model(run["run_id"]))

@@ -6,6 +6,7 @@ always safe to put in a component id and are parsed back with a strict regex and
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,16 @@ def make_key(level: int, index: int) -> str:
     return f"L{int(level)}:{int(index)}"
 
 
+def structure_token(h: Hierarchy) -> str:
+    """A short digest of the cluster ids of every level in order: equal tokens mean every key
+    ``L<level>:<index>`` names the same cluster (title edits keep it, structural edits change it)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for lv in h.levels[1:]:
+        digest.update("\x1f".join(map(str, lv.ids)).encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
 @dataclass
 class ExploreModel:
     """A loaded hierarchy plus derived arrays: ancestors per level, item assignments, search text."""
@@ -39,6 +50,9 @@ class ExploreModel:
     items_index: search_index.ItemIndex | None = None
     _xy: dict[tuple[int, str], np.ndarray | None] = field(default_factory=dict)
     _extent: dict[tuple[int, str], tuple[np.ndarray, np.ndarray] | None] = field(default_factory=dict)
+    # which cluster each key names: a structural edit (callbacks/curate.py) shifts indices, and a page
+    # drawn before it carries the old token, so its keys are refused rather than read against the new order
+    structure: str = ""
 
     @classmethod
     def load(cls, path: str | Path) -> "ExploreModel":
@@ -50,7 +64,7 @@ class ExploreModel:
 
     @classmethod
     def from_hierarchy(cls, h: Hierarchy, path: str = "") -> "ExploreModel":
-        em = cls(h=h, path=path)
+        em = cls(h=h, path=path, structure=structure_token(h))
         top = h.top_level
         for a in range(top):
             idx = np.arange(len(h.levels[a]))

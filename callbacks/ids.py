@@ -134,3 +134,34 @@ ASSIGN_SUMMARY = "assign-summary"
 TREE_PAGE_T = "tree-page"  # {"type", "key", "page"}: a pager button of a node's item list
 PANE_PAGE_T = "pane-page"
 PANE_ITEMS_T = "pane-items"  # {"type", "key"}: the pane's paged item list
+
+# --- explore page: curation (callbacks/curate.py)
+CURATE_SEL = "curate-selection"  # store: {"ids": ["L1_3", ...]} the clusters chosen for a structural edit
+CURATE_CHIPS = "curate-chips"
+CURATE_ADD = "curate-add"  # adds the clicked cluster (SELECTION) to CURATE_SEL
+CURATE_CLEAR = "curate-clear"
+CURATE_MERGE = "curate-merge"
+CURATE_SPLIT = "curate-split"
+CURATE_SPLIT_K = "curate-split-k"
+CURATE_MOVE = "curate-move"
+CURATE_MOVE_TO = "curate-move-to"
+CURATE_DISSOLVE = "curate-dissolve"
+CURATE_UNDO = "curate-undo"
+CURATE_REDO = "curate-redo"
+CURATE_MSG = "curate-msg"  # the last edit's outcome (written by the edit callback only)
+CURATE_RETITLE_MSG = "curate-retitle-msg"  # the background re-titling's outcome (written by its polling)
+CURATE_PENDING = "curate-pending"  # store: the edit waiting for the user's OK of its LLM cost
+CURATE_CONFIRM = "curate-confirm"  # modal asking that OK
+CURATE_CONFIRM_TEXT = "curate-confirm-text"
+CURATE_CONFIRM_OK = "curate-confirm-ok"
+CURATE_CONFIRM_CANCEL = "curate-confirm-cancel"
+CURATE_POLL = "curate-poll"  # interval: on while re-titling runs in the background
+CURATE_LOG = "curate-log"
+CURATE_REPLAY_TARGET = "curate-replay-target"
+CURATE_REPLAY = "curate-replay"
+CURATE_REPLAY_MSG = "curate-replay-msg"
+
+# --- compare page
+COMPARE_A = "compare-a"
+COMPARE_B = "compare-b"
+COMPARE_OUT = "compare-out"

@@ -16,7 +16,7 @@ from dash.exceptions import PreventUpdate
 from hercules_core import HerculesError
 from hercules_core.stability import stability_values
 
-from . import figures, ids, pane, paging, runstore, tree
+from . import curate, figures, ids, pane, paging, runstore, tree
 from .explore_model import ExploreModel
 
 DOWNLOADS = (("model.json", "Model"), ("memberships.csv", "Memberships CSV"),
@@ -82,7 +82,7 @@ def controls(ctx, run_id: Any) -> dict[str, Any] | None:
     files = [(name, label) for name, label in DOWNLOADS
              if name == "evaluation.csv" or (rdir / name).exists()]
     return {
-        "levels": levels, "level": default_level, "color_level": em.top,
+        "levels": levels, "level": default_level, "color_level": em.top, "structure": em.structure,
         # colour by a level's clusters, or by stability when the model measured it
         "color_options": levels + ([{"label": "stability", "value": figures.STABILITY}]
                                    if stability_values(em.h, 1) is not None else []),
@@ -132,8 +132,9 @@ def search_results(em: ExploreModel, query: str | None):
 def register(app, ctx) -> None:
     @app.callback(Output(ids.SCATTER, "figure"), Output(ids.VIEW, "data"),
                   Input(ids.LEVEL, "value"), Input(ids.SPACE, "value"), Input(ids.COLOR_LEVEL, "value"),
-                  Input(ids.SIZE_SCALE, "value"), State(ids.EXPLORE_RUN, "data"), State(ids.SELECTION, "data"))
+                  Input(ids.SIZE_SCALE, "value"), Input(ids.EXPLORE_RUN, "data"), State(ids.SELECTION, "data"))
     def _scatter(level, space, color_level, size_scale, run, selection):
+        # the run store is an input: a new revision (a title or structural edit, re-titling done) redraws
         em = load(ctx, run)
         fig, view = figures.scatter_figure(em, as_int(level, 1), space if space in em.spaces() else "representation",
                                            figures.STABILITY if color_level == figures.STABILITY
@@ -141,7 +142,7 @@ def register(app, ctx) -> None:
                                            else "sqrt", selected_key(selection))
         return fig, view
 
-    @app.callback(Output(ids.SELECTION, "data"),
+    @app.callback(Output(ids.SELECTION, "data"), Output(ids.EXPLORE_RUN, "data", allow_duplicate=True),
                   Input(ids.SCATTER, "clickData"), Input(ids.SUNBURST, "clickData"),
                   Input({"type": ids.TREE_SELECT_T, "key": ALL}, "n_clicks"),
                   Input({"type": ids.PANE_LINK_T, "key": ALL}, "n_clicks"),
@@ -150,12 +151,14 @@ def register(app, ctx) -> None:
     def _select(*args):
         run = args[-1]
         em = load(ctx, run)
+        if curate.is_stale(em, run):  # drawn before an edit in another tab: its keys name other clusters
+            return None, curate.run_store(run, em)
         trig = dash_ctx.triggered_id
         value = dash_ctx.triggered[0]["value"] if dash_ctx.triggered else None
         key = selection_from_trigger(em, trig, value)
         if key is no_update:
             raise PreventUpdate
-        return {"key": key} if key else None
+        return ({"key": key} if key else None), no_update
 
     @app.callback(Output(ids.SCATTER, "figure", allow_duplicate=True), Input(ids.SELECTION, "data"),
                   State(ids.VIEW, "data"), State(ids.EXPLORE_RUN, "data"), prevent_initial_call=True)
@@ -193,7 +196,8 @@ def register(app, ctx) -> None:
     def _pane_tree(selection, run):
         em = load(ctx, run)
         key = selected_key(selection)
-        return pane.cluster_pane(em, key, run["run_id"]), tree.tree(em, key)
+        marks = curate.marks(em, runstore.run_dir(ctx.runs_dir, run["run_id"]))
+        return pane.cluster_pane(em, key, run["run_id"], marks), tree.tree(em, key, marks)
 
     @app.callback(Output({"type": ids.TREE_KIDS_T, "key": MATCH}, "children"),
                   Output({"type": ids.TREE_TOGGLE_T, "key": MATCH}, "children"),
@@ -213,7 +217,8 @@ def register(app, ctx) -> None:
             return out, no_update
         if not n:
             raise PreventUpdate
-        out = tree.toggle(load(ctx, run), trig.get("key"), current)
+        em = load(ctx, run)
+        out = tree.toggle(em, trig.get("key"), current, curate.marks(em, runstore.run_dir(ctx.runs_dir, run["run_id"])))
         if out is None:
             raise PreventUpdate
         return out
@@ -231,7 +236,7 @@ def register(app, ctx) -> None:
             raise PreventUpdate
         return out
 
-    @app.callback(Output(ids.SEARCH_RESULTS, "children"), Input(ids.SEARCH, "value"), State(ids.EXPLORE_RUN, "data"),
+    @app.callback(Output(ids.SEARCH_RESULTS, "children"), Input(ids.SEARCH, "value"), Input(ids.EXPLORE_RUN, "data"),
                   prevent_initial_call=True)
     def _search(query, run):
         return search_results(load(ctx, run), query)

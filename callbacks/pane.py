@@ -152,8 +152,9 @@ def _stability_line(em: ExploreModel, level: int, index: int):
                           f">= {info['threshold']:g}.")
 
 
-def cluster_pane(em: ExploreModel, key: str, run_id: str | None = None):
-    """Everything about one node: header, text, provenance, links, samples, statistics, raw data."""
+def cluster_pane(em: ExploreModel, key: str, run_id: str | None = None, marks: dict | None = None):
+    """Everything about one node: header, text, provenance, links, samples, statistics, raw data;
+    ``marks`` (cluster id -> short text, callbacks/curate.py) badge the title while it is re-titled."""
     parsed = em.parse(key)
     if parsed is None:
         return overview(em)
@@ -166,7 +167,9 @@ def cluster_pane(em: ExploreModel, key: str, run_id: str | None = None):
                         html.Span(f"level {level}", className="badge bg-info text-dark me-1"),
                         html.Span(f"{int(lv.size[index]):,} item{'s' if lv.size[index] != 1 else ''}",
                                   className="badge bg-light text-dark me-1 pane-size"),
-                        html.Span(h.dataset.modality, className="badge bg-light text-dark me-1")]),
+                        html.Span(h.dataset.modality, className="badge bg-light text-dark me-1"),
+                        html.Span(mark, className="badge bg-info text-dark me-1 pane-mark")
+                        if (mark := (marks or {}).get(str(lv.ids[index]))) else None]),
               _stability_line(em, level, index),
               html.P(lv.descriptions[index], className="pane-description mt-2"),
               html.Div([html.Span("written by ", className="text-muted"), html.Code(source),

@@ -457,6 +457,19 @@ class ModelCache(LRU):
                 del self._items[k]  # an older version of the same file
         return self.get_or_make(key, lambda: self.loader(path))
 
+    def put(self, path: str | os.PathLike, make: Callable[[], Any]) -> None:
+        """Cache ``make()`` as the file's current version: for a writer that holds the file's lock and
+        has the object in memory already (a curation edit), so the next ``get`` need not re-read it."""
+        path = Path(path)
+        key = (str(path), path.stat().st_mtime_ns)
+        value = make()
+        with self._lock:
+            for k in [k for k in self._items if k[0] == key[0]]:
+                del self._items[k]
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
 
 def elapsed(status: dict[str, Any]) -> float | None:
     t = status.get("timings", {}).get("total") if isinstance(status.get("timings"), dict) else None

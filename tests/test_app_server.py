@@ -46,10 +46,11 @@ def test_every_page_renders_and_callbacks_are_registered(app_and_runs):
     import dash
 
     layouts = {page["path_template"] or page["path"]: page["layout"] for page in dash.page_registry.values()}
-    assert set(layouts) == {"/", "/runs", "/explore", "/evaluate", "/run/<run_id>"}
+    assert set(layouts) == {"/", "/runs", "/explore", "/evaluate", "/run/<run_id>", "/compare"}
     with app.server.test_request_context():
         for layout in (layouts["/"](), layouts["/runs"](), layouts["/explore"](run=run_id),
                        layouts["/explore"](run="../x"), layouts["/evaluate"](run=run_id),
+                       layouts["/compare"](a=run_id, b="../x"), layouts["/compare"](),
                        layouts["/run/<run_id>"](run_id=run_id), layouts["/run/<run_id>"](run_id="../x")):
             json.dumps(layout.to_plotly_json(), default=lambda o: o.to_plotly_json())
 
