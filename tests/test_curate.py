@@ -396,6 +396,26 @@ def test_edit_model_saves_under_the_lock_and_undo_restores_the_files(tmp_path, i
     assert len(load_model(path).edit_log) == 1  # refused edits write nothing
 
 
+def test_a_structural_edit_saves_a_larger_model_with_its_items_file(tmp_path, monkeypatch):
+    from hercules_core import columnar
+
+    path = tmp_path / "model.json"
+    h = fresh()
+    save_model(h, path, items="inline")
+    monkeypatch.setattr(curate, "EDIT_INLINE_MAX_ITEMS", h.n_items - 1)  # this model counts as large
+    curate.edit_model(path, "merge", {"ids": ["L1_0", "L1_1"]})
+    assert columnar.has_items_file(path)  # rewriting it inline was most of a 20,000-item edit's time
+    g = load_model(path)
+    assert csv(g) == csv(curate.merge(h, ["L1_0", "L1_1"]).hierarchy)
+    curate.edit_model(path, "undo", {})
+    assert csv(load_model(path)) == csv(h)
+    monkeypatch.setattr(curate, "EDIT_INLINE_MAX_ITEMS", h.n_items)  # small: stays one JSON
+    path2 = tmp_path / "small.json"
+    save_model(h, path2, items="inline")
+    curate.edit_model(path2, "merge", {"ids": ["L1_0", "L1_1"]})
+    assert not columnar.has_items_file(path2)
+
+
 def test_two_tabs_editing_one_model_at_once_both_land(tmp_path):
     path = tmp_path / "model.json"
     h = fresh()
