@@ -21,7 +21,7 @@ from hercules_core import Cancelled, HerculesConfig, HerculesError, cost, stabil
 from hercules_core.cache import default_cache_dir
 from hercules_core.config import GROUPS, PARAMETERS, Parameter
 
-from . import assign_cli
+from . import assign_cli, timings
 from . import spec as run_spec
 from .pipeline import CacheSettings, ModelIds, RunRequest, run_pipeline
 from .spec import DataSpec
@@ -263,6 +263,7 @@ def run(args) -> int:
         print(line, file=sys.stderr)
     print(f"time outside the fit: preparing data {result.timings['preparing data']:.2f} s, saving "
           f"{result.timings['saving']:.2f} s", file=sys.stderr)
+    print(timings.StageMemory.format(result.memory), file=sys.stderr)
     side = result.report.get("duration")
     if side and side.get("ratio") is not None:
         print(f"duration: estimated {side['estimated_seconds']:.1f} s, took {side['actual_seconds']:.1f} s "
