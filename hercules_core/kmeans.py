@@ -132,7 +132,7 @@ def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: b
     bounds = X.shape[1] >= BOUNDS_MIN_DIM
     start = np.asarray(labels, dtype=np.int32)
     labels = start.copy()
-    sums, counts = _group_sums(X, labels, k)
+    sums, counts = group_sums(X, labels, k)
     C = _centroids_from_sums(sums, counts, normalize)
     steps = 0
     nearest = upper = lower = C_old = None
@@ -156,20 +156,21 @@ def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: b
         new = nearest.copy()
         if np.bincount(new, minlength=k).min() == 0:  # rare: refill, then recount from scratch
             new, _ = _fill_empty(X, new, C, None)
-            sums, counts = _group_sums(X, new, k)
+            sums, counts = group_sums(X, new, k)
             nearest = None
         else:
-            xm = X[moving].astype(np.float64)
-            m = len(moving)
-            sums += sparse.csr_matrix((np.r_[np.ones(m), -np.ones(m)], (np.r_[new[moving], labels[moving]],
-                                       np.r_[np.arange(m), np.arange(m)])), shape=(k, m)) @ xm
+            for s in range(0, len(moving), _MEANS_ROWS):  # float64 a block of moved rows at a time
+                rows = moving[s:s + _MEANS_ROWS]
+                m = len(rows)
+                sums += sparse.csr_matrix((np.r_[np.ones(m), -np.ones(m)], (np.r_[new[rows], labels[rows]],
+                                           np.r_[np.arange(m), np.arange(m)])), shape=(k, m)) @ X[rows].astype(np.float64)
             counts = np.bincount(new, minlength=k).astype(np.float64)
         labels = new
         C_old, C = C, _centroids_from_sums(sums, counts, normalize)
     return labels, C, steps, int(np.count_nonzero(labels != start))
 
 
-def _group_sums(X: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def group_sums(X: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """float64 sums of the rows of each group, and the group sizes."""
     sums = np.zeros((k, X.shape[1]), dtype=np.float64)
     for start in range(0, len(X), _MEANS_ROWS):
