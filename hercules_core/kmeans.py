@@ -139,10 +139,12 @@ def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: b
     sums, counts = group_sums(X, labels, k)
     C = _centroids_from_sums(sums, counts, normalize)
     steps = 0
-    nearest = upper = lower = C_old = None
+    nearest = upper = lower = C_old = x_sq = None
     while steps < max_steps:
         if not bounds:
-            nearest = _nearest_near_own(X, labels, C)
+            if x_sq is None:
+                x_sq = np.einsum("ij,ij->i", X, X)
+            nearest = _nearest_near_own(X, labels, C, x_sq)
         elif nearest is None:  # every row: its nearest centroid and both bounds
             nearest, upper, lower = _two_nearest(X, C)
         else:
@@ -174,7 +176,8 @@ def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: b
     return labels, C, steps, int(np.count_nonzero(labels != start))
 
 
-def _nearest_near_own(X: np.ndarray, labels: np.ndarray, C: np.ndarray) -> np.ndarray:
+def _nearest_near_own(X: np.ndarray, labels: np.ndarray, C: np.ndarray,
+                      x_sq: np.ndarray | None = None) -> np.ndarray:
     """Every row's nearest centroid, exactly as :func:`nearest_centroids` finds it, searching first
     only the ``NEIGHBOUR_CANDIDATES`` centroids nearest to the row's own group's.
 
@@ -197,7 +200,7 @@ def _nearest_near_own(X: np.ndarray, labels: np.ndarray, C: np.ndarray) -> np.nd
     near[:, 0] = np.arange(k)
     reach = np.sqrt(np.maximum(d2[:, m], 0.0))  # R: the nearest centroid outside the candidates
     c_sq = np.einsum("ij,ij->i", C, C)
-    x_sq = np.einsum("ij,ij->i", X, X)
+    x_sq = np.einsum("ij,ij->i", X, X) if x_sq is None else x_sq  # |x|^2: the settle passes it once
     order = np.argsort(labels, kind="stable")  # the rows group by group
     ends = np.cumsum(np.bincount(labels, minlength=k))
     starts = ends - np.bincount(labels, minlength=k)
