@@ -153,8 +153,9 @@ def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: b
             top = np.argsort(shift)[-2:]  # the largest move of a centroid other than the row's own
             lower -= np.where(nearest == top[-1], shift[top[0]], shift[top[-1]])
             check = np.flatnonzero(upper >= lower * (1.0 - 1e-5))  # slack for float32 rounding
-            if len(check):
-                nearest[check], upper[check], lower[check] = _two_nearest(X[check], C)
+            for s in range(0, len(check), _MEANS_ROWS):  # a block at a time: no copy of half of X
+                rows = check[s:s + _MEANS_ROWS]
+                nearest[rows], upper[rows], lower[rows] = _two_nearest(X[rows], C)
         steps += 1
         moving = np.flatnonzero(nearest != labels)
         if len(moving) <= SETTLE_TOLERANCE * n:
