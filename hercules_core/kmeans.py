@@ -13,7 +13,6 @@ import numpy as np
 from scipy import sparse
 from sklearn.cluster import KMeans
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_samples
-from threadpoolctl import threadpool_limits
 
 from .errors import ConfigError
 
@@ -107,7 +106,6 @@ def cluster_centroids(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: b
 # [100, 20, 8] 0.001 gave 1.04x flat k-means at 99.98%, 0.008 gives 1.12x at 99.49% (min 99.43%)
 SETTLE_TOLERANCE = 0.008
 BOUNDS_MIN_DIM = 64  # settling keeps distance bounds from this many dimensions up
-NEIGHBOUR_CANDIDATES = 32  # below BOUNDS_MIN_DIM a settle step first searches a row's group's nearest centroids
 
 
 def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: bool,
@@ -126,10 +124,10 @@ def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: b
     With ``d >= BOUNDS_MIN_DIM`` only the first step searches every row: each row keeps an upper
     bound on the distance to its nearest centroid and a lower bound on the distance to the second
     nearest, loosened by how far the centroids moved (Hamerly's bounds), and a later step searches
-    only the rows whose bounds overlap. Below it the gap between a row's nearest and second-nearest
-    centroid is too small for such bounds (a median 6% of the distance at 1M x 16, k=1000), and every
-    step finds every row's nearest centroid exactly by :func:`_nearest_near_own`. The group sums
-    follow the rows that moved.
+    only the rows whose bounds overlap. Below it every step searches every row (faiss's nearest-only
+    search is ~15x cheaper there than its two-nearest one, and the gap between a row's nearest and
+    second-nearest centroid is a median 6% of its distance at 1M x 16, k=1000: too small for bounds).
+    The group sums follow the rows that moved.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     n = len(X)
@@ -139,12 +137,10 @@ def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: b
     sums, counts = group_sums(X, labels, k)
     C = _centroids_from_sums(sums, counts, normalize)
     steps = 0
-    nearest = upper = lower = C_old = x_sq = None
+    nearest = upper = lower = C_old = None
     while steps < max_steps:
         if not bounds:
-            if x_sq is None:
-                x_sq = np.einsum("ij,ij->i", X, X)
-            nearest = _nearest_near_own(X, labels, C, x_sq)
+            nearest, _ = nearest_centroids(X, C)
         elif nearest is None:  # every row: its nearest centroid and both bounds
             nearest, upper, lower = _two_nearest(X, C)
         else:
@@ -175,67 +171,6 @@ def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: b
         labels = new
         C_old, C = C, _centroids_from_sums(sums, counts, normalize)
     return labels, C, steps, int(np.count_nonzero(labels != start))
-
-
-def _nearest_near_own(X: np.ndarray, labels: np.ndarray, C: np.ndarray,
-                      x_sq: np.ndarray | None = None) -> np.ndarray:
-    """Every row's nearest centroid, exactly as :func:`nearest_centroids` finds it, searching first
-    only the ``NEIGHBOUR_CANDIDATES`` centroids nearest to the row's own group's.
-
-    With ``a`` the row's group, ``u`` its distance to ``C[a]`` and ``R`` the distance from ``C[a]`` to
-    the nearest centroid outside those candidates, every outside centroid is at least ``R - u`` from
-    the row (triangle inequality): a candidate at most that far is the nearest of all. The rows this
-    does not prove (far from their own centroid) are searched over every centroid. One small product
-    per group instead of one with every centroid: at 1M x 16 and k=1000 ~30x less arithmetic.
-    """
-    n, k = len(X), len(C)
-    m = NEIGHBOUR_CANDIDATES
-    if k <= 2 * m:
-        return nearest_centroids(X, C)[0]
-    import faiss
-
-    index = faiss.IndexFlatL2(C.shape[1])
-    index.add(C)
-    d2, near = index.search(C, m + 1)
-    near = near[:, :m]  # each centroid's m nearest (itself first; ties may put another first: kept below)
-    near[:, 0] = np.arange(k)
-    reach = np.sqrt(np.maximum(d2[:, m], 0.0))  # R: the nearest centroid outside the candidates
-    c_sq = np.einsum("ij,ij->i", C, C)
-    x_sq = np.einsum("ij,ij->i", X, X) if x_sq is None else x_sq  # |x|^2: the settle passes it once
-    order = np.argsort(labels, kind="stable")  # the rows group by group
-    ends = np.cumsum(np.bincount(labels, minlength=k))
-    starts = ends - np.bincount(labels, minlength=k)
-    out = np.empty(n, dtype=np.int32)
-    unproven = []
-    # one BLAS thread for the many small products: faiss's OpenMP threads, still spinning after its
-    # search, and OpenBLAS's own threads otherwise fight over the 2 cores (7x slower here)
-    with threadpool_limits(1, user_api="blas"):
-        _near_own_groups(X, x_sq, C, c_sq, near, reach, order, starts, ends, out, unproven)
-    if unproven:
-        rows = np.concatenate(unproven)
-        out[rows] = nearest_centroids(X[rows], C)[0]
-    return out
-
-
-def _near_own_groups(X, x_sq, C, c_sq, near, reach, order, starts, ends, out, unproven) -> None:
-    for a in range(len(C)):
-        rows = order[starts[a]:ends[a]]
-        if not len(rows):
-            continue
-        cand = near[a]
-        xa = X[rows]
-        d = xa @ C[cand].T
-        d *= -2.0
-        d += c_sq[cand]
-        d += x_sq[rows, None]
-        j = np.argmin(d, axis=1)
-        best = np.sqrt(np.maximum(d[np.arange(len(rows)), j], 0.0))
-        own = np.sqrt(np.maximum(d[:, 0], 0.0))
-        out[rows] = cand[j]
-        # proven when the best candidate is within R - u, with slack for float32 rounding
-        bad = best > (reach[a] - own) * (1.0 - 1e-4) - 1e-6 * (reach[a] + own)
-        if bad.any():
-            unproven.append(rows[bad])
 
 
 def group_sums(X: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -159,21 +159,3 @@ def test_settle_with_bounds_matches_searching_every_row(monkeypatch, normalize):
     nearest, _ = km.nearest_centroids(X, C)
     assert np.mean(nearest == labels) >= 1 - km.SETTLE_TOLERANCE
     np.testing.assert_allclose(C, km.cluster_centroids(X, labels, 12, normalize=normalize), atol=1e-5)
-
-
-@pytest.mark.parametrize("start", ["settled", "random"])
-def test_low_dim_search_near_own_group_finds_the_exact_nearest(start):
-    """Below BOUNDS_MIN_DIM a settle step searches a row's group's nearest centroids first and proves
-    the answer by the triangle inequality; rows it cannot prove are searched over all centroids. The
-    result is every row's nearest centroid, as nearest_centroids finds it (only exact ties may differ)."""
-    X, _ = blobs(n=20_000, k=40, d=16, seed=5)
-    k = 4 * km.NEIGHBOUR_CANDIDATES + 7
-    C = km.kmeans(X, k, rng=np.random.default_rng(1), backend="faiss").centroids
-    rng = np.random.default_rng(2)
-    labels = km.nearest_centroids(X, C)[0] if start == "settled" else rng.integers(0, k, len(X)).astype(np.int32)
-    C = C + rng.normal(scale=0.05, size=C.shape).astype(np.float32)  # the centroids moved since
-    got = km._nearest_near_own(X, labels, C)
-    want, dist = km.nearest_centroids(X, C)
-    differ = np.flatnonzero(got != want)
-    d_got = np.linalg.norm(X[differ] - C[got[differ]], axis=1)
-    assert len(differ) <= 5 and np.allclose(d_got, dist[differ], rtol=1e-4)  # ties only
