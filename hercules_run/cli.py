@@ -240,7 +240,8 @@ def run(args) -> int:
         models=spec.models, cache=CacheSettings(directory=_cache_dir(args), enabled=not args.no_cache))
     progress = TqdmProgress(enabled=show)
     try:
-        result = run_pipeline(request, progress=progress,
+        # this process is the run's own: the per-stage peaks may reset its peak RSS (timings.StageMemory)
+        result = run_pipeline(request, progress=timings.StageMemory(progress, reset=True),
                               on_estimate=lambda est: print(cost.format_estimate(est), file=sys.stderr))
     finally:
         progress.close()

@@ -149,7 +149,9 @@ def run_pipeline(request: RunRequest, *, progress: ProgressFn | None = None, can
     prepared, ``on_estimate(estimate)`` before the fit starts. Errors propagate (``HerculesError``
     for anything a user can fix).
     """
-    progress = memory = timings.StageMemory(progress or _no_progress)
+    # peak RSS per stage: the caller's StageMemory (the CLI's resets the process peak), else one that does not
+    memory = progress if isinstance(progress, timings.StageMemory) else timings.StageMemory(progress or _no_progress)
+    progress = memory
     out = Path(request.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = request.config

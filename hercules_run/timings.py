@@ -242,23 +242,24 @@ def _reset_peak() -> bool:
 class StageMemory:
     """The peak resident memory of each stage of a run, measured at the progress reports.
 
-    Wraps a run's ``progress(stage, done, total)``: when the stage changes, the process's peak RSS
-    since the previous change (``VmHWM``, reset at every change where Linux allows it) is the finished
-    stage's peak, and its rise is that peak less the RSS the stage started with (what the stage itself
-    added on top of what was held). A stage is the progress label up to its first ``:``; work that
-    reports no progress of its own counts in the stage reported before it (level 1's settle in
-    "clustering level 1"). Where the peak cannot be reset, each stage gets the process's peak so far
-    (``resettable`` False); where ``/proc`` is missing (not Linux) nothing is measured. Reading costs
-    ~20 us per change of stage.
+    Wraps a run's ``progress(stage, done, total)``; a stage is the progress label up to its first
+    ``:``, and work that reports no progress of its own counts in the stage reported before it
+    (level 1's settle in "clustering level 1"). With ``reset`` (the CLI, which owns its process) the
+    process's peak RSS (``VmHWM``) is reset with Linux's ``clear_refs`` at every change of stage, so a
+    stage's peak is its own and its rise is that peak less the RSS it started with. The reset also
+    resets what ``getrusage``/``time -v`` report as the process's maximum, so a shared process (the
+    app's workers) keeps ``reset=False``: a stage's peak is then the process's peak so far and its rise
+    is how much the stage raised it. Where ``/proc`` is missing (not Linux) nothing is measured;
+    reading costs ~20 us per change of stage.
     """
 
-    def __init__(self, progress: Callable[[str, int, int], None] | None = None):
+    def __init__(self, progress: Callable[[str, int, int], None] | None = None, *, reset: bool = False):
         self.inner = progress
         self.peaks: dict[str, float] = {}  # stage -> peak RSS in MB, in the order first seen
-        self.rises: dict[str, float] = {}  # stage -> peak less the RSS at its start, MB
+        self.rises: dict[str, float] = {}  # stage -> MB over the stage's start (see above)
         self.current: str | None = None
-        self.start_rss: float | None = None
-        self.resettable = _reset_peak()
+        self.start_mb: float | None = None
+        self.resettable = reset and _reset_peak()
 
     def _close(self) -> None:
         if self.current is None:
@@ -266,7 +267,7 @@ class StageMemory:
         peak = _status_mb("VmHWM")
         if peak is not None:
             self.peaks[self.current] = max(self.peaks.get(self.current, 0.0), peak)
-            rise = peak - (self.start_rss if self.start_rss is not None else peak)
+            rise = peak - (self.start_mb if self.start_mb is not None else peak)
             self.rises[self.current] = max(self.rises.get(self.current, 0.0), rise)
         if self.resettable:
             self.resettable = _reset_peak()
@@ -276,7 +277,7 @@ class StageMemory:
         if name != self.current:
             self._close()
             self.current = name
-            self.start_rss = _status_mb("VmRSS")
+            self.start_mb = _status_mb("VmRSS" if self.resettable else "VmHWM")
         if self.inner is not None:
             self.inner(stage, done, total)
 
@@ -288,7 +289,7 @@ class StageMemory:
 
     @staticmethod
     def format(stages: Mapping[str, Mapping[str, float]]) -> str:
-        """One line: every stage's peak RSS and its rise over the RSS it started with; the run's peak marked."""
+        """One line: every stage's peak RSS and its rise (see the class); the run's peak marked."""
         if not stages:
             return "peak memory per stage: not measured (no /proc/self/status)"
         top = max(stages, key=lambda s: stages[s]["peak_mb"])

@@ -189,7 +189,7 @@ def test_stage_memory_puts_a_stages_allocation_in_that_stage(tmp_path):
     import numpy as np
 
     seen = []
-    mem = timings.StageMemory(lambda stage, done, total: seen.append(stage))
+    mem = timings.StageMemory(lambda stage, done, total: seen.append(stage), reset=True)
     mem("reading", 0, 1)
     mem("big stage: detail", 0, 1)
     block = np.ones(300 * 2**20 // 8)  # 300 MB, touched
@@ -205,3 +205,11 @@ def test_stage_memory_puts_a_stages_allocation_in_that_stage(tmp_path):
         assert stages["small stage"]["peak_mb"] < stages["big stage"]["peak_mb"] - 200
     line = timings.StageMemory.format(stages)
     assert "big stage" in line and "= the peak" in line.split("big stage", 1)[1].split(",")[0]
+
+    shared = timings.StageMemory(None)  # a shared process: the process peak is never reset
+    shared("one", 0, 1)
+    block = np.ones(300 * 2**20 // 8)
+    del block
+    shared("two", 0, 1)
+    assert not shared.resettable and shared.finish()["one"]["rise_mb"] >= 280
+    assert timings._status_mb("VmHWM") >= stages["big stage"]["peak_mb"] - 5  # still the process's peak
