@@ -141,7 +141,7 @@ def one(kind: str, n: int, folder: Path, levels: str | None, extra: list[str]) -
            "rss_bound_gb": round((2.5 * vec_bytes + 2**30) / 2**30, 2),
            "outputs_mb": {p.name: round(p.stat().st_size / 2**20, 1) for p in sorted(out.iterdir())},
            "stages": stage_timings(out),
-           "cli_tail": [ln for ln in cli["stderr"].splitlines() if ln.startswith(("time", "note:", "WARNING"))][-10:]}
+           "cli_tail": [ln for ln in cli["stderr"].splitlines() if ln.startswith(("time", "peak memory", "note:", "WARNING"))][-12:]}
     row["time_target"] = 2.0 if kind == "embed384" else 3.0
     row["time_met"] = row["time_ratio"] <= row["time_target"]
     row["rss_met"] = row["cli_rss_gb"] <= row["rss_bound_gb"] if kind == "embed384" else None

@@ -78,6 +78,9 @@ def _described(h: Hierarchy) -> bool:
     return any(s not in _DEFAULT_SOURCES for s in h.levels[0].sources)
 
 
+_DIST_ROWS = 1 << 15  # rows per block when measuring the training items' distances to their centroids
+
+
 def assignment_info(h: Hierarchy) -> dict[str, Any]:
     """The ``"assign"`` section of a model, computed from a fitted hierarchy (needs level-0 vectors)."""
     X = h.levels[0].vectors
@@ -88,8 +91,10 @@ def assignment_info(h: Hierarchy) -> dict[str, Any]:
     C = h.levels[1].vectors
     X = to_clustering_space(h, X)
     members = h.levels[0].parent
-    diff = X - C[members]
-    dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    dist = np.empty(len(X), dtype=np.float32)
+    for s in range(0, len(X), _DIST_ROWS):  # a block at a time: X - C[members] whole is 2 copies of X
+        diff = X[s:s + _DIST_ROWS] - C[members[s:s + _DIST_ROWS]]
+        dist[s:s + _DIST_ROWS] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     # how often the rule used for new items (nearest level-1 centroid) gives a training item its own
     # cluster: 1.0 when the fit settled level 1 to this rule (level1_settle_steps), less without it
     nearest, _ = nearest_centroids(X, C)

@@ -20,6 +20,7 @@ from sklearn import metrics as skm
 
 from .errors import InputError
 from .hierarchy import Hierarchy
+from .kmeans import group_sums
 from .title_quality import title_quality
 
 INTERNAL = ("silhouette_score", "davies_bouldin_score", "calinski_harabasz_score")
@@ -66,10 +67,13 @@ def _davies_bouldin_calinski_harabasz(X: np.ndarray, labels: np.ndarray) -> tupl
     scikit-learn loops over clusters with a boolean mask each (O(n k)): ~10 s for 200k items and
     1000 clusters. Here cluster sums are one sparse product and distances are taken in row blocks.
     """
-    _, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    n, k = len(codes), len(counts)
-    onehot = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(k, n))
-    centroids = np.asarray(onehot @ X, dtype=np.float64) / counts[:, None]
+    _, codes = np.unique(labels, return_inverse=True)
+    n = len(codes)
+    # float64 sums a block of rows at a time: a sparse product with the whole float32 matrix would
+    # first copy it to float64 (3 GB at 1M x 384)
+    sums, counts = group_sums(X, codes, int(codes.max()) + 1)
+    k = len(counts)
+    centroids = sums / counts[:, None]
     dist = np.empty(n)
     for s in range(0, n, _ROWS):
         diff = X[s:s + _ROWS].astype(np.float64) - centroids[codes[s:s + _ROWS]]
@@ -167,26 +171,73 @@ def _resolve_labels(h: Hierarchy, labels: Any) -> tuple[np.ndarray, np.ndarray] 
 def _codes(y: np.ndarray) -> np.ndarray:
     # integer codes: scikit-learn's external metrics each sort the labels, and sorting 200k
     # Python strings five times per level cost seconds
-    return np.unique(y, return_inverse=True)[1]
+    return pd.factorize(y)[0]  # hashed, not sorted: the codes' order does not matter to the metrics
 
 
-def _external(truth: tuple[np.ndarray, np.ndarray] | None, assign: np.ndarray,
+def _entropy(counts: np.ndarray) -> float:
+    """scikit-learn's ``_entropy`` from the label counts (natural log; 0 for one label)."""
+    pi = counts[counts > 0].astype(np.float64)
+    if pi.size <= 1:
+        return 0.0
+    total = pi.sum()
+    return float(-np.sum((pi / total) * (np.log(pi) - math.log(total))))
+
+
+def _external_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float | None]:
+    """The :data:`EXTERNAL` metrics of integer codes ``y`` (truth) and ``pred`` from one sparse
+    contingency table, with scikit-learn's definitions and special cases (its functions build the
+    table again per metric, sorting all n labels each time: ~12 s per level at 1M items)."""
+    table = sp.coo_matrix((np.ones(len(y), dtype=np.int64), (y, pred)),
+                          shape=(int(y.max()) + 1, int(pred.max()) + 1)).tocsr()
+    table.sum_duplicates()
+    rows, cols = np.ravel(table.sum(axis=1)), np.ravel(table.sum(axis=0))
+    table = table[rows > 0][:, cols > 0]  # only the labels and clusters present, as scikit-learn counts them
+    n_c, n_k = rows[rows > 0], cols[cols > 0]
+    n = int(len(y))
+    squares = int((table.data.astype(np.int64) ** 2).sum())
+    fp = int(table.dot(n_k).sum()) - squares  # pair_confusion_matrix, in Python ints
+    fn = int(table.T.dot(n_c).sum()) - squares
+    tp = squares - n
+    tn = n * n - fp - fn - squares
+    ari = 1.0 if fn == 0 and fp == 0 else 2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn))
+    mi = skm.mutual_info_score(None, None, contingency=table)
+    h_c, h_k = _entropy(n_c), _entropy(n_k)
+    hom = mi / h_c if h_c else 1.0
+    com = mi / h_k if h_k else 1.0
+    v = 0.0 if hom + com == 0.0 else 2.0 * hom * com / (hom + com)
+    if len(n_c) == len(n_k) == 1:
+        nmi = 1.0
+    else:
+        nmi = 0.0 if mi == 0 else mi / np.mean([h_c, h_k])
+    return {"adjusted_rand_score": _finite(ari), "normalized_mutual_info_score": _finite(nmi),
+            "homogeneity_score": _finite(hom), "completeness_score": _finite(com), "v_measure_score": _finite(v)}
+
+
+def _truth_codes(truth: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(labelled item indices, their integer label codes, number of distinct labels): the labels
+    sorted and coded once for every level."""
+    if truth is None:
+        return None
+    idx, y = truth
+    codes = _codes(y) if len(y) else np.zeros(0, dtype=np.int64)
+    return idx, codes, int(codes.max()) + 1 if len(codes) else 0
+
+
+def _external(truth: tuple[np.ndarray, np.ndarray, int] | None, assign: np.ndarray,
               out: dict[str, Any], notes: list[str]) -> None:
     for name in EXTERNAL:
         out[name] = None
     out["n_labelled"] = None
     if truth is None:
         return
-    idx, y = truth
+    idx, y, distinct = truth
     out["n_labelled"] = int(len(idx))
     if len(idx) < len(assign):
         notes.append(f"external metrics on the {len(idx)} of {len(assign)} items that have a label.")
-    if len(idx) < 2 or len(set(y)) < 2:
+    if len(idx) < 2 or distinct < 2:
         notes.append("external metrics undefined: need at least 2 labelled items and 2 distinct labels.")
         return
-    y, pred = _codes(y), assign[idx]
-    for name in EXTERNAL:
-        out[name] = _finite(getattr(skm, name)(y, pred))
+    out.update(_external_scores(y, np.asarray(assign)[idx]))
 
 
 def _topic_alignment(h: Hierarchy, level: int, notes: list[str]) -> float | None:
@@ -206,7 +257,8 @@ def _topic_alignment(h: Hierarchy, level: int, notes: list[str]) -> float | None
 
 
 def evaluate_level(h: Hierarchy, level: int, labels: Any = None, *, sample_size: int | None = None,
-                   random_state: int = 0, _shared: _SharedSample | None = None) -> dict[str, Any]:
+                   random_state: int = 0, _shared: _SharedSample | None = None,
+                   _truth: tuple[np.ndarray, np.ndarray, int] | None | bool = False) -> dict[str, Any]:
     """Metrics of the clusters at ``level`` (>= 1) as a flat, JSON-serialisable dict.
 
     Parameters
@@ -254,7 +306,8 @@ def evaluate_level(h: Hierarchy, level: int, labels: Any = None, *, sample_size:
         out.update({"llm_" + name: None for name in INTERNAL})
         notes.append("llm_ metrics disabled (calculate_llm_internal_metrics=False).")
     out["topic_alignment"] = _topic_alignment(h, level, notes)
-    _external(_resolve_labels(h, labels), assign, out, notes)
+    truth = _truth_codes(_resolve_labels(h, labels)) if _truth is False else _truth
+    _external(truth, assign, out, notes)
     out["notes"] = notes
     return out
 
@@ -270,7 +323,9 @@ def evaluate_all(h: Hierarchy, labels: Any = None, *, text_embedder: Any = None)
     if X is not None and h.top_level >= 2 and np.isfinite(X).all():
         shared = _SharedSample(X, h.levels[0].parent, h.config.evaluation_sample_size,
                                np.random.default_rng(h.config.random_state))
-    results = {level: evaluate_level(h, level, labels, random_state=h.config.random_state, _shared=shared)
+    truth = _truth_codes(_resolve_labels(h, labels))  # resolved and coded once for every level
+    results = {level: evaluate_level(h, level, labels, random_state=h.config.random_state, _shared=shared,
+                                     _truth=truth)
                for level in range(1, h.top_level + 1)}
     for level, quality in title_quality(h, text_embedder).items():
         notes = quality.pop("title_notes")

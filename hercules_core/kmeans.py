@@ -125,14 +125,16 @@ def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: b
     bound on the distance to its nearest centroid and a lower bound on the distance to the second
     nearest, loosened by how far the centroids moved (Hamerly's bounds), and a later step searches
     only the rows whose bounds overlap. Below it every step searches every row (faiss's nearest-only
-    search is ~15x cheaper there than its two-nearest one). The group sums follow the rows that moved.
+    search is ~15x cheaper there than its two-nearest one, and the gap between a row's nearest and
+    second-nearest centroid is a median 6% of its distance at 1M x 16, k=1000: too small for bounds).
+    The group sums follow the rows that moved.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     n = len(X)
     bounds = X.shape[1] >= BOUNDS_MIN_DIM
     start = np.asarray(labels, dtype=np.int32)
     labels = start.copy()
-    sums, counts = _group_sums(X, labels, k)
+    sums, counts = group_sums(X, labels, k)
     C = _centroids_from_sums(sums, counts, normalize)
     steps = 0
     nearest = upper = lower = C_old = None
@@ -147,8 +149,9 @@ def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: b
             top = np.argsort(shift)[-2:]  # the largest move of a centroid other than the row's own
             lower -= np.where(nearest == top[-1], shift[top[0]], shift[top[-1]])
             check = np.flatnonzero(upper >= lower * (1.0 - 1e-5))  # slack for float32 rounding
-            if len(check):
-                nearest[check], upper[check], lower[check] = _two_nearest(X[check], C)
+            for s in range(0, len(check), _MEANS_ROWS):  # a block at a time: no copy of half of X
+                rows = check[s:s + _MEANS_ROWS]
+                nearest[rows], upper[rows], lower[rows] = _two_nearest(X[rows], C)
         steps += 1
         moving = np.flatnonzero(nearest != labels)
         if len(moving) <= SETTLE_TOLERANCE * n:
@@ -156,20 +159,21 @@ def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: b
         new = nearest.copy()
         if np.bincount(new, minlength=k).min() == 0:  # rare: refill, then recount from scratch
             new, _ = _fill_empty(X, new, C, None)
-            sums, counts = _group_sums(X, new, k)
+            sums, counts = group_sums(X, new, k)
             nearest = None
         else:
-            xm = X[moving].astype(np.float64)
-            m = len(moving)
-            sums += sparse.csr_matrix((np.r_[np.ones(m), -np.ones(m)], (np.r_[new[moving], labels[moving]],
-                                       np.r_[np.arange(m), np.arange(m)])), shape=(k, m)) @ xm
+            for s in range(0, len(moving), _MEANS_ROWS):  # float64 a block of moved rows at a time
+                rows = moving[s:s + _MEANS_ROWS]
+                m = len(rows)
+                sums += sparse.csr_matrix((np.r_[np.ones(m), -np.ones(m)], (np.r_[new[rows], labels[rows]],
+                                           np.r_[np.arange(m), np.arange(m)])), shape=(k, m)) @ X[rows].astype(np.float64)
             counts = np.bincount(new, minlength=k).astype(np.float64)
         labels = new
         C_old, C = C, _centroids_from_sums(sums, counts, normalize)
     return labels, C, steps, int(np.count_nonzero(labels != start))
 
 
-def _group_sums(X: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def group_sums(X: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """float64 sums of the rows of each group, and the group sizes."""
     sums = np.zeros((k, X.shape[1]), dtype=np.float64)
     for start in range(0, len(X), _MEANS_ROWS):

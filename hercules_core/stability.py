@@ -15,8 +15,10 @@ whose best match reaches the threshold.
 
 Cost rule (:func:`plan`): level 1 dominates. When B re-runs on 80% samples would take a tiny amount
 of k-means work (``CHEAP_WORK``), they do; otherwise each re-run clusters a sample of
-``stability_budget / B`` of the items (at least ``MIN_PER_CLUSTER`` items per cluster), so the
-re-runs cost about ``stability_budget`` of level 1's k-means. Upper levels have few points and
+``stability_budget / B`` of the points level 1's k-means trained on (at most
+``kmeans.MAX_POINTS_PER_CENTROID`` per cluster: 1.5% of 1M items at k=1000; at least
+``MIN_PER_CLUSTER`` items per cluster), so the re-runs cost about ``stability_budget`` of level 1's
+k-means. Upper levels have few points and
 always use 80% samples. The result lives in ``Hierarchy.stats["stability"]`` (model.json keeps it;
 older models have none and :func:`cluster_stability` returns None for them).
 """
@@ -69,8 +71,11 @@ def plan(n: int, k: int, dims: int, config) -> Plan:
         return Plan(0, 0.0, 0.0, True)
     if runs * SAMPLE_FRACTION * n * k * dims <= CHEAP_WORK:
         return Plan(runs, SAMPLE_FRACTION, runs * SAMPLE_FRACTION, True)
-    fraction = min(SAMPLE_FRACTION, max(config.stability_budget / runs, MIN_PER_CLUSTER * k / n))
-    return Plan(runs, fraction, runs * fraction, False)
+    # the fit's level 1 trains on at most MAX_POINTS_PER_CENTROID points per cluster (then assigns the
+    # rest), and so does each re-run: the budget is a share of that training, not of all n points
+    trained = min(n, km.MAX_POINTS_PER_CENTROID * k)
+    fraction = min(SAMPLE_FRACTION, max(config.stability_budget / runs * trained / n, MIN_PER_CLUSTER * k / n))
+    return Plan(runs, fraction, runs * min(fraction * n, trained) / trained, False)
 
 
 def _best_jaccard(fit: np.ndarray, rerun: np.ndarray, weights: np.ndarray, k_fit: int, k_rerun: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from hercules_core import Cancelled, HerculesConfig, HerculesError, cost, stabil
 from hercules_core.cache import default_cache_dir
 from hercules_core.config import GROUPS, PARAMETERS, Parameter
 
-from . import assign_cli, curate_cli
+from . import assign_cli, curate_cli, timings
 from . import spec as run_spec
 from .pipeline import CacheSettings, ModelIds, RunRequest, run_pipeline
 from .spec import DataSpec
@@ -241,7 +241,8 @@ def run(args) -> int:
         models=spec.models, cache=CacheSettings(directory=_cache_dir(args), enabled=not args.no_cache))
     progress = TqdmProgress(enabled=show)
     try:
-        result = run_pipeline(request, progress=progress,
+        # this process is the run's own: the per-stage peaks may reset its peak RSS (timings.StageMemory)
+        result = run_pipeline(request, progress=timings.StageMemory(progress, reset=True),
                               on_estimate=lambda est: print(cost.format_estimate(est), file=sys.stderr))
     finally:
         progress.close()
@@ -264,6 +265,7 @@ def run(args) -> int:
         print(line, file=sys.stderr)
     print(f"time outside the fit: preparing data {result.timings['preparing data']:.2f} s, saving "
           f"{result.timings['saving']:.2f} s", file=sys.stderr)
+    print(timings.StageMemory.format(result.memory), file=sys.stderr)
     side = result.report.get("duration")
     if side and side.get("ratio") is not None:
         print(f"duration: estimated {side['estimated_seconds']:.1f} s, took {side['actual_seconds']:.1f} s "

@@ -92,6 +92,7 @@ class RunResult:
     estimate: dict[str, Any]
     report: dict[str, Any]
     timings: dict[str, float]
+    memory: dict[str, dict[str, float]] = field(default_factory=dict)  # peak RSS per stage (timings.StageMemory)
 
 
 def build_models(ids: ModelIds, modality: str, *, show_progress: bool = False,
@@ -148,7 +149,9 @@ def run_pipeline(request: RunRequest, *, progress: ProgressFn | None = None, can
     prepared, ``on_estimate(estimate)`` before the fit starts. Errors propagate (``HerculesError``
     for anything a user can fix).
     """
-    progress = progress or _no_progress
+    # peak RSS per stage: the caller's StageMemory (the CLI's resets the process peak), else one that does not
+    memory = progress if isinstance(progress, timings.StageMemory) else timings.StageMemory(progress or _no_progress)
+    progress = memory
     out = Path(request.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = request.config
@@ -199,6 +202,8 @@ def run_pipeline(request: RunRequest, *, progress: ProgressFn | None = None, can
     t_save = time.perf_counter()
     save_outputs(h, out)
     progress("saving results", 1, 1)
+    peaks = memory.finish()
     # outside the fit (not in model.json's stats): reading the data and writing the files
     outside = {"preparing data": t_prepare, "saving": time.perf_counter() - t_save}
-    return RunResult(hierarchy=h, dataset=ds, estimate=estimate, report=report, timings={**model.timings_, **outside})
+    return RunResult(hierarchy=h, dataset=ds, estimate=estimate, report=report, timings={**model.timings_, **outside},
+                     memory=peaks)

@@ -22,14 +22,15 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import model_registry as registry
 from hercules_core import io
 from hercules_core.cache import default_cache_dir
 from hercules_core.cost import DEFAULT_OTHER_SECONDS_PER_ITEM, Rates
 
-__all__ = ["TIMINGS_FILE", "KEEP", "MAX_IDS", "Timed", "load", "record", "measure_run", "rates_for", "timings_path"]
+__all__ = ["TIMINGS_FILE", "KEEP", "MAX_IDS", "Timed", "StageMemory", "load", "record", "measure_run", "rates_for",
+           "timings_path"]
 
 log = logging.getLogger(__name__)
 
@@ -236,3 +237,85 @@ def measure_run(ids: Mapping[str, str | None], timed: Mapping[str, Timed], run_l
     if n_items > 0 and rest > 0:
         out["other"] = {OTHER: (rest, n_items)}
     return out
+
+
+def _status_mb(field: str) -> float | None:
+    """A memory figure of this process from ``/proc/self/status`` (``VmHWM``, ``VmRSS``) in MB; None
+    where there is no such file (not Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (``VmHWM``) to its current RSS: Linux's ``clear_refs`` "5"."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class StageMemory:
+    """The peak resident memory of each stage of a run, measured at the progress reports.
+
+    Wraps a run's ``progress(stage, done, total)``; a stage is the progress label up to its first
+    ``:``, and work that reports no progress of its own counts in the stage reported before it
+    (level 1's settle in "clustering level 1"). With ``reset`` (the CLI, which owns its process) the
+    process's peak RSS (``VmHWM``) is reset with Linux's ``clear_refs`` at every change of stage, so a
+    stage's peak is its own and its rise is that peak less the RSS it started with. The reset also
+    resets what ``getrusage``/``time -v`` report as the process's maximum, so a shared process (the
+    app's workers) keeps ``reset=False``: a stage's peak is then the process's peak so far and its rise
+    is how much the stage raised it. Where ``/proc`` is missing (not Linux) nothing is measured;
+    reading costs ~20 us per change of stage.
+    """
+
+    def __init__(self, progress: Callable[[str, int, int], None] | None = None, *, reset: bool = False):
+        self.inner = progress
+        self.peaks: dict[str, float] = {}  # stage -> peak RSS in MB, in the order first seen
+        self.rises: dict[str, float] = {}  # stage -> MB over the stage's start (see above)
+        self.current: str | None = None
+        self.start_mb: float | None = None
+        self.resettable = reset and _reset_peak()
+
+    def _close(self) -> None:
+        if self.current is None:
+            return
+        peak = _status_mb("VmHWM")
+        if peak is not None:
+            self.peaks[self.current] = max(self.peaks.get(self.current, 0.0), peak)
+            rise = peak - (self.start_mb if self.start_mb is not None else peak)
+            self.rises[self.current] = max(self.rises.get(self.current, 0.0), rise)
+        if self.resettable:
+            self.resettable = _reset_peak()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        name = stage.split(":", 1)[0].strip()
+        if name != self.current:
+            self._close()
+            self.current = name
+            self.start_mb = _status_mb("VmRSS" if self.resettable else "VmHWM")
+        if self.inner is not None:
+            self.inner(stage, done, total)
+
+    def finish(self) -> dict[str, dict[str, float]]:
+        """Close the last stage; ``{stage: {"peak_mb": .., "rise_mb": ..}}`` in whole MB."""
+        self._close()
+        self.current = None
+        return {k: {"peak_mb": round(v), "rise_mb": round(self.rises.get(k, 0.0))} for k, v in self.peaks.items()}
+
+    @staticmethod
+    def format(stages: Mapping[str, Mapping[str, float]]) -> str:
+        """One line: every stage's peak RSS and its rise (see the class); the run's peak marked."""
+        if not stages:
+            return "peak memory per stage: not measured (no /proc/self/status)"
+        top = max(stages, key=lambda s: stages[s]["peak_mb"])
+        return "peak memory per stage (RSS, + over the stage's start): " + ", ".join(
+            f"{name} {m['peak_mb'] / 1024:.2f} GB (+{m['rise_mb'] / 1024:.2f}){' = the peak' if name == top else ''}"
+            for name, m in stages.items())

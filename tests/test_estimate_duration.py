@@ -4,6 +4,7 @@ defaults) and its note on levels that will be lowered."""
 from __future__ import annotations
 
 import json
+import os
 import logging
 import re
 
@@ -180,3 +181,35 @@ def test_a_keyword_run_records_measurements_the_next_estimate_uses(tmp_path):
                             out_dir=tmp_path / "c", models=ModelIds(text_embedder="fake-hash", llm="keywords"),
                             cache=CacheSettings(directory=settings.directory, enabled=False)))
     assert (settings.directory / timings.TIMINGS_FILE).read_text() == before
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="peak RSS is read from /proc (Linux)")
+def test_stage_memory_puts_a_stages_allocation_in_that_stage(tmp_path):
+    """The per-stage peak (printed by the CLI) names the stage that allocated, not the ones after it."""
+    import numpy as np
+
+    seen = []
+    mem = timings.StageMemory(lambda stage, done, total: seen.append(stage), reset=True)
+    mem("reading", 0, 1)
+    mem("big stage: detail", 0, 1)
+    block = np.ones(300 * 2**20 // 8)  # 300 MB, touched
+    del block
+    mem("big stage", 1, 1)  # the same stage (the label before ':')
+    mem("small stage", 0, 1)
+    stages = mem.finish()
+    assert seen == ["reading", "big stage: detail", "big stage", "small stage"]  # the wrapped progress sees all
+    assert list(stages) == ["reading", "big stage", "small stage"]
+    assert stages["big stage"]["rise_mb"] >= 280
+    if mem.resettable:  # the peak was reset when the big stage ended: the small one did not inherit it
+        assert stages["small stage"]["rise_mb"] < 50
+        assert stages["small stage"]["peak_mb"] < stages["big stage"]["peak_mb"] - 200
+    line = timings.StageMemory.format(stages)
+    assert "big stage" in line and "= the peak" in line.split("big stage", 1)[1].split(",")[0]
+
+    shared = timings.StageMemory(None)  # a shared process: the process peak is never reset
+    shared("one", 0, 1)
+    block = np.ones(300 * 2**20 // 8)
+    del block
+    shared("two", 0, 1)
+    assert not shared.resettable and shared.finish()["one"]["rise_mb"] >= 280
+    assert timings._status_mb("VmHWM") >= stages["big stage"]["peak_mb"] - 5  # still the process's peak

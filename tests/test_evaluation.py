@@ -251,3 +251,25 @@ def test_missing_item_vectors_give_none_with_notes():
     h.levels[0].vectors = h.levels[0].desc_embeddings
     shared = evaluate_level(h, 1)
     assert shared["llm_silhouette_score"] == shared["silhouette_score"] is not None
+
+
+@pytest.mark.parametrize("case", ["random", "one_label", "one_cluster", "perfect", "singletons", "gaps"])
+def test_external_metrics_match_sklearn(case):
+    """The external metrics come from one contingency table per level; each equals scikit-learn's."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    y = rng.integers(0, 12, n)
+    pred = (y + (rng.random(n) < 0.3) * rng.integers(0, 9, n)) % 9
+    if case == "one_label":
+        y = np.zeros(n, dtype=np.int64)
+    elif case == "one_cluster":
+        pred = np.zeros(n, dtype=np.int64)
+    elif case == "perfect":
+        pred = y.copy()
+    elif case == "singletons":
+        y, pred = np.arange(50), np.arange(50)[::-1].copy()
+    elif case == "gaps":  # codes with unused values in between (clusters no labelled item is in)
+        pred = pred * 3
+    got = evaluation._external_scores(np.unique(y, return_inverse=True)[1], pred)
+    for name in evaluation.EXTERNAL:
+        assert got[name] == pytest.approx(getattr(skm, name)(y, pred), rel=1e-9, abs=1e-12), name

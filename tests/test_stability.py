@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from hercules_core import Hercules, HerculesConfig, load_model, save_model, stability
+from hercules_core import Hercules, HerculesConfig, kmeans as km, load_model, save_model, stability
 from hercules_core.cost import DataSummary, estimate_run, format_estimate
 from hercules_core.dataset import Dataset
 from hercules_core.report import report_data
@@ -119,3 +119,16 @@ def test_best_jaccard_is_weighted_by_items():
     w = np.array([10.0, 1.0, 1.0, 1.0])  # the first point stands for 10 items
     best = stability._best_jaccard(fit, rerun, w, 2, 2)
     assert best[0] == pytest.approx(10 / 11) and best[1] == pytest.approx(2 / 3)
+
+
+def test_plan_budget_counts_the_sample_level_one_trains_on():
+    """Level 1 trains on at most MAX_POINTS_PER_CENTROID points per cluster: at 1M items the re-runs
+    sample a share of that, not of all items (6% of 1M at k=1000 cost 1.2x level 1's training)."""
+    cfg = HerculesConfig()
+    p = stability.plan(1_000_000, 1000, 384, cfg)
+    trained = km.MAX_POINTS_PER_CENTROID * 1000
+    assert p.fraction * 1_000_000 == pytest.approx(cfg.stability_budget / p.runs * trained)
+    assert p.runs * p.fraction * 1_000_000 / trained == pytest.approx(cfg.stability_budget)
+    assert p.share == pytest.approx(cfg.stability_budget)
+    floor = stability.plan(10_000_000, 10_000, 384, cfg)  # the per-cluster minimum still holds
+    assert floor.fraction * 10_000_000 >= stability.MIN_PER_CLUSTER * 10_000 - 1e-6
