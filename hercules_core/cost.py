@@ -29,7 +29,7 @@ from .summarize_types import SummaryRequest
 
 __all__ = ["DataSummary", "estimate_run", "run_report", "summary_with_usage", "format_estimate", "format_report",
            "plan_levels", "LevelPlan", "summarize_data", "Rates", "estimate_duration", "level_notes",
-           "annotate_estimate", "format_duration", "stability_text", "duration_text", "compare_duration"]
+           "annotate_estimate", "run_work", "format_duration", "stability_text", "duration_text", "compare_duration"]
 
 NO_LLM = {None, "", "keywords", "none"}
 _REPRESENTATIVE_POOL = 256  # items looked at to find one of average rendered length
@@ -130,7 +130,7 @@ def estimate_run(data: Dataset | DataSummary, config: HerculesConfig, *, llm_id:
     ``llm_id`` ``None`` or ``"keywords"`` means no LLM (no calls). ``with_text_embedder`` defaults
     to True (text data always has one); ``with_captioner`` says whether images get captions.
     Returns ``{"llm", "n_items", "clusters_per_level", "upper_bound", "llm_calls", "prompt_tokens",
-    "completion_tokens", "per_level": [...], "texts_to_embed", "images_to_embed"}``. Calls and
+    "completion_tokens", "per_level": [...], "texts_to_embed", "images_to_embed", "work"}`` (``work``: :func:`run_work`). Calls and
     tokens assume every answer is usable (no retries or re-asks); with automatic k they are upper
     bounds. Tokens are this project's pessimistic estimate (``prompts.estimate_tokens``).
     """
@@ -206,7 +206,39 @@ def estimate_run(data: Dataset | DataSummary, config: HerculesConfig, *, llm_id:
         "images_to_embed": images,
         "images_to_caption": n if dataset.modality == "image" and with_captioner else 0,
         "stability": stab,
+        "work": run_work(n, counts, dataset, config),
     }
+
+
+def _space_dims(n: int, dataset: Dataset, config: HerculesConfig) -> tuple[int, bool]:
+    """The dimensions level 1 clusters in, and whether UMAP makes that space (``reduction.choose_method``):
+    a numeric table's columns in direct mode, the items' own vectors' width, else a typical embedding's."""
+    numeric = dataset.modality == "numeric" and config.representation_mode == "direct"
+    if numeric and dataset.numeric is not None:
+        dims = dataset.numeric.shape[1]
+    elif dataset.embeddings is not None and config.representation_mode == "direct":
+        dims = dataset.embeddings.shape[1]
+    else:
+        dims = _TYPICAL_EMBEDDING_DIMS
+    if reduction.choose_method(config, dataset.modality, n, dims)[0] == "umap":
+        return config.reduce_components, True
+    return dims, False
+
+
+def run_work(n: int, counts: list[int], dataset: Dataset, config: HerculesConfig) -> dict[str, float]:
+    """The run's work outside its models, in the units :class:`Rates` prices (docs/scaling.md, "How the
+    stages grow"): ``space`` — UMAP, when the run uses it: :data:`SPACE_FIXED_UNITS` (numba compiling
+    its code in each new process) + one unit per item; ``other`` — k-means, settle, keywords,
+    stability, evaluation: :data:`OTHER_FIXED_UNITS` + n x (1 + k d / :data:`OTHER_KD_PER_UNIT`), k the
+    finest level's clusters and d the clustering space's dimensions (the O(n k d) passes of level 1
+    beside the O(n) rest). Never per item alone: a rate measured on a small UMAP run must not be
+    multiplied by a million items."""
+    if not n:
+        return {"space": 0.0, "other": 0.0}
+    dims, umap = _space_dims(n, dataset, config)
+    k = counts[0] if counts else 0
+    return {"space": float(SPACE_FIXED_UNITS + n) if umap else 0.0,
+            "other": float(OTHER_FIXED_UNITS + n * (1.0 + k * dims / OTHER_KD_PER_UNIT))}
 
 
 def _stability_cost(n: int, counts: list[int], dataset: Dataset, config: HerculesConfig) -> dict[str, Any] | None:
@@ -214,11 +246,7 @@ def _stability_cost(n: int, counts: list[int], dataset: Dataset, config: Hercule
     will use: re-runs, sample fraction, and their k-means work as a share of level 1's."""
     if not counts or config.stability_runs <= 0:
         return None
-    numeric = dataset.modality == "numeric" and config.representation_mode == "direct"
-    dims = dataset.numeric.shape[1] if numeric and dataset.numeric is not None else _TYPICAL_EMBEDDING_DIMS
-    if reduction.choose_method(config, dataset.modality, n, dims)[0] == "umap":
-        dims = config.reduce_components
-    p = stability.plan(n, counts[0], dims, config)
+    p = stability.plan(n, counts[0], _space_dims(n, dataset, config)[0], config)
     return {"runs": p.runs, "sample_fraction": round(p.fraction, 4), "share_of_clustering": round(p.share, 3),
             "cheap": p.cheap}
 
@@ -384,10 +412,17 @@ def format_report(report: Mapping[str, Any]) -> list[str]:
 
 # --------------------------------------------------------------------------- duration
 
-# clustering space (UMAP, with numba compiling it in a fresh process), k-means, keywords, evaluation:
-# a fresh `hercules_core run` of 1,225 texts spent ~31 s outside the embedder on 2 busy cores
-# (0.025 s per item); 0.01 had ignored UMAP's compilation (title_bench: 16.6x off)
-DEFAULT_OTHER_SECONDS_PER_ITEM = 0.05
+# The work outside the models (run_work) and its default prices on this project's 2-core machine.
+# UMAP: a 10k run's clustering space took 272-345 s at load 9-14 (docs/scaling.md), a fresh
+# 1,225-text run ~31 s, ~20 s of it numba compiling: 0.02 s per unit, the compile 1,000 units.
+SPACE_FIXED_UNITS = 1_000
+DEFAULT_SPACE_SECONDS_PER_UNIT = 0.02
+# The rest (docs/scaling.md's stage table less UMAP, read and save): 1M x 384 own vectors, k=1000,
+# 240 s; 1M x 16, 57 s; 100k x 384, 30 s; 100k x 16, 21 s (loads 3-14): fitted by
+# 5e-5 s x (100,000 + n (1 + k d / 50,000)) to within 2x at every size.
+OTHER_FIXED_UNITS = 100_000
+OTHER_KD_PER_UNIT = 50_000
+DEFAULT_OTHER_SECONDS_PER_UNIT = 5e-5
 
 
 @dataclass(frozen=True)
@@ -398,8 +433,9 @@ class Rates:
 
     ``llm_seconds_per_call``: one LLM call (prompt and answer), None for no LLM; the calls run
     ``llm_concurrency`` at a time. ``embed_items_per_second``: texts (or images, with
-    ``image_items_per_second``) the embedder embeds per second. ``other_seconds_per_item``:
-    everything else (clustering space, k-means, keywords, evaluation) per item.
+    ``image_items_per_second``) the embedder embeds per second. ``space_seconds_per_unit`` and
+    ``other_seconds_per_unit``: the price of one unit of :func:`run_work`'s ``space`` (UMAP) and
+    ``other`` (k-means, keywords, stability, evaluation).
     """
 
     llm_seconds_per_call: float | None = None
@@ -410,15 +446,17 @@ class Rates:
     image_measured: bool = False
     caption_seconds_per_item: float | None = None
     caption_measured: bool = False
-    other_seconds_per_item: float = DEFAULT_OTHER_SECONDS_PER_ITEM
+    space_seconds_per_unit: float = DEFAULT_SPACE_SECONDS_PER_UNIT
+    space_measured: bool = False
+    other_seconds_per_unit: float = DEFAULT_OTHER_SECONDS_PER_UNIT
     other_measured: bool = False
     llm_concurrency: int = 1
 
 
 def estimate_duration(est: Mapping[str, Any], rates: Rates) -> dict[str, Any]:
     """Expected seconds of the run :func:`estimate_run` described, part by part:
-    embedding (texts / rate), LLM (calls x s/call / concurrency), captions, and the rest (items x
-    s/item). ``measured`` is True when every part that counts was measured on this machine;
+    embedding (texts / rate), LLM (calls x s/call / concurrency), captions, the clustering space
+    (UMAP) and the rest (:func:`run_work`'s units x s/unit). ``measured`` is True when every part that counts was measured on this machine;
     ``unmeasured`` names the parts that use a declared default."""
     parts: dict[str, float] = {}
     unmeasured: list[str] = []
@@ -440,7 +478,10 @@ def estimate_duration(est: Mapping[str, Any], rates: Rates) -> dict[str, Any]:
     calls = int(est.get("llm_calls") or 0)
     if est.get("llm") and calls and rates.llm_seconds_per_call is not None:
         add("llm", calls * rates.llm_seconds_per_call / max(int(rates.llm_concurrency), 1), rates.llm_measured)
-    add("other", int(est.get("n_items") or 0) * rates.other_seconds_per_item, rates.other_measured)
+    work = est.get("work") or {}
+    if work.get("space"):
+        add("clustering space", float(work["space"]) * rates.space_seconds_per_unit, rates.space_measured)
+    add("other", float(work.get("other") or 0.0) * rates.other_seconds_per_unit, rates.other_measured)
     return {"seconds": round(sum(parts.values()), 1), "parts": parts, "measured": not unmeasured,
             "unmeasured": unmeasured}
 

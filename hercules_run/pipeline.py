@@ -196,7 +196,7 @@ def run_pipeline(request: RunRequest, *, progress: ProgressFn | None = None, can
     h.stats["cost"] = dict(report, estimate=estimate)
     if request.cache.enabled:  # --no-cache: neither read nor write the cache directory's files
         timings.record(timings.measure_run(request.models.as_dict(), timed, usage, cache_stats, model.timings_,
-                                           len(ds)), timings_dir)
+                                           estimate.get("work")), timings_dir)
     h.stats["cache"] = cache_stats
     progress("saving results", 0, 1)
     t_save = time.perf_counter()

@@ -3,7 +3,8 @@
 After every run the pipeline records what it measured (:func:`measure_run`, :func:`record`): the
 seconds of the LLM calls that reached the model and their number, per LLM id; the texts (images)
 an embedder embedded and the seconds it took, per embedder id; the seconds of captioning per image;
-and the rest of the run (clustering space, k-means, keywords, evaluation) per item. The file keeps
+and the rest of the run over its units of work (``cost.run_work``): the clustering space (UMAP) and
+everything else (k-means, keywords, stability, evaluation) apart. The file keeps
 the latest :data:`KEEP` samples per model id (at most :data:`MAX_IDS` ids per kind), and a rate is
 the sum of their counts over the sum of their seconds. It holds registry ids and numbers only:
 never a key, a prompt or an endpoint URL. It is replaced atomically (a temporary file renamed over
@@ -11,7 +12,9 @@ it); an unreadable or malformed file is ignored with a warning (and replaced by 
 
 :func:`rates_for` turns it into the core's :class:`hercules_core.cost.Rates`, falling back to each
 registry entry's declared default (``ModelEntry.seconds_per_call`` / ``items_per_second``) for a
-model never measured here. The core never learns where the cache is.
+model never measured here; the price of a unit of work is the measured one pulled towards the core's
+default by :data:`PRIOR_UNITS` (a small run's fixed costs do not set the price of a large one). The
+core never learns where the cache is.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from typing import Any, Callable, Mapping
 import model_registry as registry
 from hercules_core import io
 from hercules_core.cache import default_cache_dir
-from hercules_core.cost import DEFAULT_OTHER_SECONDS_PER_ITEM, Rates
+from hercules_core.cost import DEFAULT_OTHER_SECONDS_PER_UNIT, DEFAULT_SPACE_SECONDS_PER_UNIT, Rates
 
-__all__ = ["TIMINGS_FILE", "KEEP", "MAX_IDS", "Timed", "StageMemory", "load", "record", "measure_run", "rates_for",
+__all__ = ["TIMINGS_FILE", "KEEP", "MAX_IDS", "SPACE", "OTHER", "PRIOR_UNITS", "Timed", "StageMemory", "load", "record", "measure_run", "rates_for",
            "timings_path"]
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,13 @@ VERSION = 1
 KEEP = 5  # samples per model id
 MAX_IDS = 32  # model ids per kind (the least recently measured go first)
 KINDS = ("llm", "text_embedder", "image_embedder", "captioner", "other")
-OTHER = "all"  # the key of the "other" kind: not a model
+# the keys of the "other" kind (not models): cost.run_work's two parts, seconds over units of work.
+# ("all", seconds per item of both together, was what an earlier version kept: no longer read.)
+SPACE = "space"
+OTHER = "rest"
+# units of work the declared default counts as, beside the measured samples: a 60-item run (~100,000
+# units, mostly its fixed part) barely moves the price; a 1M-item run (1-9 million) sets it
+PRIOR_UNITS = {SPACE: 10_000.0, OTHER: 1_000_000.0}
 
 
 def timings_path(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -149,12 +158,18 @@ def rates_for(models: Any, cache_dir: str | os.PathLike | None = None,
     emb, emb_m = per_second("text_embedder", "items_per_second")
     img, img_m = per_second("image_embedder", "items_per_second")
     cap, cap_m = per_second("captioner", "seconds_per_call")
-    other = _rate(data.get("other", {}).get(OTHER))
+    def per_unit(key: str, default: float) -> tuple[float, bool]:
+        samples = data.get("other", {}).get(key) or []
+        seconds = sum(s["seconds"] for s in samples) + PRIOR_UNITS[key] * default
+        return seconds / (sum(s["count"] for s in samples) + PRIOR_UNITS[key]), bool(samples)
+
+    space, space_m = per_unit(SPACE, DEFAULT_SPACE_SECONDS_PER_UNIT)
+    other, other_m = per_unit(OTHER, DEFAULT_OTHER_SECONDS_PER_UNIT)
     return Rates(llm_seconds_per_call=llm_s, llm_measured=llm_m, embed_items_per_second=emb, embed_measured=emb_m,
                  image_items_per_second=img, image_measured=img_m, caption_seconds_per_item=cap,
                  caption_measured=cap_m,
-                 other_seconds_per_item=(1.0 / other) if other else DEFAULT_OTHER_SECONDS_PER_ITEM,
-                 other_measured=bool(other))
+                 space_seconds_per_unit=space, space_measured=space_m,
+                 other_seconds_per_unit=other, other_measured=other_m)
 
 
 class Timed:
@@ -215,12 +230,13 @@ class Timed:
 
 def measure_run(ids: Mapping[str, str | None], timed: Mapping[str, Timed], run_log_summary: Mapping[str, Any],
                 cache_stats: Mapping[str, Any] | None, timings: Mapping[str, float],
-                n_items: int) -> dict[str, dict[str, tuple[float, float]]]:
+                work: Mapping[str, float] | None) -> dict[str, dict[str, tuple[float, float]]]:
     """What one run measured, ready for :func:`record`: ``{kind: {id: (seconds, count)}}``.
 
     The LLM: the run log's seconds over the calls that reached the model (the cache's answers take
-    next to nothing). Models: their :class:`Timed` figures. The rest: the run's total less the
-    models' seconds, per item."""
+    next to nothing). Models: their :class:`Timed` figures. The rest: the clustering space's seconds
+    (when the run used UMAP) over ``work["space"]``, and the run's total less the models' and the
+    space's seconds over ``work["other"]`` (``work``: the estimate's, ``cost.run_work``)."""
     out: dict[str, dict[str, tuple[float, float]]] = {}
     model_seconds = 0.0
     for kind, t in timed.items():
@@ -233,9 +249,13 @@ def measure_run(ids: Mapping[str, str | None], timed: Mapping[str, Timed], run_l
     calls = int(run_log_summary.get("llm_calls") or 0) - hits
     if llm_id and llm_id not in ("keywords",) and calls > 0 and llm_seconds > 0:
         out["llm"] = {str(llm_id): (llm_seconds, calls)}
-    rest = float(timings.get("total") or 0.0) - model_seconds - llm_seconds
-    if n_items > 0 and rest > 0:
-        out["other"] = {OTHER: (rest, n_items)}
+    work = work or {}
+    space = float(timings.get("clustering space") or 0.0) if work.get("space") else 0.0
+    if space > 0:
+        out.setdefault("other", {})[SPACE] = (space, float(work["space"]))
+    rest = float(timings.get("total") or 0.0) - model_seconds - llm_seconds - space
+    if work.get("other") and rest > 0:
+        out.setdefault("other", {})[OTHER] = (rest, float(work["other"]))
     return out
 
 
