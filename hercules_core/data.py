@@ -387,6 +387,7 @@ def read_vector_column(path: str | os.PathLike, column: str, *, budget: ReadBudg
     Read with pyarrow batch by batch into one preallocated matrix (never as Python lists), so a
     1,000,000 x 384 column needs its 1.5 GB and one batch beside it. Every row must hold d numbers.
     """
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
