@@ -130,9 +130,9 @@ def estimate_run(data: Dataset | DataSummary, config: HerculesConfig, *, llm_id:
     ``llm_id`` ``None`` or ``"keywords"`` means no LLM (no calls). ``with_text_embedder`` defaults
     to True (text data always has one); ``with_captioner`` says whether images get captions.
     Returns ``{"llm", "n_items", "clusters_per_level", "upper_bound", "llm_calls", "prompt_tokens",
-    "completion_tokens", "per_level": [...], "texts_to_embed", "images_to_embed", "work"}`` (``work``: :func:`run_work`). Calls and
-    tokens assume every answer is usable (no retries or re-asks); with automatic k they are upper
-    bounds. Tokens are this project's pessimistic estimate (``prompts.estimate_tokens``).
+    "completion_tokens", "per_level": [...], "texts_to_embed", "images_to_embed", "work"}``
+    (``work``: :func:`run_work`). Calls and tokens assume every answer is usable (no retries or
+    re-asks); with automatic k they are upper bounds. Tokens are this project's pessimistic estimate (``prompts.estimate_tokens``).
     """
     from .data import default_l0_descriptions
 
@@ -456,8 +456,8 @@ class Rates:
 def estimate_duration(est: Mapping[str, Any], rates: Rates) -> dict[str, Any]:
     """Expected seconds of the run :func:`estimate_run` described, part by part:
     embedding (texts / rate), LLM (calls x s/call / concurrency), captions, the clustering space
-    (UMAP) and the rest (:func:`run_work`'s units x s/unit). ``measured`` is True when every part that counts was measured on this machine;
-    ``unmeasured`` names the parts that use a declared default."""
+    (UMAP) and the rest (:func:`run_work`'s units x s/unit). ``measured`` is True when every part
+    that counts was measured on this machine; ``unmeasured`` names the parts that use a declared default."""
     parts: dict[str, float] = {}
     unmeasured: list[str] = []
 

@@ -32,7 +32,8 @@ from hercules_core import io
 from hercules_core.cache import default_cache_dir
 from hercules_core.cost import DEFAULT_OTHER_SECONDS_PER_UNIT, DEFAULT_SPACE_SECONDS_PER_UNIT, Rates
 
-__all__ = ["TIMINGS_FILE", "KEEP", "MAX_IDS", "SPACE", "OTHER", "PRIOR_UNITS", "Timed", "StageMemory", "load", "record", "measure_run", "rates_for",
+__all__ = ["TIMINGS_FILE", "KEEP", "MAX_IDS", "SPACE", "OTHER", "PRIOR_UNITS", "Timed", "StageMemory", "load",
+           "record", "measure_run", "rates_for",
            "timings_path"]
 
 log = logging.getLogger(__name__)
