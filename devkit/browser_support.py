@@ -206,6 +206,30 @@ def serve_module(tmp_path_factory, **kw):
     srv.stop()
 
 
+def small_text_model(folder: Path) -> Path:
+    """A saved model of 600 texts of the bundled sample (fake 64-d embedder, levels [20, 5])."""
+    from hercules_core import Hercules, HerculesConfig, prepare, save_model
+    from hercules_core.clients.fakes import FakeEmbedder
+
+    ds = prepare(pd.read_csv(text_data()).iloc[:600], text_column="text", id_column="id")
+    h = Hercules(HerculesConfig(level_cluster_counts=(20, 5)), text_embedder=FakeEmbedder(64)).fit(ds).hierarchy_
+    path = Path(folder) / "model.json"
+    save_model(h, path)
+    return path
+
+
+def import_run(runs_dir: Path, model_file: Path) -> str:
+    """A new run of the app's runs folder holding ``model_file`` (through the runs page's import)."""
+    import base64
+
+    from callbacks import page_runs
+
+    url = "data:application/json;base64," + base64.b64encode(Path(model_file).read_bytes()).decode()
+    run_id, message = page_runs.import_model(runs_dir, "model.json", url)
+    assert run_id, message
+    return run_id
+
+
 def watch_console(page, errors: list[str]) -> None:
     page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))

@@ -19,6 +19,17 @@ import requests
 UPDATE = "/_dash-update-component"
 
 
+def component_text(component: Any) -> str:
+    """All the text of a Dash component tree (what a user would read), for callback-level tests."""
+    if component is None:
+        return ""
+    if isinstance(component, (str, int, float)):
+        return str(component)
+    if isinstance(component, (list, tuple)):
+        return " ".join(component_text(c) for c in component)
+    return component_text(getattr(component, "children", None))
+
+
 def _key(cid: Any) -> str:
     """The canonical string of a component id (pattern ids as sorted compact JSON, like Dash)."""
     return cid if isinstance(cid, str) else json.dumps(cid, sort_keys=True, separators=(",", ":"))

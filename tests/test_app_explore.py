@@ -16,6 +16,7 @@ from callbacks.explore_model import ExploreModel, make_key
 from hercules_core.evaluation import evaluate_all
 from hercules_core.reduction import reduce_hierarchy
 from devkit.factories import make_hierarchy, make_numeric_dataset, make_text_dataset
+from devkit.dash_http import component_text
 
 
 @pytest.fixture(scope="module")
@@ -26,24 +27,6 @@ def em():
     reduce_hierarchy(h, 2, 0)
     evaluate_all(h)
     return ExploreModel.from_hierarchy(h)
-
-
-def _texts(component) -> str:
-    """All strings inside a component tree (what a user would read)."""
-    out = []
-
-    def walk(c):
-        if c is None:
-            return
-        if isinstance(c, (str, int, float)):
-            out.append(str(c))
-        elif isinstance(c, (list, tuple)):
-            for x in c:
-                walk(x)
-        elif hasattr(c, "children"):
-            walk(c.children)
-    walk(component)
-    return " ".join(out)
 
 
 def test_keys_parse_strictly(em):
@@ -161,14 +144,14 @@ def test_metrics_and_confusion_figures(em):
     cf = figures.confusion_figure(confusion_table(em.h, 2), dict(zip(em.h.levels[2].ids, em.h.levels[2].titles)))
     assert len(cf["data"][0]["y"]) == 4 and "&lt;script&gt;" in cf["data"][0]["y"][0]
     table = page_evaluate.metrics_table(em.h.evaluation)
-    assert "adjusted_rand_score" in _texts(table)
+    assert "adjusted_rand_score" in component_text(table)
 
 
 def test_tree_is_lazy_and_opens_the_selection_path(em):
     top = tree.tree(em)
     assert len(top) == 4 and all(n.children[2].children == [] for n in top)  # nothing below the top yet
     opened = tree.tree(em, "L0:7")
-    text = _texts(opened)
+    text = component_text(opened)
     assert em.h.levels[0].ids[7] in text and em.h.levels[1].ids[em.ancestor(0, 7, 1)] in text
     kids, glyph = tree.toggle(em, "L2:0", [])
     assert glyph == "▾" and len(kids) == len(em.h.children_of(2, 0))
@@ -193,7 +176,7 @@ def test_tree_and_pane_list_items_a_page_at_a_time(monkeypatch):
     first = tree.children(em, 1, big)
     items = [k for k in _keys(first) if k.startswith("L0:")]
     assert items == [make_key(0, int(k)) for k in kids[:paging.PAGE]]
-    assert f"1–{paging.PAGE} of {len(kids):,}" in _texts(first)
+    assert f"1–{paging.PAGE} of {len(kids):,}" in component_text(first)
     second = tree.turn_page(em, make_key(1, big), 1)
     assert [k for k in _keys(second) if k.startswith("L0:")] == [make_key(0, int(k)) for k in kids[100:200]]
     last = tree.turn_page(em, make_key(1, big), 10**6)  # clamped to the last page
@@ -214,12 +197,12 @@ def test_tree_and_pane_list_items_a_page_at_a_time(monkeypatch):
 
 def test_pane_shows_everything_as_text(em):
     p = pane.cluster_pane(em, "L2:0", "r" * 32)
-    text = _texts(p)
+    text = component_text(p)
     assert "<script>alert(1)</script>" in text  # shown literally: Dash renders strings as text
     assert "Parent" not in text and "Children (" in text and "Representative samples" in text
     item = pane.cluster_pane(em, "L0:7")
-    assert "A <b>bold</b> claim about unicorns" in _texts(item) and "Raw data" in _texts(item)
-    assert "Overview" in _texts(pane.cluster_pane(em, "bogus"))
+    assert "A <b>bold</b> claim about unicorns" in component_text(item) and "Raw data" in component_text(item)
+    assert "Overview" in component_text(pane.cluster_pane(em, "bogus"))
 
 
 def test_numeric_pane_statistics_in_original_units():
@@ -230,12 +213,12 @@ def test_numeric_pane_statistics_in_original_units():
     stats = pane.numeric_stats(em, members)
     assert stats[0]["unit"] == "kg"
     assert stats[0]["mean"] == pytest.approx(h.dataset.numeric_raw[members, 0].mean())
-    assert "Statistics (original units)" in _texts(pane.cluster_pane(em, "L1:0"))
+    assert "Statistics (original units)" in component_text(pane.cluster_pane(em, "L1:0"))
     assert len(pane.representatives(em, 1, 0)) == min(6, len(members))
 
 
 def test_overview_lists_totals_and_config(em):
-    text = _texts(pane.overview(em))
+    text = component_text(pane.overview(em))
     assert "120" in text and "clusters per level" in text and "level_cluster_counts" in text
 
 
@@ -244,7 +227,7 @@ def test_search_finds_titles_descriptions_and_items(em):
     assert [h["key"] for h in hits] == ["L0:7"]
     assert em.search("description of 1.3")[0]["key"] == "L1:3"
     assert em.search("x") == []
-    assert "No match" in _texts(page_explore.search_results(em, "zzzzqqq"))
+    assert "No match" in component_text(page_explore.search_results(em, "zzzzqqq"))
 
 
 def _old_search(em, query, limit=25):
@@ -370,7 +353,7 @@ def test_evaluate_page_shows_how_automatic_k_chose_the_top_level(tmp_path):
     save_model(h, tmp_path / "m.json")
     for model in (h, load_model(tmp_path / "m.json")):  # also from a saved model
         view = page_evaluate.auto_k_view(model)
-        assert "has k=6" in _texts(html.Div(view)) and "silhouette" in _texts(html.Div(view))
+        assert "has k=6" in component_text(html.Div(view)) and "silhouette" in component_text(html.Div(view))
         fig = _graph_figure(view)
         assert fig["data"][1]["x"] == [6]  # the chosen k is marked
         assert fig["data"][0]["x"][:4] == [3, 4, 5, 6] and max(fig["data"][0]["y"]) == fig["data"][1]["y"][0]
@@ -386,7 +369,7 @@ def test_auto_k_view_of_a_run_that_scored_every_level(em):
     try:
         h.stats = {**(saved or {}), "auto_k_scores": {"1": {"12": 0.3, "6": 0.2}, "2": {"4": 0.5, "3": 0.4}}}
         view = page_evaluate.auto_k_view(h)
-        text = _texts(html.Div(view))
+        text = component_text(html.Div(view))
         assert "L2 has k=4" in text and "every level" in text
         assert "children per cluster" not in text and "standard error" not in text
         assert _graph_figure(view)["data"][0]["x"] == [3, 4]
@@ -466,7 +449,7 @@ def test_evaluate_page_says_why_metrics_coincide(real_em):
     assert l1["children_silhouette_score"] == l1["silhouette_score"] == l1["llm_silhouette_score"]
     assert l1["normalized_mutual_info_score"] == pytest.approx(l1["v_measure_score"])
     table = page_evaluate.metrics_table(ev)
-    text = _texts(table)
+    text = component_text(table)
     assert "At L1 the children of a cluster are its items" in text
     assert "At L1 the description metrics equal them too" in text
     assert "NMI and V-measure are the same measure here" in text
@@ -553,6 +536,6 @@ def test_the_explorer_works_on_a_columnar_model(tmp_path):
     fig, view = figures.scatter_figure(em, 1, "representation", color_level=2)
     assert len(fig["data"][figures.T_ITEMS]["x"]) == 120
     assert len(figures.highlight_patch(em, view, "L1:2").to_plotly_json()["operations"]) > 0
-    assert "unicorns" in _texts(pane.cluster_pane(em, "L0:7"))
+    assert "unicorns" in component_text(pane.cluster_pane(em, "L0:7"))
     assert [x["key"] for x in em.search("unicorn", wait=30)] == ["L0:7"]
-    assert "unicorns" not in _texts(tree.tree(em)) and _texts(tree.tree(em, "L0:7"))  # opens the path
+    assert "unicorns" not in component_text(tree.tree(em)) and component_text(tree.tree(em, "L0:7"))  # opens the path

@@ -7,7 +7,6 @@ tests/test_browser.py); its embedder is the registry's deterministic ``fake-hash
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
@@ -31,24 +30,11 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    from hercules_core import Hercules, HerculesConfig, prepare, save_model
-    from hercules_core.clients.fakes import FakeEmbedder
-
-    df = pd.read_csv(bs.text_data())
-    ds = prepare(df.iloc[:600], text_column="text", id_column="id")
-    h = Hercules(HerculesConfig(level_cluster_counts=(20, 5)), text_embedder=FakeEmbedder(64)).fit(ds).hierarchy_
-    path = tmp_path_factory.mktemp("model") / "model.json"
-    save_model(h, path)
-    return path
+    return bs.small_text_model(tmp_path_factory.mktemp("model"))
 
 
 def new_run(server, model_file) -> str:
-    from callbacks import page_runs
-
-    url = "data:application/json;base64," + base64.b64encode(model_file.read_bytes()).decode()
-    run_id, message = page_runs.import_model(server.runs_dir, "model.json", url)
-    assert run_id, message
-    return run_id
+    return bs.import_run(server.runs_dir, model_file)
 
 
 

@@ -16,6 +16,7 @@ from callbacks.context import AppContext
 from hercules_core import Hercules, HerculesConfig, load_model, save_model
 from hercules_core.clients.fakes import FakeEmbedder
 from devkit.factories import make_text_dataset
+from devkit.dash_http import component_text
 
 FILES = ("model.json", "memberships.csv", "hierarchy.txt")
 
@@ -348,21 +349,6 @@ def test_edit_selection_from_clicks_and_box_select(app_ctx):
 
 
 # ----------------------------------------------------------------------------- compare page
-def _text(component) -> str:
-    out = []
-
-    def walk(c):
-        if isinstance(c, (str, int, float)):
-            out.append(str(c))
-        elif isinstance(c, (list, tuple)):
-            for x in c:
-                walk(x)
-        elif hasattr(c, "children"):
-            walk(c.children)
-    walk(component)
-    return " ".join(out)
-
-
 def test_compare_page_shows_a_curated_run_against_its_origin(app_ctx, model_file):
     ctx, run_id = app_ctx
     origin = new_run(ctx, model_file)
@@ -370,13 +356,13 @@ def test_compare_page_shows_a_curated_run_against_its_origin(app_ctx, model_file
     merged = edit_ok(ctx, page(ctx, run_id), "merge", [a, b])["ids"][0]
     assert {o["value"] for o in page_compare.run_options(ctx)} >= {run_id, origin}
     same = page_compare.comparison(ctx, origin, new_run(ctx, model_file))
-    assert "1.000 1.000" in _text(same)  # identical runs: every level agrees fully (weighted Jaccard, ARI)
-    body = _text(page_compare.comparison(ctx, origin, run_id))
+    assert "1.000 1.000" in component_text(same)  # identical runs: every level agrees fully (weighted Jaccard, ARI)
+    body = component_text(page_compare.comparison(ctx, origin, run_id))
     assert f"{merged} " in body and a in body and b in body  # the merge is listed
-    assert "Choose two" in _text(page_compare.comparison(ctx, origin, "../etc"))
-    assert "different runs" in _text(page_compare.comparison(ctx, origin, origin))
-    assert "cannot be opened" in _text(page_compare.comparison(ctx, origin, "0" * 32)) or \
-        "no model" in _text(page_compare.comparison(ctx, origin, "0" * 32))
+    assert "Choose two" in component_text(page_compare.comparison(ctx, origin, "../etc"))
+    assert "different runs" in component_text(page_compare.comparison(ctx, origin, origin))
+    assert "cannot be opened" in component_text(page_compare.comparison(ctx, origin, "0" * 32)) or \
+        "no model" in component_text(page_compare.comparison(ctx, origin, "0" * 32))
 
 
 # ----------------------------------------------------------------------------- replay

@@ -110,3 +110,26 @@ def test_no_file_depends_on_docs_outside_the_repository():
     hits = [f"{p.relative_to(ROOT)}:{n}" for p in tracked_text_files()
             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if OUTSIDE_DOCS in line]
     assert not hits, f"these refer to {OUTSIDE_DOCS} (not in a clone): point to docs/ instead:\n" + "\n".join(hits)
+
+
+def empty_code_blocks(text: str) -> list[int]:
+    """Line numbers of fenced code blocks with nothing but blank lines inside."""
+    out, opened, content = [], None, False
+    for n, line in enumerate(text.splitlines(), 1):
+        if FENCE.match(line):
+            if opened is None:
+                opened, content = n, False
+            else:
+                if not content:
+                    out.append(opened)
+                opened = None
+        elif opened is not None and line.strip():
+            content = True
+    return out
+
+
+def test_no_code_block_in_the_docs_is_empty():
+    """A figure block left empty (a command's output never pasted) reads as a result that is not there."""
+    found = [f"{p.name}:{n}" for p in doc_files() for n in empty_code_blocks(p.read_text(encoding="utf-8"))]
+    assert not found, f"empty code blocks: {found}"
+    assert empty_code_blocks("a\n```\nx\n```\n\n```\n\n```\n") == [6]  # the check sees one

@@ -13,22 +13,12 @@ from callbacks.context import AppContext
 from hercules_core import HerculesConfig, LLMError
 from hercules_core.clients import fakes
 from tests.test_app_logic import data_url
+from devkit.dash_http import component_text
 
 
 @pytest.fixture(autouse=True)
 def _private_model_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HERCULES_CACHE_DIR", str(tmp_path / "model-cache"))
-
-
-def _text(component) -> str:
-    """All the text of a Dash component tree."""
-    if component is None:
-        return ""
-    if isinstance(component, (str, int, float)):
-        return str(component)
-    if isinstance(component, (list, tuple)):
-        return " ".join(_text(c) for c in component)
-    return _text(getattr(component, "children", None))
 
 
 def _classes(component) -> str:
@@ -184,7 +174,7 @@ def test_status_transitions_of_a_run_and_its_cancel(tmp_path):
     assert runstore.read_status(rdir)["state"] == runstore.CANCELLED
     assert job.run(runs, run_id)["state"] == runstore.CANCELLED  # a cancelled run is never executed
     v = page_run.run_view(runs, run_id, active)
-    assert v["final"] and not v["can_cancel"] and "cancelled" in _text(v["result"])
+    assert v["final"] and not v["can_cancel"] and "cancelled" in component_text(v["result"])
     assert page_run.cancel_run(runs, run_id, active) is None  # nothing left to cancel
 
 
@@ -195,7 +185,7 @@ def test_a_keyword_run_finishes_done_without_warnings(tmp_path):
     assert outcome.outcome(status) == runstore.DONE and status["stage"] == "Done"
     assert [q["level"] for q in status["title_quality"]] == [1, 2]
     alert = shell.result_message({"run_id": run_id}, tmp_path)
-    assert "Run finished" in _text(alert) and "success" in _classes(alert) and "warning" not in _classes(alert)
+    assert "Run finished" in component_text(alert) and "success" in _classes(alert) and "warning" not in _classes(alert)
     assert "Done" in status["log"]  # the live log's tail is kept for a rejoined page
 
 
@@ -217,14 +207,14 @@ def test_junk_answers_finish_with_warnings_and_stay_explorable(tmp_path, monkeyp
     assert em.h.stats["n_fallback_summaries"] == 8
     # amber everywhere, with the counts, the reason, the advice and the title figures
     alert = shell.result_message({"run_id": run_id, "state": "done"}, tmp_path)
-    text = _text(alert)
+    text = component_text(alert)
     assert "finished with warnings" in text.lower() and "8 of 8 summaries" in text
     assert "could not be parsed" in text and "grounded prompt style" in text and "L1: 0% of titles" in text
     assert "warning" in _classes(alert) and "success" not in _classes(alert)
     table = page_runs.runs_table(runstore.list_runs(tmp_path))
-    assert "finished with warnings" in _text(table) and "8 of 8 summaries" in _text(table)
+    assert "finished with warnings" in component_text(table) and "8 of 8 summaries" in component_text(table)
     v = page_run.run_view(tmp_path, run_id, None)
-    assert v["final"] and v["state"] == outcome.WARNINGS and "8 of 8" in _text(v["result"])
+    assert v["final"] and v["state"] == outcome.WARNINGS and "8 of 8" in component_text(v["result"])
 
 
 def test_failed_calls_finish_with_warnings_and_name_the_reason(tmp_path, monkeypatch):
