@@ -174,6 +174,22 @@ def text_rows(seeds):
     return rows
 
 
+def fit_sample_rows(seeds, samples):
+    """UMAP fitted on a sample and placed by transform (reduce_fit_sample) against a full fit and none:
+    does a sample fit keep UMAP's gain? (the question behind reduce_max_items; docs/scaling.md)"""
+    ds, X, emb = fortune()
+    y = ds.labels
+    rows = [summarize("flat KMeans(8)", [flat(X, y, 8, s) for s in range(seeds)])]
+    base = rows[0]["top_ari"]
+    for fit in (0, *samples):
+        runs = [hercules(ds, s, emb, level_cluster_counts=(100, 20, 8), reduce_method="umap", reduce_fit_sample=fit)
+                for s in range(seeds)]
+        rows.append(summarize(f"HERCULES [100, 20, 8] UMAP fitted on {fit or 'all'} of {len(X)}", runs, base))
+    runs = [hercules(ds, s, emb, level_cluster_counts=(100, 20, 8), reduce_method="none") for s in range(seeds)]
+    rows.append(summarize("HERCULES [100, 20, 8] --reduce none", runs, base))
+    return rows
+
+
 def digits_pngs(folder: Path):
     from PIL import Image
     from sklearn.datasets import load_digits
@@ -280,7 +296,13 @@ def main():
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--cli", action="store_true", help="also time whole CLI runs (cold and warm cache)")
     p.add_argument("--skip-other", action="store_true", help="fortune_dev8 only")
+    p.add_argument("--fit-samples", default="", help="only: UMAP fitted on these sample sizes of fortune_dev8 "
+                                                       "(e.g. 600,300,120) against a full fit and none")
     args = p.parse_args()
+    if args.fit_samples:
+        rows = fit_sample_rows(args.seeds, [int(x) for x in args.fit_samples.split(",")])
+        (RESULTS / "quality_bench_fit_sample.json").write_text(json.dumps(rows, indent=2))
+        return
     RESULTS.mkdir(parents=True, exist_ok=True)
     print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
     report = {}
