@@ -251,8 +251,9 @@ def test_callbacks_answer_wrong_types_without_an_error(app_client, finished_and_
         r = _post(client, scatter, [level, "representation", "x", 5, {"run_id": done_id}, "L1:0"])
         assert r.status_code in (200, 204), (level, r.status_code)
     start = dash_client.find(cbs, "start-msg.children")
+    # ... txt mode 3, vector column [1], vectors store {"upload_id": "../x"}, then the pattern-matched fields
     values = [1, "not a dict", {"upload_id": 7}, ["x"], {"upload_id": "../x"}, {"a": 1}, 5, [1, 2], None, None, 3,
-              [("bad", 1)], [("bad", 1)], 7, [("bad", 1)], [("bad", 1)]]
+              [1], {"upload_id": "../x"}, [("bad", 1)], [("bad", 1)], 7, [("bad", 1)], [("bad", 1)]]
     r = _post(client, start, values)
     assert r.status_code in (200, 204)
     pane = dash_client.find(cbs, "explore-pane.children")
@@ -286,11 +287,11 @@ def test_security_headers_and_host_check(app_client, monkeypatch):
 def test_no_callback_carries_a_file(app_client):
     """Files arrive in chunks over /upload: no callback takes a dcc.Upload's contents (which would put
     a whole file, as base64, into one callback request), and each upload box's staging callback is
-    fed by its small "sent" store instead (data, labels, metadata, model import, assign)."""
+    fed by its small "sent" store instead (data, labels, metadata, own vectors, model import, assign)."""
     from callbacks import ids
 
     _, _, cbs, _ = app_client
     assert not [c.output for c in cbs if any(prop == "contents" for _, prop in c.args())]
     fed = {cid for c in cbs for cid, prop in c.args() if prop == "data" and str(cid).endswith("-sent")}
-    assert fed == {uploads.sent_id(u) for u in (ids.UPLOAD, ids.LABELS_UPLOAD, ids.METADATA_UPLOAD,
+    assert fed == {uploads.sent_id(u) for u in (ids.UPLOAD, ids.LABELS_UPLOAD, ids.METADATA_UPLOAD, ids.VECTORS_UPLOAD,
                                                 ids.MODEL_UPLOAD, ids.ASSIGN_UPLOAD)}, fed

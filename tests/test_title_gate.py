@@ -319,10 +319,10 @@ def test_grounded_vocabulary_keeps_words_whole():
 def test_evaluate_page_and_image_mosaic(tmp_path):
     from callbacks import page_evaluate, pane
     from callbacks.explore_model import ExploreModel, make_key
-    from tests.test_app_explore import _texts
+    from devkit.dash_http import component_text
 
     h, _ = topic_run()
-    table = _texts(page_evaluate.metrics_table(h.evaluation))
+    table = component_text(page_evaluate.metrics_table(h.evaluation))
     assert "Titles (self-retrieval" in table and "title_self_retrieval_top1" in table
     assert f"{h.evaluation[1]['title_self_retrieval_top1']:.4f}" in table
     em = ExploreModel.from_hierarchy(h)
