@@ -408,25 +408,18 @@ def wait_retitle(run_id: str, timeout: float = 120.0) -> None:
 
 
 def run_summarizer(rdir: Path, h, llm_id: str | None):
-    """The run's summariser as its fit built it (``Hercules._summarizer``): the keyword summariser,
+    """The run's summariser as its fit built it (``hercules.build_summarizer``): the keyword summariser,
     and the run's LLM (through the shared disk cache) with it as the fallback, with the run's config
     (prompt style, topic seed, batching). Imported models have no LLM id: keywords."""
-    from hercules_core.keywords import KeywordSummarizer
-    from hercules_core.summarize import LLMSummarizer
+    import model_registry
+    from hercules_core.cache import Cache, default_cache_dir, wrap
+    from hercules_core.hercules import build_summarizer
 
     ds = h.dataset
     l0_texts = list(ds.texts) if ds.modality == "text" and ds.texts is not None else list(h.levels[0].descriptions)
-    keyword = KeywordSummarizer(ds, l0_texts, config=h.config)
-    if llm_id is None:
-        return keyword
-    import model_registry
-    from hercules_core.cache import Cache, default_cache_dir, wrap
-
-    llm = model_registry.get_llm(llm_id)
-    if llm is None:
-        return keyword
-    return LLMSummarizer(wrap(llm, Cache(default_cache_dir())), h.config, fallback=keyword,
-                         run_log=io.RunLog(rdir / "run_log.jsonl", keep_records=False))
+    llm = model_registry.get_llm(llm_id) if llm_id is not None else None
+    return build_summarizer(ds, l0_texts, h.config, None if llm is None else wrap(llm, Cache(default_cache_dir())),
+                            run_log=io.RunLog(rdir / "run_log.jsonl", keep_records=False))
 
 
 def _retitle(rdir: Path, seq: int, cluster_ids: list[str], llm_id: str | None, before: threading.Thread | None) -> None:
@@ -440,19 +433,18 @@ def _retitle(rdir: Path, seq: int, cluster_ids: list[str], llm_id: str | None, b
         h = io.load_model(path, verify=False)
         summarizer = run_summarizer(rdir, h, llm_id)
         curate.resummarize_model(path, seq, summarizer, on_saved=lambda g: _derived(rdir, g))
-        if True:
-            # what still carries the placeholder title (another edit came after this one, or a replay
-            # named more clusters than its last entry) is re-titled on the file as it is now, under the
-            # lock. Not when the edit was undone (the undo restored the titles of before) or while there
-            # is something to redo (a new entry would drop the redo stack).
-            with model_lock(path):
-                g = io.load_model(path, verify=False)
-                kept = any(e.get("seq") == seq for e in g.edit_log) and not g.redo_log
-                left = [c for c in cluster_ids if kept and _in(g, c) and g.cluster(c).source == curate.CURATED]
-                if left:
-                    g = curate.resummarize(g, left, summarizer).hierarchy
-                    io.save_model(g, path, include_item_vectors=g.levels[0].vectors is not None, items="keep")
-                    _derived(rdir, g)
+        # what still carries the placeholder title (another edit came after this one, or a replay
+        # named more clusters than its last entry) is re-titled on the file as it is now, under the
+        # lock. Not when the edit was undone (the undo restored the titles of before) or while there
+        # is something to redo (a new entry would drop the redo stack).
+        with model_lock(path):
+            g = io.load_model(path, verify=False)
+            kept = any(e.get("seq") == seq for e in g.edit_log) and not g.redo_log
+            left = [c for c in cluster_ids if kept and _in(g, c) and g.cluster(c).source == curate.CURATED]
+            if left:
+                g = curate.resummarize(g, left, summarizer).hierarchy
+                io.save_model(g, path, include_item_vectors=g.levels[0].vectors is not None, items="keep")
+                _derived(rdir, g)
         done = True
     except Exception as e:  # noqa: BLE001 - a thread: what failed is said on the page, the log has the rest
         log.exception("re-titling failed")

@@ -35,6 +35,16 @@ def _no_progress(stage: str, done: int, total: int) -> None:
     return None
 
 
+def build_summarizer(ds: Dataset, l0_texts: list[str], config: HerculesConfig, llm: LLM | None, *,
+                     run_log: RunLogLike | None = None, cancel: Callable[[], bool] | None = None) -> Summarizer:
+    """A run's summariser: keywords, or the LLM with keywords as its fallback (the fit, and the
+    re-titling of curated clusters)."""
+    keyword = KeywordSummarizer(ds, l0_texts, config=config)
+    if llm is None:
+        return keyword
+    return LLMSummarizer(llm, config, fallback=keyword, run_log=run_log, cancel=cancel)
+
+
 def describes_items(ds: Dataset, config: HerculesConfig, *, has_llm: bool, has_captioner: bool) -> bool:
     """Whether level 0 gets descriptions beyond the raw item: image captions, or LLM-written ones."""
     return (ds.modality == "image" and has_captioner) or (
@@ -141,10 +151,7 @@ class Hercules:
             raise ConfigError("use_llm_for_l0_descriptions needs an LLM.")
 
     def _summarizer(self, ds: Dataset, l0_texts: list[str]) -> Summarizer:
-        keyword = KeywordSummarizer(ds, l0_texts, config=self.config)
-        if self.llm is None:
-            return keyword
-        return LLMSummarizer(self.llm, self.config, fallback=keyword, run_log=self.run_log, cancel=self.cancel)
+        return build_summarizer(ds, l0_texts, self.config, self.llm, run_log=self.run_log, cancel=self.cancel)
 
     # ------------------------------------------------------------------ level 0
     def _level0(self, ds: Dataset, summarizer: Summarizer, descriptions: list[str]) -> tuple[Level, np.ndarray]:
