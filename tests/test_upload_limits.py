@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import os
 import time
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -30,6 +31,21 @@ def server(tmp_path_factory):
                        env={"HERCULES_MAX_READ_SECONDS": "900"})
     yield srv
     srv.stop()
+
+
+@contextmanager
+def new_run_page(server):
+    """A fresh Chromium on the new-run page, its upload box ready; console errors in ``page.errors``."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=bs.CHROMIUM, args=bs.CHROMIUM_ARGS)
+        try:
+            page = bs.new_page(browser)
+            page.goto(server.url + "/")
+            page.wait_for_selector("#data-upload input[type=file]", state="attached")
+            yield page
+        finally:
+            browser.close()
 
 
 def test_a_rejected_oversized_request_costs_the_server_little_memory(server):
@@ -81,20 +97,15 @@ def _post_without_reading(conn, head: str, total: int) -> None:
 @pytest.mark.browser
 @needs_chromium
 def test_the_browser_refuses_an_oversized_file_before_sending_it(server, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
     big = tmp_path / "huge table.csv"
     with open(big, "wb") as fh:  # sparse: 201 MB to the browser, nothing on disk
         fh.truncate(uploads.MAX_UPLOAD_BYTES + 1024**2)
     small = tmp_path / "small.csv"
     small.write_text("id,text\n1,a text\n2,another text\n")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=bs.CHROMIUM, args=bs.CHROMIUM_ARGS)
-        page = browser.new_page()
-        errors, upload_posts = [], []
-        bs.watch_console(page, errors)
+    with new_run_page(server) as page:
+        errors, upload_posts = page.errors, []
         page.on("request", lambda r: upload_posts.append(r.url) if r.method == "POST" and r.url.endswith("/upload")
                 else None)
-        page.goto(server.url + "/")
         t0 = time.monotonic()
         page.set_input_files("#data-upload input[type=file]", str(big))
         page.wait_for_selector(".upload-too-large", state="visible", timeout=10_000)
@@ -110,7 +121,6 @@ def test_the_browser_refuses_an_oversized_file_before_sending_it(server, tmp_pat
         page.wait_for_selector(".upload-ok", timeout=30_000)
         assert not page.is_visible(".upload-too-large") and len(upload_posts) == 1
         assert errors == [], errors
-        browser.close()
 
 
 # ----------------------------------------------------------------------------- uploads within the limit
@@ -155,16 +165,10 @@ _SENT = "(document.querySelector('#data-upload ~ .upload-progress .upload-progre
 def test_tables_of_hundreds_of_megabytes_upload_through_the_page(server, tmp_path, megabytes):
     """Chunks over /upload: the transfer costs the server ≤ 300 MB above idle whatever the file's size;
     staging (the bounded parse) stays within the stated bound."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
     path = tmp_path / f"tickets {megabytes} MB.csv"
     frame = _texts_csv(path, megabytes)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=bs.CHROMIUM, args=bs.CHROMIUM_ARGS)
-        page = browser.new_page()
-        errors = []
-        bs.watch_console(page, errors)
-        page.goto(server.url + "/")
-        page.wait_for_selector("#data-upload input[type=file]", state="attached")
+    with new_run_page(server) as page:
+        errors = page.errors
         with bs.RssWatch(server.proc.pid) as rss:
             t0 = time.monotonic()
             page.set_input_files("#data-upload input[type=file]", str(path))
@@ -177,7 +181,6 @@ def test_tables_of_hundreds_of_megabytes_upload_through_the_page(server, tmp_pat
             assert message.startswith("Uploaded:"), message
             page.wait_for_selector("#data-preview .ag-row", timeout=60_000)
             page.wait_for_timeout(1000)
-        browser.close()
     size = path.stat().st_size
     print(f"{size / 1024**2:.0f} MB CSV through the page: sent in {sent_s:.1f} s ({progress}), server memory peak "
           f"{transfer_peak / 1024**2:.0f} MB above idle while sending; accepted after {seconds:.1f} s, peak "
@@ -195,17 +198,11 @@ def test_a_transfer_cut_on_the_way_resumes_and_arrives_whole(server, tmp_path):
     """The connection drops during a chunk (twice): the page retries, asks the server what it holds,
     resumes from there, and the file arrives once, byte for byte. A proxy's body limit below the chunk
     size (a plain 413) makes the page send smaller chunks."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
     path = tmp_path / "survey answers.csv"
     frame = _texts_csv(path, 40)
     cuts, shrunk = [], []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=bs.CHROMIUM, args=bs.CHROMIUM_ARGS)
-        page = browser.new_page()
-        errors = []
-        bs.watch_console(page, errors)
-        page.goto(server.url + "/")
-        page.wait_for_selector("#data-upload input[type=file]", state="attached")
+    with new_run_page(server) as page:
+        errors = page.errors
 
         def network(route):
             url = route.request.url
@@ -221,7 +218,6 @@ def test_a_transfer_cut_on_the_way_resumes_and_arrives_whole(server, tmp_path):
         page.route("**/upload/*/chunk*", network)
         page.set_input_files("#data-upload input[type=file]", str(path))
         message = page.wait_for_function(_OK, timeout=300_000).json_value()
-        browser.close()
     assert len(cuts) == 2 and shrunk, (cuts, shrunk)
     assert message.startswith("Uploaded:") and f"{len(frame):,} rows" in message, message
     staged = [d for d in (server.runs_dir / "_uploads").iterdir() if (d / "upload.json").is_file()
@@ -235,15 +231,10 @@ def test_a_transfer_cut_on_the_way_resumes_and_arrives_whole(server, tmp_path):
 @needs_chromium
 def test_an_upload_refused_on_the_way_says_so_on_the_page(server, tmp_path):
     """A proxy in front of the app (or the app itself) answers 413: the page says so, then works on."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
     path = tmp_path / "survey.csv"
     _texts_csv(path, 2)
     refusal = "Request too large: this proxy accepts at most 1 MB."
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=bs.CHROMIUM, args=bs.CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.goto(server.url + "/")
-        page.wait_for_selector("#data-upload input[type=file]", state="attached")
+    with new_run_page(server) as page:
 
         def proxy(route):
             return route.fulfill(status=413, body=refusal, content_type="text/plain")
@@ -258,4 +249,3 @@ def test_an_upload_refused_on_the_way_says_so_on_the_page(server, tmp_path):
         page.set_input_files("#data-upload input[type=file]", str(path))
         page.wait_for_selector(".upload-ok", timeout=60_000)
         assert not page.is_visible(".upload-too-large")
-        browser.close()
