@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from hercules_core import HerculesError, InputError, io
+from hercules_core.curate import OPS
+from hercules_core.hierarchy import CLUSTER_ID_RE
 
 from . import runstore
 from .explore_model import ExploreModel, make_key
@@ -41,8 +42,6 @@ from .explore_model import ExploreModel, make_key
 log = logging.getLogger("hercules.curate")
 
 STALE = "This cluster changed in another tab; the view was refreshed."
-OPS = ("merge", "split", "move", "dissolve", "undo", "redo")
-CLUSTER_ID = re.compile(r"L([0-9]{1,2})_[0-9]{1,9}")
 MAX_SELECTED = 50
 RETITLE_FILE = "retitle.json"
 RETITLE_STALE_S = 600  # a re-titling whose process vanished: given up after this long
@@ -94,7 +93,7 @@ def clean_ids(em: ExploreModel, value: Any) -> list[str]:
     raw = value.get("ids") if isinstance(value, dict) else None
     out: list[str] = []
     for cid in raw if isinstance(raw, list) else []:
-        if isinstance(cid, str) and CLUSTER_ID.fullmatch(cid) and cid not in out and _exists(em, cid):
+        if isinstance(cid, str) and CLUSTER_ID_RE.fullmatch(cid) and cid not in out and _exists(em, cid):
             out.append(cid)
         if len(out) >= MAX_SELECTED:
             break
@@ -235,7 +234,7 @@ def edit_args(op: str, chosen: list[str], k: Any, target: Any) -> dict[str, Any]
             raise InputError(f"Split needs a number of parts between 2 and {SPLIT_K_MAX}.")
         return {"id": chosen[0], "k": int(k)}
     if op == "move":
-        if not isinstance(target, str) or not CLUSTER_ID.fullmatch(target):
+        if not isinstance(target, str) or not CLUSTER_ID_RE.fullmatch(target):
             raise InputError("Choose the new parent in the 'Move to…' list first.")
         return {"id": chosen[0], "parent": target}
     if op == "dissolve":
@@ -257,8 +256,8 @@ def llm_id_of(rdir: Path) -> str | None:
     return llm if isinstance(llm, str) and llm not in ("", "none", "keywords") else None
 
 
-def _derived(rdir: Path, h) -> None:
-    """The downloads derived from the model, written under the model's lock (callbacks/edit.py too)."""
+def write_downloads(rdir: Path, h) -> None:
+    """The downloads derived from the model, written under the model's lock after any edit (title or structure)."""
     io.save_memberships(h, rdir / "memberships.csv")
     io.save_hierarchy_text(h, rdir / "hierarchy.txt")
     io.save_evaluation(h.evaluation, rdir / "evaluation.json")
@@ -307,7 +306,7 @@ def request_edit(ctx, run: Any, op: Any, chosen_store: Any = None, k: Any = None
                     f"the run's LLM ({llm_id}): {calls} LLM call{'s' if calls != 1 else ''}, about {tokens:,} tokens. "
                     "Go ahead?"}
     def saved(h) -> None:  # under the lock: the downloads, and the explorer's model from memory (no re-read)
-        _derived(rdir, h)
+        write_downloads(rdir, h)
         ctx.cache.put(rdir / "model.json", lambda: ExploreModel.from_hierarchy(h, str(rdir / "model.json")))
 
     try:
@@ -432,7 +431,7 @@ def _retitle(rdir: Path, seq: int, cluster_ids: list[str], llm_id: str | None, b
     try:
         h = io.load_model(path, verify=False)
         summarizer = run_summarizer(rdir, h, llm_id)
-        curate.resummarize_model(path, seq, summarizer, on_saved=lambda g: _derived(rdir, g))
+        curate.resummarize_model(path, seq, summarizer, on_saved=lambda g: write_downloads(rdir, g))
         # what still carries the placeholder title (another edit came after this one, or a replay
         # named more clusters than its last entry) is re-titled on the file as it is now, under the
         # lock. Not when the edit was undone (the undo restored the titles of before) or while there
@@ -444,7 +443,7 @@ def _retitle(rdir: Path, seq: int, cluster_ids: list[str], llm_id: str | None, b
             if left:
                 g = curate.resummarize(g, left, summarizer).hierarchy
                 io.save_model(g, path, include_item_vectors=g.levels[0].vectors is not None, items="keep")
-                _derived(rdir, g)
+                write_downloads(rdir, g)
         done = True
     except Exception as e:  # noqa: BLE001 - a thread: what failed is said on the page, the log has the rest
         log.exception("re-titling failed")

@@ -15,7 +15,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
-from hercules_core import HerculesError, io
+from hercules_core import HerculesError
 from hercules_core.edits import DESCRIPTION_MAX, TITLE_MAX, edit_cluster
 
 from . import curate, ids, runstore
@@ -59,13 +59,9 @@ def save(ctx, run: Any, key_store: Any, title: Any, description: Any, who: str =
         return "error", curate.STALE
     rdir = runstore.run_dir(ctx.runs_dir, run_id)
 
-    def derived(h) -> None:  # the downloads derived from the model, written under the same lock
-        io.save_memberships(h, rdir / "memberships.csv")
-        io.save_hierarchy_text(h, rdir / "hierarchy.txt")
-
-    try:
-        edit_cluster(Path(rdir) / "model.json", cluster_id, title=title, description=description, on_saved=derived,
-                     who=who)
+    try:  # the downloads derived from the model are written under the same lock
+        edit_cluster(Path(rdir) / "model.json", cluster_id, title=title, description=description,
+                     on_saved=lambda h: curate.write_downloads(rdir, h), who=who)
     except HerculesError as e:
         return "error", str(e)
     except OSError as e:

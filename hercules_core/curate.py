@@ -37,7 +37,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -48,7 +47,7 @@ import numpy as np
 
 from . import kmeans as km
 from .errors import HerculesError, InputError
-from .hierarchy import Hierarchy, Level
+from .hierarchy import CLUSTER_ID_RE, Hierarchy, Level
 from .io import decode_array, encode_array
 
 __all__ = ["Change", "merge", "split", "move", "dissolve", "undo", "redo", "to_retitle", "resummarize",
@@ -62,7 +61,6 @@ LOG_FORMAT = "hercules-edit-log"
 SPLIT_K_MAX = 50
 EDIT_INLINE_MAX_ITEMS = 5_000  # a structural edit saves a larger model with its items file (columnar)
 _SPLIT_SALT = 0x5_9117  # split seeds: (run seed, salt, log position)
-_ID_RE = re.compile(r"L([0-9]{1,2})_([0-9]{1,9})")
 _AGREEMENT_SAMPLE = 5_000  # training agreement after an edit: on a seeded sample of at most this many items
 OPS = ("merge", "split", "move", "dissolve", "undo", "redo")
 
@@ -116,7 +114,7 @@ def _copy(h: Hierarchy) -> Hierarchy:
 
 def _locate(h: Hierarchy, cid: object, what: str = "cluster") -> tuple[int, int]:
     """(level, index) of a cluster id; InputError for anything else."""
-    if not isinstance(cid, str) or not _ID_RE.fullmatch(cid):
+    if not isinstance(cid, str) or not CLUSTER_ID_RE.fullmatch(cid):
         raise InputError(f"{str(cid)[:40]!r} is not a cluster id (like L1_4); choose clusters from the hierarchy.")
     if cid.startswith("L0_"):
         raise InputError("Level 0 holds the items themselves: only clusters (level 1 and above) can be edited.")
@@ -140,15 +138,15 @@ def _fresh_ids(h: Hierarchy, level: int, n: int, prefer: Iterable[str] = ()) -> 
     ``prefer`` (replay: the ids the entry created in its own run) are taken when no cluster of the level
     has them and they are at or above the counter, so a replay onto the origin run reuses them."""
     key = f"L{level}"
-    used = {int(_ID_RE.fullmatch(c).group(2)) for c in h.levels[level].ids if _ID_RE.fullmatch(c)}
+    used = {int(CLUSTER_ID_RE.fullmatch(c).group(2)) for c in h.levels[level].ids if CLUSTER_ID_RE.fullmatch(c)}
     nxt = max(h.edit_counters.get(key, 0), max(used, default=-1) + 1)
     out = []
     for p in list(prefer)[:n]:
-        m = _ID_RE.fullmatch(p) if isinstance(p, str) else None
+        m = CLUSTER_ID_RE.fullmatch(p) if isinstance(p, str) else None
         if m and int(m.group(1)) == level and int(m.group(2)) >= nxt and int(m.group(2)) not in used \
                 and p not in out:
             out.append(p)
-    taken = {int(_ID_RE.fullmatch(p).group(2)) for p in out}
+    taken = {int(CLUSTER_ID_RE.fullmatch(p).group(2)) for p in out}
     while len(out) < n:
         while nxt in taken:
             nxt += 1
@@ -664,7 +662,7 @@ def _lv_idx(h: Hierarchy, cid: str) -> tuple[int, int]:
 
 
 def _id_key(cid: str) -> tuple[int, int]:
-    m = _ID_RE.fullmatch(cid)
+    m = CLUSTER_ID_RE.fullmatch(cid)
     return (int(m.group(1)), int(m.group(2))) if m else (99, 0)
 
 
@@ -1344,7 +1342,7 @@ class _Matcher:
 
 
 def _level_of(cid: str) -> int:
-    m = _ID_RE.fullmatch(str(cid))
+    m = CLUSTER_ID_RE.fullmatch(str(cid))
     return int(m.group(1)) if m else -1
 
 

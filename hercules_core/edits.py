@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import InputError
-from .hierarchy import Hierarchy
+from .hierarchy import CLUSTER_ID_RE, Hierarchy
 from .io import load_model, save_model
 
 try:
@@ -101,7 +101,7 @@ def edit_cluster(model_path: str | os.PathLike, cluster_id: str, *, title: objec
     """
     title = clean_text(title, "title", TITLE_MAX, one_line=True)
     description = clean_text(description, "description", DESCRIPTION_MAX, one_line=False)
-    if not isinstance(cluster_id, str) or not re.fullmatch(r"L[0-9]{1,2}_[0-9]{1,9}", cluster_id) \
+    if not isinstance(cluster_id, str) or not CLUSTER_ID_RE.fullmatch(cluster_id) \
             or cluster_id.startswith("L0_"):
         raise InputError("Only clusters (level 1 and above) can be edited.")
     with model_lock(model_path):

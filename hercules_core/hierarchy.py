@@ -7,6 +7,7 @@ built by the i-th k-means; their ids are ``L{i}_{index}``. ``parent[j]`` is the 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -15,6 +16,10 @@ import numpy as np
 from .config import HerculesConfig
 from .dataset import Dataset
 from .errors import HerculesError
+
+
+# what a cluster id looks like (level >= 1 in practice): level and number as its groups
+CLUSTER_ID_RE = re.compile(r"L([0-9]{1,2})_([0-9]{1,9})")
 
 
 def cluster_id(level: int, index: int) -> str:
