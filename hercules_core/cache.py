@@ -309,16 +309,23 @@ class _VectorCache:
         self.cache.set_many(store)
         return True
 
-    def _call(self, items: list[Any]) -> np.ndarray:
+    def _counted(self, n: int) -> None:
+        """One call of the inner model with ``n`` inputs, counted here and in the cache's statistics."""
         with self._lock:
             self.inner_calls += 1
-            self.inner_items += len(items)
+            self.inner_items += n
         self.cache.note(self.kind, "inner_calls")
-        self.cache.note(self.kind, "inner_items", len(items))
-        out = np.asarray(self._compute(items), dtype=np.float32)
-        if out.ndim != 2 or out.shape[0] != len(items):
-            raise ValueError(f"{self.model_id} returned an array of shape {out.shape} for {len(items)} inputs")
+        self.cache.note(self.kind, "inner_items", n)
+
+    def _checked(self, out: Any, n: int) -> np.ndarray:
+        out = np.asarray(out, dtype=np.float32)
+        if out.ndim != 2 or out.shape[0] != n:
+            raise ValueError(f"{self.model_id} returned an array of shape {out.shape} for {n} inputs")
         return out
+
+    def _call(self, items: list[Any]) -> np.ndarray:
+        self._counted(len(items))
+        return self._checked(self._compute(items), len(items))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r}, {self.cache!r})"
@@ -386,23 +393,13 @@ class CachedBatchedEmbedder(CachedEmbedder):
     def endpoint(self) -> str:
         return self.inner.endpoint
 
-    def _counted(self, n: int) -> None:
-        with self._lock:
-            self.inner_calls += 1
-            self.inner_items += n
-        self.cache.note(self.kind, "inner_calls")
-        self.cache.note(self.kind, "inner_items", n)
-
     def embed(self, texts: list[str]) -> np.ndarray:
         return self.embed_batched(texts)
 
     def embed_batched(self, texts: list[str], *, store: Any = None,
                       progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        out = np.asarray(self.inner.embed_batched(list(texts), store=self._store if store is None else store,
-                                                  progress=progress), dtype=np.float32)
-        if out.ndim != 2 or out.shape[0] != len(texts):
-            raise ValueError(f"{self.model_id} returned an array of shape {out.shape} for {len(texts)} inputs")
-        return out
+        return self._checked(self.inner.embed_batched(list(texts), store=self._store if store is None else store,
+                                                      progress=progress), len(texts))
 
 
 class CachedImageEmbedder(_VectorCache):
