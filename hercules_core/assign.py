@@ -81,8 +81,12 @@ def _described(h: Hierarchy) -> bool:
 _DIST_ROWS = 1 << 15  # rows per block when measuring the training items' distances to their centroids
 
 
-def assignment_info(h: Hierarchy) -> dict[str, Any]:
-    """The ``"assign"`` section of a model, computed from a fitted hierarchy (needs level-0 vectors)."""
+def assignment_info(h: Hierarchy, agreement: float | None = None) -> dict[str, Any]:
+    """The ``"assign"`` section of a model, computed from a fitted hierarchy (needs level-0 vectors).
+
+    ``agreement``: the share of training items whose nearest level-1 centroid is their own, when the
+    caller has just measured it with this rule on these vectors and centroids (the fit's last settle
+    search); otherwise a full search measures it here."""
     X = h.levels[0].vectors
     if X is None:
         raise ConfigError("assignment_info needs the level-0 vectors of the fitted hierarchy.")
@@ -97,8 +101,9 @@ def assignment_info(h: Hierarchy) -> dict[str, Any]:
         dist[s:s + _DIST_ROWS] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     # how often the rule used for new items (nearest level-1 centroid) gives a training item its own
     # cluster: 1.0 when the fit settled level 1 to this rule (level1_settle_steps), less without it
-    nearest, _ = nearest_centroids(X, C)
-    agreement = float(np.mean(nearest == members)) if len(X) else 1.0
+    if agreement is None:
+        nearest, _ = nearest_centroids(X, C)
+        agreement = float(np.mean(nearest == members)) if len(X) else 1.0
     k = len(C)
     level_wide = float(np.quantile(dist, NOVEL_QUANTILE)) if len(dist) else 0.0
     thresholds = np.full(k, level_wide, dtype=np.float64)

@@ -835,9 +835,8 @@ def split(h: Hierarchy, cluster_id: str, k: int, *, who: object = None, seed: in
     labels = result.labels.astype(np.int64)
     if level == 1 and h.levels[0].vectors is not None:
         # as the fit does: settle to the nearest centroid in the stored space (the rule assign uses)
-        labels, _, _, _ = km.settle_to_nearest(h.levels[0].vectors[members], labels, k, normalize=_normalized(h),
-                                               max_steps=cfg.level1_settle_steps)
-        labels = labels.astype(np.int64)
+        labels = km.settle_to_nearest(h.levels[0].vectors[members], labels, k, normalize=_normalized(h),
+                                      max_steps=cfg.level1_settle_steps).labels.astype(np.int64)
     if len(np.unique(labels)) < k:
         raise InputError(f"{cluster_id}'s {what} could not be cut into {k} non-empty parts (too many are identical); "
                          "choose a smaller k.")

@@ -319,6 +319,7 @@ class Hercules:
         current, space, space_params = self._clustering_space(dataset, item_vectors, notes)
         reduced_items, reduced_centroids = current, {}
         item_assign = np.arange(len(dataset))
+        level1_agreement = None  # measured by level 1's settle when its last search covered every centroid
         level_inputs: list[stability.LevelInput] = []  # what each level clustered (for the stability step)
         with self._stage("clustering level 1"):
             counts = self._level_counts(current, rng, notes)
@@ -348,8 +349,10 @@ class Hercules:
                     # assign places an item at its nearest stored level-1 centroid (original space):
                     # settle level 1 to that rule, so that the run's own items assign back to it
                     start = members
-                    members, centroids, steps, moved = km.settle_to_nearest(
-                        item_vectors, members, k, normalize=normalize, max_steps=cfg.level1_settle_steps)
+                    settled = km.settle_to_nearest(item_vectors, members, k, normalize=normalize,
+                                                   max_steps=cfg.level1_settle_steps)
+                    members, centroids, steps, moved = settled.labels, settled.centroids, settled.steps, settled.moved
+                    level1_agreement = settled.agreement
                     if space != "none":  # the level above clusters level 1's reduced centroids
                         reduced_centroids[li] = km.weighted_means(current, members, k)
                     if moved:
@@ -441,7 +444,8 @@ class Hercules:
             h.stats["stability"] = stability_record
         if hasattr(self.run_log, "summary"):
             h.stats["usage"] = self.run_log.summary()
-        h.assign_info = assignment_info(h)  # what assigning new items later needs (saved with the model)
+        # what assigning new items later needs (saved with the model); the settle measured its agreement
+        h.assign_info = assignment_info(h, agreement=level1_agreement)
         self._log("run_end", seconds=round(self.timings_["total"], 3), levels=len(levels) - 1)
         self.hierarchy_ = h
         return self

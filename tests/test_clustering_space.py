@@ -213,3 +213,24 @@ def test_assign_reports_how_often_it_reproduces_level1_and_the_figure_survives_s
         assert describe(umap_h).endswith("70.0% of the time: treat the clusters given to new items as approximate.")
     finally:
         umap_h.assign_info = saved
+
+
+def test_the_fits_settle_measures_the_agreement_assign_reports(monkeypatch):
+    """Level 1's settle ends with a search over every centroid; the fit hands its agreement to the
+    assign section instead of searching again: the figure is the one a full search gives, also when
+    the settle used its cheap steps (many clusters, 64+ dimensions)."""
+    import importlib
+
+    from hercules_core import kmeans as km
+
+    assign_mod = importlib.import_module("hercules_core.assign")  # the package exports a function of that name
+
+    ds = make_text_dataset(n=900, seed=5)
+    monkeypatch.setattr(km, "SETTLE_CANDIDATES", 4)  # 20 clusters > 2 x 4: cheap steps
+    searches = []
+    real = assign_mod.nearest_centroids
+    monkeypatch.setattr(assign_mod, "nearest_centroids", lambda X, C: searches.append(1) or real(X, C))
+    h = fit(ds, embedder=FakeEmbedder(64), level_cluster_counts=(20, 4), reduce_method="none")
+    assert searches == []  # the fit did not search again
+    measured = assign_mod.assignment_info(h)["training_agreement"]
+    assert searches == [1] and h.assign_info["training_agreement"] == measured >= 0.99

@@ -143,19 +143,48 @@ def test_kmeans_plusplus_draws_distinct_rows_deterministically():
 
 
 @pytest.mark.parametrize("normalize", [False, True])
-def test_settle_with_bounds_matches_searching_every_row(monkeypatch, normalize):
-    """The Hamerly bounds only skip searches: the same steps, partition and centroids as searching
-    every row at every step, and every row ends at its nearest centroid (within the tolerance)."""
-    X, _ = blobs(n=3000, k=8, d=96, seed=3)
+def test_settle_with_cheap_steps_ends_where_every_row_is_searched(monkeypatch, normalize):
+    """Cheap steps search each row among its own centroid's few neighbours only; the stop is decided
+    by an exact search, so from a start far from settled every row still ends at its nearest
+    centroid (within the tolerance), the centroids are the groups' means, the reported agreement is
+    what a full search measures, and the partition is the one searching every centroid reaches."""
+    X, y = blobs(n=4000, k=40, d=96, seed=3)
     if normalize:
         X /= np.linalg.norm(X, axis=1, keepdims=True)
-    start = np.random.default_rng(0).integers(0, 12, 3000).astype(np.int32)  # far from settled
-    assert X.shape[1] >= km.BOUNDS_MIN_DIM
-    labels, C, steps, moved = km.settle_to_nearest(X, start, 12, normalize=normalize, max_steps=50)
-    monkeypatch.setattr(km, "BOUNDS_MIN_DIM", 10**6)
-    labels2, C2, steps2, moved2 = km.settle_to_nearest(X, start, 12, normalize=normalize, max_steps=50)
-    assert steps > 1 and (steps, moved) == (steps2, moved2) and np.array_equal(labels, labels2)
-    np.testing.assert_allclose(C, C2, atol=1e-5)
-    nearest, _ = km.nearest_centroids(X, C)
-    assert np.mean(nearest == labels) >= 1 - km.SETTLE_TOLERANCE
-    np.testing.assert_allclose(C, km.cluster_centroids(X, labels, 12, normalize=normalize), atol=1e-5)
+    rng = np.random.default_rng(0)
+    start = y.astype(np.int32)
+    shuffled = rng.random(4000) < 0.3  # 30% of the rows in a random group: far from settled
+    start[shuffled] = rng.integers(0, 40, int(shuffled.sum()))
+    monkeypatch.setattr(km, "SETTLE_CANDIDATES", 4)  # 40 groups > 2 x 4: cheap steps
+    searches = []
+    real = km.nearest_centroids
+    monkeypatch.setattr(km, "nearest_centroids", lambda X, C: searches.append(len(X)) or real(X, C))
+    cheap = km.settle_to_nearest(X, start, 40, normalize=normalize, max_steps=50)
+    assert adjusted_rand_score(y, start) < 0.6 and adjusted_rand_score(y, cheap.labels) > 0.99
+    assert cheap.steps > len(searches) >= 1  # most steps were cheap; an exact one decided the stop
+    nearest, _ = real(X, cheap.centroids)
+    assert cheap.agreement == np.mean(nearest == cheap.labels) >= 1 - km.SETTLE_TOLERANCE
+    np.testing.assert_allclose(cheap.centroids, km.cluster_centroids(X, cheap.labels, 40, normalize=normalize),
+                               atol=1e-5)
+    monkeypatch.setattr(km, "SETTLE_CANDIDATES", 40)  # every step searches every centroid
+    full = km.settle_to_nearest(X, start, 40, normalize=normalize, max_steps=50)
+    assert len(searches) - 1 > 0 and full.agreement >= 1 - km.SETTLE_TOLERANCE
+    assert adjusted_rand_score(full.labels, cheap.labels) > 0.99
+
+
+def test_cheap_step_is_the_exact_search_when_the_neighbours_hold_the_nearest(monkeypatch):
+    X, _ = blobs(n=2000, k=6, d=16, seed=5)
+    labels = km.kmeans(X, 30, rng=np.random.default_rng(1), backend="sklearn").labels
+    C = km.cluster_centroids(X, labels, 30, normalize=False)
+    exact, _ = km.nearest_centroids(X, C)
+    monkeypatch.setattr(km, "SETTLE_CANDIDATES", 30)
+    assert np.array_equal(km._nearest_among_neighbours(X, labels, C), exact)
+    monkeypatch.setattr(km, "SETTLE_CANDIDATES", 1)  # only its own centroid: nobody moves
+    assert np.array_equal(km._nearest_among_neighbours(X, labels, C), labels)
+
+
+def test_settle_agreement_is_unknown_when_the_steps_run_out():
+    X, _ = blobs(n=2000, k=6, d=16, seed=5)
+    start = np.random.default_rng(0).integers(0, 6, 2000).astype(np.int32)
+    out = km.settle_to_nearest(X, start, 6, normalize=False, max_steps=1)
+    assert out.steps == 1 and out.moved > 0 and out.agreement is None
