@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hercules_core import HerculesError, InputError, io
-from hercules_core.curate import OPS
+from hercules_core.curate import OPS, SPLIT_K_MAX
 from hercules_core.hierarchy import CLUSTER_ID_RE
 
 from . import runstore
@@ -45,7 +45,6 @@ STALE = "This cluster changed in another tab; the view was refreshed."
 MAX_SELECTED = 50
 RETITLE_FILE = "retitle.json"
 RETITLE_STALE_S = 600  # a re-titling whose process vanished: given up after this long
-SPLIT_K_MAX = 20
 NO_CONFIRM_LLM = {"fake"}  # the test LLM: free, no confirmation
 
 

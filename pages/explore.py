@@ -46,7 +46,7 @@ def curate_box(replay_targets: list):
         html.Div([
             dbc.Button("Merge", id=ids.CURATE_MERGE, color="primary", **btn),
             dbc.Button("Split", id=ids.CURATE_SPLIT, color="primary", **btn),
-            dbc.Input(id=ids.CURATE_SPLIT_K, type="number", value=2, min=2, max=20, step=1, size="sm",
+            dbc.Input(id=ids.CURATE_SPLIT_K, type="number", value=2, min=2, max=curate.SPLIT_K_MAX, step=1, size="sm",
                       className="d-inline-block me-2 curate-k", style={"width": "4.5rem"}),
             dbc.Select(id=ids.CURATE_MOVE_TO, options=[], placeholder="Move to…", size="sm",
                        className="d-inline-block me-1", style={"width": "14rem"}),

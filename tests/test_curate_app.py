@@ -13,7 +13,7 @@ import pytest
 
 from callbacks import assign_panel, curate, edit, page_compare, page_runs, runstore
 from callbacks.context import AppContext
-from hercules_core import Hercules, HerculesConfig, load_model, save_model
+from hercules_core import Hercules, HerculesConfig, InputError, load_model, save_model
 from hercules_core.clients.fakes import FakeEmbedder
 from devkit.factories import make_text_dataset
 from devkit.dash_http import component_text
@@ -408,3 +408,13 @@ def test_replay_edits_onto_another_run_writes_a_new_run(app_ctx, model_file, tmp
     for bad in ("../x", run_id, None):
         assert curate.replay_onto(ctx, page(ctx, run_id), bad)["state"] == "error"
     assert "no edits" in curate.replay_onto(ctx, page(ctx, target), origin)["message"]
+
+
+def test_the_split_limit_is_the_librarys():
+    """The form and the request check take the library's largest k: what the library can split the
+    page offers (no second, smaller cap), and one more part is refused with the limit named."""
+    from hercules_core import curate as lib
+
+    assert curate.edit_args("split", ["L1_0"], str(lib.SPLIT_K_MAX), None) == {"id": "L1_0", "k": lib.SPLIT_K_MAX}
+    with pytest.raises(InputError, match=f"between 2 and {lib.SPLIT_K_MAX}"):
+        curate.edit_args("split", ["L1_0"], lib.SPLIT_K_MAX + 1, None)
