@@ -21,6 +21,12 @@ log = logging.getLogger("hercules_core")
 
 _CHUNK = 8192  # rows per block when assigning points to centroids (bounds memory)
 _MEANS_ROWS = 1 << 15  # rows per block when summing cluster means
+# float64 bytes per block in group_sums: 16 MB (5k rows of 384-d) took 0.5 s for 1M x 384, k=1000,
+# against 1.1-1.5 s with 32k rows (100 MB per block, out of cache); same sums
+_SUM_BYTES = 1 << 24
+# float64 bytes per block in sq_dist_to_own: the converted rows and their gathered centres stay in the
+# L2 cache (1.0 s for 1M x 384 against 2 s with 16k-row blocks; bit-identical)
+_DIST_BYTES = 1 << 18
 MAX_POINTS_PER_CENTROID = 256  # faiss's default: the faiss backend trains on at most this many points per centroid
 
 
@@ -192,11 +198,39 @@ def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: b
 def group_sums(X: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """float64 sums of the rows of each group, and the group sizes."""
     sums = np.zeros((k, X.shape[1]), dtype=np.float64)
-    for start in range(0, len(X), _MEANS_ROWS):
-        rows = np.asarray(labels[start:start + _MEANS_ROWS])
+    step = max(1024, _SUM_BYTES // (8 * max(1, X.shape[1])))
+    for start in range(0, len(X), step):
+        rows = np.asarray(labels[start:start + step])
         M = sparse.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(k, len(rows)))
-        sums += M @ np.asarray(X[start:start + _MEANS_ROWS], dtype=np.float64)
+        sums += M @ np.asarray(X[start:start + step], dtype=np.float64)
     return sums, np.bincount(labels, minlength=k).astype(np.float64)
+
+
+def sq_dist_to_own(X: np.ndarray, groupings: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """For each (centres, labels) of ``groupings``: the float64 squared distance of every row of ``X``
+    to ``centres[labels[i]]``.
+
+    Exact differences, not |x|^2 - 2 x.c + |c|^2 (which loses the distances of rows near their centre
+    to cancellation). Each block of rows is converted to float64 once for all groupings, and the
+    block and its gathered centres are small enough to stay in cache.
+    """
+    n, d = X.shape
+    pairs = [(np.asarray(c, dtype=np.float64), np.asarray(lab)) for c, lab in groupings]
+    for centres, labels in pairs:
+        if len(labels) != n or (n and (labels.min() < 0 or labels.max() >= len(centres))):
+            raise ValueError(f"labels must give each of the {n} rows a centre in [0, {len(centres)})")
+    out = [np.empty(n, dtype=np.float64) for _ in pairs]
+    step = max(1, _DIST_BYTES // (8 * max(1, d)))
+    rows, gathered = np.empty((min(step, n), d)), np.empty((min(step, n), d))
+    for s in range(0, n, step):
+        m = min(step, n - s)
+        x, c = rows[:m], gathered[:m]
+        x[...] = X[s:s + m]
+        for (centres, labels), dist in zip(pairs, out):
+            np.take(centres, labels[s:s + m], axis=0, out=c, mode="clip")  # checked above; "raise" buffers: 2x slower
+            np.subtract(x, c, out=c)
+            np.einsum("ij,ij->i", c, c, out=dist[s:s + m])
+    return out
 
 
 def _centroids_from_sums(sums: np.ndarray, counts: np.ndarray, normalize: bool) -> np.ndarray:

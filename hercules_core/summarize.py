@@ -25,6 +25,7 @@ from .config import HerculesConfig
 from .dataset import Dataset
 from .errors import Cancelled, LLMError
 from .hierarchy import Level
+from .kmeans import sq_dist_to_own
 from .prompts import (build_prompt, clean_text, estimate_tokens, json_schema_for, parse_response,
                       prompt_footer, prompt_header, render_block)
 from .descriptions import (EXTRACTIVE, REASKED, description_problem, description_prompt, extractive_description,
@@ -44,7 +45,6 @@ logger = logging.getLogger("hercules_core")
 
 L0_CONTENT_MAX_CHARS = 2000  # an L0 item shown alone gets far more room than a sample
 L0_NUMERIC_MAX_VALS = 100
-_DIST_CHUNK = 65536
 COPIED_TITLE = "title copied from a sample"
 COPIED_EXAMPLE = "answer copied from the prompt's example"
 # shown when a cluster whose title was a copy is asked again (the gate's re-asks say why the same way)
@@ -71,15 +71,6 @@ def _groups(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``order`` sorting ``labels`` (stable) and ``bounds`` so group j is order[bounds[j]:bounds[j+1]]."""
     order = np.argsort(labels, kind="stable")
     return order, np.searchsorted(labels[order], np.arange(k + 1))
-
-
-def _sq_dist_to_own(points: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Squared distance of each point to the centre of its own group (chunked to bound memory)."""
-    out = np.empty(len(points), dtype=np.float64)
-    for s in range(0, len(points), _DIST_CHUNK):
-        diff = np.asarray(points[s:s + _DIST_CHUNK], dtype=np.float64) - centers[labels[s:s + _DIST_CHUNK]]
-        out[s:s + _DIST_CHUNK] = np.einsum("ij,ij->i", diff, diff)
-    return out
 
 
 def _pick(labels: np.ndarray, k: int, count: int, strategy: str, rng: np.random.Generator,
@@ -197,7 +188,7 @@ def build_requests(level: int, cluster_ids: list[str], cluster_vectors: np.ndarr
         if item_vectors is None or cluster_vectors is None:
             strategy = "random"  # nothing to measure closeness with
         else:
-            dist = _sq_dist_to_own(item_vectors, np.asarray(cluster_vectors, dtype=np.float64), assign)
+            dist = sq_dist_to_own(item_vectors, [(cluster_vectors, assign)])[0]
     picks = _pick(assign, k, config.prompt_l0_sample_size, strategy, rng, dist=dist)
 
     children: list[list[tuple[str, str, str]]] = [[] for _ in range(k)]
@@ -233,7 +224,7 @@ def _children(lower: Level, k: int, cluster_vectors: np.ndarray | None, config: 
         if lower.vectors is None or cluster_vectors is None:
             strategy = "largest"
         else:
-            dist = _sq_dist_to_own(lower.vectors, np.asarray(cluster_vectors, dtype=np.float64), parent)
+            dist = sq_dist_to_own(lower.vectors, [(cluster_vectors, parent)])[0]
     picks = _pick(parent, k, config.prompt_immediate_child_sample_size, strategy, rng,
                   dist=dist, size=np.asarray(lower.size))
     titles, descs = lower.titles or [], lower.descriptions or []

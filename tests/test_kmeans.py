@@ -188,3 +188,36 @@ def test_settle_agreement_is_unknown_when_the_steps_run_out():
     start = np.random.default_rng(0).integers(0, 6, 2000).astype(np.int32)
     out = km.settle_to_nearest(X, start, 6, normalize=False, max_steps=1)
     assert out.steps == 1 and out.moved > 0 and out.agreement is None
+
+
+def test_sq_dist_to_own_is_the_plain_float64_formula_in_blocks(monkeypatch):
+    """Blocks, one float64 conversion for several groupings and the gathered centres change nothing:
+    bit for bit the squared distances of X - centres[labels] in float64 (summaries pick samples by them)."""
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(1001, 24)) * 3 + 50).astype(np.float32)  # far from 0: cancellation would show
+    fine = rng.integers(0, 17, len(X))
+    coarse = np.arange(17)[rng.permutation(17)] % 4
+    C1, C2 = rng.normal(size=(17, 24)) + 50, (rng.normal(size=(4, 24)) + 50).astype(np.float32)
+    X64 = X.astype(np.float64)
+    expected = [np.einsum("ij,ij->i", X64 - C1[fine], X64 - C1[fine]),
+                np.einsum("ij,ij->i", X64 - C2[coarse[fine]], X64 - C2[coarse[fine]]).astype(np.float64)]
+    monkeypatch.setattr(km, "_DIST_BYTES", 8 * 24 * 64)  # 64 rows per block: the last block is partial
+    got = km.sq_dist_to_own(X, [(C1, fine), (C2, coarse[fine])])
+    assert all(g.dtype == np.float64 and np.array_equal(g, e) for g, e in zip(got, expected))
+    X[:17] = C1  # rows on their centre: exactly 0
+    on_centre = np.r_[np.arange(17), fine[17:]]
+    assert (km.sq_dist_to_own(X, [(C1.astype(np.float32), on_centre)])[0][:17] == 0).all()
+    with pytest.raises(ValueError, match="a centre in"):
+        km.sq_dist_to_own(X, [(C1, fine + 1)])
+
+
+def test_group_sums_do_not_depend_on_the_block_size(monkeypatch):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(5000, 8)).astype(np.float32)
+    labels = rng.integers(0, 30, 5000)
+    sums, counts = km.group_sums(X, labels, 31)
+    expected = np.stack([X[labels == j].astype(np.float64).sum(axis=0) for j in range(31)])
+    np.testing.assert_allclose(sums, expected, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(counts, np.bincount(labels, minlength=31)) and (sums[30] == 0).all()
+    monkeypatch.setattr(km, "_SUM_BYTES", 1)  # the smallest block (1024 rows)
+    assert np.allclose(km.group_sums(X, labels, 31)[0], sums, rtol=1e-12, atol=1e-12)
