@@ -20,13 +20,13 @@ from sklearn import metrics as skm
 
 from .errors import InputError
 from .hierarchy import Hierarchy
-from .kmeans import group_sums
+from .kmeans import group_sums, sq_dist_to_own
 from .title_quality import title_quality
 
 INTERNAL = ("silhouette_score", "davies_bouldin_score", "calinski_harabasz_score")
 EXTERNAL = ("adjusted_rand_score", "normalized_mutual_info_score", "homogeneity_score",
             "completeness_score", "v_measure_score")
-_ROWS = 1 << 14  # rows per block when measuring distances: bounds float64 temporaries to ~50 MB
+_CENTROID_ROWS = 2048  # rows per block of the k x k centroid distances (2048 x k float64 at a time)
 
 
 def _finite(x: Any) -> float | None:
@@ -61,23 +61,41 @@ def _sample(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarr
     return np.sort(keep)
 
 
-def _davies_bouldin_calinski_harabasz(X: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Both scores as scikit-learn defines them, in O(n d) time and bounded memory.
+def _davies_bouldin_calinski_harabasz(X: np.ndarray, labelings: list[np.ndarray]) -> list[tuple[float, float]]:
+    """Both scores of each labelling of the rows of ``X``, as scikit-learn defines them, in O(n d)
+    time and bounded memory.
 
     scikit-learn loops over clusters with a boolean mask each (O(n k)): ~10 s for 200k items and
-    1000 clusters. Here cluster sums are one sparse product and distances are taken in row blocks.
+    1000 clusters. Here cluster sums are one sparse product and the distances to the centroids are
+    taken a block of rows at a time, one pass over ``X`` for all labellings. A labelling that only
+    merges clusters of the first (an upper level of the first's) sums the first's cluster sums.
     """
-    _, codes = np.unique(labels, return_inverse=True)
-    n = len(codes)
+    codes = [np.unique(labels, return_inverse=True)[1].ravel() for labels in labelings]
+    first = codes[0]
     # float64 sums a block of rows at a time: a sparse product with the whole float32 matrix would
     # first copy it to float64 (3 GB at 1M x 384)
-    sums, counts = group_sums(X, codes, int(codes.max()) + 1)
-    k = len(counts)
-    centroids = sums / counts[:, None]
-    dist = np.empty(n)
-    for s in range(0, n, _ROWS):
-        diff = X[s:s + _ROWS].astype(np.float64) - centroids[codes[s:s + _ROWS]]
-        dist[s:s + _ROWS] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    first_sums, first_counts = group_sums(X, first, int(first.max()) + 1)
+    centroids, counts = [], []
+    for c in codes:
+        k = int(c.max()) + 1
+        if c is first:
+            sums, cnt = first_sums, first_counts
+        else:
+            up = np.zeros(len(first_counts), dtype=np.int64)
+            up[first] = c  # each first-labelling cluster's cluster here, if this labelling only merges them
+            if np.array_equal(up[first], c):
+                sums, cnt = group_sums(first_sums, up, k)[0], np.bincount(up, weights=first_counts, minlength=k)
+            else:
+                sums, cnt = group_sums(X, c, k)
+        centroids.append(sums / cnt[:, None])
+        counts.append(cnt)
+    sq = sq_dist_to_own(X, list(zip(centroids, codes)))
+    return [_scores(c, mu, cnt, np.sqrt(d2)) for c, mu, cnt, d2 in zip(codes, centroids, counts, sq)]
+
+
+def _scores(codes: np.ndarray, centroids: np.ndarray, counts: np.ndarray, dist: np.ndarray) -> tuple[float, float]:
+    """Davies-Bouldin and Calinski-Harabasz from the centroids and each row's distance to its own."""
+    n, k = len(codes), len(counts)
     intra_disp = float(np.sum(dist ** 2))
     mean = (centroids * counts[:, None]).sum(axis=0) / n
     extra_disp = float(np.sum(counts * np.sum((centroids - mean) ** 2, axis=1)))
@@ -85,33 +103,42 @@ def _davies_bouldin_calinski_harabasz(X: np.ndarray, labels: np.ndarray) -> tupl
     spread = np.bincount(codes, weights=dist, minlength=k) / counts  # mean distance to the centroid
     worst = np.zeros(k)
     max_dist = 0.0
-    for s in range(0, k, _ROWS // 8):  # the k x k centroid distances, a block of rows at a time
-        d = cdist(centroids[s:s + _ROWS // 8], centroids)  # exact differences: 0 on the diagonal
+    for s in range(0, k, _CENTROID_ROWS):  # the k x k centroid distances, a block of rows at a time
+        d = cdist(centroids[s:s + _CENTROID_ROWS], centroids)  # exact differences: 0 on the diagonal
         max_dist = max(max_dist, float(d.max()))
         d[d == 0] = np.inf
-        worst[s:s + _ROWS // 8] = np.max((spread[s:s + _ROWS // 8, None] + spread[None, :]) / d, axis=1)
+        worst[s:s + _CENTROID_ROWS] = np.max((spread[s:s + _CENTROID_ROWS, None] + spread[None, :]) / d, axis=1)
     # scikit-learn's convention: 0 when every point sits on its centroid or all centroids coincide
     db = 0.0 if np.allclose(spread, 0) or np.isclose(max_dist, 0) else float(np.mean(worst))
     return db, ch
 
 
-class _SharedSample:
-    """One silhouette sample of the item vectors and its distance matrix, reused by every level.
+class _Shared:
+    """What the metrics of every level on the (finite) item vectors share, computed once.
 
-    The sample is stratified by level-1 clusters, so every cluster of every level above keeps points
-    in it; the O(s^2) distances are then computed once instead of once per level.
+    One silhouette sample and its distance matrix: the sample is stratified by level-1 clusters, so
+    every cluster of every level above keeps points in it, and the O(s^2) distances are computed
+    once instead of once per level. ``scores``: level -> (Davies-Bouldin, Calinski-Harabasz) of the
+    items grouped by that level, from one pass over the vectors for all levels (a pass per level
+    took ~3 s at 1M x 384); levels with fewer than 2 clusters or one item per cluster are left out.
     """
 
-    def __init__(self, X: np.ndarray, finest: np.ndarray, sample_size: int, rng: np.random.Generator):
+    def __init__(self, X: np.ndarray, assignments: dict[int, np.ndarray], sample_size: int,
+                 rng: np.random.Generator):
         self.X = X
-        self.idx = _sample(finest, sample_size, rng)
+        self.idx = _sample(assignments[1], sample_size, rng)
         self.D = skm.pairwise_distances(np.asarray(X[self.idx], dtype=np.float32))
+        n = len(X)
+        levels = [lv for lv, a in assignments.items() if 2 <= len(np.unique(a)) <= n - 1]
+        scores = _davies_bouldin_calinski_harabasz(X, [assignments[lv] for lv in levels]) if levels else []
+        self.scores = dict(zip(levels, scores))
 
 
 def _internal(X: np.ndarray | None, labels: np.ndarray, sample_size: int, rng: np.random.Generator,
               prefix: str, out: dict[str, Any], notes: list[str], what: str,
-              shared: _SharedSample | None = None) -> None:
-    """Silhouette (on a sample), Davies-Bouldin and Calinski-Harabasz (on all points, both linear)."""
+              shared: _Shared | None = None, scores: tuple[float, float] | None = None) -> None:
+    """Silhouette (on a sample), Davies-Bouldin and Calinski-Harabasz (on all points, both linear;
+    ``scores`` when they were computed already)."""
     for name in INTERNAL:
         out[prefix + name] = None
     if X is None:
@@ -123,10 +150,10 @@ def _internal(X: np.ndarray | None, labels: np.ndarray, sample_size: int, rng: n
                      "(need at least 2 clusters and fewer clusters than points).")
         return
     X = np.asarray(X)
-    if not np.isfinite(X).all():
+    use_shared = shared is not None and shared.X is X
+    if not use_shared and not np.isfinite(X).all():  # the shared vectors were checked once
         notes.append(f"{prefix}metrics: {what} contain NaN or infinite values.")
         return
-    use_shared = shared is not None and shared.X is X
     idx = shared.idx if use_shared else _sample(labels, sample_size, rng)
     if len(idx) < n:
         notes.append(f"{prefix}silhouette_score on a stratified sample of {len(idx)} of {n} points.")
@@ -136,7 +163,7 @@ def _internal(X: np.ndarray | None, labels: np.ndarray, sample_size: int, rng: n
         else:
             score = skm.silhouette_score(X[idx], labels[idx])
         out[prefix + "silhouette_score"] = _finite(score)
-    db, ch = _davies_bouldin_calinski_harabasz(X, labels)
+    db, ch = scores if scores is not None else _davies_bouldin_calinski_harabasz(X, [labels])[0]
     out[prefix + "davies_bouldin_score"], out[prefix + "calinski_harabasz_score"] = _finite(db), _finite(ch)
 
 
@@ -257,7 +284,7 @@ def _topic_alignment(h: Hierarchy, level: int, notes: list[str]) -> float | None
 
 
 def evaluate_level(h: Hierarchy, level: int, labels: Any = None, *, sample_size: int | None = None,
-                   random_state: int = 0, _shared: _SharedSample | None = None,
+                   random_state: int = 0, _shared: _Shared | None = None,
                    _truth: tuple[np.ndarray, np.ndarray, int] | None | bool = False) -> dict[str, Any]:
     """Metrics of the clusters at ``level`` (>= 1) as a flat, JSON-serialisable dict.
 
@@ -287,7 +314,8 @@ def evaluate_level(h: Hierarchy, level: int, labels: Any = None, *, sample_size:
     assign = h.assignments(level)
     out: dict[str, Any] = {"level": int(level), "n_clusters": len(h.levels[level]), "n_items": h.n_items}
 
-    _internal(h.levels[0].vectors, assign, sample_size, rng, "", out, notes, "item (L0) vectors", _shared)
+    l0 = _shared.scores.get(level) if _shared is not None and _shared.X is h.levels[0].vectors else None
+    _internal(h.levels[0].vectors, assign, sample_size, rng, "", out, notes, "item (L0) vectors", _shared, l0)
     below = h.levels[level - 1]
     if level == 1:  # the level below is L0 itself: identical numbers, no need to compute twice
         for name in INTERNAL:
@@ -321,8 +349,8 @@ def evaluate_all(h: Hierarchy, labels: Any = None, *, text_embedder: Any = None)
     shared = None
     X = h.levels[0].vectors
     if X is not None and h.top_level >= 2 and np.isfinite(X).all():
-        shared = _SharedSample(X, h.levels[0].parent, h.config.evaluation_sample_size,
-                               np.random.default_rng(h.config.random_state))
+        shared = _Shared(X, {level: h.assignments(level) for level in range(1, h.top_level + 1)},
+                         h.config.evaluation_sample_size, np.random.default_rng(h.config.random_state))
     truth = _truth_codes(_resolve_labels(h, labels))  # resolved and coded once for every level
     results = {level: evaluate_level(h, level, labels, random_state=h.config.random_state, _shared=shared,
                                      _truth=truth)

@@ -77,6 +77,25 @@ def test_results_are_json_serialisable_and_stored():
                 assert prefix + name in metrics
 
 
+def test_every_level_scored_in_one_pass_equals_each_level_alone():
+    """evaluate_all scores the item vectors of all levels in one pass (upper levels from level 1's
+    sums): the same Davies-Bouldin and Calinski-Harabasz as evaluating each level alone, and as
+    scikit-learn; a level with one cluster stays undefined."""
+    h, y_fine, y_coarse = planted(n_per=30)
+    rng = np.random.default_rng(5)
+    h = hierarchy_from(h.levels[0].vectors, [rng.permutation(len(y_fine)) % 40, np.arange(40) % 12,
+                                             np.arange(12) % 3, np.zeros(3, int)])
+    results = evaluate_all(h)
+    X64 = h.levels[0].vectors.astype(np.float64)
+    for level in (1, 2, 3):
+        alone = evaluate_level(h, level)
+        for name, sk in (("davies_bouldin_score", skm.davies_bouldin_score),
+                         ("calinski_harabasz_score", skm.calinski_harabasz_score)):
+            assert results[level][name] == pytest.approx(alone[name], rel=1e-12)
+            assert results[level][name] == pytest.approx(sk(X64, h.assignments(level)), rel=1e-9)
+    assert results[4]["davies_bouldin_score"] is None and results[4]["silhouette_score"] is None
+
+
 def test_undefined_metrics_are_none():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, 4)).astype(np.float32)
@@ -216,17 +235,23 @@ def test_davies_bouldin_and_calinski_harabasz_match_sklearn(dtype, k):
     rng = np.random.default_rng(k)
     labels = np.concatenate([np.arange(k), rng.integers(0, k, 3000)]) * 3 + 5  # non-contiguous label values
     X = (rng.normal(size=(k, 10))[(labels - 5) // 3] * 2 + rng.normal(size=(len(labels), 10)) + 100).astype(dtype)
-    db, ch = evaluation._davies_bouldin_calinski_harabasz(X, labels)
+    # with an upper level (merges the clusters: its sums come from theirs) and an unrelated labelling
+    merged = (labels // 2) % 5
+    other = rng.integers(0, 3, len(labels))
+    scores = evaluation._davies_bouldin_calinski_harabasz(X, [labels, merged, other])
     X64 = X.astype(np.float64)  # scikit-learn's float32 arithmetic is the less precise of the two
-    assert db == pytest.approx(skm.davies_bouldin_score(X64, labels), rel=1e-9)
-    assert ch == pytest.approx(skm.calinski_harabasz_score(X64, labels), rel=1e-9)
+    for (db, ch), y in zip(scores, [labels, merged, other]):
+        assert db == pytest.approx(skm.davies_bouldin_score(X64, y), rel=1e-9)
+        assert ch == pytest.approx(skm.calinski_harabasz_score(X64, y), rel=1e-9)
+    # summed from the fine clusters' sums or from the rows: the same to rounding
+    assert evaluation._davies_bouldin_calinski_harabasz(X, [merged])[0] == pytest.approx(scores[1], rel=1e-12)
 
 
 def test_davies_bouldin_and_calinski_harabasz_degenerate():
     X = np.repeat(np.eye(3), 4, axis=0)  # every point on its centroid
     labels = np.repeat(np.arange(3), 4)
-    assert evaluation._davies_bouldin_calinski_harabasz(X, labels) == (
-        skm.davies_bouldin_score(X, labels), skm.calinski_harabasz_score(X, labels))
+    assert evaluation._davies_bouldin_calinski_harabasz(X, [labels]) == [(
+        skm.davies_bouldin_score(X, labels), skm.calinski_harabasz_score(X, labels))]
 
 
 def test_sample_uses_the_whole_budget():
