@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .descriptions import format_line as description_line, level_description_quality
+from .descriptions import MemberTexts, format_line as description_line, level_description_quality, member_texts
 from .summarize_types import SummaryRequest
 
 _PLACEHOLDER_SOURCES = ("values", "file name")  # level-0 sources of default numeric / image descriptions
@@ -456,8 +456,9 @@ def _siblings_duplicates(titles: list[str], parent: np.ndarray) -> int:
 
 
 def level_title_quality(h: Any, level: int, title_vectors: np.ndarray | None,
-                        item_vectors: np.ndarray | None) -> dict[str, Any]:
-    """The title-quality figures of one level (see the module docstring); JSON-serialisable."""
+                        item_vectors: np.ndarray | None, texts: MemberTexts | None = None) -> dict[str, Any]:
+    """The title-quality figures of one level (see the module docstring); JSON-serialisable.
+    ``texts``: :func:`.descriptions.member_texts` of ``h``, prepared once for several levels."""
     lv = h.levels[level]
     k = len(lv)
     titles = list(lv.titles)
@@ -498,7 +499,7 @@ def level_title_quality(h: Any, level: int, title_vectors: np.ndarray | None,
         out["title_self_retrieval_mrr"] = float(np.mean(1.0 / ranks))
     elif k < 2:
         out["title_notes"].append("self-retrieval needs at least 2 clusters.")
-    out.update(level_description_quality(h, level))
+    out.update(level_description_quality(h, level, texts))
     return out
 
 
@@ -530,8 +531,9 @@ def title_quality(h: Any, text_embedder: Any = None) -> dict[int, dict[str, Any]
                 vecs[lv] = emb[start:start + n]
                 start += n
     out = {}
+    texts = member_texts(h)  # for the description figures of every level
     for lv in range(1, h.top_level + 1):
-        q = level_title_quality(h, lv, vecs.get(lv), items if vecs else None)
+        q = level_title_quality(h, lv, vecs.get(lv), items if vecs else None, texts)
         if note:
             q["title_notes"].insert(0, note)
         out[lv] = q

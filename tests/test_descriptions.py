@@ -7,6 +7,7 @@ import dataclasses
 import json
 import re
 
+import numpy as np
 import pytest
 
 from hercules_core import load_model, save_model
@@ -51,6 +52,56 @@ def test_one_sample_copied_is_a_copy():
     # quoting a few words among one's own is not
     assert not is_sample_copy("Odd state laws, such as Tennessee's ban on shooting game from a car", [SAMPLE])
     assert description_problem(SAMPLE, "Illegal laws", [SAMPLE], KEYWORDS) == "it copies one of the examples"
+
+
+def test_the_member_copy_figure_finds_exactly_the_copies_of_one_member():
+    """The description_sample_copies figure checks every member; its prefilter (the description's
+    middle words in a row in one member's text, searched in all the members' texts at once) may skip
+    only members that are no copy: the same answers as is_sample_copy against each member (for
+    descriptions of two words or more), across case, possessives, digits, punctuation, runs split
+    between two members, at every level."""
+    from hercules_core.descriptions import MemberTexts, _copies_a_member, _tokens
+    rng = np.random.default_rng(0)
+    vocab = ["law", "game", "car", "kirk", "log", "ban", "o'neil", "whale", "state", "Car", "LAW", "Kirk’s"]
+    seps = [" ", ", ", " - ", " 2nd ", "'s ", "’s; ", "_", "\n", " (", ") "]
+
+    def text(n):
+        return "".join(str(rng.choice(vocab)) + str(rng.choice(seps)) for _ in range(n)).strip()
+
+    texts = [text(int(rng.integers(1, 14))) for _ in range(400)]
+    texts[7], texts[8] = None, ""
+    fine = rng.integers(0, 40, len(texts))  # level-1 cluster 40 stays empty
+    parent = rng.integers(0, 6, 41)
+
+    class Levels:  # the two things MemberTexts asks of a hierarchy
+        top_level = 2
+
+        @staticmethod
+        def assignments(level):
+            return fine if level == 1 else parent[fine]
+
+    prepared = MemberTexts(Levels, texts)
+    spans = {1: prepared.spans(1, 41), 2: prepared.spans(2, 6)}
+    assert tuple(spans[1][40]) == (0, 0)
+    found = 0
+    for trial in range(400):
+        level = int(rng.integers(1, 3))
+        j = int(rng.choice(np.unique(Levels.assignments(level))))
+        members = np.flatnonzero(Levels.assignments(level) == j)
+        start, end = spans[level][j]
+        assert sorted(map(str, prepared.texts[start:end])) == sorted(str(texts[i]) for i in members)
+        words = (texts[int(rng.choice(members))] or "law").split()
+        a = int(rng.integers(0, len(words)))
+        piece = " ".join(words[a:a + int(rng.integers(1, 14))])
+        description = rng.choice([piece, "Items: " + piece, piece + " and more", text(int(rng.integers(1, 12)))])
+        expected = len(_tokens(description)) >= 2 and any(is_sample_copy(description, [texts[i]]) for i in members)
+        found += expected
+        assert _copies_a_member(description, prepared, start, end) == expected, (description, level, j)
+    assert 40 < found < 360  # both answers were exercised
+    # the copied words end the last member's text (a whole two-word sample)
+    two = MemberTexts(type("One", (), {"top_level": 1, "assignments": staticmethod(lambda lv: np.zeros(2, int))}),
+                      ["Alpha beta gamma", "KIRK'S log"])
+    assert _copies_a_member("Kirk log today", two, 0, 2) and not _copies_a_member("Kirk log today", two, 0, 1)
 
 
 def test_a_description_must_name_two_distinctive_terms():
