@@ -131,16 +131,20 @@ def numeric_stats(dataset: Dataset, order: np.ndarray, bounds: np.ndarray, k: in
     counts = np.diff(bounds)
     nonempty = counts > 0
     starts = bounds[:-1][nonempty]  # empty groups have no rows, so consecutive starts delimit the rest
-    srt = raw[order]
     means = np.full((k, p), np.nan)
     stds, mins, maxs = means.copy(), means.copy(), means.copy()
     if len(starts):
-        cnt = counts[nonempty][:, None]
-        means[nonempty] = np.add.reduceat(srt, starts, axis=0) / cnt
-        dev = srt - np.repeat(means[nonempty], counts[nonempty], axis=0)  # two-pass: stable for big means
-        stds[nonempty] = np.sqrt(np.add.reduceat(dev * dev, starts, axis=0) / cnt)
-        mins[nonempty] = np.minimum.reduceat(srt, starts, axis=0)
-        maxs[nonempty] = np.maximum.reduceat(srt, starts, axis=0)
+        cnt = counts[nonempty]
+        # a variable at a time, its values in group order: (n,) temporaries instead of (n, p) ones
+        # (0.75 s -> 0.4 s per level at 1M x 16); reduceat sums a column as it summed the rows, bit for bit
+        for v in range(p):
+            srt = raw[:, v][order]
+            mean = np.add.reduceat(srt, starts) / cnt
+            dev = srt - np.repeat(mean, cnt)  # two-pass: stable for big means
+            means[nonempty, v] = mean
+            stds[nonempty, v] = np.sqrt(np.add.reduceat(dev * dev, starts) / cnt)
+            mins[nonempty, v] = np.minimum.reduceat(srt, starts)
+            maxs[nonempty, v] = np.maximum.reduceat(srt, starts)
     gstd = raw.std(axis=0)
     z = (means - raw.mean(axis=0)) / np.where(gstd > 0, gstd, np.inf)
     rank = np.argsort(-np.nan_to_num(np.abs(z), nan=-1.0), axis=1, kind="stable")

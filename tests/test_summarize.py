@@ -111,6 +111,32 @@ def test_numeric_stats_match_numpy_and_rank_by_deviation():
     assert "Numeric Orig Item" in reqs[0].samples[0][1]
 
 
+def test_numeric_stats_are_the_row_wise_sums_bit_for_bit():
+    """Statistics a variable at a time give the numbers the row-wise reduceat gave, to the last bit
+    (prompts and ranks stay the same); an empty cluster has none."""
+    from hercules_core.summarize import numeric_stats
+    rng = np.random.default_rng(3)
+    ds = make_numeric_dataset(3000, p=6)
+    ds.numeric_raw = rng.normal(size=(3000, 6)) * 1e3 + 5e4  # big means: sums round
+    assign = rng.integers(0, 9, 3000)
+    assign[assign == 4] = 5  # cluster 4 is empty
+    order = np.argsort(assign, kind="stable")
+    bounds = np.searchsorted(assign[order], np.arange(10))
+    stats = numeric_stats(ds, order, bounds, 9, HerculesConfig(prompt_max_stats_vars=6))
+    srt = ds.numeric_raw[order]
+    starts = bounds[:-1][np.diff(bounds) > 0]
+    counts = np.diff(bounds)[np.diff(bounds) > 0][:, None]
+    means = np.add.reduceat(srt, starts, axis=0) / counts
+    dev = srt - np.repeat(means, counts[:, 0], axis=0)
+    stds = np.sqrt(np.add.reduceat(dev * dev, starts, axis=0) / counts)
+    assert stats[4] == []
+    for row, j in enumerate(j for j in range(9) if j != 4):
+        for st in stats[j]:
+            v = int(st["name"][1:])
+            assert st["mean"] == means[row, v] and st["std"] == stds[row, v]
+            assert st["min"] == srt[bounds[j]:bounds[j + 1], v].min() and st["max"] == srt[bounds[j]:bounds[j + 1], v].max()
+
+
 def test_image_samples_use_descriptions():
     ds = Dataset(ids=["a", "b", "c"], modality="image", image_paths=["/x/a.png", "/x/b.png", "/x/c.png"])
     reqs = build_requests(1, ["L1_0"], np.zeros((1, 2)), np.zeros(3, int), np.zeros((3, 2)), ds,
