@@ -26,12 +26,29 @@ from .title_quality import title_quality
 INTERNAL = ("silhouette_score", "davies_bouldin_score", "calinski_harabasz_score")
 EXTERNAL = ("adjusted_rand_score", "normalized_mutual_info_score", "homogeneity_score",
             "completeness_score", "v_measure_score")
+_FINITE_VALUES = 1 << 22  # values per block when checking that vectors are finite
 _CENTROID_ROWS = 2048  # rows per block of the k x k centroid distances (2048 x k float64 at a time)
 
 
 def _finite(x: Any) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def _dense(labels: np.ndarray) -> np.ndarray:
+    """``labels`` as 0..k-1 in the order of their values (np.unique's inverse); for cluster indices
+    (small non-negative integers) in O(n) rather than a sort (~60 ms per call at 1M items)."""
+    labels = np.asarray(labels).ravel()
+    if labels.dtype.kind in "iu" and len(labels) and labels.min() >= 0 and labels.max() < 4 * len(labels):
+        return (np.cumsum(np.bincount(labels) > 0) - 1)[labels]
+    return np.unique(labels, return_inverse=True)[1].ravel()
+
+
+def _all_finite(X: np.ndarray) -> bool:
+    """No NaN or infinity in ``X``, a block of rows at a time (a boolean copy of 1M x 384 and its
+    page faults took ~0.4 s, blocks ~0.15 s)."""
+    step = max(1, _FINITE_VALUES // max(1, X[0].size if len(X) else 1))
+    return all(np.isfinite(X[s:s + step]).all() for s in range(0, len(X), step))
 
 
 def _sample(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -70,7 +87,7 @@ def _davies_bouldin_calinski_harabasz(X: np.ndarray, labelings: list[np.ndarray]
     taken a block of rows at a time, one pass over ``X`` for all labellings. A labelling that only
     merges clusters of the first (an upper level of the first's) sums the first's cluster sums.
     """
-    codes = [np.unique(labels, return_inverse=True)[1].ravel() for labels in labelings]
+    codes = [_dense(labels) for labels in labelings]
     first = codes[0]
     # float64 sums a block of rows at a time: a sparse product with the whole float32 matrix would
     # first copy it to float64 (3 GB at 1M x 384)
@@ -129,7 +146,7 @@ class _Shared:
         self.idx = _sample(assignments[1], sample_size, rng)
         self.D = skm.pairwise_distances(np.asarray(X[self.idx], dtype=np.float32))
         n = len(X)
-        levels = [lv for lv, a in assignments.items() if 2 <= len(np.unique(a)) <= n - 1]
+        levels = [lv for lv, a in assignments.items() if 2 <= int(_dense(a).max()) + 1 <= n - 1]
         scores = _davies_bouldin_calinski_harabasz(X, [assignments[lv] for lv in levels]) if levels else []
         self.scores = dict(zip(levels, scores))
 
@@ -144,14 +161,14 @@ def _internal(X: np.ndarray | None, labels: np.ndarray, sample_size: int, rng: n
     if X is None:
         notes.append(f"{prefix}metrics: {what} are not available.")
         return
-    n, k = len(labels), len(np.unique(labels))
+    n, k = len(labels), (int(_dense(labels).max()) + 1 if len(labels) else 0)
     if not 2 <= k <= n - 1:
         notes.append(f"{prefix}metrics undefined: {k} clusters for {n} points in {what} "
                      "(need at least 2 clusters and fewer clusters than points).")
         return
     X = np.asarray(X)
     use_shared = shared is not None and shared.X is X
-    if not use_shared and not np.isfinite(X).all():  # the shared vectors were checked once
+    if not use_shared and not _all_finite(X):  # the shared vectors were checked once
         notes.append(f"{prefix}metrics: {what} contain NaN or infinite values.")
         return
     idx = shared.idx if use_shared else _sample(labels, sample_size, rng)
@@ -348,7 +365,7 @@ def evaluate_all(h: Hierarchy, labels: Any = None, *, text_embedder: Any = None)
     """
     shared = None
     X = h.levels[0].vectors
-    if X is not None and h.top_level >= 2 and np.isfinite(X).all():
+    if X is not None and h.top_level >= 2 and _all_finite(X):
         shared = _Shared(X, {level: h.assignments(level) for level in range(1, h.top_level + 1)},
                          h.config.evaluation_sample_size, np.random.default_rng(h.config.random_state))
     truth = _truth_codes(_resolve_labels(h, labels))  # resolved and coded once for every level

@@ -298,3 +298,19 @@ def test_external_metrics_match_sklearn(case):
     got = evaluation._external_scores(np.unique(y, return_inverse=True)[1], pred)
     for name in evaluation.EXTERNAL:
         assert got[name] == pytest.approx(getattr(skm, name)(y, pred), rel=1e-9, abs=1e-12), name
+
+
+@pytest.mark.parametrize("labels", [np.array([7, 3, 3, 9, 0]), np.array([-2, 5, -2]), np.array(["b", "a", "b"]),
+                                    np.arange(10)[::-1] * 1000, np.array([4], np.uint8)])
+def test_dense_codes_are_uniques_inverse(labels):
+    assert np.array_equal(evaluation._dense(labels), np.unique(labels, return_inverse=True)[1])
+
+
+def test_all_finite_checks_every_block(monkeypatch):
+    monkeypatch.setattr(evaluation, "_FINITE_VALUES", 21)  # 7 rows per block
+    X = np.zeros((1000, 3), np.float32)
+    assert evaluation._all_finite(X) and evaluation._all_finite(X[:0])
+    X[999, 2] = np.inf  # in the last, partial block
+    assert not evaluation._all_finite(X)
+    X[999, 2], X[0, 0] = 0, np.nan
+    assert not evaluation._all_finite(X)
