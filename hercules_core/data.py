@@ -1365,17 +1365,54 @@ def default_l0_titles(dataset: Dataset, max_chars: int = 80) -> list[str]:
     return [f"Item {i}" for i in dataset.ids]
 
 
-def _fmt_number(v: float, precision: int) -> str:
-    """Readable numbers: ``precision`` decimals, significant digits for tiny and huge values."""
-    if not math.isfinite(v):
-        return str(v)
-    if float(v).is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    a = abs(v)
-    if a < 1 or a >= 1e6:
-        return f"{v:.{max(precision, 1)}g}"
-    fixed = f"{v:.{precision}f}"
-    return fixed.rstrip("0").rstrip(".") if "." in fixed else fixed
+_DESCRIBE_ROWS = 1 << 15  # rows formatted per batch (one format string of 32k x 10 numbers)
+
+
+def _number_descriptions(raw: np.ndarray, names: list, max_chars: int, precision: int, max_vals: int) -> list[str]:
+    """"name=value, ..." per row (the first ``max_vals`` variables, then "…"), each number readable:
+    integers as such, ``precision`` decimals without trailing zeros, ``max(precision, 1)``
+    significant digits below 1 and from 1e6 on, str() for nan/inf.
+
+    Python's %-formatting writes every number, a batch of rows in one call: numpy picks each
+    number's format, including how many decimals are left once the trailing zeros go ("%.1f" for
+    2.50): from the value rounded to ``precision`` decimals, which float arithmetic gets right
+    unless it is next to a rounding tie; those few are formatted one by one. At 1M x 10 numbers:
+    about 2 s instead of 7 s one number at a time.
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    shown = [f"{n}" for n in names[:max_vals]][: raw.shape[1]]
+    m, p = len(shown), precision
+    end = (", …" if m else "…") if len(names) > max_vals else ""
+    row_end = next(c for c in map(chr, range(1, 0x110000)) if c not in "".join(shown) + end)
+    # format codes: 0 nan/inf, 1 integer, 2 significant digits, 3 preformatted, 4 + k: k decimals
+    formats = ["%r", "%d", f"%.{max(p, 1)}g", "%s"] + [f"%.{k}f" for k in range(p + 1)]
+    # every number's piece of the format string ("x3=%.1f"), by column and format; the last one ends a row
+    pieces = np.array([("" if j == 0 else ", ") + name.replace("%", "%%") + "=" + f
+                       for j, name in enumerate(shown) for f in formats] + [end + row_end], dtype=object)
+    out: list[str] = []
+    for start in range(0, len(raw), _DESCRIBE_ROWS):
+        v = raw[start:start + _DESCRIBE_ROWS, :m]
+        with np.errstate(invalid="ignore", over="ignore"):
+            a, x = np.abs(v), v * 10.0 ** p
+            n = np.rint(x)
+            # x is within |x| * 2**-53 of the exact v * 10**p: far enough from a tie, rint rounds as printf does
+            tie = ~((np.abs(x - np.floor(x) - 0.5) > np.abs(x) * 2.0 ** -50) & (np.abs(n) < 2.0 ** 53))
+            whole = np.where(tie, 0.0, n).astype(np.int64)  # the value in units of 10**-p
+            decimals = np.full(v.shape, p)
+            for i in range(1, min(p, 18) + 1):  # minus the trailing zeros (beyond 15 decimals all are ties)
+                decimals -= whole % 10 ** i == 0
+            code = np.select([~np.isfinite(v), (v == np.floor(v)) & (a < 1e15), (a < 1) | (a >= 1e6), tie],
+                             [0, 1, 2, 3], 4 + decimals)
+        values = v.ravel().tolist()
+        for i in np.flatnonzero(code.ravel() == 3).tolist():
+            fixed = f"{values[i]:.{p}f}"
+            values[i] = fixed.rstrip("0").rstrip(".") if p else fixed
+        which = np.empty((len(v), m + 1), dtype=np.intp)
+        which[:, :m] = code + len(formats) * np.arange(m)
+        which[:, m] = len(pieces) - 1
+        out += ("".join(pieces[which.ravel()].tolist()) % tuple(values)).split(row_end)[:-1]
+    lead = shown[0][:1].isspace() if shown else False  # _truncate strips; a row ends in a digit or "…"
+    return [_truncate(r, max_chars) if lead or len(r) > max_chars else r for r in out]
 
 
 def default_l0_descriptions(dataset: Dataset, max_chars: int = 300, precision: int = 2,
@@ -1385,11 +1422,4 @@ def default_l0_descriptions(dataset: Dataset, max_chars: int = 300, precision: i
         return [_truncate(t, max_chars) for t in dataset.texts]
     if dataset.modality == "image":
         return [f"Image {Path(p).name}" for p in dataset.image_paths]
-    names = dataset.feature_names
-    out = []
-    for row in dataset.numeric_raw:
-        parts = [f"{n}={_fmt_number(float(v), precision)}" for n, v in zip(names[:max_vals], row[:max_vals])]
-        if len(names) > max_vals:
-            parts.append("…")
-        out.append(_truncate(", ".join(parts), max_chars))
-    return out
+    return _number_descriptions(dataset.numeric_raw, list(dataset.feature_names), max_chars, precision, max_vals)
