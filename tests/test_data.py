@@ -90,6 +90,19 @@ def test_missing_labels_named():
     assert "labels has 2 entries" in err(prepare, TEXTS, labels=["a", "b"])
 
 
+def test_ids_and_labels_of_every_cell_type():
+    """Columns of strs or ints (checked in bulk) and mixed ones (cell by cell) give the same ids,
+    labels and messages."""
+    assert prepare(TEXTS, ids=[7.0, 8, "x"]).ids == ["7", "8", "x"]  # a float id that is an integer
+    assert prepare(TEXTS, ids=[3, 1, 2], labels=[0, 1, 0]).labels == ["0", "1", "0"]
+    for blank in ("", " \t", None, float("nan")):
+        assert "1 items have no id (rows 1)" in err(prepare, TEXTS, ids=["a", blank, "c"])
+        assert "1 items have no label: ids 2" in err(prepare, TEXTS, labels=["a", "b", blank])
+    for dup in (["a", "b", "a"], [1, 2, 1]):
+        assert "1 ids occur more than once: " + str(dup[0]) in err(prepare, TEXTS, ids=dup)
+    assert "Texts must be strings" in err(prepare, pd.DataFrame({"t": ["x", 2, "y"]}), text_column="t")
+
+
 def test_non_string_texts_named():
     msg = err(prepare, ["a text", 42, "another", "more", "and more"])
     assert "mixes types" in msg and "1 (value 42)" in msg and "strings" in msg
