@@ -465,7 +465,8 @@ def test_numeric_descriptions_match_one_number_at_a_time():
                          feature_names=shown)
             expected = []
             for row in raw[:, :cols]:
-                parts = [f"{n}={_reference_number(float(v), precision)}" for n, v in zip(shown[:max_vals], row[:max_vals])]
+                parts = [f"{n}={_reference_number(float(v), precision)}"
+                         for n, v in zip(shown[:max_vals], row[:max_vals])]
                 if len(shown) > max_vals:
                     parts.append("…")
                 expected.append(_truncate(", ".join(parts), max_chars))
