@@ -78,7 +78,7 @@ def _as_str_ids(values: list) -> list[str]:
 
 def _blank_cells(values: list) -> list[int]:
     """Positions of the missing (None, NaN, NA) or blank values; a column of strs or ints is checked
-    without a call per value (1M ids: 0.05 s instead of 0.6 s)."""
+    without a call per value (1M string ids: 0.03 s instead of 0.27 s)."""
     types = set(map(type, values))
     if types <= {int}:
         return []
