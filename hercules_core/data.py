@@ -66,6 +66,27 @@ def _as_str_id(v: Any) -> str:
     return str(v)
 
 
+def _as_str_ids(values: list) -> list[str]:
+    """:func:`_as_str_id` of every value; a column of strs or ints needs no call per value."""
+    types = set(map(type, values))
+    if types <= {str}:
+        return list(values)
+    if types <= {int}:
+        return list(map(str, values))
+    return [_as_str_id(v) for v in values]
+
+
+def _blank_cells(values: list) -> list[int]:
+    """Positions of the missing (None, NaN, NA) or blank values; a column of strs or ints is checked
+    without a call per value (1M string ids: 0.03 s instead of 0.27 s)."""
+    types = set(map(type, values))
+    if types <= {int}:
+        return []
+    if types <= {str}:
+        return [] if all(map(str.strip, values)) else [r for r, v in enumerate(values) if not v.strip()]
+    return [r for r, v in enumerate(values) if _is_missing(v) or str(v).strip() == ""]
+
+
 def _to_float(v: Any) -> float | None:
     """A float for a number or numeric string (NaN for NA tokens), ``None`` if not numeric."""
     if _is_missing(v):
@@ -957,12 +978,12 @@ def _resolve_ids(n: int, src_ids: list | None, ids: Any, src_is_explicit: bool) 
         if len(src_ids) != n:
             raise InputError(f"ids= has {len(src_ids)} entries but there are {n} items; give one id per item.")
     if src_ids is None:
-        return [str(i) for i in range(n)]
-    missing = [str(r) for r, v in enumerate(src_ids) if _is_missing(v) or str(v).strip() == ""]
+        return list(map(str, range(n)))
+    missing = _blank_cells(src_ids)
     if missing:
         raise InputError(f"{len(missing)} items have no id (rows {_some(missing)}). Fill the ids or drop the id column.")
-    out = [_as_str_id(v) for v in src_ids]
-    dup = [i for i, c in Counter(out).items() if c > 1]
+    out = _as_str_ids(src_ids)
+    dup = [i for i, c in Counter(out).items() if c > 1] if len(set(out)) < len(out) else []
     if dup:
         raise InputError(f"Ids must be unique, but {len(dup)} ids occur more than once: {_some(dup)}. De-duplicate"
                          f" the rows or use another id column (without one, row numbers are used).")
@@ -987,10 +1008,10 @@ def _resolve_labels(ids: list[str], src_labels: list | None, labels: Any) -> lis
         values = list(labels)
         if len(values) != len(ids):
             raise InputError(f"labels has {len(values)} entries but there are {len(ids)} items; give one per item.")
-    missing = [i for i, v in zip(ids, values) if _is_missing(v) or str(v).strip() == ""]
+    missing = [ids[r] for r in _blank_cells(values)]
     if missing:
         raise InputError(f"{len(missing)} items have no label: ids {_some(missing)}. Label every item or pass no labels.")
-    return [_as_str_id(v) for v in values]
+    return _as_str_ids(values)
 
 
 def _detect(values: list, ids: list[str], modality: str, what: str) -> str:
@@ -1309,11 +1330,12 @@ def prepare(data: Any, *, modality: str = "auto", text_column: str | None = None
 
 def _fill_texts(ds: Dataset, values: list, drop_empty: bool) -> list[int] | None:
     """The texts into ``ds``; returns the positions kept when empty texts were dropped (else None)."""
-    bad = [f"{i} ({v!r:.40})" for i, v in zip(ds.ids, values) if not _is_missing(v) and not isinstance(v, str)]
+    bad = [f"{i} ({v!r:.40})" for i, v in zip(ds.ids, values) if not _is_missing(v) and not isinstance(v, str)] \
+        if not set(map(type, values)) <= {str} else []
     if bad:
         raise InputError(f"Texts must be strings; {len(bad)} items of {ds.source} are not: ids {_some(bad)}. Convert"
                          f" them with str() or remove them.")
-    empty = [k for k, v in enumerate(values) if _is_missing(v) or not v.strip()]
+    empty = _blank_cells(values)
     if empty:
         named = _some(ds.ids[k] for k in empty)
         if not drop_empty:
@@ -1365,17 +1387,54 @@ def default_l0_titles(dataset: Dataset, max_chars: int = 80) -> list[str]:
     return [f"Item {i}" for i in dataset.ids]
 
 
-def _fmt_number(v: float, precision: int) -> str:
-    """Readable numbers: ``precision`` decimals, significant digits for tiny and huge values."""
-    if not math.isfinite(v):
-        return str(v)
-    if float(v).is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    a = abs(v)
-    if a < 1 or a >= 1e6:
-        return f"{v:.{max(precision, 1)}g}"
-    fixed = f"{v:.{precision}f}"
-    return fixed.rstrip("0").rstrip(".") if "." in fixed else fixed
+_DESCRIBE_ROWS = 1 << 15  # rows formatted per batch (one format string of 32k x 10 numbers)
+
+
+def _number_descriptions(raw: np.ndarray, names: list, max_chars: int, precision: int, max_vals: int) -> list[str]:
+    """"name=value, ..." per row (the first ``max_vals`` variables, then "…"), each number readable:
+    integers as such, ``precision`` decimals without trailing zeros, ``max(precision, 1)``
+    significant digits below 1 and from 1e6 on, str() for nan/inf.
+
+    Python's %-formatting writes every number, a batch of rows in one call: numpy picks each
+    number's format, including how many decimals are left once the trailing zeros go ("%.1f" for
+    2.50): from the value rounded to ``precision`` decimals, which float arithmetic gets right
+    unless it is next to a rounding tie; those few are formatted one by one. At 1M x 10 numbers:
+    about 2 s instead of 7 s one number at a time.
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    shown = [f"{n}" for n in names[:max_vals]][: raw.shape[1]]
+    m, p = len(shown), precision
+    end = (", …" if m else "…") if len(names) > max_vals else ""
+    row_end = next(c for c in map(chr, range(1, 0x110000)) if c not in "".join(shown) + end)
+    # format codes: 0 nan/inf, 1 integer, 2 significant digits, 3 preformatted, 4 + k: k decimals
+    formats = ["%r", "%d", f"%.{max(p, 1)}g", "%s"] + [f"%.{k}f" for k in range(p + 1)]
+    # every number's piece of the format string ("x3=%.1f"), by column and format; the last one ends a row
+    pieces = np.array([("" if j == 0 else ", ") + name.replace("%", "%%") + "=" + f
+                       for j, name in enumerate(shown) for f in formats] + [end + row_end], dtype=object)
+    out: list[str] = []
+    for start in range(0, len(raw), _DESCRIBE_ROWS):
+        v = raw[start:start + _DESCRIBE_ROWS, :m]
+        with np.errstate(invalid="ignore", over="ignore"):
+            a, x = np.abs(v), v * 10.0 ** p
+            n = np.rint(x)
+            # x is within |x| * 2**-53 of the exact v * 10**p: far enough from a tie, rint rounds as printf does
+            tie = ~((np.abs(x - np.floor(x) - 0.5) > np.abs(x) * 2.0 ** -50) & (np.abs(n) < 2.0 ** 53))
+            whole = np.where(tie, 0.0, n).astype(np.int64)  # the value in units of 10**-p
+            decimals = np.full(v.shape, p)
+            for i in range(1, min(p, 18) + 1):  # minus the trailing zeros (beyond 15 decimals all are ties)
+                decimals -= whole % 10 ** i == 0
+            code = np.select([~np.isfinite(v), (v == np.floor(v)) & (a < 1e15), (a < 1) | (a >= 1e6), tie],
+                             [0, 1, 2, 3], 4 + decimals)
+        values = v.ravel().tolist()
+        for i in np.flatnonzero(code.ravel() == 3).tolist():
+            fixed = f"{values[i]:.{p}f}"
+            values[i] = fixed.rstrip("0").rstrip(".") if p else fixed
+        which = np.empty((len(v), m + 1), dtype=np.intp)
+        which[:, :m] = code + len(formats) * np.arange(m)
+        which[:, m] = len(pieces) - 1
+        out += ("".join(pieces[which.ravel()].tolist()) % tuple(values)).split(row_end)[:-1]
+    lead = shown[0][:1].isspace() if shown else False  # _truncate strips; a row ends in a digit or "…"
+    return [_truncate(r, max_chars) if lead or len(r) > max_chars else r for r in out]
 
 
 def default_l0_descriptions(dataset: Dataset, max_chars: int = 300, precision: int = 2,
@@ -1385,11 +1444,4 @@ def default_l0_descriptions(dataset: Dataset, max_chars: int = 300, precision: i
         return [_truncate(t, max_chars) for t in dataset.texts]
     if dataset.modality == "image":
         return [f"Image {Path(p).name}" for p in dataset.image_paths]
-    names = dataset.feature_names
-    out = []
-    for row in dataset.numeric_raw:
-        parts = [f"{n}={_fmt_number(float(v), precision)}" for n, v in zip(names[:max_vals], row[:max_vals])]
-        if len(names) > max_vals:
-            parts.append("…")
-        out.append(_truncate(", ".join(parts), max_chars))
-    return out
+    return _number_descriptions(dataset.numeric_raw, list(dataset.feature_names), max_chars, precision, max_vals)

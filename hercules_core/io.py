@@ -376,7 +376,7 @@ def _clusters_doc(h: Hierarchy) -> list[dict[str, Any]]:
             p = int(lv.parent[j])
             out.append({
                 "id": cid, "level": level, "parent": above.ids[p] if above is not None and p >= 0 else None,
-                "children": [below.ids[c] for c in h.children_of(level, j)], "size": int(lv.size[j]),
+                "children": [below.ids[c] for c in h.children_of(level, j).tolist()], "size": int(lv.size[j]),
                 "title": lv.titles[j], "description": lv.descriptions[j], "fallback": bool(lv.fallback[j]),
                 "source": lv.sources[j],
                 "description_mark": lv.description_marks[j] if lv.description_marks else None,

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import re
+from array import array
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from .config import HerculesConfig
 from .dataset import Dataset
@@ -21,10 +22,14 @@ from .prompts import clean_text
 from .summarize_types import ProgressFn, Summary, SummaryRequest
 
 _WORDS = re.compile(r"\S+")
-# words with inner apostrophes stay whole ("pudd'nhead", "don't": the latter is a stop word)
-_TOKEN = re.compile(r"(?u)\b[^\W\d_]{2,}(?:['’][^\W\d_]+)*\b")
-_POSSESSIVE = re.compile(r"['’]s$")
-_CLAUSE = re.compile(r"[.,;:!?()\[\]\"“”…/\n\t-]+|\s--\s|\d+")
+# A word: two or more letters, with inner apostrophes ("pudd'nhead", "don't": the latter is a stop
+# word), between non-word characters or digits (digits end a clause: "covid19" is the word "covid",
+# "abc_def" none). The lookbehind follows the first letter so that the regex engine can skip ahead
+# to letters; the group makes split() return the gaps between the words too.
+_TERM = re.compile(r"([^\W\d_](?<![^\W\d].)[^\W\d_]+(?:['’][^\W\d_]+)*)(?![^\W\d])")
+# a one-character gap that ends a clause (punctuation, a line or tab break, a digit): no phrase across it
+_CLAUSE_BREAK = frozenset(".,;:!?()[]\"“”…/\n\t-")
+_MAX_TERMS = 50000  # vocabulary size: the most frequent terms
 # conversational filler that c-TF-IDF ranks high in short texts but that names no subject
 FILLER_WORDS = frozenset("""
 said says say saying like likes liked people just got get gets getting going goes go went gone come comes
@@ -57,20 +62,57 @@ def _cap(word: str) -> str:
 
 def _terms_of(text: str) -> list[str]:
     """Words and two-word phrases of ``text`` without stop or filler words; a phrase is two words
-    that stand side by side in one clause (never across a stop word or punctuation)."""
+    that stand side by side in one clause (one character apart, never across a stop word or punctuation)."""
     out = []
-    for clause in _CLAUSE.split(str(text).lower()):
-        prev = None
-        for m in _TOKEN.finditer(clause):
-            w = _POSSESSIVE.sub("", m.group(0))  # "linux's" is the term "linux" ("Linux, Microsoft, Linux's")
-            if w in STOP_WORDS:
-                prev = None
-                continue
-            out.append(w)
-            if prev is not None and prev[1] == m.start() - 1:  # one space apart
-                out.append(f"{prev[0]} {w}")
-            prev = (w, m.end())
+    prev = None
+    parts = _TERM.split(str(text).lower())  # gap, word, gap, word, ..., gap
+    for gap, w in zip(parts[::2], parts[1::2]):
+        if w[-2:] in ("'s", "’s"):  # "linux's" is the term "linux" ("Linux, Microsoft, Linux's")
+            w = w[:-2]
+        if w in STOP_WORDS:
+            prev = None
+            continue
+        out.append(w)
+        if prev is not None and len(gap) == 1 and gap not in _CLAUSE_BREAK and not gap.isdecimal():
+            out.append(f"{prev} {w}")
+        prev = w
     return out
+
+
+def _document_terms(texts: list[str], max_terms: int = _MAX_TERMS) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The binary document-term matrix (float64 CSR, sorted indices) of ``texts`` over the terms of
+    :func:`_terms_of` and its vocabulary (sorted): the ``max_terms`` terms most documents use, ties
+    cut as scikit-learn's ``CountVectorizer(analyzer=_terms_of, binary=True, max_features=...)``
+    cuts them (what this replaces). Each distinct text is analysed once (at 1M items of 20k distinct
+    texts: 0.3 s instead of 7 s). ValueError when no text has a term."""
+    row_of: dict[str, int] = {}
+    codes = np.fromiter((row_of.setdefault(t, len(row_of)) for t in texts), dtype=np.int64, count=len(texts))
+    vocab: dict[str, int] = {}
+    indices, indptr = array("q"), array("q", [0])
+    for text in row_of:
+        indices.extend({vocab.setdefault(t, len(vocab)) for t in _terms_of(text)})
+        indptr.append(len(indices))
+    if not vocab:
+        raise ValueError("empty vocabulary: every word is a stop word or too short")
+    terms = sorted(vocab)
+    column = np.empty(len(terms), dtype=np.int64)  # first-seen id -> alphabetical position
+    column[np.fromiter((vocab[t] for t in terms), dtype=np.int64, count=len(terms))] = np.arange(len(terms))
+    cols = column[np.frombuffer(indices, dtype=np.int64)]
+    rows = np.repeat(np.arange(len(row_of)), np.diff(np.frombuffer(indptr, dtype=np.int64)))
+    # documents per term, each distinct text counted as often as it occurs
+    df = np.bincount(cols, weights=np.bincount(codes, minlength=len(row_of))[rows].astype(np.float64),
+                     minlength=len(terms))
+    keep = np.ones(len(terms), dtype=bool)
+    if len(terms) > max_terms:  # CountVectorizer's own cut (an unstable argsort), for the same terms
+        keep[:] = False
+        keep[(-df).argsort()[:max_terms]] = True
+    kept = keep[cols]
+    new_col = np.cumsum(keep) - 1
+    per_row = np.bincount(rows[kept], minlength=len(row_of))
+    distinct = sp.csr_matrix((np.ones(int(kept.sum())), new_col[cols[kept]], np.concatenate([[0], np.cumsum(per_row)])),
+                             shape=(len(row_of), int(keep.sum())))
+    distinct.sort_indices()
+    return distinct[codes], np.array(terms, dtype=object)[keep]
 
 
 def stem(term: str) -> str:
@@ -209,10 +251,8 @@ class KeywordSummarizer:
             texts, self._captioned = image_texts(dataset, self.l0_texts)
         if not self._numeric and texts:
             # fitted once: every level reuses the same document-term matrix; words and two-word phrases
-            vectorizer = CountVectorizer(analyzer=_terms_of, max_features=50000, dtype=np.float64, binary=True)
             try:
-                self._dtm = vectorizer.fit_transform(texts).tocsr()
-                self._vocab = vectorizer.get_feature_names_out()
+                self._dtm, self._vocab = _document_terms(texts)
             except ValueError:  # empty vocabulary: every word is a stop word or too short
                 self._dtm = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import zipfile
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from sklearn.datasets import load_digits
 from hercules_core import data
 from hercules_core.data import (collect_images, default_l0_descriptions, default_l0_titles, prepare,
                                 read_table)
+from hercules_core.dataset import Dataset
 from hercules_core.errors import InputError
 
 FORTUNE = Path("/work/shared/data/fortune_dev8.csv")
@@ -86,6 +88,19 @@ def test_missing_labels_named():
     msg = err(prepare, TEXTS, labels={"0": "a"})
     assert "1, 2" in msg
     assert "labels has 2 entries" in err(prepare, TEXTS, labels=["a", "b"])
+
+
+def test_ids_and_labels_of_every_cell_type():
+    """Columns of strs or ints (checked in bulk) and mixed ones (cell by cell) give the same ids,
+    labels and messages."""
+    assert prepare(TEXTS, ids=[7.0, 8, "x"]).ids == ["7", "8", "x"]  # a float id that is an integer
+    assert prepare(TEXTS, ids=[3, 1, 2], labels=[0, 1, 0]).labels == ["0", "1", "0"]
+    for blank in ("", " \t", None, float("nan")):
+        assert "1 items have no id (rows 1)" in err(prepare, TEXTS, ids=["a", blank, "c"])
+        assert "1 items have no label: ids 2" in err(prepare, TEXTS, labels=["a", "b", blank])
+    for dup in (["a", "b", "a"], [1, 2, 1]):
+        assert "1 ids occur more than once: " + str(dup[0]) in err(prepare, TEXTS, ids=dup)
+    assert "Texts must be strings" in err(prepare, pd.DataFrame({"t": ["x", 2, "y"]}), text_column="t")
 
 
 def test_non_string_texts_named():
@@ -414,6 +429,51 @@ def test_default_l0_titles_and_descriptions():
     assert d[1].startswith("v0=1234.5, ") and d[2].startswith("v0=0.00012, ")
     assert default_l0_descriptions(num, precision=0, max_vals=2)[1] == "v0=1234, v1=1234, …"
     assert default_l0_descriptions(num, max_chars=12)[0] == "v0=0.12,…"  # word boundary
+
+
+def _reference_number(v: float, precision: int) -> str:
+    """How a number read one at a time (the reference for the batched formatting)."""
+    if not math.isfinite(v):
+        return str(v)
+    if float(v).is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    if abs(v) < 1 or abs(v) >= 1e6:
+        return f"{v:.{max(precision, 1)}g}"
+    fixed = f"{v:.{precision}f}"
+    return fixed.rstrip("0").rstrip(".") if "." in fixed else fixed
+
+
+def test_numeric_descriptions_match_one_number_at_a_time():
+    """Batched formatting gives the strings of formatting each number on its own: integers, -0.0,
+    tiny, huge, nan/inf, trailing zeros, values on and next to rounding ties, every precision,
+    names with "%" or the row separator, more or fewer names than shown, truncation, float32."""
+    from hercules_core.data import _truncate
+
+    rng = np.random.default_rng(3)
+    edge = [0.0, -0.0, 1.0, -7.0, 1e14, 999999999999999.0, 1e15, -1e16, 1.5e300, 5e-324, 1e-5, -0.00012345, 0.125,
+            0.0999, 0.995, 1.005, 1.125, 2.5, -2.5, 2.675, 10.5, 3.0000001, 2.50000001, 999999.995, 999999.4,
+            1e6, 1234567.891, 0.5, -0.05, 123.456789, math.nan, math.inf, -math.inf, 1 / 3, 2 / 3, 100.10]
+    mixed = np.concatenate([edge, rng.normal(size=600) * 10.0 ** rng.integers(-7, 9, 600),
+                            np.round(rng.normal(size=400) * 1e5) / 10.0 ** rng.integers(0, 4, 400),  # few decimals
+                            rng.integers(-5, 6, 400) * 0.125 + rng.integers(-9, 10, 400)])  # exact binary ties
+    raw = rng.permutation(np.resize(mixed, 12 * 150)).reshape(150, 12)
+    names = ["v0", "a%d", " lead", "x\x01y", "é", "v5", "v6", "v7", "v8", "v9", "v10", "v11"]
+    for precision in (0, 1, 2, 3, 6, 20):
+        for max_vals, max_chars, cols in ((10, 300, 12), (3, 40, 12), (12, 300, 12), (0, 300, 12), (10, 300, 5)):
+            shown = names[:cols] if cols == 12 else names[2:2 + cols]  # the latter starts with a space
+            ds = Dataset(ids=[str(i) for i in range(len(raw))], modality="numeric", numeric_raw=raw[:, :cols],
+                         feature_names=shown)
+            expected = []
+            for row in raw[:, :cols]:
+                parts = [f"{n}={_reference_number(float(v), precision)}"
+                         for n, v in zip(shown[:max_vals], row[:max_vals])]
+                if len(shown) > max_vals:
+                    parts.append("…")
+                expected.append(_truncate(", ".join(parts), max_chars))
+            assert default_l0_descriptions(ds, max_chars, precision, max_vals) == expected, (precision, max_vals)
+    single = Dataset(ids=["a"], modality="numeric", numeric_raw=np.array([[1.25, 0.5]], dtype=np.float32),
+                     feature_names=["p", "q"])
+    assert default_l0_descriptions(single) == ["p=1.25, q=0.5"]
 
 
 # ----------------------------------------------------------------------------- properties

@@ -96,3 +96,53 @@ def test_possessives_are_the_same_term():
     terms = _terms_of("Linux's kernel beats Microsoft's; it's linux. Pudd'nhead Wilson's calendar")
     assert "linux's" not in terms and terms.count("linux") == 2 and "microsoft" in terms
     assert "it" not in terms and "pudd'nhead wilson" in terms and "wilson calendar" in terms
+
+
+def _reference_terms(text):
+    """The analyser before it was made faster (clause split, then words per clause): the reference."""
+    import re
+
+    from hercules_core.keywords import STOP_WORDS
+
+    token = re.compile(r"(?u)\b[^\W\d_]{2,}(?:['’][^\W\d_]+)*\b")
+    out = []
+    for clause in re.split(r"[.,;:!?()\[\]\"“”…/\n\t-]+|\s--\s|\d+", str(text).lower()):
+        prev = None
+        for m in token.finditer(clause):
+            w = re.sub(r"['’]s$", "", m.group(0))
+            if w in STOP_WORDS:
+                prev = None
+                continue
+            out.append(w)
+            if prev is not None and prev[1] == m.start() - 1:
+                out.append(f"{prev[0]} {w}")
+            prev = (w, m.end())
+    return out
+
+
+def test_terms_and_counts_match_the_reference_analyser():
+    """The document-term matrix equals scikit-learn's CountVectorizer with the reference analyser:
+    the same terms (words and phrases) per text, vocabulary and cut at max_terms (ties included)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from hercules_core.keywords import _document_terms, _terms_of
+
+    rng = np.random.default_rng(7)
+    words = ["Linux's", "kernel", "don't", "pudd'nhead", "rock'n'roll", "O’Brien’s", "café", "naïve", "İstanbul",
+             "Straße", "данные", "数据", "abc_def", "covid19", "x", "a", "the", "It's", "MARK", "twain", "dogs",
+             "cats", "''quoted''", "ab'", "'tis", "x'yz", "élan", "٣٤", "²nd", "q2", "mid-term", "well—known"]
+    seps = [" ", "  ", ", ", ". ", " -- ", "\t", "\n", "-", "/", "…", "’", "'", "*", "\u00a0", "_", "7", "٣",
+            "“", "” ", "; ", "(", ") ", "&", "\r\n"]
+    texts = []
+    for _ in range(3000):
+        k = int(rng.integers(0, 12))
+        texts.append("".join(str(rng.choice(words)) + str(rng.choice(seps)) for _ in range(k)))
+    texts += texts[:500] + ["", "the and of", "   ", "12 34"]  # repeats count once per occurrence
+    for t in texts:
+        assert _terms_of(t) == _reference_terms(t), t
+    for limit in (40, 300, 50000):  # a small limit cuts among tied counts
+        ref = CountVectorizer(analyzer=_reference_terms, max_features=limit, dtype=np.float64, binary=True)
+        expected = ref.fit_transform(texts).tocsr()
+        dtm, vocab = _document_terms(texts, limit)
+        assert list(vocab) == list(ref.get_feature_names_out())
+        assert dtm.shape == expected.shape and (dtm != expected).nnz == 0 and dtm.has_sorted_indices
