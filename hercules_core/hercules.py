@@ -338,7 +338,8 @@ class Hercules:
                     n_init = int(np.clip(cfg.kmeans_upper_work_budget / (current.size * k), 1, cfg.kmeans_upper_n_init))
                 result = km.kmeans(current, k, rng=rng, sample_weight=weights, n_init=n_init,
                                    max_iter=cfg.kmeans_max_iter, backend=cfg.kmeans_backend,
-                                   large_threshold=cfg.kmeans_large_threshold)
+                                   large_threshold=cfg.kmeans_large_threshold,
+                                   settled=li == 1 and cfg.level1_settle_steps > 0 and not cfg.use_resampling)
                 level_inputs.append(stability.LevelInput(current, weights, n_init, result.backend))
                 if cfg.use_resampling:
                     result = km.resample_refine(current, result, rng=rng, iterations=cfg.resampling_iterations,

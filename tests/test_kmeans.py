@@ -221,3 +221,22 @@ def test_group_sums_do_not_depend_on_the_block_size(monkeypatch):
     assert np.array_equal(counts, np.bincount(labels, minlength=31)) and (sums[30] == 0).all()
     monkeypatch.setattr(km, "_SUM_BYTES", 1)  # the smallest block (1024 rows)
     assert np.allclose(km.group_sums(X, labels, 31)[0], sums, rtol=1e-12, atol=1e-12)
+
+
+def test_a_sample_trained_run_that_the_settle_continues_stops_early(monkeypatch):
+    """When the settle follows over every row, faiss's training on a sample stops at
+    SETTLED_SAMPLE_ITERATIONS (the settle's steps replace the rest); trained on every point, or not
+    settled, it keeps its 25. Once settled, both reach the same partition."""
+    import faiss
+
+    X, _ = blobs(n=4000, k=5, d=8, seed=2)
+    monkeypatch.setattr(km, "MAX_POINTS_PER_CENTROID", 100)  # 5 x 100 = 500 of 4000 rows train
+    iterations, train = [], faiss.Clustering.train
+    monkeypatch.setattr(faiss.Clustering, "train",
+                        lambda self, *a, **kw: iterations.append(self.niter) or train(self, *a, **kw))
+    early = km.kmeans(X, 5, rng=np.random.default_rng(3), backend="faiss", settled=True)
+    full = km.kmeans(X, 5, rng=np.random.default_rng(3), backend="faiss")
+    km.kmeans(X[:400], 5, rng=np.random.default_rng(3), backend="faiss", settled=True)  # every row trains
+    assert iterations == [km.SETTLED_SAMPLE_ITERATIONS, 25, 25]
+    a, b = (km.settle_to_nearest(X, r.labels, 5, normalize=False, max_steps=50) for r in (early, full))
+    assert adjusted_rand_score(a.labels, b.labels) > 0.99 and a.agreement >= 1 - km.SETTLE_TOLERANCE
