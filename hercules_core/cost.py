@@ -417,12 +417,12 @@ def format_report(report: Mapping[str, Any]) -> list[str]:
 # 1,225-text run ~31 s, ~20 s of it numba compiling: 0.02 s per unit, the compile 1,000 units.
 SPACE_FIXED_UNITS = 1_000
 DEFAULT_SPACE_SECONDS_PER_UNIT = 0.02
-# The rest (docs/scaling.md's stage table less UMAP, read and save): 1M x 384 own vectors, k=1000,
-# 240 s; 1M x 16, 57 s; 100k x 384, 30 s; 100k x 16, 21 s (loads 3-14): fitted by
-# 5e-5 s x (100,000 + n (1 + k d / 50,000)) to within 2x at every size.
+# The rest (the fit less UMAP; docs/scaling.md, quiet machine, k=1000): 1M x 384 own vectors 37.7 s,
+# 1M x 16 14.6 s, 100k x 384 12.5 s, 100k x 16 2.5 s: 1.3e-5 s x (100,000 + n (1 + k d / 100,000))
+# gives 63, 16.4, 7.6 and 2.8 s, within 2x at every size (100k x 384 trains on every point).
 OTHER_FIXED_UNITS = 100_000
-OTHER_KD_PER_UNIT = 50_000
-DEFAULT_OTHER_SECONDS_PER_UNIT = 5e-5
+OTHER_KD_PER_UNIT = 100_000
+DEFAULT_OTHER_SECONDS_PER_UNIT = 1.3e-5
 
 
 @dataclass(frozen=True)
