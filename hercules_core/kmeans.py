@@ -159,8 +159,9 @@ def settle_to_nearest(X: np.ndarray, labels: np.ndarray, k: int, *, normalize: b
     would move (those stay, so at least 99.2% are their nearest centroid's) or after ``max_steps``
     searches (0: the partition is only given its centroids); never leaves a group empty.
 
-    With more than ``2 * SETTLE_CANDIDATES`` groups of ``CHEAP_MIN_DIM`` or more dimensions a step searches each row only among the
-    ``SETTLE_CANDIDATES`` centroids nearest its own (:func:`_nearest_among_neighbours`): centroids
+    With more than ``2 * SETTLE_CANDIDATES`` groups of ``CHEAP_MIN_DIM`` or more dimensions a step
+    searches each row only among the ``SETTLE_CANDIDATES`` centroids nearest its own
+    (:func:`_nearest_among_neighbours`): centroids
     move little from step to step, and a row's nearest is one of its own centroid's neighbours. Such
     a step never moves a row away from a nearer centroid, so it is a (restricted) Lloyd step; once
     one finds at most the tolerance moving, an exact search over every centroid decides: stop, or
