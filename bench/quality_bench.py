@@ -15,6 +15,9 @@ Optionally (--cli) a whole CLI run on fortune_dev8 with a cold and then a warm c
 same with --reduce none.
 
 Usage: .venv/bin/python bench/quality_bench.py [--seeds 5] [--cli]
+       .venv/bin/python bench/quality_bench.py --fit-samples 600,300,120 [--seeds 3]
+       .venv/bin/python bench/quality_bench.py --fit-samples 50000,25000,10000 --data docstrings.csv \
+           [--text-column text --label-column label --levels 200,40,34 --no-full-fit]
 """
 
 from __future__ import annotations
@@ -63,20 +66,33 @@ class MemoryCache:
 CACHE = MemoryCache()
 
 
-def fortune():
+def labelled_texts(path=FORTUNE, text_column="text", label_column="label"):
+    """A labelled text CSV as (Dataset, MiniLM vectors, embedder that looks them up). The vectors are
+    computed once and cached in bench/results/ (fortune_dev8's file is shared with core_bench.py;
+    another set's file name carries the SHA-256 of its texts, so an edited CSV is embedded again)."""
+    import hashlib
+
     import pandas as pd
 
     from hercules_core.clients.sentence_transformer import minilm
 
-    df = pd.read_csv(FORTUNE)
-    texts = df.text.astype(str).tolist()
-    path = RESULTS / "fortune_minilm.npy"
-    if path.exists():
-        X = np.load(path)
+    df = pd.read_csv(path)
+    texts = df[text_column].astype(str).tolist()
+    if Path(path) == FORTUNE:
+        cache = RESULTS / "fortune_minilm.npy"
     else:
-        X = np.asarray(minilm(show_progress=False).embed(texts), np.float32)
-        np.save(path, X)
-    ds = Dataset(ids=df.id.astype(str).tolist(), modality="text", texts=texts, labels=df.label.astype(str).tolist())
+        digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:12]
+        cache = RESULTS / f"{Path(path).stem}_{digest}_minilm.npy"
+    if cache.exists():
+        X = np.load(cache)
+    else:
+        t = time.perf_counter()
+        X = np.asarray(minilm(show_progress=len(texts) > 10_000).embed(texts), np.float32)
+        print(f"  embedded {len(texts):,} texts with MiniLM in {time.perf_counter() - t:.0f} s -> {cache}", flush=True)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        np.save(cache, X)
+    ids = df["id"].astype(str).tolist() if "id" in df.columns else [str(i) for i in range(len(df))]
+    ds = Dataset(ids=ids, modality="text", texts=texts, labels=df[label_column].astype(str).tolist())
     return ds, X, LookupEmbedder(texts, X, FakeEmbedder(384))
 
 
@@ -152,7 +168,7 @@ def umap_threads(X):
 
 
 def text_rows(seeds):
-    ds, X, emb = fortune()
+    ds, X, emb = labelled_texts()
     y = ds.labels
     print(f"fortune_dev8: {len(ds)} texts, {len(set(y))} labels, MiniLM, seeds 0..{seeds - 1}", flush=True)
     rows = [summarize("flat KMeans(8)", [flat(X, y, 8, s) for s in range(seeds)])]
@@ -174,19 +190,27 @@ def text_rows(seeds):
     return rows
 
 
-def fit_sample_rows(seeds, samples):
+def fit_sample_rows(seeds, samples, data=None, levels=None, full_fit=True):
     """UMAP fitted on a sample and placed by transform (reduce_fit_sample) against a full fit and none:
-    does a sample fit keep UMAP's gain? (the question behind reduce_max_items; docs/scaling.md)"""
-    ds, X, emb = fortune()
+    does a sample fit keep UMAP's gain? (the question behind reduce_max_items; docs/scaling.md).
+    ``data``: (csv, text column, label column), fortune_dev8 by default; ``levels`` default to
+    [100, 20, 8] on fortune_dev8, else [200, 40, number of labels]."""
+    ds, X, emb = labelled_texts(*data) if data else labelled_texts()
     y = ds.labels
-    rows = [summarize("flat KMeans(8)", [flat(X, y, 8, s) for s in range(seeds)])]
+    k = len(set(y))
+    levels = tuple(levels) if levels else ((100, 20, 8) if data is None else (200, 40, k))
+    name = Path(data[0]).name if data else "fortune_dev8"
+    print(f"{name}: {len(ds):,} texts, {k} labels, MiniLM, levels {list(levels)}, seeds 0..{seeds - 1}, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    rows = [summarize(f"flat KMeans({k})", [flat(X, y, k, s) for s in range(seeds)])]
     base = rows[0]["top_ari"]
-    for fit in (0, *samples):
-        runs = [hercules(ds, s, emb, level_cluster_counts=(100, 20, 8), reduce_method="umap", reduce_fit_sample=fit)
+    for fit in ((0,) if full_fit else ()) + tuple(samples):
+        runs = [hercules(ds, s, emb, level_cluster_counts=levels, reduce_method="umap", reduce_fit_sample=fit)
                 for s in range(seeds)]
-        rows.append(summarize(f"HERCULES [100, 20, 8] UMAP fitted on {fit or 'all'} of {len(X)}", runs, base))
-    runs = [hercules(ds, s, emb, level_cluster_counts=(100, 20, 8), reduce_method="none") for s in range(seeds)]
-    rows.append(summarize("HERCULES [100, 20, 8] --reduce none", runs, base))
+        rows.append(summarize(f"HERCULES {list(levels)} UMAP fitted on {fit or 'all'} of {len(X)}", runs, base))
+    runs = [hercules(ds, s, emb, level_cluster_counts=levels, reduce_method="none") for s in range(seeds)]
+    rows.append(summarize(f"HERCULES {list(levels)} --reduce none", runs, base))
+    print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
     return rows
 
 
@@ -298,10 +322,21 @@ def main():
     p.add_argument("--skip-other", action="store_true", help="fortune_dev8 only")
     p.add_argument("--fit-samples", default="", help="only: UMAP fitted on these sample sizes of fortune_dev8 "
                                                        "(e.g. 600,300,120) against a full fit and none")
+    p.add_argument("--data", help="with --fit-samples: a labelled text CSV instead of fortune_dev8 "
+                                  "(e.g. from bench/docstring_corpus.py)")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--levels", help="with --fit-samples: e.g. 200,40,34 (default [100, 20, 8] on fortune_dev8, "
+                                    "[200, 40, number of labels] on --data)")
+    p.add_argument("--no-full-fit", action="store_true", help="with --fit-samples: leave out the fit on all items")
     args = p.parse_args()
     if args.fit_samples:
-        rows = fit_sample_rows(args.seeds, [int(x) for x in args.fit_samples.split(",")])
-        (RESULTS / "quality_bench_fit_sample.json").write_text(json.dumps(rows, indent=2))
+        data = (args.data, args.text_column, args.label_column) if args.data else None
+        rows = fit_sample_rows(args.seeds, [int(x) for x in args.fit_samples.split(",")], data,
+                               [int(x) for x in args.levels.split(",")] if args.levels else None, not args.no_full_fit)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out = "quality_bench_fit_sample.json" if data is None else f"quality_bench_fit_sample_{Path(args.data).stem}.json"
+        (RESULTS / out).write_text(json.dumps(rows, indent=2))
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
     print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
