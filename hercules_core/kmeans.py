@@ -396,7 +396,7 @@ def _fill_empty(X, labels, centroids, weights):
         empty = np.flatnonzero(counts == 0)
         if len(empty) == 0:
             break
-        d = np.einsum("ij,ij->i", X - centroids[labels], X - centroids[labels])
+        d = sq_dist_to_own(X, [(centroids, labels)])[0]  # in blocks: X - C[labels] twice was +4.5 GB at 1M x 384
         d[counts[labels] <= 1] = -1.0  # never take the last member of a cluster
         for e in empty:
             i = int(np.argmax(d))
@@ -418,7 +418,7 @@ def resample_refine(X: np.ndarray, result: KMeansResult, *, rng: np.random.Gener
     labels, cent = result.labels.copy(), result.centroids.copy()
     k = len(cent)
     for _ in range(iterations):
-        d = np.einsum("ij,ij->i", X - cent[labels], X - cent[labels])
+        d = sq_dist_to_own(X, [(cent, labels)])[0]
         order = np.lexsort((d, labels))  # by cluster, then distance
         starts = np.searchsorted(labels[order], np.arange(k))
         counts = np.bincount(labels, minlength=k)
